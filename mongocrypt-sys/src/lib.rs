@@ -1,0 +1,32 @@
+//! Raw FFI bindings to [libmongocrypt](https://github.com/mongodb/libmongocrypt).
+//!
+//! The bindings are generated at build time by bindgen from the `mongocrypt.h` that the build script found, so
+//! they declare exactly the functions of the library being linked: 69 on libmongocrypt 1.7, 80 on 1.21. Discovery
+//! order: `MONGOCRYPT_LIB_DIR` (+ `MONGOCRYPT_INCLUDE_DIR`), then pkg-config (`libmongocrypt`, or
+//! `libmongocrypt-static` with `MONGOCRYPT_STATIC=1` or the `static` feature), then a build provisioned by
+//! `vendor/provision` in a checkout of the repository.
+//!
+//! C enums are integer type aliases with constants (`mongocrypt_ctx_state_t` and `MONGOCRYPT_CTX_READY`, ...), so
+//! a value that a newer library returns and this header did not know is still a valid integer.
+//!
+//! # Metadata for dependent build scripts
+//! The crate sets `links = "mongocrypt"`, so a crate that depends on it directly reads, in its build script:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `DEP_MONGOCRYPT_INCLUDE` | the directory holding `mongocrypt.h`, for C code compiled against the same header |
+//! | `DEP_MONGOCRYPT_VERSION` | the library release, e.g. `1.7.2` |
+//! | `DEP_MONGOCRYPT_VERSION_NUMBER` | the same as hex `MAJOR << 24 \| MINOR << 16 \| PATCH << 8` |
+//! | `DEP_MONGOCRYPT_LINKAGE` | `dynamic` or `static` |
+//! | `DEP_MONGOCRYPT_LIB_DIRS` | the library directories, joined like `PATH` |
+//! | `DEP_MONGOCRYPT_FUNCTIONS` | the functions added after 1.7 that the header declares, comma-separated |
+//!
+//! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `mongocrypt` crate is the
+//! safe interface.
+#![no_std]
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
+// The comments are mongocrypt.h's Doxygen text: `[in]`, `@ref` and bare URLs are not rustdoc syntax.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls, rustdoc::invalid_html_tags)]
+#![allow(rustdoc::invalid_rust_codeblocks)]
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
