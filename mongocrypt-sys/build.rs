@@ -10,21 +10,21 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Functions that libmongocrypt added after 1.7, with the release that added each. Everything else in the 1.21
-/// header is present in every library from 1.7 on. The safe crate turns this list into `cfg`s so that a call the
+/// Functions that libmongocrypt added after 1.7. Everything else in the 1.21 header is present in every library
+/// from 1.7 on. The safe crate turns this list into `cfg`s so that a call the
 /// linked library lacks becomes a typed error rather than a link failure.
-const FUNCTIONS_ADDED_AFTER_1_7: &[(&str, &str)] = &[
-    ("mongocrypt_is_crypto_available", "1.9.0"),
-    ("mongocrypt_setopt_use_range_v2", "1.10.0"),
-    ("mongocrypt_setopt_retry_kms", "1.12.0"),
-    ("mongocrypt_kms_ctx_usleep", "1.12.0"),
-    ("mongocrypt_kms_ctx_fail", "1.12.0"),
-    ("mongocrypt_kms_ctx_feed_with_retry", "1.12.0"),
-    ("mongocrypt_setopt_key_expiration", "1.13.0"),
-    ("mongocrypt_setopt_enable_multiple_collinfo", "1.13.0"),
-    ("mongocrypt_setopt_use_need_mongo_collinfo_with_db_state", "1.13.0"),
-    ("mongocrypt_ctx_mongo_db", "1.13.0"),
-    ("mongocrypt_ctx_setopt_algorithm_text", "1.15.0"),
+const FUNCTIONS_ADDED_AFTER_1_7: &[&str] = &[
+    "mongocrypt_is_crypto_available",
+    "mongocrypt_setopt_use_range_v2",
+    "mongocrypt_setopt_retry_kms",
+    "mongocrypt_kms_ctx_usleep",
+    "mongocrypt_kms_ctx_fail",
+    "mongocrypt_kms_ctx_feed_with_retry",
+    "mongocrypt_setopt_key_expiration",
+    "mongocrypt_setopt_enable_multiple_collinfo",
+    "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state",
+    "mongocrypt_ctx_mongo_db",
+    "mongocrypt_ctx_setopt_algorithm_text",
 ];
 
 /// Every environment variable this script reads. pkg-config's own (`PKG_CONFIG_PATH`, ...) are declared by the
@@ -113,11 +113,20 @@ fn main() {
     let header_text = fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
     let declared: Vec<&str> = FUNCTIONS_ADDED_AFTER_1_7
         .iter()
-        .map(|(name, _)| *name)
+        .copied()
         .filter(|name| declares(&header_text, name))
         .collect();
 
     generate_bindings(&found, &header, &version, version_number);
+
+    // The same cfgs the safe crate sets, for this crate's own tests.
+    for name in FUNCTIONS_ADDED_AFTER_1_7 {
+        let short = name.strip_prefix("mongocrypt_").unwrap();
+        println!("cargo::rustc-check-cfg=cfg(mongocrypt_has_{short})");
+        if declared.contains(name) {
+            println!("cargo:rustc-cfg=mongocrypt_has_{short}");
+        }
+    }
 
     // Metadata for dependents: DEP_MONGOCRYPT_<KEY>.
     println!("cargo:include={}", found.include_dir.display());
@@ -377,6 +386,18 @@ fn generate_bindings(found: &Found, header: &Path, version: &str, version_number
     let bindings = builder.generate().unwrap_or_else(|e| {
         fail(&format!("bindgen could not parse {}: {e}. bindgen needs libclang (Debian: libclang-dev).", header.display()))
     });
+    // The list of declared functions is read back from the generated code, so it cannot disagree with it.
+    let mut code = bindings.to_string();
+    let functions: Vec<&str> = code
+        .split("pub fn ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .filter(|name| name.starts_with("mongocrypt_"))
+        .collect();
+    let list = format!(
+        "\n/// Every function the bindings declare, in header order.\npub const MONGOCRYPT_SYS_FUNCTIONS: &[&str] = &{functions:?};\n"
+    );
+    code.push_str(&list);
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
-    bindings.write_to_file(&out).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+    fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
 }

@@ -1,0 +1,374 @@
+//! `mongocrypt_t`: one per client, configured by [`CryptBuilder`], then shared as a [`Crypt`].
+
+use std::ffi::{c_void, CStr, CString};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongocrypt_sys as sys;
+
+use crate::binary::{BinaryView, BsonInput};
+use crate::ctx::CtxBuilder;
+use crate::error::{requires, Error, Result, Status};
+use crate::hooks::{self, CryptoProvider, InstalledHooks, RustCrypto};
+use crate::log::{self as mlog, LogHandler, LogLevel};
+
+/// The libmongocrypt release this crate is linked against, as the library reports it.
+pub fn version() -> &'static str {
+    // SAFETY: mongocrypt_version returns a static NUL-terminated string ("A NULL terminated string"); len is an
+    // optional out-parameter.
+    unsafe { CStr::from_ptr(sys::mongocrypt_version(std::ptr::null_mut())) }.to_str().unwrap_or("unknown")
+}
+
+/// Whether the linked libmongocrypt has native cryptography. When it has none (MongoDB's "nocrypto" builds),
+/// [`CryptBuilder::build`] installs [`RustCrypto`] unless a provider was set.
+///
+/// Libraries before 1.9 cannot say; they are taken to have crypto, as every packaged build of them does.
+pub fn is_crypto_available() -> bool {
+    #[cfg(mongocrypt_has_is_crypto_available)]
+    {
+        // SAFETY: mongocrypt_is_crypto_available takes no arguments and only reports a build setting.
+        unsafe { sys::mongocrypt_is_crypto_available() }
+    }
+    #[cfg(not(mongocrypt_has_is_crypto_available))]
+    {
+        true
+    }
+}
+
+/// Callbacks that libmongocrypt holds raw pointers to; owned beside the handle and dropped after it.
+#[derive(Default)]
+struct Callbacks {
+    log: Option<Box<LogHandler>>,
+    hooks: Option<InstalledHooks>,
+}
+
+/// A `mongocrypt_t` being configured: every `mongocrypt_setopt_*` is a method. Options may only be set before
+/// `mongocrypt_init`, which [`build`](CryptBuilder::build) calls; the builder is consumed there, so a setopt after
+/// init does not compile.
+pub struct CryptBuilder {
+    raw: NonNull<sys::mongocrypt_t>,
+    callbacks: Callbacks,
+    provider: Option<Arc<dyn CryptoProvider>>,
+    log_set: bool,
+}
+
+// SAFETY: an uninitialised mongocrypt_t is owned by this one builder and never shared; moving it to another
+// thread is moving ownership ("Multiple mongocrypt_t handles may be created"; none is used from two threads).
+unsafe impl Send for CryptBuilder {}
+
+impl CryptBuilder {
+    /// A new handle with no options set.
+    pub fn new() -> CryptBuilder {
+        // SAFETY: mongocrypt_new has no preconditions; the handle is destroyed in Drop or owned by the Crypt.
+        let raw = unsafe { sys::mongocrypt_new() };
+        CryptBuilder {
+            raw: NonNull::new(raw).expect("mongocrypt_new returned NULL (out of memory)"),
+            callbacks: Callbacks::default(),
+            provider: None,
+            log_set: false,
+        }
+    }
+
+    fn ptr(&self) -> *mut sys::mongocrypt_t {
+        self.raw.as_ptr()
+    }
+
+    /// The error status of the handle after a setopt returned false.
+    fn check(self, ok: bool) -> Result<CryptBuilder> {
+        if ok {
+            Ok(self)
+        } else {
+            Err(status_error(self.ptr()))
+        }
+    }
+
+    /// Sends libmongocrypt's log messages to `handler` instead of the `log` crate (the default, under target
+    /// `mongocrypt`). A panic in the handler is caught and the message dropped.
+    pub fn log_handler(mut self, handler: impl Fn(LogLevel, &str) + Send + Sync + 'static) -> Result<CryptBuilder> {
+        self.log_set = true;
+        self.set_log_handler(Box::new(handler))
+    }
+
+    fn set_log_handler(mut self, handler: LogHandler) -> Result<CryptBuilder> {
+        let handler = Box::new(handler);
+        let ctx = &*handler as *const LogHandler as *mut c_void;
+        self.callbacks.log = Some(handler);
+        // SAFETY: before init ("@pre mongocrypt_init has not been called"); `ctx` points into a Box owned by
+        // self.callbacks, which outlives the handle: Crypt drops it after mongocrypt_destroy.
+        let ok = unsafe { sys::mongocrypt_setopt_log_handler(self.ptr(), Some(mlog::log_trampoline), ctx) };
+        self.check(ok)
+    }
+
+    /// Sets KMS provider credentials: a [`KmsProviders`](crate::KmsProviders) or a raw `{name: {credentials}}`
+    /// document (`mongocrypt_setopt_kms_providers`).
+    pub fn kms_providers(self, providers: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
+        let bytes = providers.bson_bytes()?;
+        let bin = BinaryView::new(&bytes)?;
+        // SAFETY: before init; "The viewed data is copied", so the view may end after the call.
+        let ok = unsafe { sys::mongocrypt_setopt_kms_providers(self.ptr(), bin.as_ptr()) };
+        self.check(ok)
+    }
+
+    /// The legacy AWS setter (`mongocrypt_setopt_kms_provider_aws`); prefer [`kms_providers`](Self::kms_providers).
+    pub fn kms_provider_aws(self, access_key_id: &str, secret_access_key: &str) -> Result<CryptBuilder> {
+        let (id, id_len) = str_arg(access_key_id)?;
+        let (secret, secret_len) = str_arg(secret_access_key)?;
+        // SAFETY: before init; both strings are copied by libmongocrypt and live for the call.
+        let ok = unsafe {
+            sys::mongocrypt_setopt_kms_provider_aws(self.ptr(), id.as_ptr(), id_len, secret.as_ptr(), secret_len)
+        };
+        self.check(ok)
+    }
+
+    /// The legacy local-key setter (`mongocrypt_setopt_kms_provider_local`): a 96-byte master key.
+    pub fn kms_provider_local(self, key: &[u8]) -> Result<CryptBuilder> {
+        let bin = BinaryView::new(key)?;
+        // SAFETY: before init; "The viewed data is copied".
+        let ok = unsafe { sys::mongocrypt_setopt_kms_provider_local(self.ptr(), bin.as_ptr()) };
+        self.check(ok)
+    }
+
+    /// A local JSON schema map, `{"db.coll": schema}`, used instead of listCollections.
+    pub fn schema_map(self, schema_map: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
+        let bytes = schema_map.bson_bytes()?;
+        let bin = BinaryView::new(&bytes)?;
+        // SAFETY: before init; "The viewed data is copied".
+        let ok = unsafe { sys::mongocrypt_setopt_schema_map(self.ptr(), bin.as_ptr()) };
+        self.check(ok)
+    }
+
+    /// A local encrypted field config map for Queryable Encryption, `{"db.coll": encryptedFields}`.
+    pub fn encrypted_field_config_map(self, map: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
+        let bytes = map.bson_bytes()?;
+        let bin = BinaryView::new(&bytes)?;
+        // SAFETY: before init; "The viewed data is copied".
+        let ok = unsafe { sys::mongocrypt_setopt_encrypted_field_config_map(self.ptr(), bin.as_ptr()) };
+        self.check(ok)
+    }
+
+    /// Adds a directory to search for the crypt_shared library; `$SYSTEM` searches the system's default paths.
+    pub fn append_crypt_shared_lib_search_path(self, path: &str) -> Result<CryptBuilder> {
+        let path = CString::new(path).map_err(|_| Error::invalid("path contains a NUL byte"))?;
+        // SAFETY: before init; the path is copied.
+        unsafe { sys::mongocrypt_setopt_append_crypt_shared_lib_search_path(self.ptr(), path.as_ptr()) };
+        Ok(self)
+    }
+
+    /// Loads crypt_shared from exactly this path; [`build`](Self::build) fails if it cannot.
+    pub fn set_crypt_shared_lib_path_override(self, path: &str) -> Result<CryptBuilder> {
+        let path = CString::new(path).map_err(|_| Error::invalid("path contains a NUL byte"))?;
+        // SAFETY: before init; the path is copied.
+        unsafe { sys::mongocrypt_setopt_set_crypt_shared_lib_path_override(self.ptr(), path.as_ptr()) };
+        Ok(self)
+    }
+
+    /// Opts into the NEED_KMS_CREDENTIALS state for providers configured as empty documents.
+    pub fn use_need_kms_credentials_state(self) -> CryptBuilder {
+        // SAFETY: before init; no arguments besides the handle.
+        unsafe { sys::mongocrypt_setopt_use_need_kms_credentials_state(self.ptr()) };
+        self
+    }
+
+    /// Opts into the NEED_MONGO_COLLINFO_WITH_DB state, which names the database for listCollections.
+    /// libmongocrypt ≥ 1.13.
+    pub fn use_need_mongo_collinfo_with_db_state(self) -> Result<CryptBuilder> {
+        requires!(mongocrypt_has_setopt_use_need_mongo_collinfo_with_db_state, "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state", "1.13.0", {
+            // SAFETY: before init; no arguments besides the handle.
+            unsafe { sys::mongocrypt_setopt_use_need_mongo_collinfo_with_db_state(self.ptr()) };
+            Ok(self)
+        })
+    }
+
+    /// Lets a NEED_MONGO_COLLINFO state accept several collection infos (for `$lookup`). libmongocrypt ≥ 1.13.
+    pub fn enable_multiple_collinfo(self) -> Result<CryptBuilder> {
+        requires!(mongocrypt_has_setopt_enable_multiple_collinfo, "mongocrypt_setopt_enable_multiple_collinfo", "1.13.0", {
+            // SAFETY: before init; no arguments besides the handle.
+            let ok = unsafe { sys::mongocrypt_setopt_enable_multiple_collinfo(self.ptr()) };
+            self.check(ok)
+        })
+    }
+
+    /// Enables retries of KMS requests (`usleep`, `fail`, `feed_with_retry`). libmongocrypt ≥ 1.12.
+    pub fn retry_kms(self, enable: bool) -> Result<CryptBuilder> {
+        requires!(mongocrypt_has_setopt_retry_kms, "mongocrypt_setopt_retry_kms", "1.12.0", {
+            // SAFETY: before init; a plain flag.
+            let ok = unsafe { sys::mongocrypt_setopt_retry_kms(self.ptr(), enable) };
+            self.check(ok)
+        }, unused(enable))
+    }
+
+    /// How long data keys stay cached; zero never expires them. libmongocrypt ≥ 1.13 (earlier: 60 s, fixed).
+    pub fn key_expiration(self, expiration: Duration) -> Result<CryptBuilder> {
+        requires!(mongocrypt_has_setopt_key_expiration, "mongocrypt_setopt_key_expiration", "1.13.0", {
+            let ms = u64::try_from(expiration.as_millis()).map_err(|_| Error::invalid("key expiration too long"))?;
+            // SAFETY: before init; a plain integer.
+            let ok = unsafe { sys::mongocrypt_setopt_key_expiration(self.ptr(), ms) };
+            self.check(ok)
+        }, unused(expiration))
+    }
+
+    /// Skips query analysis: no crypt_shared is loaded and no ctx asks for markings.
+    pub fn bypass_query_analysis(self) -> CryptBuilder {
+        // SAFETY: before init; no arguments besides the handle.
+        unsafe { sys::mongocrypt_setopt_bypass_query_analysis(self.ptr()) };
+        self
+    }
+
+    /// Opts into range V2 payloads (always on from 1.12, where this is a no-op). libmongocrypt ≥ 1.10.
+    pub fn use_range_v2(self) -> Result<CryptBuilder> {
+        requires!(mongocrypt_has_setopt_use_range_v2, "mongocrypt_setopt_use_range_v2", "1.10.0", {
+            // SAFETY: before init; no arguments besides the handle.
+            let ok = unsafe { sys::mongocrypt_setopt_use_range_v2(self.ptr()) };
+            self.check(ok)
+        })
+    }
+
+    /// Supplies libmongocrypt's cryptography from `provider` (`mongocrypt_setopt_crypto_hooks` and friends).
+    pub fn crypto_provider(mut self, provider: impl CryptoProvider) -> CryptBuilder {
+        self.provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Uses the built-in pure-Rust provider, [`RustCrypto`], even where the library has native crypto.
+    pub fn rust_crypto(self) -> CryptBuilder {
+        self.crypto_provider(RustCrypto)
+    }
+
+    /// Initialises the handle (`mongocrypt_init`). Installs the `log` bridge unless a handler was set, and
+    /// [`RustCrypto`] when the library has no native crypto and no provider was set.
+    pub fn build(mut self) -> Result<Crypt> {
+        if !self.log_set {
+            self = self.set_log_handler(mlog::log_crate_handler())?;
+        }
+        let provider = match self.provider.take() {
+            Some(p) => Some(p),
+            None if !is_crypto_available() => Some(Arc::new(RustCrypto) as Arc<dyn CryptoProvider>),
+            None => None,
+        };
+        if let Some(provider) = provider {
+            // SAFETY: before init, as install requires.
+            self.callbacks.hooks = Some(unsafe { hooks::install(self.ptr(), provider)? });
+        }
+        // SAFETY: options are set; init is called once, and the builder is consumed so no setopt can follow.
+        if !unsafe { sys::mongocrypt_init(self.ptr()) } {
+            return Err(status_error(self.ptr()));
+        }
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the handle and callbacks move into the Crypt exactly once.
+        let callbacks = unsafe { std::ptr::read(&this.callbacks) };
+        Ok(Crypt { raw: this.raw, callbacks })
+    }
+}
+
+impl Default for CryptBuilder {
+    fn default() -> CryptBuilder {
+        CryptBuilder::new()
+    }
+}
+
+impl Drop for CryptBuilder {
+    fn drop(&mut self) {
+        // SAFETY: the handle was never initialised or shared; destroyed once, before the callbacks it points to.
+        unsafe { sys::mongocrypt_destroy(self.ptr()) }
+    }
+}
+
+/// An initialised `mongocrypt_t`: one per client, shared by every operation. `Send + Sync`: "mongocrypt_t is
+/// thread-safe" once initialised, and each operation is its own [`Ctx`](crate::Ctx), which borrows the `Crypt` so
+/// that no ctx can outlive it.
+///
+/// ```
+/// use mongocrypt::{Crypt, KmsProviders};
+/// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
+/// assert!(!mongocrypt::version().is_empty());
+/// # let _ = crypt;
+/// # Ok::<(), mongocrypt::Error>(())
+/// ```
+pub struct Crypt {
+    raw: NonNull<sys::mongocrypt_t>,
+    callbacks: Callbacks,
+}
+
+// SAFETY: after mongocrypt_init the handle is thread-safe ("mongocrypt_t is thread-safe"; ctx creation from several
+// threads is supported), and every callback it holds is Send + Sync.
+unsafe impl Send for Crypt {}
+// SAFETY: as for Send: all &self methods are calls libmongocrypt allows concurrently on an initialised handle.
+unsafe impl Sync for Crypt {}
+
+impl Crypt {
+    /// Starts configuring a new handle.
+    pub fn builder() -> CryptBuilder {
+        CryptBuilder::new()
+    }
+
+    /// Starts a new operation (`mongocrypt_ctx_new`): set its options, then initialise it as one of the six kinds.
+    pub fn ctx(&self) -> CtxBuilder<'_> {
+        CtxBuilder::new(self)
+    }
+
+    /// The version string of the loaded crypt_shared library, if one was loaded.
+    pub fn crypt_shared_lib_version_string(&self) -> Option<&str> {
+        // SAFETY: after init; "If no crypt_shared was successfully loaded, this function returns NULL", otherwise a
+        // string owned by the handle, which lives as long as &self.
+        unsafe {
+            let ptr = sys::mongocrypt_crypt_shared_lib_version_string(self.raw.as_ptr(), std::ptr::null_mut());
+            (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_str().ok()).flatten()
+        }
+    }
+
+    /// The loaded crypt_shared version as `0xMMMMmmmmpppprrrr`-style number, if one was loaded.
+    pub fn crypt_shared_lib_version(&self) -> Option<u64> {
+        // SAFETY: after init; returns 0 when no crypt_shared was loaded.
+        let v = unsafe { sys::mongocrypt_crypt_shared_lib_version(self.raw.as_ptr()) };
+        (v != 0).then_some(v)
+    }
+
+    /// Whether a crypto provider (user-supplied or [`RustCrypto`]) does this handle's cryptography.
+    pub fn uses_crypto_hooks(&self) -> bool {
+        self.callbacks.hooks.is_some()
+    }
+
+    /// The raw handle, for other FFI layers. It stays owned by this `Crypt`: do not destroy it, and do not use it
+    /// after the `Crypt` is dropped.
+    pub fn as_raw(&self) -> *mut sys::mongocrypt_t {
+        self.raw.as_ptr()
+    }
+
+    /// Takes ownership of an initialised handle created elsewhere.
+    ///
+    /// # Safety
+    /// `raw` must come from `mongocrypt_new`, have been initialised with `mongocrypt_init`, be owned by no one else,
+    /// and hold no callbacks whose context may be freed before the returned `Crypt` is dropped.
+    pub unsafe fn from_raw(raw: *mut sys::mongocrypt_t) -> Crypt {
+        Crypt { raw: NonNull::new(raw).expect("Crypt::from_raw: NULL handle"), callbacks: Callbacks::default() }
+    }
+}
+
+impl Drop for Crypt {
+    fn drop(&mut self) {
+        // SAFETY: no Ctx is alive (each borrows the Crypt); the handle is destroyed once, and the callbacks it
+        // points to are dropped only afterwards, with the struct's fields.
+        unsafe { sys::mongocrypt_destroy(self.raw.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for Crypt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crypt").field("raw", &self.raw).field("crypto_hooks", &self.uses_crypto_hooks()).finish()
+    }
+}
+
+fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
+    let status = Status::new();
+    // SAFETY: `raw` is a live handle; mongocrypt_status copies its status into ours.
+    unsafe { sys::mongocrypt_status(raw, status.as_ptr()) };
+    status.to_result().err().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
+}
+
+/// A string argument as (pointer, length) for setopts that take `(const char *, int32_t len)`.
+pub(crate) fn str_arg(s: &str) -> Result<(&[std::ffi::c_char], i32)> {
+    let len = i32::try_from(s.len()).map_err(|_| Error::invalid("string longer than 2 GiB"))?;
+    // SAFETY: reinterpreting &[u8] as &[c_char] (same size and alignment).
+    Ok((unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }, len))
+}

@@ -1,0 +1,198 @@
+//! Errors, and `mongocrypt_status_t`, the C type they are read from.
+
+use std::ffi::CStr;
+use std::ptr::NonNull;
+
+use mongocrypt_sys as sys;
+
+/// The result type of every fallible call in this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong, with libmongocrypt's own message wherever libmongocrypt reported it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// libmongocrypt rejected a call: bad option, bad BSON, call in the wrong state, missing key, ...
+    #[error("libmongocrypt client error {code}: {message}")]
+    Client {
+        /// libmongocrypt's error code (often 1).
+        code: u32,
+        /// libmongocrypt's message.
+        message: String,
+    },
+    /// A KMS reply was an error or could not be parsed.
+    #[error("libmongocrypt KMS error {code}: {message}")]
+    Kms {
+        /// libmongocrypt's error code.
+        code: u32,
+        /// libmongocrypt's message.
+        message: String,
+    },
+    /// The crypt_shared library failed.
+    #[error("libmongocrypt crypt_shared error {code}: {message}")]
+    CryptShared {
+        /// libmongocrypt's error code.
+        code: u32,
+        /// libmongocrypt's message.
+        message: String,
+    },
+    /// The linked libmongocrypt is too old for this call. Decided at build time from what mongocrypt-sys found.
+    #[error("{feature} requires libmongocrypt {required} or later, but {linked} is linked")]
+    Unsupported {
+        /// The C function this call needs.
+        feature: &'static str,
+        /// The first libmongocrypt release that has it.
+        required: &'static str,
+        /// The linked libmongocrypt release.
+        linked: &'static str,
+    },
+    /// An argument cannot be passed to C: a string with a NUL byte, a buffer over 4 GiB, a document that does not
+    /// serialize, or bytes that are not BSON where BSON is required.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// Which family an [`Error`] belongs to, mirroring `mongocrypt_status_type_t` plus this crate's own kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Client`].
+    Client,
+    /// [`Error::Kms`].
+    Kms,
+    /// [`Error::CryptShared`].
+    CryptShared,
+    /// [`Error::Unsupported`].
+    Unsupported,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument,
+}
+
+impl Error {
+    /// The family of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Client { .. } => ErrorKind::Client,
+            Error::Kms { .. } => ErrorKind::Kms,
+            Error::CryptShared { .. } => ErrorKind::CryptShared,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+        }
+    }
+
+    /// libmongocrypt's error code, for errors libmongocrypt reported.
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            Error::Client { code, .. } | Error::Kms { code, .. } | Error::CryptShared { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The message alone, without the kind and code that `Display` adds.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Client { message, .. } | Error::Kms { message, .. } | Error::CryptShared { message, .. } => {
+                message.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub(crate) fn unsupported(feature: &'static str, required: &'static str) -> Error {
+        Error::Unsupported { feature, required, linked: sys::MONGOCRYPT_SYS_VERSION }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidArgument(message.into())
+    }
+}
+
+impl From<bson::error::Error> for Error {
+    fn from(e: bson::error::Error) -> Error {
+        Error::InvalidArgument(format!("BSON: {e}"))
+    }
+}
+
+/// Calls `$body` when the linked header declares the C function behind `cfg($has)`, and otherwise returns
+/// [`Error::Unsupported`] naming it and the release that added it. `unused(args)` names the arguments only the
+/// body reads.
+macro_rules! requires {
+    ($has:ident, $function:literal, $since:literal, $body:expr $(, unused($($arg:ident),*))?) => {{
+        #[cfg($has)]
+        {
+            $body
+        }
+        #[cfg(not($has))]
+        {
+            $($(let _ = &$arg;)*)?
+            Err($crate::error::Error::unsupported($function, $since))
+        }
+    }};
+}
+pub(crate) use requires;
+
+/// An owned `mongocrypt_status_t`.
+pub(crate) struct Status(NonNull<sys::mongocrypt_status_t>);
+
+impl Status {
+    pub(crate) fn new() -> Status {
+        // SAFETY: mongocrypt_status_new has no preconditions; it returns a fresh status that we destroy in Drop
+        // ("When done, destroy it with mongocrypt_status_destroy").
+        let raw = unsafe { sys::mongocrypt_status_new() };
+        Status(NonNull::new(raw).expect("mongocrypt_status_new returned NULL (out of memory)"))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_status_t {
+        self.0.as_ptr()
+    }
+
+    /// The error this status holds, or `Ok` if it is an ok status.
+    pub(crate) fn to_result(&self) -> Result<()> {
+        let raw = self.as_ptr();
+        // SAFETY: `raw` is a live status owned by self; status_ok/type/code only read it.
+        let (ok, kind, code) =
+            unsafe { (sys::mongocrypt_status_ok(raw), sys::mongocrypt_status_type(raw), sys::mongocrypt_status_code(raw)) };
+        if ok {
+            return Ok(());
+        }
+        let mut len = 0u32;
+        // SAFETY: mongocrypt_status_message returns a NUL-terminated string owned by the status (or NULL); it is
+        // copied out before the status can change or be destroyed.
+        let message = unsafe {
+            let ptr = sys::mongocrypt_status_message(raw, &mut len);
+            if ptr.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(ptr).to_string_lossy().into_owned()
+            }
+        };
+        Err(match kind {
+            sys::MONGOCRYPT_STATUS_ERROR_KMS => Error::Kms { code, message },
+            sys::MONGOCRYPT_STATUS_ERROR_CRYPT_SHARED => Error::CryptShared { code, message },
+            _ => Error::Client { code, message },
+        })
+    }
+
+    /// Sets a client error on a status libmongocrypt handed to a callback.
+    ///
+    /// # Safety
+    /// `raw` must be a live status or NULL (hooks receive "an optional status").
+    pub(crate) unsafe fn set_client_error(raw: *mut sys::mongocrypt_status_t, message: &str) {
+        if raw.is_null() {
+            return;
+        }
+        let mut bytes = message.replace('\0', " ").into_bytes();
+        bytes.push(0);
+        let Ok(len) = i32::try_from(bytes.len()) else { return };
+        // SAFETY: the caller guarantees `raw` is live; mongocrypt_status_set copies the message. Its length is
+        // "1 + the string length of message", which is `bytes.len()` with the NUL we appended.
+        unsafe { sys::mongocrypt_status_set(raw, sys::MONGOCRYPT_STATUS_ERROR_CLIENT, 1, bytes.as_ptr().cast(), len) };
+    }
+}
+
+impl Drop for Status {
+    fn drop(&mut self) {
+        // SAFETY: the status was created by mongocrypt_status_new and is destroyed exactly once, here.
+        unsafe { sys::mongocrypt_status_destroy(self.as_ptr()) }
+    }
+}

@@ -1,0 +1,181 @@
+//! `mongocrypt_kms_ctx_t`: one KMS HTTP request and its reply, handed out during NEED_KMS.
+
+use std::ffi::CStr;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use mongocrypt_sys as sys;
+
+use crate::binary::{BinaryOut, BinaryView};
+use crate::ctx::Ctx;
+use crate::error::{requires, Error, Result, Status};
+
+/// The KMS requests of one NEED_KMS state. It holds the ctx exclusively, so the ctx cannot move on while any
+/// [`KmsCtx`] is alive; [`done`](KmsScope::done) (`mongocrypt_ctx_kms_done`) consumes it, so it runs at most once
+/// and only after every `KmsCtx` is gone, and returns its error rather than dropping it.
+///
+/// Dropping a scope without calling `done` leaves the ctx in NEED_KMS.
+pub struct KmsScope<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+}
+
+impl<'a, 'c> KmsScope<'a, 'c> {
+    pub(crate) fn new(ctx: &'a mut Ctx<'c>) -> KmsScope<'a, 'c> {
+        KmsScope { ctx }
+    }
+
+    /// The next request to serve, or `None` when all were handed out (or the ctx is not in NEED_KMS).
+    ///
+    /// Several may be held at once and served on different threads: "Feeding multiple KMS requests is thread-safe".
+    pub fn next_kms_ctx(&self) -> Option<KmsCtx<'_>> {
+        // SAFETY: the ctx is live and this scope holds it exclusively (the scope is not Sync, so next_kms_ctx is
+        // never called concurrently). "The returned KMS handle does not outlive ctx": KmsCtx borrows the scope.
+        let raw = unsafe { sys::mongocrypt_ctx_next_kms_ctx(self.ctx.ptr()) };
+        NonNull::new(raw).map(|raw| KmsCtx { raw, _scope: PhantomData })
+    }
+
+    /// Every request not yet handed out.
+    pub fn kms_ctxs(&self) -> Vec<KmsCtx<'_>> {
+        std::iter::from_fn(|| self.next_kms_ctx()).collect()
+    }
+
+    /// Ends the NEED_KMS state (`mongocrypt_ctx_kms_done`), after every request was fed its reply.
+    pub fn done(self) -> Result<()> {
+        // SAFETY: the ctx is live; no KmsCtx is alive (they borrow self, which is consumed here), so ending their
+        // lifetime ("valid until mongocrypt_ctx_kms_done") cannot leave a dangling view.
+        let ok = unsafe { sys::mongocrypt_ctx_kms_done(self.ctx.ptr()) };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.ctx.error())
+        }
+    }
+}
+
+/// One KMS request: connect to [`endpoint`](KmsCtx::endpoint), send [`message`](KmsCtx::message), and
+/// [`feed`](KmsCtx::feed) the reply until [`bytes_needed`](KmsCtx::bytes_needed) is 0.
+///
+/// `Send` (requests of one round may be served concurrently) but not `Sync`. Views borrow `&self` and end at the
+/// next `&mut self` call.
+pub struct KmsCtx<'s> {
+    raw: NonNull<sys::mongocrypt_kms_ctx_t>,
+    _scope: PhantomData<&'s ()>,
+}
+
+// SAFETY: "Feeding multiple KMS requests is thread-safe": each kms ctx may be used from another thread than its
+// parent ctx, one thread at a time (KmsCtx is not Sync).
+unsafe impl Send for KmsCtx<'_> {}
+
+impl KmsCtx<'_> {
+    fn ptr(&self) -> *mut sys::mongocrypt_kms_ctx_t {
+        self.raw.as_ptr()
+    }
+
+    /// This request's error status (`mongocrypt_kms_ctx_status`).
+    pub fn status(&self) -> Result<()> {
+        let status = Status::new();
+        // SAFETY: the kms ctx is live (its scope is); the status is copied into ours.
+        unsafe { sys::mongocrypt_kms_ctx_status(self.ptr(), status.as_ptr()) };
+        status.to_result()
+    }
+
+    fn check(&self, ok: bool) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.status().err().unwrap_or_else(|| Error::Kms { code: 0, message: "unknown KMS error".into() }))
+        }
+    }
+
+    /// The HTTP (or KMIP) request to send.
+    pub fn message(&self) -> Result<&[u8]> {
+        let out = BinaryOut::new();
+        // SAFETY: the kms ctx is live; the message is "valid until the call of mongocrypt_ctx_kms_done", which
+        // cannot happen while &self is borrowed.
+        let ok = unsafe { sys::mongocrypt_kms_ctx_message(self.ptr(), out.as_ptr()) };
+        self.check(ok)?;
+        // SAFETY: as above.
+        Ok(unsafe { out.bytes() })
+    }
+
+    /// `host:port` to connect to over TLS. "A port is always present."
+    pub fn endpoint(&self) -> Result<&str> {
+        let mut ptr = std::ptr::null();
+        // SAFETY: the kms ctx is live; the string "is valid until calling mongocrypt_ctx_kms_done".
+        let ok = unsafe { sys::mongocrypt_kms_ctx_endpoint(self.ptr(), &mut ptr) };
+        self.check(ok)?;
+        if ptr.is_null() {
+            return Err(Error::Kms { code: 0, message: "KMS endpoint missing".into() });
+        }
+        // SAFETY: a NUL-terminated string owned by the kms ctx, borrowed for &self.
+        unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| Error::invalid("KMS endpoint is not UTF-8"))
+    }
+
+    /// How many more reply bytes to feed; 0 when the reply is complete.
+    pub fn bytes_needed(&self) -> u32 {
+        // SAFETY: the kms ctx is live; a read-only query.
+        unsafe { sys::mongocrypt_kms_ctx_bytes_needed(self.ptr()) }
+    }
+
+    /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip` (the type, without any `:name`).
+    pub fn kms_provider(&self) -> &str {
+        let mut len = 0u32;
+        // SAFETY: the kms ctx is live; returns "One of the NULL terminated static strings".
+        let ptr = unsafe { sys::mongocrypt_kms_ctx_get_kms_provider(self.ptr(), &mut len) };
+        if ptr.is_null() {
+            return "";
+        }
+        // SAFETY: a static NUL-terminated string.
+        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap_or("")
+    }
+
+    /// How long to wait before sending this request (a retry back-off). libmongocrypt ≥ 1.12.
+    pub fn sleep_duration(&self) -> Result<Duration> {
+        requires!(mongocrypt_has_kms_ctx_usleep, "mongocrypt_kms_ctx_usleep", "1.12.0", {
+            // SAFETY: the kms ctx is live; a read-only query returning microseconds.
+            let us = unsafe { sys::mongocrypt_kms_ctx_usleep(self.ptr()) };
+            Ok(Duration::from_micros(us.max(0) as u64))
+        })
+    }
+
+    /// Feeds reply bytes; feeding more than [`bytes_needed`](Self::bytes_needed) is an error.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        let bin = BinaryView::new(bytes)?;
+        // SAFETY: the kms ctx is live and exclusively borrowed; "The viewed data is copied".
+        let ok = unsafe { sys::mongocrypt_kms_ctx_feed(self.ptr(), bin.as_ptr()) };
+        self.check(ok)
+    }
+
+    /// Feeds reply bytes and says whether the request should be retried in place (a retryable HTTP error, with
+    /// retries enabled). libmongocrypt ≥ 1.12.
+    pub fn feed_with_retry(&mut self, bytes: &[u8]) -> Result<bool> {
+        requires!(mongocrypt_has_kms_ctx_feed_with_retry, "mongocrypt_kms_ctx_feed_with_retry", "1.12.0", {
+            let bin = BinaryView::new(bytes)?;
+            let mut should_retry = false;
+            // SAFETY: the kms ctx is live and exclusively borrowed; the bytes are copied.
+            let ok = unsafe { sys::mongocrypt_kms_ctx_feed_with_retry(self.ptr(), bin.as_ptr(), &mut should_retry) };
+            self.check(ok).map(|()| should_retry)
+        }, unused(bytes))
+    }
+
+    /// Reports a network error and discards what was fed; returns whether the request may be retried (then send
+    /// it again after [`sleep_duration`](Self::sleep_duration)). libmongocrypt ≥ 1.12.
+    pub fn fail(&mut self) -> Result<bool> {
+        requires!(mongocrypt_has_kms_ctx_fail, "mongocrypt_kms_ctx_fail", "1.12.0", {
+            // SAFETY: the kms ctx is live and exclusively borrowed.
+            Ok(unsafe { sys::mongocrypt_kms_ctx_fail(self.ptr()) })
+        })
+    }
+
+    /// The raw kms ctx, for other FFI layers; valid while this value is.
+    pub fn as_raw(&self) -> *mut sys::mongocrypt_kms_ctx_t {
+        self.ptr()
+    }
+}
+
+impl std::fmt::Debug for KmsCtx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsCtx").field("provider", &self.kms_provider()).field("endpoint", &self.endpoint().ok()).finish()
+    }
+}

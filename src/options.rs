@@ -1,0 +1,305 @@
+//! Typed option values for `Crypt` and `Ctx` setopts. Each converts to the string or BSON document that
+//! mongocrypt.h documents for its setopt; every setopt that takes a document also has a raw-document form.
+
+use bson::spec::BinarySubtype;
+use bson::{doc, Binary, Bson, Document};
+
+/// An explicit encryption algorithm (`mongocrypt_ctx_setopt_algorithm`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// CSFLE deterministic encryption: equal plaintexts give equal ciphertexts.
+    Deterministic,
+    /// CSFLE randomized encryption.
+    Random,
+    /// Queryable Encryption, equality-indexed.
+    Indexed,
+    /// Queryable Encryption, not indexed.
+    Unindexed,
+    /// Queryable Encryption, range-indexed; set [`RangeOptions`] too.
+    Range,
+    /// Queryable Encryption on strings (prefix, suffix, substring); set [`TextOptions`] too. libmongocrypt ≥ 1.15.
+    String,
+    /// Any name libmongocrypt accepts that this enum does not list.
+    Other(String),
+}
+
+impl Algorithm {
+    /// The name libmongocrypt expects.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Algorithm::Deterministic => "AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic",
+            Algorithm::Random => "AEAD_AES_256_CBC_HMAC_SHA_512-Random",
+            Algorithm::Indexed => "Indexed",
+            Algorithm::Unindexed => "Unindexed",
+            Algorithm::Range => "Range",
+            Algorithm::String => "string",
+            Algorithm::Other(name) => name,
+        }
+    }
+}
+
+/// A Queryable Encryption query type (`mongocrypt_ctx_setopt_query_type`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueryType {
+    /// `equality`.
+    Equality,
+    /// `range`.
+    Range,
+    /// `prefix` (string algorithm).
+    Prefix,
+    /// `suffix` (string algorithm).
+    Suffix,
+    /// `substring` (string algorithm).
+    Substring,
+    /// Any name libmongocrypt accepts that this enum does not list.
+    Other(String),
+}
+
+impl QueryType {
+    /// The name libmongocrypt expects.
+    pub fn as_str(&self) -> &str {
+        match self {
+            QueryType::Equality => "equality",
+            QueryType::Range => "range",
+            QueryType::Prefix => "prefix",
+            QueryType::Suffix => "suffix",
+            QueryType::Substring => "substring",
+            QueryType::Other(name) => name,
+        }
+    }
+}
+
+/// Options of the range algorithm (`mongocrypt_ctx_setopt_algorithm_range`). Unset fields are left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeOptions {
+    /// Lower bound of the indexed range.
+    pub min: Option<Bson>,
+    /// Upper bound of the indexed range.
+    pub max: Option<Bson>,
+    /// Sparsity.
+    pub sparsity: Option<i64>,
+    /// Precision, for doubles and decimals.
+    pub precision: Option<i32>,
+    /// Trim factor.
+    pub trim_factor: Option<i32>,
+}
+
+impl RangeOptions {
+    /// The document libmongocrypt reads.
+    pub fn to_document(&self) -> Document {
+        let mut d = Document::new();
+        if let Some(min) = &self.min {
+            d.insert("min", min.clone());
+        }
+        if let Some(max) = &self.max {
+            d.insert("max", max.clone());
+        }
+        if let Some(sparsity) = self.sparsity {
+            d.insert("sparsity", sparsity);
+        }
+        if let Some(precision) = self.precision {
+            d.insert("precision", precision);
+        }
+        if let Some(trim_factor) = self.trim_factor {
+            d.insert("trimFactor", trim_factor);
+        }
+        d
+    }
+}
+
+/// Query length bounds of a prefix or suffix index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AffixOptions {
+    /// `strMaxQueryLength`.
+    pub str_max_query_length: i32,
+    /// `strMinQueryLength`.
+    pub str_min_query_length: i32,
+}
+
+/// Bounds of a substring index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubstringOptions {
+    /// `strMaxLength`.
+    pub str_max_length: i32,
+    /// `strMaxQueryLength`.
+    pub str_max_query_length: i32,
+    /// `strMinQueryLength`.
+    pub str_min_query_length: i32,
+}
+
+/// Options of the string algorithm (`mongocrypt_ctx_setopt_algorithm_text`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// `caseSensitive`.
+    pub case_sensitive: bool,
+    /// `diacriticSensitive`.
+    pub diacritic_sensitive: bool,
+    /// `prefix`.
+    pub prefix: Option<AffixOptions>,
+    /// `suffix`.
+    pub suffix: Option<AffixOptions>,
+    /// `substring`.
+    pub substring: Option<SubstringOptions>,
+}
+
+impl TextOptions {
+    /// The document libmongocrypt reads.
+    pub fn to_document(&self) -> Document {
+        let affix = |a: &AffixOptions| {
+            doc! { "strMaxQueryLength": a.str_max_query_length, "strMinQueryLength": a.str_min_query_length }
+        };
+        let mut d = doc! { "caseSensitive": self.case_sensitive, "diacriticSensitive": self.diacritic_sensitive };
+        if let Some(prefix) = &self.prefix {
+            d.insert("prefix", affix(prefix));
+        }
+        if let Some(suffix) = &self.suffix {
+            d.insert("suffix", affix(suffix));
+        }
+        if let Some(s) = &self.substring {
+            d.insert(
+                "substring",
+                doc! {
+                    "strMaxLength": s.str_max_length,
+                    "strMaxQueryLength": s.str_max_query_length,
+                    "strMinQueryLength": s.str_min_query_length,
+                },
+            );
+        }
+        d
+    }
+}
+
+/// KMS provider credentials (`mongocrypt_setopt_kms_providers`), keyed by provider name. Names may be plain
+/// (`aws`) or named instances (`local:name`, libmongocrypt ≥ 1.9). A provider set to an empty document is fetched
+/// on demand through the NEED_KMS_CREDENTIALS state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KmsProviders(Document);
+
+impl KmsProviders {
+    /// No providers.
+    pub fn new() -> KmsProviders {
+        KmsProviders::default()
+    }
+
+    /// A local master key: 96 bytes.
+    pub fn local(self, name: &str, key: &[u8]) -> KmsProviders {
+        self.provider(name, doc! { "key": binary(key) })
+    }
+
+    /// AWS credentials; `session_token` for temporary credentials.
+    pub fn aws(self, name: &str, access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
+        let mut d = doc! { "accessKeyId": access_key_id, "secretAccessKey": secret_access_key };
+        if let Some(token) = session_token {
+            d.insert("sessionToken", token);
+        }
+        self.provider(name, d)
+    }
+
+    /// Azure client credentials.
+    pub fn azure(self, name: &str, tenant_id: &str, client_id: &str, client_secret: &str) -> KmsProviders {
+        self.provider(name, doc! { "tenantId": tenant_id, "clientId": client_id, "clientSecret": client_secret })
+    }
+
+    /// GCP service account: e-mail and PKCS#8 private key (DER bytes).
+    pub fn gcp(self, name: &str, email: &str, private_key: &[u8]) -> KmsProviders {
+        self.provider(name, doc! { "email": email, "privateKey": binary(private_key) })
+    }
+
+    /// A KMIP server, `host[:port]`.
+    pub fn kmip(self, name: &str, endpoint: &str) -> KmsProviders {
+        self.provider(name, doc! { "endpoint": endpoint })
+    }
+
+    /// Credentials to be supplied on demand (NEED_KMS_CREDENTIALS): an empty document.
+    pub fn on_demand(self, name: &str) -> KmsProviders {
+        self.provider(name, Document::new())
+    }
+
+    /// Any provider, with its document as the KMS providers spec defines it.
+    pub fn provider(mut self, name: &str, credentials: Document) -> KmsProviders {
+        self.0.insert(name, credentials);
+        self
+    }
+
+    /// The document libmongocrypt reads.
+    pub fn as_document(&self) -> &Document {
+        &self.0
+    }
+}
+
+/// The key encryption key of a new data key (`mongocrypt_ctx_setopt_key_encryption_key`): `{provider, ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEncryptionKey(Document);
+
+impl KeyEncryptionKey {
+    /// A local key; `provider` is `local` or a named one such as `local:name`.
+    pub fn local(provider: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider })
+    }
+
+    /// An AWS KMS key in `region`, by ARN or alias.
+    pub fn aws(provider: &str, region: &str, key: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider, "region": region, "key": key })
+    }
+
+    /// An Azure Key Vault key.
+    pub fn azure(provider: &str, key_vault_endpoint: &str, key_name: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider, "keyVaultEndpoint": key_vault_endpoint, "keyName": key_name })
+    }
+
+    /// A GCP Cloud KMS key.
+    pub fn gcp(provider: &str, project_id: &str, location: &str, key_ring: &str, key_name: &str) -> Self {
+        KeyEncryptionKey(doc! {
+            "provider": provider, "projectId": project_id, "location": location, "keyRing": key_ring, "keyName": key_name,
+        })
+    }
+
+    /// A KMIP key; the server creates one when no `keyId` is set.
+    pub fn kmip(provider: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider })
+    }
+
+    /// Overrides the KMS endpoint (`endpoint`), for AWS, Azure-less custom hosts, GCP and KMIP.
+    pub fn endpoint(self, endpoint: &str) -> KeyEncryptionKey {
+        self.with("endpoint", endpoint)
+    }
+
+    /// Sets any other field, such as `keyVersion`, `keyId` or `delegated`.
+    pub fn with(mut self, field: &str, value: impl Into<Bson>) -> KeyEncryptionKey {
+        self.0.insert(field, value.into());
+        self
+    }
+
+    /// The document libmongocrypt reads.
+    pub fn as_document(&self) -> &Document {
+        &self.0
+    }
+}
+
+fn binary(bytes: &[u8]) -> Binary {
+    Binary { subtype: BinarySubtype::Generic, bytes: bytes.to_vec() }
+}
+
+pub(crate) fn key_material_document(key_material: &[u8]) -> Document {
+    doc! { "keyMaterial": binary(key_material) }
+}
+
+use crate::binary::BsonInput;
+
+macro_rules! bson_input_via_document {
+    ($($ty:ty => $doc:ident),* $(,)?) => {$(
+        impl BsonInput for $ty {
+            fn bson_bytes(&self) -> crate::Result<std::borrow::Cow<'_, [u8]>> {
+                Ok(std::borrow::Cow::Owned(self.$doc().bson_bytes()?.into_owned()))
+            }
+        }
+    )*};
+}
+bson_input_via_document!(
+    KmsProviders => as_document,
+    KeyEncryptionKey => as_document,
+    RangeOptions => to_document,
+    TextOptions => to_document,
+);
