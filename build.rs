@@ -28,13 +28,10 @@ fn main() {
         let name = function.strip_prefix("mongocrypt_").unwrap_or(function);
         println!("cargo:rustc-cfg=mongocrypt_has_{name}");
     }
-    // rustc-link-arg from mongocrypt-sys reaches only its own targets; repeat the run-time search path for this
-    // crate's tests, examples and benches when the library is outside the loader's default paths.
-    if env::var("DEP_MONGOCRYPT_LINKAGE").as_deref() == Ok("dynamic") {
-        if let Some(dirs) = env::var_os("DEP_MONGOCRYPT_LIB_DIRS") {
-            for dir in env::split_paths(&dirs).filter(|d| !d.starts_with("/usr/lib") && !d.starts_with("/lib")) {
-                println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
-            }
-        }
+    // rustc-link-arg from mongocrypt-sys reaches only its own targets: give this crate's tests, examples and
+    // benches the run-time path to a libmongocrypt outside the loader's default paths.
+    let rpath = env::var_os("DEP_MONGOCRYPT_RPATH").unwrap_or_default();
+    for dir in env::split_paths(&rpath).filter(|d| !d.as_os_str().is_empty()) {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
     }
 }

@@ -103,11 +103,13 @@ fn main() {
         println!("cargo:rustc-link-lib={lib}");
     }
     // A shared library outside the loader's default paths must still be found at run time. rustc-link-arg reaches
-    // only this package's own tests; the safe crate repeats this for its targets from DEP_MONGOCRYPT_LIB_DIRS.
-    if found.linkage == Linkage::Dynamic {
-        for dir in found.lib_dirs.iter().filter(|d| !is_system_dir(d)) {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
-        }
+    // only this package's own tests, so dependents get the directories as DEP_MONGOCRYPT_RPATH to do the same.
+    let rpath: Vec<&PathBuf> = match found.linkage {
+        Linkage::Dynamic => found.lib_dirs.iter().filter(|d| !is_system_dir(d)).collect(),
+        Linkage::Static => Vec::new(),
+    };
+    for dir in &rpath {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
     }
 
     let header_text = fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
@@ -134,6 +136,7 @@ fn main() {
     println!("cargo:version_number={version_number:x}");
     println!("cargo:linkage={}", found.linkage.name());
     println!("cargo:lib_dirs={}", env::join_paths(&found.lib_dirs).unwrap().to_string_lossy());
+    println!("cargo:rpath={}", env::join_paths(&rpath).unwrap().to_string_lossy());
     println!("cargo:functions={}", declared.join(","));
 }
 

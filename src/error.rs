@@ -98,6 +98,7 @@ impl Error {
         }
     }
 
+    #[allow(dead_code, reason = "unused when the linked library has every function")]
     pub(crate) fn unsupported(feature: &'static str, required: &'static str) -> Error {
         Error::Unsupported { feature, required, linked: sys::MONGOCRYPT_SYS_VERSION }
     }

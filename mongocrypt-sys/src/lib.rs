@@ -19,6 +19,7 @@
 //! | `DEP_MONGOCRYPT_VERSION_NUMBER` | the same as hex `MAJOR << 24 \| MINOR << 16 \| PATCH << 8` |
 //! | `DEP_MONGOCRYPT_LINKAGE` | `dynamic` or `static` |
 //! | `DEP_MONGOCRYPT_LIB_DIRS` | the library directories, joined like `PATH` |
+//! | `DEP_MONGOCRYPT_RPATH` | the directories a dependent should add as `-Wl,-rpath` (a dynamic library outside the loader's default paths), joined like `PATH`; empty otherwise |
 //! | `DEP_MONGOCRYPT_FUNCTIONS` | the functions added after 1.7 that the header declares, comma-separated |
 //!
 //! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `mongocrypt` crate is the
