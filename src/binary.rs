@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use bson::{Document, RawDocument, RawDocumentBuf};
+use zeroize::Zeroize;
 use mongocrypt_sys as sys;
 
 use crate::error::{Error, Result};
@@ -126,6 +127,28 @@ impl CallbackBinary {
             } else {
                 std::slice::from_raw_parts_mut(data, len as usize)
             }
+        }
+    }
+}
+
+/// The BSON bytes of one argument, for the duration of one call. A serialized copy is wiped when dropped: arguments
+/// such as KMS providers carry credentials.
+pub(crate) struct BsonArg<'a>(Cow<'a, [u8]>);
+
+impl<'a> BsonArg<'a> {
+    pub(crate) fn new(input: &'a (impl BsonInput + ?Sized)) -> Result<BsonArg<'a>> {
+        input.bson_bytes().map(BsonArg)
+    }
+
+    pub(crate) fn view(&self) -> Result<BinaryView<'_>> {
+        BinaryView::new(&self.0)
+    }
+}
+
+impl Drop for BsonArg<'_> {
+    fn drop(&mut self) {
+        if let Cow::Owned(bytes) = &mut self.0 {
+            bytes.zeroize();
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mongocrypt_sys as sys;
 
-use crate::binary::{BinaryView, BsonInput};
+use crate::binary::{BinaryView, BsonArg, BsonInput};
 use crate::ctx::CtxBuilder;
 use crate::error::{requires, Error, Result, Status};
 use crate::hooks::{self, CryptoProvider, InstalledHooks, RustCrypto};
@@ -103,8 +103,8 @@ impl CryptBuilder {
     /// Sets KMS provider credentials: a [`KmsProviders`](crate::KmsProviders) or a raw `{name: {credentials}}`
     /// document (`mongocrypt_setopt_kms_providers`).
     pub fn kms_providers(self, providers: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
-        let bytes = providers.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(providers)?;
+        let bin = arg.view()?;
         // SAFETY: before init; "The viewed data is copied", so the view may end after the call.
         let ok = unsafe { sys::mongocrypt_setopt_kms_providers(self.ptr(), bin.as_ptr()) };
         self.check(ok)
@@ -131,8 +131,8 @@ impl CryptBuilder {
 
     /// A local JSON schema map, `{"db.coll": schema}`, used instead of listCollections.
     pub fn schema_map(self, schema_map: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
-        let bytes = schema_map.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(schema_map)?;
+        let bin = arg.view()?;
         // SAFETY: before init; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_setopt_schema_map(self.ptr(), bin.as_ptr()) };
         self.check(ok)
@@ -140,8 +140,8 @@ impl CryptBuilder {
 
     /// A local encrypted field config map for Queryable Encryption, `{"db.coll": encryptedFields}`.
     pub fn encrypted_field_config_map(self, map: &(impl BsonInput + ?Sized)) -> Result<CryptBuilder> {
-        let bytes = map.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(map)?;
+        let bin = arg.view()?;
         // SAFETY: before init; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_setopt_encrypted_field_config_map(self.ptr(), bin.as_ptr()) };
         self.check(ok)

@@ -4,14 +4,17 @@
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
+use bson::raw::RawBinaryRef;
+use bson::spec::BinarySubtype;
 use bson::{doc, RawDocument, RawDocumentBuf};
+use zeroize::Zeroize;
 use mongocrypt_sys as sys;
 
-use crate::binary::{BinaryOut, BinaryView, BsonInput};
+use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};
 use crate::crypt::{str_arg, Crypt};
 use crate::error::{requires, Error, Result, Status};
 use crate::kms::KmsScope;
-use crate::options::{key_material_document, Algorithm, QueryType};
+use crate::options::{Algorithm, QueryType};
 
 /// The state of a [`Ctx`] (`mongocrypt_ctx_state_t`): what the driver must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +56,7 @@ impl State {
             sys::MONGOCRYPT_CTX_NEED_KMS_CREDENTIALS => State::NeedKmsCredentials,
             sys::MONGOCRYPT_CTX_READY => State::Ready,
             sys::MONGOCRYPT_CTX_DONE => State::Done,
-            other => State::Unknown(other as u32),
+            other => State::Unknown(other),
         }
     }
 }
@@ -80,17 +83,21 @@ impl<'c> CtxBuilder<'c> {
         }
     }
 
-    fn with_bytes(self, bytes: &[u8], setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
-        let bin = BinaryView::new(bytes)?;
+    fn with_view(self, bin: &BinaryView<'_>, setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
         // SAFETY: before init (the builder exists); every binary setopt says "The viewed data is copied", so the
         // view may end after the call.
         let ok = unsafe { setopt(self.ctx.ptr(), bin.as_ptr()) };
         self.check(ok)
     }
 
+    fn with_bytes(self, bytes: &[u8], setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
+        self.with_view(&BinaryView::new(bytes)?, setopt)
+    }
+
     fn with_document(self, doc: &(impl BsonInput + ?Sized), setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
-        let bytes = doc.bson_bytes()?;
-        self.with_bytes(&bytes, setopt)
+        let arg = BsonArg::new(doc)?;
+        let bin = arg.view()?;
+        self.with_view(&bin, setopt)
     }
 
     /// The data key to encrypt with, by `_id`: the 16 bytes of its UUID.
@@ -105,7 +112,12 @@ impl<'c> CtxBuilder<'c> {
 
     /// The 96 bytes of a new data key, instead of random ones.
     pub fn key_material(self, key_material: &[u8]) -> Result<CtxBuilder<'c>> {
-        self.with_document(&key_material_document(key_material), sys::mongocrypt_ctx_setopt_key_material)
+        let mut doc = RawDocumentBuf::new();
+        doc.append(bson::cstr!("keyMaterial"), RawBinaryRef { subtype: BinarySubtype::Generic, bytes: key_material });
+        let result = self.with_bytes(doc.as_bytes(), sys::mongocrypt_ctx_setopt_key_material);
+        // The copy holds the plaintext data key.
+        doc.into_bytes().zeroize();
+        result
     }
 
     /// The explicit encryption algorithm.
@@ -189,8 +201,8 @@ impl<'c> CtxBuilder<'c> {
     }
 
     fn init_with(self, doc: &(impl BsonInput + ?Sized), init: SetoptBinary) -> Result<Ctx<'c>> {
-        let bytes = doc.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(doc)?;
+        let bin = arg.view()?;
         // SAFETY: the ctx is not yet initialised (the builder is consumed here, so init runs once); every init that
         // takes a binary copies it ("The viewed data is copied").
         let ok = unsafe { init(self.ctx.ptr(), bin.as_ptr()) };
@@ -207,8 +219,8 @@ impl<'c> CtxBuilder<'c> {
     /// Automatic encryption of command `cmd` run on database `db`.
     pub fn encrypt(self, db: &str, cmd: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
         let (db, db_len) = str_arg(db)?;
-        let bytes = cmd.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(cmd)?;
+        let bin = arg.view()?;
         // SAFETY: not yet initialised; db is read for `db_len` bytes and copied, and so is cmd.
         let ok = unsafe { sys::mongocrypt_ctx_encrypt_init(self.ctx.ptr(), db.as_ptr(), db_len, bin.as_ptr()) };
         self.init(ok)
@@ -317,8 +329,8 @@ impl<'c> Ctx<'c> {
 
     /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
-        let bytes = reply.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(reply)?;
+        let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_ctx_mongo_feed(self.ptr(), bin.as_ptr()) };
         self.check(ok)
@@ -340,8 +352,8 @@ impl<'c> Ctx<'c> {
     /// Supplies KMS credentials in NEED_KMS_CREDENTIALS: a [`KmsProviders`](crate::KmsProviders) or raw document;
     /// providers it leaves out keep the `Crypt`'s settings.
     pub fn provide_kms_providers(&mut self, providers: &(impl BsonInput + ?Sized)) -> Result<()> {
-        let bytes = providers.bson_bytes()?;
-        let bin = BinaryView::new(&bytes)?;
+        let arg = BsonArg::new(providers)?;
+        let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; the document is copied.
         let ok = unsafe { sys::mongocrypt_ctx_provide_kms_providers(self.ptr(), bin.as_ptr()) };
         self.check(ok)

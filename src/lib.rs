@@ -58,6 +58,7 @@ pub use log::LogLevel;
 pub use options::{
     AffixOptions, Algorithm, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, SubstringOptions, TextOptions,
 };
+pub use state_machine::{RunError, StateMachineIo};
 
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use mongocrypt_sys as sys;

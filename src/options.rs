@@ -3,6 +3,7 @@
 
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, Document};
+use zeroize::Zeroize;
 
 /// An explicit encryption algorithm (`mongocrypt_ctx_setopt_algorithm`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,6 +230,24 @@ impl KmsProviders {
     }
 }
 
+impl Drop for KmsProviders {
+    /// Wipes the credentials: secret keys, passwords and tokens.
+    fn drop(&mut self) {
+        wipe_document(&mut self.0);
+    }
+}
+
+fn wipe_document(doc: &mut Document) {
+    for (_, value) in doc.iter_mut() {
+        match value {
+            Bson::String(s) => s.zeroize(),
+            Bson::Binary(b) => b.bytes.zeroize(),
+            Bson::Document(d) => wipe_document(d),
+            _ => {}
+        }
+    }
+}
+
 /// The key encryption key of a new data key (`mongocrypt_ctx_setopt_key_encryption_key`): `{provider, ...}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyEncryptionKey(Document);
@@ -282,10 +301,6 @@ fn binary(bytes: &[u8]) -> Binary {
     Binary { subtype: BinarySubtype::Generic, bytes: bytes.to_vec() }
 }
 
-pub(crate) fn key_material_document(key_material: &[u8]) -> Document {
-    doc! { "keyMaterial": binary(key_material) }
-}
-
 use crate::binary::BsonInput;
 
 macro_rules! bson_input_via_document {
@@ -303,3 +318,75 @@ bson_input_via_document!(
     RangeOptions => to_document,
     TextOptions => to_document,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_options_leave_out_unset_fields() {
+        let opts = RangeOptions { min: Some(Bson::Int32(0)), sparsity: Some(2), ..Default::default() };
+        assert_eq!(opts.to_document(), doc! { "min": 0, "sparsity": 2_i64 });
+        let all = RangeOptions {
+            min: Some(Bson::Int32(0)),
+            max: Some(Bson::Int32(9)),
+            sparsity: Some(1),
+            precision: Some(2),
+            trim_factor: Some(3),
+        };
+        assert_eq!(
+            all.to_document(),
+            doc! { "min": 0, "max": 9, "sparsity": 1_i64, "precision": 2, "trimFactor": 3 }
+        );
+    }
+
+    #[test]
+    fn text_options_match_the_header_layout() {
+        let opts = TextOptions {
+            case_sensitive: true,
+            diacritic_sensitive: false,
+            prefix: Some(AffixOptions { str_max_query_length: 10, str_min_query_length: 2 }),
+            suffix: None,
+            substring: Some(SubstringOptions { str_max_length: 64, str_max_query_length: 8, str_min_query_length: 3 }),
+        };
+        assert_eq!(
+            opts.to_document(),
+            doc! {
+                "caseSensitive": true,
+                "diacriticSensitive": false,
+                "prefix": { "strMaxQueryLength": 10, "strMinQueryLength": 2 },
+                "substring": { "strMaxLength": 64, "strMaxQueryLength": 8, "strMinQueryLength": 3 },
+            }
+        );
+    }
+
+    #[test]
+    fn kms_providers_and_keks_build_the_spec_documents() {
+        let providers = KmsProviders::new()
+            .local("local:a", &[1, 2])
+            .aws("aws", "id", "secret", Some("token"))
+            .on_demand("gcp")
+            .kmip("kmip", "localhost:5696");
+        assert_eq!(
+            providers.as_document(),
+            &doc! {
+                "local:a": { "key": binary(&[1, 2]) },
+                "aws": { "accessKeyId": "id", "secretAccessKey": "secret", "sessionToken": "token" },
+                "gcp": {},
+                "kmip": { "endpoint": "localhost:5696" },
+            }
+        );
+        let kek = KeyEncryptionKey::aws("aws", "us-east-1", "arn").endpoint("example.com").with("keyVersion", "1");
+        assert_eq!(
+            kek.as_document(),
+            &doc! { "provider": "aws", "region": "us-east-1", "key": "arn", "endpoint": "example.com", "keyVersion": "1" }
+        );
+    }
+
+    #[test]
+    fn wiping_clears_every_secret() {
+        let mut d = doc! { "local": { "key": binary(&[9; 96]) }, "aws": { "secretAccessKey": "s3cr3t" }, "n": 1 };
+        wipe_document(&mut d);
+        assert_eq!(d, doc! { "local": { "key": binary(&[]) }, "aws": { "secretAccessKey": "" }, "n": 1 });
+    }
+}
