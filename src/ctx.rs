@@ -379,6 +379,16 @@ impl<'c> Ctx<'c> {
     pub fn as_raw(&self) -> *mut sys::mongocrypt_ctx_t {
         self.ptr()
     }
+
+    /// Takes ownership of a ctx another FFI layer created on `crypt`; it is destroyed when the `Ctx` drops.
+    ///
+    /// # Safety
+    /// `raw` must come from `mongocrypt_ctx_new(crypt.as_raw())`, be owned by no one else, and not be used through
+    /// any other pointer afterwards.
+    pub unsafe fn from_raw(crypt: &'c Crypt, raw: *mut sys::mongocrypt_ctx_t) -> Ctx<'c> {
+        let _ = crypt;
+        Ctx { raw: NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), _crypt: PhantomData }
+    }
 }
 
 impl Drop for Ctx<'_> {

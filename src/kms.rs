@@ -13,7 +13,8 @@ use crate::error::{requires, Error, Result, Status};
 
 /// The KMS requests of one NEED_KMS state. It holds the ctx exclusively, so the ctx cannot move on while any
 /// [`KmsCtx`] is alive; [`done`](KmsScope::done) (`mongocrypt_ctx_kms_done`) consumes it, so it runs at most once
-/// and only after every `KmsCtx` is gone, and returns its error rather than dropping it.
+/// and only after every `KmsCtx` is gone, and returns its error rather than dropping it. Requests are handed out
+/// in batches ([`kms_ctxs`](KmsScope::kms_ctxs)) that borrow the scope mutably, so one request is never held twice.
 ///
 /// Dropping a scope without calling `done` leaves the ctx in NEED_KMS.
 pub struct KmsScope<'a, 'c> {
@@ -27,17 +28,24 @@ impl<'a, 'c> KmsScope<'a, 'c> {
 
     /// The next request to serve, or `None` when all were handed out (or the ctx is not in NEED_KMS).
     ///
-    /// Several may be held at once and served on different threads: "Feeding multiple KMS requests is thread-safe".
-    pub fn next_kms_ctx(&self) -> Option<KmsCtx<'_>> {
-        // SAFETY: the ctx is live and this scope holds it exclusively (the scope is not Sync, so next_kms_ctx is
-        // never called concurrently). "The returned KMS handle does not outlive ctx": KmsCtx borrows the scope.
-        let raw = unsafe { sys::mongocrypt_ctx_next_kms_ctx(self.ctx.ptr()) };
-        NonNull::new(raw).map(|raw| KmsCtx { raw, _scope: PhantomData })
+    /// Takes `&mut self`: from 1.12, a request that asked for a retry (`fail`, `feed_with_retry`) is handed out
+    /// again by the next call, and two live `KmsCtx` for one request would let two threads feed it at once.
+    pub fn next_kms_ctx(&mut self) -> Option<KmsCtx<'_>> {
+        self.fetch()
     }
 
-    /// Every request not yet handed out.
-    pub fn kms_ctxs(&self) -> Vec<KmsCtx<'_>> {
-        std::iter::from_fn(|| self.next_kms_ctx()).collect()
+    /// Every request not yet handed out, to serve concurrently: "Feeding multiple KMS requests is thread-safe".
+    /// Requests to retry come back in the next batch, once this one is dropped.
+    pub fn kms_ctxs(&mut self) -> Vec<KmsCtx<'_>> {
+        std::iter::from_fn(|| self.fetch()).collect()
+    }
+
+    fn fetch<'s>(&'s self) -> Option<KmsCtx<'s>> {
+        // SAFETY: the ctx is live and this scope holds it exclusively; the public callers take &mut self, so no
+        // KmsCtx of an earlier batch is alive while libmongocrypt walks (and, for retries, resets) its requests.
+        // "The returned KMS handle does not outlive ctx": KmsCtx borrows the scope.
+        let raw = unsafe { sys::mongocrypt_ctx_next_kms_ctx(self.ctx.ptr()) };
+        NonNull::new(raw).map(|raw| KmsCtx { raw, _scope: PhantomData })
     }
 
     /// Ends the NEED_KMS state (`mongocrypt_ctx_kms_done`), after every request was fed its reply.

@@ -64,3 +64,15 @@ fn c_errors_come_back_as_messages() {
     let message = CStr::from_bytes_until_nul(&out).unwrap().to_string_lossy().into_owned();
     assert!(message.contains("kms provider not configured"), "{message}");
 }
+
+#[test]
+fn a_ctx_made_in_c_can_be_adopted_by_rust() {
+    let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
+    // SAFETY: mongocrypt_ctx_new on an initialised handle; ownership passes to the Ctx, which borrows `crypt`.
+    let mut ctx = unsafe {
+        let raw = mongocrypt_sys::mongocrypt_ctx_new(crypt.as_raw());
+        mongocrypt::Ctx::from_raw(&crypt, raw)
+    };
+    ctx.status().unwrap();
+    assert!(ctx.finalize().is_err(), "an uninitialised ctx cannot be finalized");
+}
