@@ -303,6 +303,9 @@ impl<'c> Ctx<'c> {
 
     /// The document for the current NEED_MONGO_* state: a listCollections filter, a mongocryptd command, or a key
     /// vault find filter.
+    ///
+    /// Call it once per state and keep the view: libmongocrypt re-encodes the document on every call, and in
+    /// NEED_MONGO_COLLINFO it does not free the previous encoding.
     pub fn mongo_op(&self) -> Result<&RawDocument> {
         let out = BinaryOut::new();
         // SAFETY: the ctx is live; on success `out` views data "valid until ctx is destroyed", so borrowing it for

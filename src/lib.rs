@@ -36,6 +36,65 @@
 //! assert_eq!(ctx.finalize()?.get_str("v").unwrap(), "457-55-5462");
 //! # Ok::<(), mongocrypt::Error>(())
 //! ```
+//!
+//! # Driving operations with the runner
+//!
+//! Rather than matching on [`State`] by hand, implement [`StateMachineIo`], one method per kind of I/O a ctx asks
+//! for (listCollections, a mongocryptd command, a key vault find, a KMS exchange, on-demand KMS credentials), and
+//! let [`state_machine::run`] drive any ctx, of any of the six kinds, to its result. A driver writes the loop of
+//! `integrating.md` once; [`state_machine::run_concurrent`] also serves the KMS requests of a round in parallel.
+//! Errors come back as [`RunError`]: libmongocrypt's own, typed, or the failed I/O with the state it served.
+//!
+//! ```
+//! use std::sync::Mutex;
+//!
+//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
+//! use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+//!
+//! /// The driver's I/O; here a key vault in memory, as a local master key needs no KMS.
+//! #[derive(Default)]
+//! struct Driver {
+//!     key_vault: Mutex<Vec<RawDocumentBuf>>,
+//! }
+//!
+//! impl StateMachineIo for Driver {
+//!     fn list_collections(&self, _db: Option<&str>, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+//!         Ok(vec![]) // Run listCollections on the encrypted client.
+//!     }
+//!     fn mark_command(&self, _command: &RawDocument) -> IoResult<RawDocumentBuf> {
+//!         Err("no mongocryptd in this example".into())
+//!     }
+//!     fn find_keys(&self, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+//!         Ok(self.key_vault.lock().unwrap().clone()) // Run a find with the filter on the key vault.
+//!     }
+//!     fn kms_request(&self, _kms: &mut KmsCtx<'_>) -> IoResult<()> {
+//!         Err("no KMS in this example".into())
+//!     }
+//! }
+//!
+//! let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
+//! let driver = Driver::default();
+//!
+//! let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
+//! let key = run(&mut ctx, &driver)?.expect("the new key document");
+//! let key_id = key.get_binary("_id")?.bytes.to_vec();
+//! driver.key_vault.lock().unwrap().push(key);
+//!
+//! let mut ctx = crypt.ctx().key_id(&key_id)?.algorithm(&Algorithm::Random)?.explicit_encrypt(&rawdoc! { "v": 42 })?;
+//! let ciphertext = run(&mut ctx, &driver)?.expect("{v: ciphertext}");
+//! let mut ctx = crypt.ctx().explicit_decrypt(&ciphertext)?;
+//! assert_eq!(run(&mut ctx, &driver)?, Some(rawdoc! { "v": 42 }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `cargo run --example state_machine` replays libmongocrypt's `example-state-machine.c` through the runner.
+//!
+//! # KMS I/O and on-demand credentials
+//!
+//! With the `kms-tls` feature, [`kms_tls`] serves NEED_KMS over TLS (rustls) with per-provider TLS options and
+//! retries, and [`kms_credentials`] fetches on-demand credentials for NEED_KMS_CREDENTIALS (AWS environment, GCP
+//! and Azure metadata servers). Both plug into the [`state_machine`] runner.
 #![warn(missing_docs)]
 
 mod binary;
@@ -44,6 +103,10 @@ mod ctx;
 mod error;
 pub mod hooks;
 mod kms;
+#[cfg(feature = "kms-tls")]
+pub mod kms_credentials;
+#[cfg(feature = "kms-tls")]
+pub mod kms_tls;
 mod log;
 mod options;
 pub mod state_machine;

@@ -8,11 +8,11 @@
 //!
 //! | state | what [`run`] does |
 //! |---|---|
-//! | `NEED_MONGO_COLLINFO` | [`list_collections`](StateMachineIo::list_collections)`(None, filter)`, feeds each result, `mongo_done` |
+//! | `NEED_MONGO_COLLINFO` | [`list_collections`](StateMachineIo::list_collections)`(None, ..)`, feeds each result, `mongo_done` |
 //! | `NEED_MONGO_COLLINFO_WITH_DB` | the same with `Some(`[`Ctx::mongo_db`]`)` |
 //! | `NEED_MONGO_MARKINGS` | [`mark_command`](StateMachineIo::mark_command), feeds the reply, `mongo_done` |
 //! | `NEED_MONGO_KEYS` | [`find_keys`](StateMachineIo::find_keys), feeds each key document, `mongo_done` |
-//! | `NEED_KMS` | waits [`KmsCtx::sleep_duration`], then [`kms_request`](StateMachineIo::kms_request) for each [`KmsCtx`], until libmongocrypt hands out no more; then [`KmsScope::done`](crate::KmsScope::done) |
+//! | `NEED_KMS` | [`kms_request`](StateMachineIo::kms_request) for each [`KmsCtx`] (after its back-off), then `kms_done` |
 //! | `NEED_KMS_CREDENTIALS` | [`kms_credentials`](StateMachineIo::kms_credentials), then [`Ctx::provide_kms_providers`] |
 //! | `READY` | [`Ctx::finalize`]; the document is the result |
 //! | `DONE` | returns the result: `Some` if the ctx was READY on the way, `None` otherwise |
@@ -40,7 +40,7 @@
 //! I/O methods take `&self`. [`run`] serves everything on the calling thread, so the I/O type need not be `Sync`
 //! (a mock with a `RefCell` will do). [`run_concurrent`] requires `Sync` and serves the KMS requests of one round
 //! on scoped threads, one per request, when there is more than one ("Feeding multiple KMS requests is
-//! thread-safe"). libmongocrypt hands out all of a round's KMS contexts before any is fed, as it requires.
+//! thread-safe"). Either way, all of a round's KMS contexts are taken before any is fed, as libmongocrypt requires.
 
 use bson::{RawDocument, RawDocumentBuf};
 
@@ -225,7 +225,10 @@ impl RunError {
 /// assert_eq!(err.to_string(), "driver I/O failed in state NeedMongoCollinfo: no mongod here");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn run<I: StateMachineIo + ?Sized>(ctx: &mut Ctx<'_>, io: &I) -> std::result::Result<Option<RawDocumentBuf>, RunError> {
+pub fn run<I: StateMachineIo + ?Sized>(
+    ctx: &mut Ctx<'_>,
+    io: &I,
+) -> std::result::Result<Option<RawDocumentBuf>, RunError> {
     drive(ctx, io, &|batch| batch.iter_mut().try_for_each(|kms| serve_kms(io, kms)))
 }
 
@@ -252,9 +255,10 @@ pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(
 
 /// Feeds a complete KMS reply, in pieces of at most [`KmsCtx::bytes_needed`] bytes (libmongocrypt rejects more).
 ///
-/// Stops when libmongocrypt needs no more bytes; bytes left over then are fed anyway, so that libmongocrypt reports
-/// them ("fed too much data") instead of dropping them silently. A reply shorter than libmongocrypt expects is fed
-/// whole and leaves [`KmsCtx::bytes_needed`] above 0; [`KmsScope::done`](crate::KmsScope::done) then fails.
+/// Bytes left over once libmongocrypt needs no more are fed anyway, so that libmongocrypt reports them as an error
+/// (its HTTP parser: "exceeded content length") instead of their being dropped silently. A reply shorter than
+/// libmongocrypt expects is fed whole and leaves [`KmsCtx::bytes_needed`] above 0;
+/// [`KmsScope::done`](crate::KmsScope::done) then fails ("KMS response unfinished").
 pub fn feed_kms_reply(kms: &mut KmsCtx<'_>, mut reply: &[u8]) -> Result<()> {
     while !reply.is_empty() {
         let needed = kms.bytes_needed() as usize;
@@ -296,7 +300,7 @@ fn drive<I: StateMachineIo + ?Sized>(
                 feed_all(ctx, &docs)?;
             }
             State::NeedKms => {
-                let scope = ctx.kms_scope();
+                let mut scope = ctx.kms_scope();
                 // Hand out every request of the round before serving any ("It is not safe to iterate KMS contexts
                 // while operating on KMS contexts"); requests to retry come back in the next pass.
                 loop {

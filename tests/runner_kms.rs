@@ -1,0 +1,242 @@
+//! The KMS side of the runner: on-demand credentials (NEED_KMS_CREDENTIALS), concurrent KMS requests with
+//! `run_concurrent`, and retries of failed requests.
+
+mod runner_common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
+use mongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
+use mongocrypt::{Algorithm, Crypt, ErrorKind, KmsCtx, KmsProviders, State};
+use runner_common::*;
+
+const AUTO: &str = "open/csfle-auto-aws-example";
+const FLE1: &str = "open/fle1-explicit-local";
+
+fn kms_reply() -> Vec<u8> {
+    http(&format!("{AUTO}/kms-decrypt-reply.txt"))
+}
+
+#[test]
+fn on_demand_local_key_is_asked_for() {
+    let crypt = Crypt::builder()
+        .kms_providers(&KmsProviders::new().on_demand("local"))
+        .unwrap()
+        .use_need_kms_credentials_state()
+        .build()
+        .unwrap();
+    let mut providers = Document::new();
+    providers
+        .insert("local", doc! { "key": Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 96] } });
+    let io = MockIo::new()
+        .key(json(&format!("{FLE1}/key-ABCDEFAB-local.json")))
+        .credentials(RawDocumentBuf::try_from(&providers).unwrap());
+    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "v": "foo" }));
+    // libmongocrypt asks for credentials first, as soon as the ctx is initialised.
+    assert_eq!(io.trace(), ["kms_credentials", "find_keys"]);
+}
+
+#[test]
+fn on_demand_aws_credentials_sign_the_kms_request() {
+    let crypt = Crypt::builder()
+        .kms_providers(&KmsProviders::new().on_demand("aws"))
+        .unwrap()
+        .use_need_kms_credentials_state()
+        .build()
+        .unwrap();
+    let io = MockIo::new()
+        .key(json(&format!("{AUTO}/key-document.json")))
+        .kms_reply(kms_reply())
+        .credentials(rawdoc! { "aws": { "accessKeyId": "fromTheIo", "secretAccessKey": "secret" } });
+    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
+    assert_eq!(io.trace(), ["kms_credentials", "find_keys", "kms_request"]);
+    let Call::Kms { message, .. } = &io.calls()[2] else { unreachable!() };
+    assert!(String::from_utf8_lossy(message).contains("Credential=fromTheIo/"));
+}
+
+/// Implements only the required methods: `kms_credentials` keeps its default.
+struct NoCredentials;
+
+impl StateMachineIo for NoCredentials {
+    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        unreachable!()
+    }
+    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+        unreachable!()
+    }
+    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Ok(vec![json(&format!("{FLE1}/key-ABCDEFAB-local.json"))])
+    }
+    fn kms_request(&self, _: &mut KmsCtx<'_>) -> IoResult<()> {
+        unreachable!()
+    }
+}
+
+#[test]
+fn the_default_kms_credentials_fails_as_io() {
+    let crypt = Crypt::builder()
+        .kms_providers(&KmsProviders::new().on_demand("local"))
+        .unwrap()
+        .use_need_kms_credentials_state()
+        .build()
+        .unwrap();
+    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let err = run(&mut ctx, &NoCredentials).unwrap_err();
+    assert_eq!(err.io_state(), Some(State::NeedKmsCredentials));
+    assert!(err.to_string().contains("does not supply them"), "{err}");
+}
+
+/// The example key under a second `_id` ("bbbb..."): same AWS-wrapped material, so the same KMS reply unwraps it.
+fn second_aws_key() -> RawDocumentBuf {
+    let mut key = Document::try_from(json(&format!("{AUTO}/key-document.json"))).unwrap();
+    key.insert("_id", uuid(b"bbbbbbbbbbbbbbbb"));
+    key.remove("keyAltNames");
+    RawDocumentBuf::try_from(&key).unwrap()
+}
+
+/// `{a, b}`: the same value encrypted under the example key and under [`second_aws_key`].
+fn doc_with_two_keys() -> RawDocumentBuf {
+    let expected = json(&format!("{AUTO}/expected-encrypted-cmd.json"));
+    let a = expected.get_document("filter").unwrap().get_binary("ssn").unwrap();
+    let crypt = crypt();
+    let io = MockIo::new().key(second_aws_key()).kms_reply(kms_reply());
+    let mut ctx = crypt
+        .ctx()
+        .key_id(b"bbbbbbbbbbbbbbbb")
+        .unwrap()
+        .algorithm(&Algorithm::Deterministic)
+        .unwrap()
+        .explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
+        .unwrap();
+    let b = run(&mut ctx, &io).unwrap().unwrap();
+    let b = b.get_binary("v").unwrap();
+    assert_eq!(&b.bytes[1..17], b"bbbbbbbbbbbbbbbb");
+    rawdoc! { "a": bson::RawBsonRef::Binary(a), "b": bson::RawBsonRef::Binary(b) }
+}
+
+fn kms_threads(io: &MockIo) -> Vec<std::thread::ThreadId> {
+    io.calls().into_iter().filter_map(|c| if let Call::Kms { thread, .. } = c { Some(thread) } else { None }).collect()
+}
+
+#[test]
+fn run_concurrent_serves_a_round_of_kms_requests_on_separate_threads() {
+    let encrypted = doc_with_two_keys();
+    let expected = rawdoc! { "a": "457-55-5462", "b": "457-55-5462" };
+    let io =
+        || MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_reply(kms_reply());
+
+    let (crypt1, concurrent) = (crypt(), io());
+    let mut ctx = crypt1.ctx().decrypt(&encrypted).unwrap();
+    assert_eq!(run_concurrent(&mut ctx, &concurrent).unwrap(), Some(expected.clone()));
+    assert_eq!(concurrent.trace(), ["find_keys", "kms_request", "kms_request"]);
+    let threads = kms_threads(&concurrent);
+    assert_ne!(threads[0], threads[1]);
+    assert!(!threads.contains(&std::thread::current().id()));
+
+    let (crypt2, sequential) = (crypt(), io());
+    let mut ctx = crypt2.ctx().decrypt(&encrypted).unwrap();
+    assert_eq!(run(&mut ctx, &sequential).unwrap(), Some(expected));
+    assert_eq!(kms_threads(&sequential), [std::thread::current().id(); 2]);
+}
+
+#[test]
+fn run_concurrent_reports_the_first_failure_in_request_order() {
+    let encrypted = doc_with_two_keys();
+    let crypt = crypt();
+    let served = AtomicUsize::new(0);
+    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_with(move |kms| {
+        served.fetch_add(1, Ordering::SeqCst);
+        Ok(feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?)
+    });
+    let mut ctx = crypt.ctx().decrypt(&encrypted).unwrap();
+    let err = run_concurrent(&mut ctx, &io).unwrap_err();
+    let mongocrypt_err = err.as_mongocrypt().expect("libmongocrypt's error, unboxed");
+    assert!(mongocrypt_err.message().contains("HTTP status=503"), "{err}");
+    assert_eq!(kms_threads(&io).len(), 2, "both requests were served before the error was reported");
+}
+
+#[test]
+#[should_panic(expected = "the KMS handler panicked")]
+fn run_concurrent_propagates_a_panic() {
+    let encrypted = doc_with_two_keys();
+    let crypt = crypt();
+    let io = MockIo::new()
+        .key(json(&format!("{AUTO}/key-document.json")))
+        .key(second_aws_key())
+        .kms_with(|_| panic!("the KMS handler panicked"));
+    let mut ctx = crypt.ctx().decrypt(&encrypted).unwrap();
+    let _ = run_concurrent(&mut ctx, &io);
+}
+
+fn connection_reset() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by KMS")
+}
+
+#[test]
+fn a_network_error_without_retry_is_returned_as_io() {
+    let crypt = crypt();
+    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
+    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let err = run(&mut ctx, &io).unwrap_err();
+    let RunError::Io { state, source } = &err else { panic!("{err:?}") };
+    assert_eq!(*state, State::NeedKms);
+    let io_err = source.downcast_ref::<std::io::Error>().expect("the driver's own error, kept");
+    assert_eq!(io_err.kind(), std::io::ErrorKind::ConnectionReset);
+    assert_eq!(err.to_string(), "driver I/O failed in state NeedKms: connection reset by KMS");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+/// Retries need `mongocrypt_setopt_retry_kms` and `mongocrypt_kms_ctx_fail`, added in libmongocrypt 1.12.
+fn retrying_crypt() -> Option<Crypt> {
+    let builder = Crypt::builder().kms_providers(&providers()).unwrap().retry_kms(true);
+    if mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010c0000 {
+        assert_eq!(builder.err().expect("retry_kms needs 1.12").kind(), ErrorKind::Unsupported);
+        return None;
+    }
+    Some(builder.unwrap().build().unwrap())
+}
+
+#[test]
+fn a_network_error_is_retried_when_libmongocrypt_allows_it() {
+    let Some(crypt) = retrying_crypt() else { return };
+    let attempts = AtomicUsize::new(0);
+    let reply = kms_reply();
+    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
+        if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(connection_reset().into());
+        }
+        Ok(feed_kms_reply(kms, &reply)?)
+    });
+    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
+    assert_eq!(io.trace(), ["find_keys", "kms_request", "kms_request"]);
+}
+
+#[test]
+fn a_retryable_http_error_is_retried_when_libmongocrypt_allows_it() {
+    let Some(crypt) = retrying_crypt() else { return };
+    let attempts = AtomicUsize::new(0);
+    let reply = kms_reply();
+    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
+        if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Ok(feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?);
+        }
+        Ok(feed_kms_reply(kms, &reply)?)
+    });
+    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
+    assert_eq!(io.trace(), ["find_keys", "kms_request", "kms_request"]);
+}
+
+#[test]
+fn retries_are_bounded() {
+    let Some(crypt) = retrying_crypt() else { return };
+    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
+    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let err = run(&mut ctx, &io).unwrap_err();
+    assert_eq!(err.io_state(), Some(State::NeedKms), "{err:?}");
+    let attempts = io.trace().iter().filter(|c| **c == "kms_request").count();
+    assert!((2..=10).contains(&attempts), "{attempts} attempts");
+}

@@ -1,0 +1,207 @@
+//! The `state_machine` example against the reference output of libmongocrypt's `test/example-state-machine.c`
+//! (`tests/data/example/reference-output.normalized.txt`): byte for byte, once the run-dependent parts are masked
+//! as the reference masks them. Also checks the example's libbson-style printer on its own.
+
+#[path = "../examples/state_machine.rs"]
+#[allow(dead_code)]
+mod example;
+
+use bson::spec::BinarySubtype;
+use bson::{doc, rawdoc, Binary, Bson, DateTime, Document};
+use example::extjson::{
+    base64, document_to_libbson_json, parse_document, parse_to_document, printf_g20, to_libbson_json,
+};
+
+const REFERENCE: &str = include_str!("data/example/reference-output.normalized.txt");
+
+/// Replaces the `len` bytes after each `marker` with `mask`, after checking them with `valid`.
+fn mask_after(text: &str, marker: &str, len: usize, valid: impl Fn(&str) -> bool, mask: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        let start = at + marker.len();
+        let value = rest.get(start..start + len).unwrap_or_else(|| panic!("truncated value after {marker:?}"));
+        assert!(valid(value), "unexpected value after {marker:?}: {value:?}");
+        out.push_str(&rest[..start]);
+        out.push_str(mask);
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn digits(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The reference's masking: `X-Amz-Date:<AMZDATE>`, `Credential=example/<DATE>/`, `Signature=<SIG>`, and the
+/// base64 of the random explicit ciphertext as `<RANDOM-CIPHERTEXT>`. Returns the masked text and the ciphertext.
+fn mask(output: &str) -> (String, String) {
+    let s = mask_after(
+        output,
+        "X-Amz-Date:",
+        16,
+        |v| digits(&v[..8]) && &v[8..9] == "T" && digits(&v[9..15]) && v.ends_with('Z'),
+        "<AMZDATE>",
+    );
+    let s = mask_after(&s, "Credential=example/", 9, |v| digits(&v[..8]) && v.ends_with('/'), "<DATE>/");
+    let s = mask_after(&s, "Signature=", 64, |v| v.bytes().all(|b| b.is_ascii_hexdigit()), "<SIG>");
+
+    let section = s.find("******* EXPLICIT ENCRYPTION *******").expect("explicit encryption section");
+    let marker = "\"base64\" : \"";
+    let start = section + s[section..].find(marker).expect("explicit ciphertext") + marker.len();
+    let len = s[start..].find('"').expect("end of the ciphertext");
+    let ciphertext = s[start..start + len].to_owned();
+    (format!("{}<RANDOM-CIPHERTEXT>{}", &s[..start], &s[start + len..]), ciphertext)
+}
+
+fn example_output() -> String {
+    let mut out = Vec::new();
+    example::run(&mut out).expect("the example runs");
+    String::from_utf8(out).expect("UTF-8 output")
+}
+
+#[test]
+fn output_matches_the_reference_byte_for_byte_after_masking() {
+    let (masked, ciphertext) = mask(&example_output());
+    if masked != REFERENCE {
+        for (i, (got, want)) in masked.lines().zip(REFERENCE.lines()).enumerate() {
+            assert_eq!(got, want, "line {} differs", i + 1);
+        }
+        assert_eq!(masked.lines().count(), REFERENCE.lines().count(), "line counts differ");
+    }
+    assert_eq!(masked, REFERENCE);
+
+    // The masked ciphertext is a Random FLE1 ciphertext (blob subtype 2) of the example key ("aaaa...").
+    let bytes = Binary::from_base64(&ciphertext, None).expect("base64").bytes;
+    assert_eq!(bytes[0], 2, "Random blob subtype");
+    assert_eq!(&bytes[1..17], b"aaaaaaaaaaaaaaaa", "key id");
+    assert_eq!(bytes[17], 2, "original BSON type: string");
+}
+
+#[test]
+fn random_ciphertexts_differ_between_runs() {
+    let (_, first) = mask(&example_output());
+    let (_, second) = mask(&example_output());
+    assert_ne!(first, second);
+}
+
+#[test]
+fn the_credential_scope_has_the_request_date() {
+    let output = example_output();
+    let at = output.find("X-Amz-Date:").expect("a date header") + "X-Amz-Date:".len();
+    let amz_date = &output[at..at + 8];
+    let credential = output.find("Credential=example/").expect("a credential") + "Credential=example/".len();
+    assert_eq!(&output[credential..credential + 8], amz_date, "the credential scope has the request's date");
+}
+
+#[test]
+fn printer_matches_libbson_layout() {
+    assert_eq!(document_to_libbson_json(&Document::new()), "{ }");
+    assert_eq!(to_libbson_json(&rawdoc! { "name": "test" }).unwrap(), r#"{ "name" : "test" }"#);
+    assert_eq!(
+        document_to_libbson_json(&doc! { "a": [1, 2], "e": [], "d": {}, "n": null, "t": true }),
+        r#"{ "a" : [ 1, 2 ], "e" : [  ], "d" : {  }, "n" : null, "t" : true }"#
+    );
+    assert_eq!(
+        document_to_libbson_json(&doc! { "i": 1_i64 << 40, "f": 1.0, "g": 0.5, "h": -1e300, "nan": f64::NAN }),
+        r#"{ "i" : 1099511627776, "f" : 1.0, "g" : 0.5, "h" : -1.0000000000000000525e+300, "nan" : { "$numberDouble" : "NaN" } }"#
+    );
+    assert_eq!(document_to_libbson_json(&doc! { "s": "q\"b\\n\n\t\u{1}é" }), r#"{ "s" : "q\"b\\n\n\t\u0001é" }"#);
+    assert_eq!(
+        document_to_libbson_json(&doc! {
+            "d0": DateTime::from_millis(0),
+            "d1": DateTime::from_millis(1_557_827_033_449),
+            "d2": DateTime::from_millis(-1),
+        }),
+        r#"{ "d0" : { "$date" : "1970-01-01T00:00:00Z" }, "d1" : { "$date" : "2019-05-14T09:43:53.449Z" }, "d2" : { "$date" : { "$numberLong" : "-1" } } }"#
+    );
+    let bin = Binary { subtype: BinarySubtype::Uuid, bytes: b"aaaaaaaaaaaaaaaa".to_vec() };
+    assert_eq!(
+        document_to_libbson_json(&doc! { "b": bin, "m": Bson::MinKey }),
+        r#"{ "b" : { "$binary" : { "base64" : "YWFhYWFhYWFhYWFhYWFhYQ==", "subType" : "04" } }, "m" : { "$minKey" : 1 } }"#
+    );
+}
+
+#[test]
+fn doubles_print_as_printf_g20() {
+    // Expected values from C's printf("%.20g"), which libbson uses.
+    let cases: &[(f64, &str)] = &[
+        (1.0, "1"),
+        (-2.5, "-2.5"),
+        (0.1, "0.10000000000000000555"),
+        (0.0001, "0.00010000000000000000479"),
+        (1e-5, "1.0000000000000000818e-05"),
+        (123456.789, "123456.78900000000431"),
+        (1e19, "10000000000000000000"),
+        (1e20, "1e+20"),
+        (12345678901234567890.0, "12345678901234567168"),
+        (2f64.powi(-30), "9.3132257461547851562e-10"),
+        (5e-324, "4.9406564584124654418e-324"),
+        (f64::MAX, "1.7976931348623157081e+308"),
+    ];
+    for &(v, want) in cases {
+        assert_eq!(printf_g20(v), want, "{v:?}");
+    }
+}
+
+#[test]
+fn base64_matches_the_standard_alphabet() {
+    for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+        assert_eq!(base64(input.as_bytes()), want);
+    }
+    let all: Vec<u8> = (0..=255).collect();
+    assert_eq!(Binary::from_base64(base64(&all), None).unwrap().bytes, all);
+}
+
+#[test]
+fn reader_keeps_order_and_reads_every_wrapper() {
+    // Relaxed, canonical and legacy forms, in file order.
+    let doc = parse_to_document(
+        r#"{"z": 1, "a": {"$numberLong": "5"}, "big": 3000000000, "d": 1.5, "x": {"$numberDouble": "-Infinity"},
+            "b": {"$binary": "YWFh", "$type": "06"}, "c": {"$binary": {"base64": "YWFh", "subType": "00"}},
+            "t": {"$date": "2019-05-14T09:43:53.449Z"}, "u": {"$date": {"$numberLong": "-5"}},
+            "s": "\u00e9\ud83d\ude00\n", "$or": [{"k": {"$numberInt": "-7"}}], "o": {"$oid": "0123456789abcdef01234567"}}"#,
+    )
+    .unwrap();
+    let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["z", "a", "big", "d", "x", "b", "c", "t", "u", "s", "$or", "o"]);
+    assert_eq!(doc.get("z"), Some(&Bson::Int32(1)));
+    assert_eq!(doc.get("a"), Some(&Bson::Int64(5)));
+    assert_eq!(doc.get("big"), Some(&Bson::Int64(3_000_000_000)));
+    assert_eq!(doc.get("d"), Some(&Bson::Double(1.5)));
+    assert_eq!(doc.get("x"), Some(&Bson::Double(f64::NEG_INFINITY)));
+    assert_eq!(doc.get("b"), Some(&Bson::Binary(Binary { subtype: BinarySubtype::Encrypted, bytes: b"aaa".to_vec() })));
+    assert_eq!(doc.get("c"), Some(&Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: b"aaa".to_vec() })));
+    assert_eq!(doc.get("t"), Some(&Bson::DateTime(DateTime::from_millis(1_557_827_033_449))));
+    assert_eq!(doc.get("u"), Some(&Bson::DateTime(DateTime::from_millis(-5))));
+    assert_eq!(doc.get_str("s").unwrap(), "é😀\n");
+    assert_eq!(doc.get_array("$or").unwrap()[0], Bson::Document(doc! { "k": -7 }));
+    assert_eq!(doc.get_object_id("o").unwrap().to_hex(), "0123456789abcdef01234567");
+
+    for bad in ["", "{", "[1]", r#"{"a": }"#, r#"{"a": 1} x"#, r#"{"a": {"$numberInt": "x"}}"#] {
+        assert!(parse_document(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
+#[test]
+fn every_data_file_round_trips_through_the_printer() {
+    // What the example prints, read back, is the same BSON: the printer loses nothing the files use.
+    for name in
+        ["cmd.json", "collection-info.json", "encrypted-command.json", "key-document.json", "mongocryptd-reply.json"]
+    {
+        let doc = example::read_json(&example::data_dir().join(name)).unwrap();
+        let printed = to_libbson_json(&doc).unwrap();
+        assert_eq!(parse_document(&printed).unwrap(), doc, "{name}");
+    }
+}
+
+#[test]
+fn http_replies_get_crlf_line_ends() {
+    assert_eq!(example::crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    let reply = example::read_http(&example::data_dir().join("kms-decrypt-reply.txt")).unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\nx-amzn-RequestId: "));
+    let body = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(reply.len() - body, 233, "Content-Length counts the body only");
+    assert_eq!(example::escape_crlf(b"a\r\nb"), "a\\r\\nb");
+}
