@@ -1,0 +1,619 @@
+//! Shared helpers of the fixture and option tests: extended-JSON loading (key order preserved), HTTP replies,
+//! version gates, the MANIFEST's common KMS providers, and a hand driver that records the trace of a ctx.
+//!
+//! Each test crate uses a different subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use bson::spec::BinarySubtype;
+use bson::{doc, Binary, Bson, Document, RawDocument, RawDocumentBuf};
+use std::sync::{Arc, Mutex};
+
+use mongocrypt::{Crypt, CryptBuilder, Ctx, Error, LogLevel, State};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Files
+
+/// A path under `tests/data/`.
+pub fn data_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+}
+
+/// A file under `tests/data/open/`, as text.
+pub fn read_open(rel: &str) -> String {
+    let path = data_path("open").join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// An extended-JSON file under `tests/data/open/`, as a document (key order of the file kept).
+pub fn load_doc(rel: &str) -> Document {
+    match parse_extjson(&read_open(rel)) {
+        Bson::Document(d) => d,
+        other => panic!("{rel}: top level is not a document but {other:?}"),
+    }
+}
+
+/// An extended-JSON file under `tests/data/open/`, as BSON bytes (key order of the file kept).
+pub fn load_raw(rel: &str) -> RawDocumentBuf {
+    raw(&load_doc(rel))
+}
+
+/// A document as BSON bytes.
+pub fn raw(doc: &Document) -> RawDocumentBuf {
+    RawDocumentBuf::try_from(doc).expect("document serializes")
+}
+
+/// BSON bytes as a document.
+pub fn to_doc(raw: &RawDocument) -> Document {
+    Document::try_from(raw).expect("valid BSON")
+}
+
+/// An HTTP reply file under `tests/data/open/`, with its bare `\n` line ends turned into `\r\n` (MANIFEST: the
+/// Content-Length counts only the body, which has no line end).
+pub fn http_reply(rel: &str) -> Vec<u8> {
+    crlf(&read_open(rel))
+}
+
+/// `\n` → `\r\n`, leaving existing `\r\n` alone.
+pub fn crlf(text: &str) -> Vec<u8> {
+    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after this process and `name`.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mongocrypt-rs-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as `&str` (temp paths are UTF-8 on the test machines).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Standard base64 decoding.
+pub fn b64(s: &str) -> Vec<u8> {
+    Binary::from_base64(s, None).unwrap_or_else(|e| panic!("bad base64 {s:?}: {e}")).bytes
+}
+
+/// Hex decoding (whitespace ignored).
+pub fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(s.len() % 2 == 0, "odd hex length");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Extended JSON. serde_json (a dev-dependency without `preserve_order`) sorts object keys, and bson's own extjson
+// support needs its `serde_json-1` feature, which this package does not enable; MANIFEST compares exact BSON bytes,
+// so the files are parsed here with their key order kept. Scalars are decoded by serde_json.
+
+/// Parses one extended-JSON value (canonical or relaxed, plus the legacy `{"$binary": b64, "$type": hex}`).
+pub fn parse_extjson(text: &str) -> Bson {
+    let mut p = JsonParser { src: text, pos: 0 };
+    let value = p.value();
+    p.ws();
+    assert_eq!(p.pos, text.len(), "trailing characters after the JSON value");
+    value
+}
+
+/// Parses an extended-JSON document.
+pub fn extjson_doc(text: &str) -> Document {
+    match parse_extjson(text) {
+        Bson::Document(d) => d,
+        other => panic!("not a document: {other:?}"),
+    }
+}
+
+struct JsonParser<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    fn peek(&self) -> u8 {
+        *self.src.as_bytes().get(self.pos).unwrap_or_else(|| panic!("unexpected end of JSON"))
+    }
+
+    fn ws(&mut self) {
+        while self.pos < self.src.len() && self.src.as_bytes()[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) {
+        self.ws();
+        assert_eq!(self.peek() as char, c as char, "JSON: expected {:?} at byte {}", c as char, self.pos);
+        self.pos += 1;
+    }
+
+    fn string(&mut self) -> String {
+        self.ws();
+        let start = self.pos;
+        self.expect(b'"');
+        loop {
+            match self.peek() {
+                b'\\' => self.pos += 2,
+                b'"' => break,
+                _ => self.pos += 1,
+            }
+        }
+        self.pos += 1;
+        serde_json::from_str(&self.src[start..self.pos]).expect("JSON string")
+    }
+
+    fn value(&mut self) -> Bson {
+        self.ws();
+        match self.peek() {
+            b'{' => {
+                self.pos += 1;
+                let mut fields: Vec<(String, Bson)> = Vec::new();
+                self.ws();
+                if self.peek() == b'}' {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        let key = self.string();
+                        self.expect(b':');
+                        let value = self.value();
+                        fields.push((key, value));
+                        self.ws();
+                        match self.peek() {
+                            b',' => self.pos += 1,
+                            b'}' => {
+                                self.pos += 1;
+                                break;
+                            }
+                            c => panic!("JSON: unexpected {:?} in object at byte {}", c as char, self.pos),
+                        }
+                    }
+                }
+                extjson_object(fields)
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek() == b']' {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        items.push(self.value());
+                        self.ws();
+                        match self.peek() {
+                            b',' => self.pos += 1,
+                            b']' => {
+                                self.pos += 1;
+                                break;
+                            }
+                            c => panic!("JSON: unexpected {:?} in array at byte {}", c as char, self.pos),
+                        }
+                    }
+                }
+                Bson::Array(items)
+            }
+            b'"' => Bson::String(self.string()),
+            _ => {
+                let start = self.pos;
+                while self.pos < self.src.len() && !b",]} \t\r\n".contains(&self.src.as_bytes()[self.pos]) {
+                    self.pos += 1;
+                }
+                let token = &self.src[start..self.pos];
+                match token {
+                    "true" => Bson::Boolean(true),
+                    "false" => Bson::Boolean(false),
+                    "null" => Bson::Null,
+                    _ => relaxed_number(token),
+                }
+            }
+        }
+    }
+}
+
+fn relaxed_number(token: &str) -> Bson {
+    let n: serde_json::Number = serde_json::from_str(token).unwrap_or_else(|e| panic!("JSON number {token:?}: {e}"));
+    if let Some(i) = n.as_i64() {
+        i32::try_from(i).map(Bson::Int32).unwrap_or(Bson::Int64(i))
+    } else {
+        Bson::Double(n.as_f64().expect("number"))
+    }
+}
+
+fn subtype(hex_str: &str) -> BinarySubtype {
+    BinarySubtype::from(u8::from_str_radix(hex_str, 16).unwrap_or_else(|_| panic!("bad subType {hex_str:?}")))
+}
+
+/// The extended-JSON wrappers this project's fixtures use; any other object is a document.
+fn extjson_object(fields: Vec<(String, Bson)>) -> Bson {
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    let str_of = |b: &Bson| b.as_str().map(str::to_owned).unwrap_or_else(|| panic!("expected a string, got {b:?}"));
+    match (keys.as_slice(), fields.as_slice()) {
+        (["$binary"], [(_, Bson::Document(inner))]) => {
+            let b64s = inner.get_str("base64").expect("$binary.base64");
+            let st = inner.get_str("subType").expect("$binary.subType");
+            Bson::Binary(Binary { subtype: subtype(st), bytes: b64(b64s) })
+        }
+        // Legacy form, either key order.
+        (["$binary", "$type"], [(_, data), (_, t)]) | (["$type", "$binary"], [(_, t), (_, data)]) => {
+            Bson::Binary(Binary { subtype: subtype(&str_of(t)), bytes: b64(&str_of(data)) })
+        }
+        (["$uuid"], [(_, u)]) => {
+            Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: hex(&str_of(u).replace('-', "")) })
+        }
+        (["$numberInt"], [(_, v)]) => Bson::Int32(str_of(v).parse().expect("$numberInt")),
+        (["$numberLong"], [(_, v)]) => Bson::Int64(str_of(v).parse().expect("$numberLong")),
+        (["$numberDouble"], [(_, v)]) => Bson::Double(match str_of(v).as_str() {
+            "Infinity" => f64::INFINITY,
+            "-Infinity" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            s => s.parse().expect("$numberDouble"),
+        }),
+        (["$oid"], [(_, v)]) => Bson::ObjectId(bson::oid::ObjectId::parse_str(str_of(v)).expect("$oid")),
+        (["$date"], [(_, v)]) => Bson::DateTime(match v {
+            Bson::Int64(ms) => bson::DateTime::from_millis(*ms),
+            Bson::Int32(ms) => bson::DateTime::from_millis(i64::from(*ms)),
+            Bson::String(s) => bson::DateTime::parse_rfc3339_str(s).expect("$date string"),
+            other => panic!("unsupported $date {other:?}"),
+        }),
+        (["$minKey"], _) => Bson::MinKey,
+        (["$maxKey"], _) => Bson::MaxKey,
+        (["$numberDecimal"], _) | (["$timestamp"], _) | (["$regularExpression"], _) | (["$symbol"], _) => {
+            panic!("extended JSON {keys:?} is not supported by this test helper")
+        }
+        _ => Bson::Document(fields.into_iter().collect()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Versions
+
+/// `MAJOR.MINOR.PATCH[-suffix]` as `MAJOR << 24 | MINOR << 16 | PATCH << 8`.
+pub fn version_number(version: &str) -> u32 {
+    let core = version.split(['-', '+']).next().unwrap();
+    let parts: Vec<u32> =
+        core.split('.').map(|p| p.parse().unwrap_or_else(|_| panic!("bad version {version:?}"))).collect();
+    (parts[0] << 24) | (parts[1] << 16) | (parts.get(2).copied().unwrap_or(0) << 8)
+}
+
+/// The version of the libmongocrypt that runs, as a number; checked against the build-time one.
+pub fn linked_version() -> u32 {
+    let runtime = version_number(mongocrypt::version());
+    assert_eq!(
+        runtime,
+        mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER,
+        "runtime libmongocrypt {} is not the one the build found",
+        mongocrypt::version()
+    );
+    runtime
+}
+
+/// Whether the linked libmongocrypt is `version` or newer.
+pub fn linked_at_least(version: &str) -> bool {
+    linked_version() >= version_number(version)
+}
+
+/// Prints why a version-gated case did not run (visible with `--nocapture`).
+pub fn skip(case: &str, why: &str) {
+    println!("SKIP {case}: {why} (linked libmongocrypt {})", mongocrypt::version());
+}
+
+/// Asserts `err` is [`Error::Unsupported`] for the C function `feature`, added in `since`, naming the linked version.
+pub fn assert_unsupported(err: &Error, feature: &str, since: &str) {
+    match err {
+        Error::Unsupported { feature: f, required, linked } => {
+            assert_eq!(*f, feature);
+            assert_eq!(*required, since);
+            assert_eq!(*linked, mongocrypt::sys::MONGOCRYPT_SYS_VERSION);
+        }
+        other => panic!("expected Unsupported({feature}), got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(feature) && text.contains(since) && text.contains(mongocrypt::version()), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// MANIFEST conventions
+
+/// The local master key of every fixture set: 96 zero bytes.
+pub const LOCAL_KEY: [u8; 96] = [0u8; 96];
+
+/// UUID ABCDEFAB-1234-9876-1234-123456789012.
+pub fn key_abcdefab() -> Vec<u8> {
+    b64("q83vqxI0mHYSNBI0VniQEg==")
+}
+
+/// UUID 12345678-1234-9876-1234-123456789012 (the "wrong key").
+pub fn key_12345678() -> Vec<u8> {
+    b64("EjRWeBI0mHYSNBI0VniQEg==")
+}
+
+/// UUID "aaaaaaaaaaaaaaaa" of the AWS example key.
+pub fn key_aaaa() -> Vec<u8> {
+    b"aaaaaaaaaaaaaaaa".to_vec()
+}
+
+/// A UUID binary value.
+pub fn uuid_bson(bytes: &[u8]) -> Bson {
+    Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: bytes.to_vec() })
+}
+
+/// The MANIFEST's KMS providers: local (zeros), aws (example/example), azure (empty strings).
+pub fn kms_providers_doc() -> Document {
+    doc! {
+        "local": { "key": Binary { subtype: BinarySubtype::Generic, bytes: LOCAL_KEY.to_vec() } },
+        "aws": { "accessKeyId": "example", "secretAccessKey": "example" },
+        "azure": { "tenantId": "", "clientId": "", "clientSecret": "" },
+    }
+}
+
+/// A builder with the MANIFEST's KMS providers.
+pub fn builder() -> CryptBuilder {
+    Crypt::builder().kms_providers(&kms_providers_doc()).expect("kms providers accepted")
+}
+
+/// A `Crypt` with the MANIFEST's KMS providers.
+pub fn crypt() -> Crypt {
+    builder().build().expect("crypt builds")
+}
+
+/// The error message of a result that must have failed.
+#[track_caller]
+pub fn err_message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+    match result {
+        Ok(v) => panic!("expected an error, got Ok({v:?})"),
+        Err(e) => e.message(),
+    }
+}
+
+/// Asserts two documents are the same BSON bytes, printing both as documents otherwise.
+#[track_caller]
+pub fn assert_bson_eq(actual: &RawDocument, expected: &RawDocument) {
+    if actual.as_bytes() != expected.as_bytes() {
+        panic!("BSON differs\n  actual:   {}\n  expected: {}", to_doc(actual), to_doc(expected));
+    }
+}
+
+/// Collects what a log handler receives.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<(LogLevel, String)>>>);
+
+impl LogCapture {
+    /// A handler for [`CryptBuilder::log_handler`] that records into this capture.
+    pub fn handler(&self) -> impl Fn(LogLevel, &str) + Send + Sync + 'static {
+        let sink = Arc::clone(&self.0);
+        move |level, message| sink.lock().unwrap().push((level, message.to_owned()))
+    }
+
+    /// Everything recorded so far.
+    pub fn messages(&self) -> Vec<(LogLevel, String)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Key filters
+
+/// The `_id`s and `keyAltNames` a NEED_MONGO_KEYS filter asks for:
+/// `{$or: [{_id: {$in: [...]}}, {keyAltNames: {$in: [...]}}]}`.
+#[derive(Debug, Default, PartialEq)]
+pub struct KeyFilter {
+    pub ids: Vec<Vec<u8>>,
+    pub names: Vec<String>,
+}
+
+impl KeyFilter {
+    pub fn parse(filter: &RawDocument) -> KeyFilter {
+        Self::try_parse(filter).unwrap_or_else(|| panic!("key filter without $or: {}", to_doc(filter)))
+    }
+
+    /// As [`KeyFilter::parse`]; `None` for a filter of another form (rewrap_many_datakey's own filter).
+    pub fn try_parse(filter: &RawDocument) -> Option<KeyFilter> {
+        let filter = to_doc(filter);
+        let mut out = KeyFilter::default();
+        let or = filter.get_array("$or").ok()?;
+        for clause in or {
+            let clause = clause.as_document().unwrap_or_else(|| panic!("bad $or clause in {filter}"));
+            for (field, cond) in clause {
+                let values = cond
+                    .as_document()
+                    .and_then(|c| c.get_array("$in").ok())
+                    .unwrap_or_else(|| panic!("clause {field} without $in in {filter}"));
+                for v in values {
+                    match (field.as_str(), v) {
+                        ("_id", Bson::Binary(b)) => out.ids.push(b.bytes.clone()),
+                        ("keyAltNames", Bson::String(s)) => out.names.push(s.clone()),
+                        _ => panic!("unexpected {field}: {v:?} in key filter {filter}"),
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether key document `key` matches this filter (by `_id` or one of its `keyAltNames`).
+    pub fn matches(&self, key: &RawDocument) -> bool {
+        let key = to_doc(key);
+        let id_match = matches!(key.get("_id"), Some(Bson::Binary(b)) if self.ids.contains(&b.bytes));
+        let name_match = key
+            .get_array("keyAltNames")
+            .map(|names| names.iter().any(|n| n.as_str().is_some_and(|n| self.names.iter().any(|m| m == n))))
+            .unwrap_or(false);
+        id_match || name_match
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hand driver
+
+/// The replies a driven ctx gets.
+#[derive(Default)]
+pub struct Mock {
+    /// listCollections results, fed in NEED_MONGO_COLLINFO(_WITH_DB).
+    pub collinfo: Vec<RawDocumentBuf>,
+    /// The mongocryptd reply, fed in NEED_MONGO_MARKINGS.
+    pub markings: Option<RawDocumentBuf>,
+    /// The key vault; only documents matching the filter are fed.
+    pub keys: Vec<RawDocumentBuf>,
+    /// KMS replies, one per request, in order.
+    pub kms: Vec<Vec<u8>>,
+    /// Credentials for NEED_KMS_CREDENTIALS.
+    pub kms_credentials: Option<Document>,
+}
+
+/// One KMS request as the driver saw it.
+#[derive(Debug, Clone)]
+pub struct KmsRequest {
+    pub provider: String,
+    pub endpoint: String,
+    pub message: Vec<u8>,
+}
+
+impl KmsRequest {
+    pub fn message_str(&self) -> String {
+        String::from_utf8_lossy(&self.message).into_owned()
+    }
+}
+
+/// What happened while driving a ctx.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Every state observed, in order, ending with DONE or ERROR.
+    pub states: Vec<State>,
+    /// `(state, mongo_op)` of each NEED_MONGO_* state.
+    pub ops: Vec<(State, RawDocumentBuf)>,
+    /// The database of each NEED_MONGO_COLLINFO_WITH_DB state.
+    pub dbs: Vec<String>,
+    /// The key documents fed.
+    pub fed_keys: Vec<RawDocumentBuf>,
+    /// Every KMS request served.
+    pub kms: Vec<KmsRequest>,
+    /// The finalized document.
+    pub output: Option<RawDocumentBuf>,
+    /// The first error returned by a call (the ctx is then in ERROR).
+    pub error: Option<Error>,
+}
+
+impl Trace {
+    /// The output, or a panic naming the error.
+    #[track_caller]
+    pub fn output(&self) -> &RawDocument {
+        match (&self.output, &self.error) {
+            (Some(o), _) => o,
+            (None, Some(e)) => panic!("no output: {e:?} (trace {:?})", self.states),
+            (None, None) => panic!("no output (trace {:?})", self.states),
+        }
+    }
+
+    /// The mongo op of the first occurrence of `state`.
+    #[track_caller]
+    pub fn op(&self, state: State) -> &RawDocument {
+        self.ops
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, d)| d.as_ref())
+            .unwrap_or_else(|| panic!("no {state:?} in trace {:?}", self.states))
+    }
+
+    /// The error message, or a panic if the drive succeeded.
+    #[track_caller]
+    pub fn error_message(&self) -> String {
+        self.error.as_ref().unwrap_or_else(|| panic!("no error (trace {:?})", self.states)).message()
+    }
+}
+
+/// Drives `ctx` to DONE or ERROR with the replies of `mock`, recording the trace. Keys are fed only when they
+/// match the NEED_MONGO_KEYS filter (every key when the filter is not the key broker's `$or` form, as for
+/// rewrap_many_datakey, whose filter is the caller's); KMS replies are fed `bytes_needed` bytes at a time.
+pub fn drive(ctx: &mut Ctx<'_>, mock: &Mock) -> Trace {
+    let mut trace = Trace::default();
+    let mut kms_replies = mock.kms.iter();
+    for _ in 0..64 {
+        let state = ctx.state();
+        trace.states.push(state);
+        let step = match state {
+            State::Done => return trace,
+            State::Error => {
+                if trace.error.is_none() {
+                    trace.error = ctx.status().err();
+                    assert!(trace.error.is_some(), "ERROR state with an ok status");
+                }
+                return trace;
+            }
+            State::NeedMongoCollinfo | State::NeedMongoCollinfoWithDb => (|| {
+                trace.ops.push((state, ctx.mongo_op()?.to_owned()));
+                if state == State::NeedMongoCollinfoWithDb {
+                    trace.dbs.push(ctx.mongo_db()?.to_owned());
+                }
+                for info in &mock.collinfo {
+                    ctx.mongo_feed(info)?;
+                }
+                ctx.mongo_done()
+            })(),
+            State::NeedMongoMarkings => (|| {
+                trace.ops.push((state, ctx.mongo_op()?.to_owned()));
+                let reply = mock.markings.as_ref().expect("NEED_MONGO_MARKINGS without a mock mongocryptd reply");
+                ctx.mongo_feed(reply)?;
+                ctx.mongo_done()
+            })(),
+            State::NeedMongoKeys => (|| {
+                let filter = ctx.mongo_op()?.to_owned();
+                let wanted = KeyFilter::try_parse(&filter);
+                trace.ops.push((state, filter));
+                for key in mock.keys.iter().filter(|k| wanted.as_ref().is_none_or(|w| w.matches(k))) {
+                    trace.fed_keys.push(key.clone());
+                    ctx.mongo_feed(key)?;
+                }
+                ctx.mongo_done()
+            })(),
+            State::NeedKmsCredentials => {
+                let creds = mock.kms_credentials.as_ref().expect("NEED_KMS_CREDENTIALS without mock credentials");
+                ctx.provide_kms_providers(creds)
+            }
+            State::NeedKms => (|| {
+                let mut scope = ctx.kms_scope();
+                for mut kms in scope.kms_ctxs() {
+                    let request = KmsRequest {
+                        provider: kms.kms_provider().to_owned(),
+                        endpoint: kms.endpoint()?.to_owned(),
+                        message: kms.message()?.to_vec(),
+                    };
+                    trace.kms.push(request);
+                    let reply = kms_replies.next().expect("more KMS requests than mock replies");
+                    let mut rest = &reply[..];
+                    while kms.bytes_needed() > 0 {
+                        assert!(!rest.is_empty(), "KMS reply too short: {} more bytes needed", kms.bytes_needed());
+                        let n = rest.len().min(kms.bytes_needed() as usize);
+                        kms.feed(&rest[..n])?;
+                        rest = &rest[n..];
+                    }
+                }
+                scope.done()
+            })(),
+            State::Ready => ctx.finalize_owned().map(|out| trace.output = Some(out)),
+            other => panic!("unexpected state {other:?}"),
+        };
+        if let Err(e) = step {
+            trace.error = Some(e);
+            trace.states.push(ctx.state());
+            return trace;
+        }
+    }
+    panic!("ctx did not finish in 64 steps: {:?}", trace.states);
+}
