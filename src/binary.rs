@@ -137,11 +137,21 @@ pub(crate) struct BsonArg<'a>(Cow<'a, [u8]>);
 
 impl<'a> BsonArg<'a> {
     pub(crate) fn new(input: &'a (impl BsonInput + ?Sized)) -> Result<BsonArg<'a>> {
-        input.bson_bytes().map(BsonArg)
+        let bytes = input.bson_bytes()?;
+        // libmongocrypt reports malformed BSON itself, except an empty buffer, on which libbson aborts the process
+        // (seen in encrypt, decrypt and schema map inits of 1.7.2 and 1.21).
+        if bytes.is_empty() {
+            return Err(Error::invalid("an empty buffer is not a BSON document"));
+        }
+        Ok(BsonArg(bytes))
     }
 
     pub(crate) fn view(&self) -> Result<BinaryView<'_>> {
         BinaryView::new(&self.0)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 

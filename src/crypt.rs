@@ -215,7 +215,7 @@ impl CryptBuilder {
         self
     }
 
-    /// Opts into range V2 payloads (always on from 1.12, where this is a no-op). libmongocrypt ≥ 1.10.
+    /// Opts into range V2 payloads (the default from 1.11, where this is a no-op). libmongocrypt ≥ 1.10.
     pub fn use_range_v2(self) -> Result<CryptBuilder> {
         requires!(mongocrypt_has_setopt_use_range_v2, "mongocrypt_setopt_use_range_v2", "1.10.0", {
             // SAFETY: before init; no arguments besides the handle.

@@ -65,6 +65,8 @@ impl State {
 /// init methods consume the builder and return the [`Ctx`].
 pub struct CtxBuilder<'c> {
     ctx: Ctx<'c>,
+    /// Whether an AWS master key was set: libmongocrypt 1.21 dereferences NULL when an AWS endpoint comes without.
+    aws_master_key: bool,
 }
 
 impl<'c> CtxBuilder<'c> {
@@ -72,7 +74,8 @@ impl<'c> CtxBuilder<'c> {
         // SAFETY: `crypt` is initialised; "mongocrypt_ctx_new" returns a ctx that must not outlive it, which the
         // 'c borrow enforces.
         let raw = unsafe { sys::mongocrypt_ctx_new(crypt.as_raw()) };
-        CtxBuilder { ctx: Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: PhantomData } }
+        let ctx = Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: PhantomData };
+        CtxBuilder { ctx, aws_master_key: false }
     }
 
     fn check(self, ok: bool) -> Result<CtxBuilder<'c>> {
@@ -129,7 +132,8 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// The legacy AWS master key setter; prefer [`key_encryption_key`](Self::key_encryption_key).
-    pub fn masterkey_aws(self, region: &str, cmk: &str) -> Result<CtxBuilder<'c>> {
+    pub fn masterkey_aws(mut self, region: &str, cmk: &str) -> Result<CtxBuilder<'c>> {
+        self.aws_master_key = true;
         let (region, region_len) = str_arg(region)?;
         let (cmk, cmk_len) = str_arg(cmk)?;
         // SAFETY: before init; both strings are read for their lengths and copied.
@@ -140,7 +144,11 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// The legacy AWS endpoint setter; prefer [`KeyEncryptionKey::endpoint`](crate::KeyEncryptionKey::endpoint).
+    /// Fails unless an AWS master key was set first.
     pub fn masterkey_aws_endpoint(self, endpoint: &str) -> Result<CtxBuilder<'c>> {
+        if !self.aws_master_key {
+            return Err(Error::invalid("masterkey_aws_endpoint needs an AWS master key: set masterkey_aws first"));
+        }
         let (endpoint, len) = str_arg(endpoint)?;
         // SAFETY: before init; the string is read for `len` bytes and copied.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_masterkey_aws_endpoint(self.ctx.ptr(), endpoint.as_ptr(), len) };
@@ -156,8 +164,12 @@ impl<'c> CtxBuilder<'c> {
 
     /// The key encryption key of a new data key, or the new one for rewrap: a
     /// [`KeyEncryptionKey`](crate::KeyEncryptionKey) or a raw `{provider, ...}` document.
-    pub fn key_encryption_key(self, kek: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
-        self.with_document(kek, sys::mongocrypt_ctx_setopt_key_encryption_key)
+    pub fn key_encryption_key(mut self, kek: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
+        let arg = BsonArg::new(kek)?;
+        let provider = RawDocument::from_bytes(arg.bytes()).ok().and_then(|d| d.get_str("provider").ok());
+        self.aws_master_key |= provider.is_some_and(|p| p == "aws" || p.starts_with("aws:"));
+        let bin = arg.view()?;
+        self.with_view(&bin, sys::mongocrypt_ctx_setopt_key_encryption_key)
     }
 
     /// The contention factor of indexed Queryable Encryption.

@@ -12,7 +12,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// libmongocrypt rejected a call: bad option, bad BSON, call in the wrong state, missing key, ...
+    /// libmongocrypt rejected a call: bad option, bad BSON, call in the wrong state, missing key, ... Through 1.21,
+    /// libmongocrypt also reports unparsable or failed KMS replies (HTTP status, bad JSON) as client errors.
     #[error("libmongocrypt client error {code}: {message}")]
     Client {
         /// libmongocrypt's error code (often 1).
@@ -20,7 +21,7 @@ pub enum Error {
         /// libmongocrypt's message.
         message: String,
     },
-    /// A KMS reply was an error or could not be parsed.
+    /// An error libmongocrypt tags as KMS (`MONGOCRYPT_STATUS_ERROR_KMS`).
     #[error("libmongocrypt KMS error {code}: {message}")]
     Kms {
         /// libmongocrypt's error code.
