@@ -428,184 +428,69 @@ unsafe fn mac_hook(
     unsafe { run_hook(name, status, body) }
 }
 
-/// `mongocrypt_crypto_fn` for AES-256-CBC encryption.
-unsafe extern "C" fn aes_256_cbc_encrypt_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    iv: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    bytes_written: *mut u32,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the aes_256_cbc_encrypt hook set by `install`, with its own arguments.
-    unsafe {
-        cipher_hook(
-            "aes_256_cbc_encrypt",
-            |p, key, iv, input, out| p.aes_256_cbc_encrypt(key, iv, input, out),
-            ctx,
-            key,
-            Some(iv),
-            input,
-            out,
-            bytes_written,
-            status,
-        )
-    }
+/// Defines the `mongocrypt_crypto_fn` trampolines, each calling one [`CryptoProvider`] method through
+/// [`cipher_hook`].
+macro_rules! cipher_trampolines {
+    ($($(#[$doc:meta])* $hook:ident => |$p:ident, $key:ident, $iv:ident, $input:ident, $out:ident| $call:expr, iv: $has_iv:literal;)*) => {$(
+        $(#[$doc])*
+        unsafe extern "C" fn $hook(
+            ctx: *mut c_void,
+            key: *mut sys::mongocrypt_binary_t,
+            iv: *mut sys::mongocrypt_binary_t,
+            input: *mut sys::mongocrypt_binary_t,
+            out: *mut sys::mongocrypt_binary_t,
+            bytes_written: *mut u32,
+            status: *mut sys::mongocrypt_status_t,
+        ) -> bool {
+            let name = stringify!($hook).trim_end_matches("_hook");
+            let iv = $has_iv.then_some(iv);
+            // SAFETY: libmongocrypt calls this as the hook `install` set under this name, with its own arguments.
+            unsafe {
+                cipher_hook(name, |$p, $key, $iv, $input, $out| $call, ctx, key, iv, input, out, bytes_written, status)
+            }
+        }
+    )*};
 }
 
-/// `mongocrypt_crypto_fn` for AES-256-CBC decryption.
-unsafe extern "C" fn aes_256_cbc_decrypt_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    iv: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    bytes_written: *mut u32,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the aes_256_cbc_decrypt hook set by `install`, with its own arguments.
-    unsafe {
-        cipher_hook(
-            "aes_256_cbc_decrypt",
-            |p, key, iv, input, out| p.aes_256_cbc_decrypt(key, iv, input, out),
-            ctx,
-            key,
-            Some(iv),
-            input,
-            out,
-            bytes_written,
-            status,
-        )
-    }
+cipher_trampolines! {
+    /// `mongocrypt_crypto_fn` for AES-256-CBC encryption.
+    aes_256_cbc_encrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_encrypt(key, iv, input, out), iv: true;
+    /// `mongocrypt_crypto_fn` for AES-256-CBC decryption.
+    aes_256_cbc_decrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_decrypt(key, iv, input, out), iv: true;
+    /// `mongocrypt_crypto_fn` for AES-256-CTR encryption.
+    aes_256_ctr_encrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, out), iv: true;
+    /// `mongocrypt_crypto_fn` for AES-256-CTR decryption.
+    aes_256_ctr_decrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, out), iv: true;
+    /// `mongocrypt_crypto_fn` for AES-256-ECB encryption; libmongocrypt passes a NULL `iv`, which is not read.
+    aes_256_ecb_encrypt_hook => |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, out), iv: false;
 }
 
-/// `mongocrypt_crypto_fn` for AES-256-CTR encryption.
-unsafe extern "C" fn aes_256_ctr_encrypt_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    iv: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    bytes_written: *mut u32,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the aes_256_ctr_encrypt hook set by `install`, with its own arguments.
-    unsafe {
-        cipher_hook(
-            "aes_256_ctr_encrypt",
-            |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, out),
-            ctx,
-            key,
-            Some(iv),
-            input,
-            out,
-            bytes_written,
-            status,
-        )
-    }
+/// Defines the `mongocrypt_hmac_fn` trampolines through [`mac_hook`].
+macro_rules! mac_trampolines {
+    ($($(#[$doc:meta])* $hook:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        unsafe extern "C" fn $hook(
+            ctx: *mut c_void,
+            key: *mut sys::mongocrypt_binary_t,
+            input: *mut sys::mongocrypt_binary_t,
+            out: *mut sys::mongocrypt_binary_t,
+            status: *mut sys::mongocrypt_status_t,
+        ) -> bool {
+            // SAFETY: libmongocrypt calls this as the hook `install` set under this name, with its own arguments.
+            unsafe {
+                mac_hook(stringify!($method), |p, key, input, out| p.$method(key, input, out), ctx, key, input, out, status)
+            }
+        }
+    )*};
 }
 
-/// `mongocrypt_crypto_fn` for AES-256-CTR decryption.
-unsafe extern "C" fn aes_256_ctr_decrypt_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    iv: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    bytes_written: *mut u32,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the aes_256_ctr_decrypt hook set by `install`, with its own arguments.
-    unsafe {
-        cipher_hook(
-            "aes_256_ctr_decrypt",
-            |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, out),
-            ctx,
-            key,
-            Some(iv),
-            input,
-            out,
-            bytes_written,
-            status,
-        )
-    }
-}
-
-/// `mongocrypt_crypto_fn` for AES-256-ECB encryption; libmongocrypt passes a NULL `iv`, which is not read.
-unsafe extern "C" fn aes_256_ecb_encrypt_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    _iv: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    bytes_written: *mut u32,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the aes_256_ecb_encrypt hook set by `install`, with its own arguments.
-    unsafe {
-        cipher_hook(
-            "aes_256_ecb_encrypt",
-            |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, out),
-            ctx,
-            key,
-            None,
-            input,
-            out,
-            bytes_written,
-            status,
-        )
-    }
-}
-
-/// `mongocrypt_hmac_fn` for HMAC-SHA-512.
-unsafe extern "C" fn hmac_sha_512_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the hmac_sha_512 hook set by `install`, with its own arguments.
-    unsafe {
-        mac_hook("hmac_sha_512", |p, key, input, out| p.hmac_sha_512(key, input, out), ctx, key, input, out, status)
-    }
-}
-
-/// `mongocrypt_hmac_fn` for HMAC-SHA-256.
-unsafe extern "C" fn hmac_sha_256_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the hmac_sha_256 hook set by `install`, with its own arguments.
-    unsafe {
-        mac_hook("hmac_sha_256", |p, key, input, out| p.hmac_sha_256(key, input, out), ctx, key, input, out, status)
-    }
-}
-
-/// `mongocrypt_hmac_fn` for the RSASSA-PKCS1-v1_5 SHA-256 signature (misnamed "rsaes" by libmongocrypt).
-unsafe extern "C" fn sign_rsaes_pkcs1_v1_5_hook(
-    ctx: *mut c_void,
-    key: *mut sys::mongocrypt_binary_t,
-    input: *mut sys::mongocrypt_binary_t,
-    out: *mut sys::mongocrypt_binary_t,
-    status: *mut sys::mongocrypt_status_t,
-) -> bool {
-    // SAFETY: libmongocrypt calls this as the sign_rsaes_pkcs1_v1_5 hook set by `install`, with its own arguments.
-    unsafe {
-        mac_hook(
-            "sign_rsassa_pkcs1_v1_5_sha256",
-            |p, key, input, out| p.sign_rsassa_pkcs1_v1_5_sha256(key, input, out),
-            ctx,
-            key,
-            input,
-            out,
-            status,
-        )
-    }
+mac_trampolines! {
+    /// `mongocrypt_hmac_fn` for HMAC-SHA-512.
+    hmac_sha_512_hook => hmac_sha_512;
+    /// `mongocrypt_hmac_fn` for HMAC-SHA-256.
+    hmac_sha_256_hook => hmac_sha_256;
+    /// `mongocrypt_hmac_fn` for the RSASSA-PKCS1-v1_5 SHA-256 signature (misnamed "rsaes" by libmongocrypt).
+    sign_rsaes_pkcs1_v1_5_hook => sign_rsassa_pkcs1_v1_5_sha256;
 }
 
 /// `mongocrypt_hash_fn` for SHA-256.
