@@ -126,7 +126,8 @@ impl KmsCtx<'_> {
         unsafe { sys::mongocrypt_kms_ctx_bytes_needed(self.ptr()) }
     }
 
-    /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip` (the type, without any `:name`).
+    /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip`, with its `:name` for a named provider
+    /// (libmongocrypt ≥ 1.9).
     pub fn kms_provider(&self) -> &str {
         let mut len = 0u32;
         // SAFETY: the kms ctx is live; returns "One of the NULL terminated static strings".

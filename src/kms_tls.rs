@@ -751,8 +751,15 @@ impl KmsTransportBuilder {
 enum Exchanged {
     /// The reply was fed in full.
     Complete,
-    /// libmongocrypt asked for the request to be retried (a retryable HTTP status).
-    RetryRequested,
+    /// libmongocrypt asked for the request to be retried (a retryable HTTP status, if the reply had one).
+    RetryRequested(Option<u16>),
+}
+
+/// How one attempt in [`KmsTransport::serve`] ended, when it did not fail for good.
+enum Attempted {
+    Done,
+    /// The request will be handed out again; this was the attempt's error.
+    Retrying(KmsIoError),
 }
 
 impl KmsTransport {
@@ -775,6 +782,8 @@ impl KmsTransport {
     pub fn serve(&self, scope: &mut KmsScope<'_, '_>) -> Result<(), KmsIoError> {
         // Attempts per request, by kms ctx address: a retried request is handed out again as the same kms ctx.
         let mut attempts: HashMap<usize, u32> = HashMap::new();
+        // The error of each request's last attempt, when it is being retried.
+        let mut last_errors: HashMap<usize, KmsIoError> = HashMap::new();
         loop {
             let mut batch = scope.kms_ctxs();
             if batch.is_empty() {
@@ -790,16 +799,17 @@ impl KmsTransport {
                 .collect();
             for (kms, &attempt) in batch.iter().zip(&numbers) {
                 if attempt > self.max_attempts {
-                    let endpoint = kms.endpoint().unwrap_or("<unknown endpoint>");
-                    let kind = KmsIoErrorKind::Io(io::Error::other(format!(
-                        "gave up after {} attempts (KmsTransportBuilder::max_attempts)",
-                        self.max_attempts
-                    )));
-                    let error = KmsIoError::new(endpoint, kms.kms_provider(), kind);
+                    // The transport's own cap (KmsTransportBuilder::max_attempts): the last attempt's error.
+                    let error = last_errors.remove(&(kms.as_raw() as usize)).unwrap_or_else(|| {
+                        let endpoint = kms.endpoint().unwrap_or("<unknown endpoint>");
+                        let kind = KmsIoErrorKind::Io(io::Error::other("retries exhausted"));
+                        KmsIoError::new(endpoint, kms.kms_provider(), kind)
+                    });
                     return Err(error.with_attempts(self.max_attempts));
                 }
             }
-            let results: Vec<Result<(), KmsIoError>> = if batch.len() == 1 {
+            let keys: Vec<usize> = batch.iter().map(|kms| kms.as_raw() as usize).collect();
+            let results: Vec<Result<Attempted, KmsIoError>> = if batch.len() == 1 {
                 vec![self.attempt(&mut batch[0], numbers[0])]
             } else {
                 std::thread::scope(|s| {
@@ -814,7 +824,16 @@ impl KmsTransport {
                         .collect()
                 })
             };
-            results.into_iter().collect::<Result<(), KmsIoError>>()?;
+            for (key, result) in keys.into_iter().zip(results) {
+                match result? {
+                    Attempted::Done => {
+                        last_errors.remove(&key);
+                    }
+                    Attempted::Retrying(error) => {
+                        last_errors.insert(key, error);
+                    }
+                }
+            }
         }
     }
 
@@ -826,7 +845,7 @@ impl KmsTransport {
     }
 
     /// One attempt of a request in [`serve`](Self::serve): back-off, exchange, and `fail` on a network error.
-    fn attempt(&self, kms: &mut KmsCtx<'_>, attempt: u32) -> Result<(), KmsIoError> {
+    fn attempt(&self, kms: &mut KmsCtx<'_>, attempt: u32) -> Result<Attempted, KmsIoError> {
         // Zero, or unsupported (libmongocrypt < 1.12, where there is no back-off).
         let delay = kms.sleep_duration().unwrap_or_default();
         if !delay.is_zero() {
@@ -834,7 +853,16 @@ impl KmsTransport {
             std::thread::sleep(delay);
         }
         match self.exchange_inner(kms) {
-            Ok(_) => Ok(()),
+            Ok(Exchanged::Complete) => Ok(Attempted::Done),
+            Ok(Exchanged::RetryRequested(status)) => {
+                let message = match status {
+                    Some(status) => format!("HTTP status {status}, which libmongocrypt retries"),
+                    None => "libmongocrypt asked for a retry".to_owned(),
+                };
+                let kind = KmsIoErrorKind::Http { status: status.unwrap_or(0), error: Error::Kms { code: 0, message } };
+                let endpoint = kms.endpoint().unwrap_or("<unknown endpoint>");
+                Ok(Attempted::Retrying(KmsIoError::new(endpoint, kms.kms_provider(), kind).with_attempts(attempt)))
+            }
             Err(error) => {
                 let error = error.with_attempts(attempt);
                 if !error.is_network() {
@@ -843,7 +871,7 @@ impl KmsTransport {
                 match kms.fail() {
                     Ok(true) => {
                         log::debug!(target: "mongocrypt::kms_tls", "{error}; libmongocrypt will retry");
-                        Ok(())
+                        Ok(Attempted::Retrying(error))
                     }
                     // No retry allowed (disabled, attempts used up), or unsupported (libmongocrypt < 1.12).
                     Ok(false) | Err(_) => Err(error),
@@ -892,7 +920,9 @@ impl KmsTransport {
             Err(e) => return Err(KmsIoError::new("<unknown endpoint>", &provider, KmsIoErrorKind::Mongocrypt(e))),
         };
         let fail = |kind| KmsIoError::new(&endpoint, &provider, kind);
-        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?.to_vec();
+        // Checked before connecting; written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the
+        // access token).
+        kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
         let (host, port) = split_endpoint(&endpoint).map_err(fail)?;
         let server_name = ServerName::try_from(host.to_owned())
             .map_err(|e| fail(KmsIoErrorKind::Endpoint(format!("{host} is not a valid server name: {e}"))))?;
@@ -912,7 +942,8 @@ impl KmsTransport {
 
         let during = "writing the request";
         self.arm(&tls.sock, deadline, during).map_err(fail)?;
-        tls.write_all(&message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
+        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
+        tls.write_all(message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
 
         let during = "reading the reply";
         let mut buf = vec![0u8; 16 * 1024];
@@ -955,9 +986,9 @@ impl KmsTransport {
             match fed {
                 Ok(false) => {}
                 Ok(true) => {
-                    let status = http_status(&head).map(|s| format!("HTTP status {s}")).unwrap_or_default();
-                    log::debug!(target: "mongocrypt::kms_tls", "{endpoint}: {status}; libmongocrypt will retry");
-                    return Ok(Exchanged::RetryRequested);
+                    let status = http_status(&head);
+                    log::debug!(target: "mongocrypt::kms_tls", "{endpoint}: HTTP status {status:?}; libmongocrypt will retry");
+                    return Ok(Exchanged::RetryRequested(status));
                 }
                 Err(error) => {
                     return Err(fail(match http_status(&head) {

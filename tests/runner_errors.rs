@@ -8,18 +8,18 @@ use mongocrypt::state_machine::{feed_kms_reply, run, IoResult, RunError, StateMa
 use mongocrypt::{Ctx, Error, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
-const AUTO: &str = "open/csfle-auto-aws-example";
-const FLE1: &str = "open/fle1-explicit-local";
+const AUTO: &str = "csfle-auto-aws-example";
+const FLE1: &str = "fle1-explicit-local";
 
 fn example_io() -> MockIo {
     MockIo::new()
-        .collinfo(json(&format!("{AUTO}/collection-info.json")))
-        .markings(json(&format!("{AUTO}/mongocryptd-reply.json")))
-        .key(json(&format!("{AUTO}/key-document.json")))
+        .collinfo(load_raw(&format!("{AUTO}/collection-info.json")))
+        .markings(load_raw(&format!("{AUTO}/mongocryptd-reply.json")))
+        .key(load_raw(&format!("{AUTO}/key-document.json")))
 }
 
 fn encrypt_ctx(crypt: &mongocrypt::Crypt) -> Ctx<'_> {
-    crypt.ctx().encrypt("test", &json(&format!("{AUTO}/cmd.json"))).unwrap()
+    crypt.ctx().encrypt("test", &load_raw(&format!("{AUTO}/cmd.json"))).unwrap()
 }
 
 /// A libmongocrypt client error with `message` in it.
@@ -33,8 +33,9 @@ fn assert_client_error(err: &RunError, message: &str) {
 fn a_missing_key_ends_in_the_error_state_with_libmongocrypt_message() {
     let crypt = crypt();
     // The key vault only has another key: the find returns nothing.
-    let io = MockIo::new().key(json(&format!("{FLE1}/key-12345678-local.json")));
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let io = MockIo::new().key(load_raw(&format!("{FLE1}/key-12345678-local.json")));
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     let err = run(&mut ctx, &io).unwrap_err();
     assert_client_error(&err, "not all keys requested were satisfied");
     assert_eq!(ctx.state(), State::Error);
@@ -50,8 +51,9 @@ fn a_missing_key_ends_in_the_error_state_with_libmongocrypt_message() {
 fn a_wrong_key_fed_is_rejected() {
     let crypt = crypt();
     // A key vault that ignores the filter and returns a key nobody asked for.
-    let io = MockIo::new().key(json(&format!("{FLE1}/key-12345678-local.json"))).unfiltered();
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let io = MockIo::new().key(load_raw(&format!("{FLE1}/key-12345678-local.json"))).unfiltered();
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     let err = run(&mut ctx, &io).unwrap_err();
     assert_client_error(&err, "unexpected key returned, does not match any requests");
     assert_eq!(ctx.state(), State::Error);
@@ -63,8 +65,8 @@ fn encrypt_ctx_at<'c>(crypt: &'c mongocrypt::Crypt, state: State) -> Ctx<'c> {
     // A Crypt caches the schema: its later ctxs skip NEED_MONGO_COLLINFO.
     while ctx.state() != state {
         let reply = match ctx.state() {
-            State::NeedMongoCollinfo => json(&format!("{AUTO}/collection-info.json")),
-            State::NeedMongoMarkings => json(&format!("{AUTO}/mongocryptd-reply.json")),
+            State::NeedMongoCollinfo => load_raw(&format!("{AUTO}/collection-info.json")),
+            State::NeedMongoMarkings => load_raw(&format!("{AUTO}/mongocryptd-reply.json")),
             other => panic!("{other:?} before {state:?}"),
         };
         ctx.mongo_feed(&reply).unwrap();
@@ -81,7 +83,12 @@ fn non_bson_bytes_at_each_mongo_state_give_a_typed_error_and_the_runner_reports_
         (State::NeedMongoKeys, "malformed BSON for key document"),
     ];
     for (state, message) in cases {
-        for garbage in [&b"garbage!"[..], &[0xff; 64][..], &[5, 0, 0, 0][..], &[]] {
+        // An empty buffer never reaches libmongocrypt (libbson aborts on it in some calls): the ctx is untouched.
+        let fresh = crypt();
+        let mut ctx = encrypt_ctx_at(&fresh, state);
+        assert!(matches!(ctx.mongo_feed(&[][..]), Err(Error::InvalidArgument(_))), "{state:?}");
+        assert_eq!(ctx.state(), state);
+        for garbage in [&b"garbage!"[..], &[0xff; 64][..], &[5, 0, 0, 0][..]] {
             let crypt = crypt();
             let mut ctx = encrypt_ctx_at(&crypt, state);
             let err = ctx.mongo_feed(garbage).unwrap_err();
@@ -169,7 +176,7 @@ fn an_http_error_from_kms_gives_libmongocrypt_message() {
 
 #[test]
 fn a_short_kms_reply_is_unfinished() {
-    let mut reply = http(&format!("{AUTO}/kms-decrypt-reply.txt"));
+    let mut reply = http_reply(&format!("{AUTO}/kms-decrypt-reply.txt"));
     reply.truncate(reply.len() - 10);
     assert_client_error(&kms_error(&reply), "KMS response unfinished");
     assert_client_error(&kms_error(b""), "KMS response unfinished");
@@ -177,7 +184,7 @@ fn a_short_kms_reply_is_unfinished() {
 
 #[test]
 fn a_long_kms_reply_is_rejected() {
-    let mut reply = http(&format!("{AUTO}/kms-decrypt-reply.txt"));
+    let mut reply = http_reply(&format!("{AUTO}/kms-decrypt-reply.txt"));
     reply.extend_from_slice(b"trailing bytes");
     // feed_kms_reply feeds the bytes past Content-Length too, so that libmongocrypt sees them.
     assert_client_error(&kms_error(&reply), "exceeded content length");
@@ -223,7 +230,7 @@ fn failing_io_is_reported_with_its_state() {
     }
 
     let mut ctx = encrypt_ctx_at(&crypt, State::NeedMongoKeys);
-    ctx.mongo_feed(&json(&format!("{AUTO}/key-document.json"))).unwrap();
+    ctx.mongo_feed(&load_raw(&format!("{AUTO}/key-document.json"))).unwrap();
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedKms);
     assert_eq!(run(&mut ctx, &Failing).unwrap_err().io_state(), Some(State::NeedKms));
@@ -250,7 +257,8 @@ impl StateMachineIo for ReturnsMongocryptError {
 #[test]
 fn a_mongocrypt_error_from_io_comes_back_typed() {
     let crypt = crypt();
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     let err = run(&mut ctx, &ReturnsMongocryptError).unwrap_err();
     assert!(matches!(&err, RunError::Mongocrypt(Error::InvalidArgument(m)) if m == "no key vault"), "{err:?}");
 }
@@ -258,8 +266,9 @@ fn a_mongocrypt_error_from_io_comes_back_typed() {
 #[test]
 fn a_finished_ctx_runs_to_none_without_io() {
     let crypt = crypt();
-    let io = MockIo::new().key(json(&format!("{FLE1}/key-ABCDEFAB-local.json")));
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let io = MockIo::new().key(load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json")));
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "v": "foo" }));
     assert_eq!(ctx.state(), State::Done);
     // The result was taken in READY; running a DONE ctx again is a no-op.
