@@ -10,8 +10,8 @@
 //!
 //! The loop itself is [`mongocrypt::state_machine::run`]; this file supplies the I/O ([`PrintingIo`]), which prints
 //! what a driver would send and replies with the file a driver would have received. `tests/state_machine.rs`
-//! includes this file and runs [`run`] against the reference; the runner tests reuse [`extjson`] to read the data
-//! files.
+//! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
+//! repository: the tests include this file (through `tests/common`) to read their data files with it.
 
 use std::cell::RefCell;
 use std::error::Error as StdError;
@@ -168,337 +168,49 @@ fn main() {
     }
 }
 
-/// Extended JSON in and out: a parser that keeps field order (serde_json's `Value` sorts keys unless its
-/// `preserve_order` feature is on) and a printer in the exact layout of libbson's `bson_as_relaxed_extended_json`
+/// Extended JSON in and out: the reader of every extended JSON file in `tests/data` (serde_json, which keeps field
+/// order with its `preserve_order` feature, then bson's canonical and relaxed extended JSON conversion, after
+/// [`normalize_legacy`]), and a printer in the exact layout of libbson's `bson_as_relaxed_extended_json`
 /// (`{ "k" : v }`, `[ 1, 2 ]`), which the C example prints.
 pub mod extjson {
+    use std::error::Error as StdError;
     use std::fmt::Write as _;
 
-    use bson::spec::BinarySubtype;
-    use bson::{Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, RawDocument, RawDocumentBuf};
+    use bson::{Bson, Document, RawDocument, RawDocumentBuf};
+    use serde_json::{json, Value};
 
-    type Res<T> = Result<T, String>;
-
-    /// A JSON value, objects in file order; numbers keep their text.
-    #[derive(Debug, Clone, PartialEq)]
-    enum Json {
-        Null,
-        Bool(bool),
-        Number(String),
-        String(String),
-        Array(Vec<Json>),
-        Object(Vec<(String, Json)>),
-    }
-
-    /// Parses one extended JSON document (canonical, relaxed or legacy wrappers) into BSON.
-    pub fn parse_document(text: &str) -> Res<RawDocumentBuf> {
-        let doc = parse_to_document(text)?;
-        RawDocumentBuf::try_from(&doc).map_err(|e| e.to_string())
+    /// Parses one extended JSON document (canonical, relaxed, or with legacy `$binary`) into BSON, in file order.
+    pub fn parse_document(text: &str) -> Result<RawDocumentBuf, Box<dyn StdError + Send + Sync>> {
+        Ok(RawDocumentBuf::try_from(&parse_to_document(text)?)?)
     }
 
     /// As [`parse_document`], as a [`Document`].
-    pub fn parse_to_document(text: &str) -> Res<Document> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
-        let value = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing characters at offset {}", p.i));
-        }
-        match to_bson(value)? {
-            Bson::Document(d) => Ok(d),
-            other => Err(format!("expected a document, got {other:?}")),
+    pub fn parse_to_document(text: &str) -> Result<Document, Box<dyn StdError + Send + Sync>> {
+        let mut value: Value = serde_json::from_str(text)?;
+        normalize_legacy(&mut value);
+        match value {
+            Value::Object(map) => Ok(Document::try_from(map)?),
+            other => Err(format!("expected a document, got {other}").into()),
         }
     }
 
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-                self.i += 1;
-            }
-        }
-
-        fn peek(&self) -> Option<u8> {
-            self.s.get(self.i).copied()
-        }
-
-        fn expect(&mut self, c: u8) -> Res<()> {
-            self.ws();
-            if self.peek() == Some(c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected '{}' at offset {}", c as char, self.i))
-            }
-        }
-
-        fn literal(&mut self, word: &str, value: Json) -> Res<Json> {
-            if self.s[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
-                Ok(value)
-            } else {
-                Err(format!("unexpected token at offset {}", self.i))
-            }
-        }
-
-        fn value(&mut self) -> Res<Json> {
-            self.ws();
-            match self.peek().ok_or("unexpected end of JSON")? {
-                b'{' => {
-                    self.i += 1;
-                    let mut fields = Vec::new();
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        return Ok(Json::Object(fields));
-                    }
-                    loop {
-                        self.ws();
-                        let key = self.string()?;
-                        self.expect(b':')?;
-                        fields.push((key, self.value()?));
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Json::Object(fields));
-                            }
-                            _ => return Err(format!("expected ',' or '}}' at offset {}", self.i)),
-                        }
-                    }
+    /// Rewrites the legacy binary form `{"$binary": "<base64>", "$type": "<hex>"}` (libbson reads it,
+    /// `encrypted-command.json` uses it, bson's conversion rejects it) to the canonical
+    /// `{"$binary": {"base64": ..., "subType": ...}}`, at any depth. An object with `$type` but no `$binary`, such
+    /// as the query operator, is left alone.
+    pub fn normalize_legacy(value: &mut Value) {
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(normalize_legacy),
+            Value::Object(map) => match (map.len(), map.get("$binary"), map.get("$type")) {
+                (2, Some(Value::String(base64)), Some(Value::String(subtype))) => {
+                    // libbson takes one or two hex digits; the canonical form wants two.
+                    let subtype = u8::from_str_radix(subtype, 16).map_or(subtype.clone(), |t| format!("{t:02x}"));
+                    *value = json!({ "$binary": { "base64": base64, "subType": subtype } });
                 }
-                b'[' => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        return Ok(Json::Array(items));
-                    }
-                    loop {
-                        items.push(self.value()?);
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Json::Array(items));
-                            }
-                            _ => return Err(format!("expected ',' or ']' at offset {}", self.i)),
-                        }
-                    }
-                }
-                b'"' => Ok(Json::String(self.string()?)),
-                b't' => self.literal("true", Json::Bool(true)),
-                b'f' => self.literal("false", Json::Bool(false)),
-                b'n' => self.literal("null", Json::Null),
-                b'-' | b'0'..=b'9' => {
-                    let start = self.i;
-                    while self.i < self.s.len()
-                        && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                    {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                    text.parse::<f64>().map_err(|_| format!("bad number {text:?} at offset {start}"))?;
-                    Ok(Json::Number(text.to_owned()))
-                }
-                c => Err(format!("unexpected '{}' at offset {}", c as char, self.i)),
-            }
-        }
-
-        fn hex4(&mut self) -> Res<u32> {
-            let digits = self.s.get(self.i..self.i + 4).ok_or("truncated \\u escape")?;
-            let digits = std::str::from_utf8(digits).map_err(|e| e.to_string())?;
-            let v = u32::from_str_radix(digits, 16).map_err(|_| format!("bad \\u escape at offset {}", self.i))?;
-            self.i += 4;
-            Ok(v)
-        }
-
-        fn string(&mut self) -> Res<String> {
-            if self.peek() != Some(b'"') {
-                return Err(format!("expected a string at offset {}", self.i));
-            }
-            self.i += 1;
-            let mut out = Vec::new();
-            loop {
-                let c = self.peek().ok_or("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                    b'\\' => {
-                        let e = self.peek().ok_or("unterminated escape")?;
-                        self.i += 1;
-                        let ch = match e {
-                            b'"' => '"',
-                            b'\\' => '\\',
-                            b'/' => '/',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            b'n' => '\n',
-                            b'r' => '\r',
-                            b't' => '\t',
-                            b'u' => {
-                                let hi = self.hex4()?;
-                                let code = if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with(b"\\u") {
-                                    self.i += 2;
-                                    let lo = self.hex4()?;
-                                    0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
-                                } else {
-                                    hi
-                                };
-                                char::from_u32(code).ok_or("invalid \\u escape")?
-                            }
-                            other => return Err(format!("bad escape '\\{}'", other as char)),
-                        };
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    }
-                    c => out.push(c),
-                }
-            }
-        }
-    }
-
-    fn keys(fields: &[(String, Json)]) -> Vec<&str> {
-        let mut k: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-        k.sort_unstable();
-        k
-    }
-
-    fn field<'a>(fields: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn str_field<'a>(fields: &'a [(String, Json)], key: &str) -> Res<&'a str> {
-        match field(fields, key) {
-            Some(Json::String(s)) => Ok(s),
-            _ => Err(format!("{key} must be a string")),
-        }
-    }
-
-    fn subtype(hex: &str) -> Res<BinarySubtype> {
-        u8::from_str_radix(hex, 16).map(BinarySubtype::from).map_err(|_| format!("bad binary subtype {hex:?}"))
-    }
-
-    fn binary(base64: &str, sub: &str) -> Res<Bson> {
-        Binary::from_base64(base64, subtype(sub)?).map(Bson::Binary).map_err(|e| e.to_string())
-    }
-
-    fn int(text: &str) -> Res<i64> {
-        text.parse().map_err(|_| format!("bad integer {text:?}"))
-    }
-
-    fn u32_field(fields: &[(String, Json)], key: &str) -> Res<u32> {
-        match field(fields, key) {
-            Some(Json::Number(n)) => n.parse().map_err(|_| format!("bad {key}")),
-            _ => Err(format!("{key} must be a number")),
-        }
-    }
-
-    /// The extended JSON wrapper `fields` stands for, or `None` for a plain document.
-    fn wrapper(fields: &[(String, Json)]) -> Res<Option<Bson>> {
-        let bson = match (keys(fields).as_slice(), fields.first().map(|f| &f.1)) {
-            (["$numberInt"], Some(Json::String(s))) => {
-                Bson::Int32(s.parse().map_err(|_| format!("bad $numberInt {s:?}"))?)
-            }
-            (["$numberLong"], Some(Json::String(s))) => Bson::Int64(int(s)?),
-            (["$numberDouble"], Some(Json::String(s))) => Bson::Double(match s.as_str() {
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                "NaN" => f64::NAN,
-                s => s.parse().map_err(|_| format!("bad $numberDouble {s:?}"))?,
-            }),
-            (["$numberDecimal"], Some(Json::String(s))) => {
-                Bson::Decimal128(s.parse::<Decimal128>().map_err(|e| e.to_string())?)
-            }
-            (["$binary"], Some(Json::Object(b))) => binary(str_field(b, "base64")?, str_field(b, "subType")?)?,
-            // The legacy form, as in `encrypted-command.json`.
-            (["$binary", "$type"], _) => binary(str_field(fields, "$binary")?, str_field(fields, "$type")?)?,
-            (["$uuid"], Some(Json::String(s))) => {
-                let hex: String = s.chars().filter(|c| *c != '-').collect();
-                let bytes = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                    .collect::<Option<Vec<u8>>>()
-                    .filter(|b| b.len() == 16)
-                    .ok_or(format!("bad $uuid {s:?}"))?;
-                Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes })
-            }
-            (["$oid"], Some(Json::String(s))) => Bson::ObjectId(s.parse().map_err(|_| format!("bad $oid {s:?}"))?),
-            (["$date"], Some(date)) => Bson::DateTime(DateTime::from_millis(match date {
-                Json::Object(d) if keys(d) == ["$numberLong"] => int(str_field(d, "$numberLong")?)?,
-                Json::Number(n) => int(n)?,
-                Json::String(iso) => parse_iso8601(iso)?,
-                _ => return Err("bad $date".into()),
-            })),
-            (["$timestamp"], Some(Json::Object(t))) => {
-                Bson::Timestamp(bson::Timestamp { time: u32_field(t, "t")?, increment: u32_field(t, "i")? })
-            }
-            (["$regularExpression"], Some(Json::Object(r))) => {
-                let cstring = |s: &str| bson::raw::CString::try_from(s.to_owned()).map_err(|e| e.to_string());
-                Bson::RegularExpression(bson::Regex {
-                    pattern: cstring(str_field(r, "pattern")?)?,
-                    options: cstring(str_field(r, "options")?)?,
-                })
-            }
-            (["$minKey"], _) => Bson::MinKey,
-            (["$maxKey"], _) => Bson::MaxKey,
-            (["$undefined"], _) => Bson::Undefined,
-            (["$symbol"], Some(Json::String(s))) => Bson::Symbol(s.clone()),
-            (["$code"], Some(Json::String(s))) => Bson::JavaScriptCode(s.clone()),
-            (["$code", "$scope"], _) => {
-                let scope = match field(fields, "$scope").cloned().map(to_bson).transpose()? {
-                    Some(Bson::Document(d)) => d,
-                    _ => return Err("$scope must be a document".into()),
-                };
-                Bson::JavaScriptCodeWithScope(JavaScriptCodeWithScope {
-                    code: str_field(fields, "$code")?.to_owned(),
-                    scope,
-                })
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(bson))
-    }
-
-    fn to_bson(value: Json) -> Res<Bson> {
-        Ok(match value {
-            Json::Null => Bson::Null,
-            Json::Bool(b) => Bson::Boolean(b),
-            // As libbson: integers are int32 when they fit, int64 otherwise; anything else is a double.
-            Json::Number(n) => match n.parse::<i64>() {
-                Ok(i) => i32::try_from(i).map(Bson::Int32).unwrap_or(Bson::Int64(i)),
-                Err(_) => Bson::Double(n.parse().map_err(|_| format!("bad number {n:?}"))?),
+                _ => map.values_mut().for_each(normalize_legacy),
             },
-            Json::String(s) => Bson::String(s),
-            Json::Array(items) => Bson::Array(items.into_iter().map(to_bson).collect::<Res<_>>()?),
-            Json::Object(fields) => match wrapper(&fields)? {
-                Some(b) => b,
-                None => {
-                    let mut doc = Document::new();
-                    for (k, v) in fields {
-                        doc.insert(k, to_bson(v)?);
-                    }
-                    Bson::Document(doc)
-                }
-            },
-        })
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146097 + doe - 719468
+            _ => {}
+        }
     }
 
     /// The date of `days` since 1970-01-01 (Hinnant's `civil_from_days`).
@@ -512,28 +224,6 @@ pub mod extjson {
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
         (yoe + era * 400 + i64::from(m <= 2), m, d)
-    }
-
-    /// `YYYY-MM-DDTHH:MM:SS[.fff]Z` to milliseconds since the epoch.
-    fn parse_iso8601(s: &str) -> Res<i64> {
-        let bad = || format!("bad $date {s:?}");
-        let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return Err(bad());
-        }
-        let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad);
-        let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-        let rest = &s[19..];
-        let rest = rest.strip_suffix('Z').ok_or_else(bad)?;
-        let millis = match rest.strip_prefix('.') {
-            Some(frac) if !frac.is_empty() && frac.bytes().all(|c| c.is_ascii_digit()) => {
-                let frac = format!("{frac:0<3}");
-                frac[..3].parse::<i64>().map_err(|_| bad())?
-            }
-            None if rest.is_empty() => 0,
-            _ => return Err(bad()),
-        };
-        Ok(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis)
     }
 
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

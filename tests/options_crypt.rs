@@ -514,7 +514,7 @@ fn retry_kms_retries_a_503() {
         let mut kms = scope.next_kms_ctx().unwrap();
         assert_eq!(kms.sleep_duration().unwrap(), Duration::ZERO, "first attempt: no back-off");
         let should_retry =
-            kms.feed_with_retry(&crlf("HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n")).unwrap();
+            kms.feed_with_retry(&crlf(b"HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n")).unwrap();
         assert!(should_retry, "a 503 is retryable");
         assert!(kms.status().is_ok(), "a retry is not an error");
         // The same request is handed out again, after a back-off.
@@ -549,7 +549,7 @@ fn retry_kms_retries_a_429() {
     ctx.mongo_done().unwrap();
     let mut scope = ctx.kms_scope();
     let mut kms = scope.next_kms_ctx().unwrap();
-    assert!(kms.feed_with_retry(&crlf("HTTP/1.1 429 Too Many Requests\nContent-Length: 0\n\n")).unwrap());
+    assert!(kms.feed_with_retry(&crlf(b"HTTP/1.1 429 Too Many Requests\nContent-Length: 0\n\n")).unwrap());
     let kms = scope.next_kms_ctx().expect("retried");
     assert!(kms.sleep_duration().unwrap() > Duration::ZERO);
 }
@@ -564,7 +564,7 @@ fn without_retry_kms_a_503_is_an_error() {
         .unwrap();
     let mut scope = ctx.kms_scope();
     let mut kms = scope.next_kms_ctx().unwrap();
-    let reply = crlf("HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n");
+    let reply = crlf(b"HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n");
     let message = err_message(kms.feed(&reply));
     assert!(message.contains("HTTP status=503"), "{message}");
     if linked_at_least("1.12.0") {

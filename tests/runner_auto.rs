@@ -8,20 +8,22 @@ use mongocrypt::state_machine::{run, run_concurrent, StateMachineIo};
 use mongocrypt::{Crypt, Error, ErrorKind};
 use runner_common::*;
 
-const DIR: &str = "open/csfle-auto-aws-example";
+const DIR: &str = "csfle-auto-aws-example";
 
 fn example_io() -> MockIo {
     MockIo::new()
-        .collinfo(json(&format!("{DIR}/collection-info.json")))
-        .markings(json(&format!("{DIR}/mongocryptd-reply.json")))
-        .key(json(&format!("{DIR}/key-document.json")))
-        .kms_reply(http(&format!("{DIR}/kms-decrypt-reply.txt")))
+        .collinfo(load_raw(&format!("{DIR}/collection-info.json")))
+        .markings(load_raw(&format!("{DIR}/mongocryptd-reply.json")))
+        .key(load_raw(&format!("{DIR}/key-document.json")))
+        .kms_reply(http_reply(&format!("{DIR}/kms-decrypt-reply.txt")))
 }
 
 /// The key filter libmongocrypt builds for the example key, `_id` UUID("aaaa...").
 fn example_key_filter() -> RawDocumentBuf {
-    ext(r#"{"$or": [{"_id": {"$in": [{"$binary": {"base64": "YWFhYWFhYWFhYWFhYWFhYQ==", "subType": "04"}}]}},
-                    {"keyAltNames": {"$in": []}}]}"#)
+    extjson_raw(
+        r#"{"$or": [{"_id": {"$in": [{"$binary": {"base64": "YWFhYWFhYWFhYWFhYWFhYQ==", "subType": "04"}}]}},
+                    {"keyAltNames": {"$in": []}}]}"#,
+    )
 }
 
 /// The one KMS request of the example: an AWS Decrypt of the key's material.
@@ -33,7 +35,7 @@ fn assert_example_kms_call(call: &Call) {
     assert!(message.starts_with("POST / HTTP/1.1\r\n"), "{message}");
     assert!(message.contains("\r\nX-Amz-Target:TrentService.Decrypt\r\n"), "{message}");
     assert!(message.contains("Credential=example/"), "{message}");
-    let key = json(&format!("{DIR}/key-document.json"));
+    let key = load_raw(&format!("{DIR}/key-document.json"));
     let blob = example::extjson::base64(key.get_binary("keyMaterial").unwrap().bytes);
     assert!(message.ends_with(&format!("\r\n\r\n{{\"CiphertextBlob\": \"{blob}\"}}")), "{message}");
 }
@@ -42,17 +44,17 @@ fn assert_example_kms_call(call: &Call) {
 fn auto_encrypt_gives_the_expected_command_exactly() {
     let crypt = crypt();
     let io = example_io();
-    let mut ctx = crypt.ctx().encrypt("test", &json(&format!("{DIR}/cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().encrypt("test", &load_raw(&format!("{DIR}/cmd.json"))).unwrap();
     let encrypted = run(&mut ctx, &io).unwrap().expect("an encrypted command");
 
-    assert_eq!(encrypted.as_bytes(), json(&format!("{DIR}/expected-encrypted-cmd.json")).as_bytes());
+    assert_eq!(encrypted.as_bytes(), load_raw(&format!("{DIR}/expected-encrypted-cmd.json")).as_bytes());
     assert_eq!(ctx.state(), mongocrypt::State::Done);
 
     let calls = io.calls();
     assert_eq!(io.trace(), ["list_collections", "mark_command", "find_keys", "kms_request"]);
     assert_eq!(calls[0], Call::ListCollections(None, rawdoc! { "name": "test" }));
     // The command for mongocryptd: the command, the collection's $jsonSchema, isRemoteSchema.
-    let info = json(&format!("{DIR}/collection-info.json"));
+    let info = load_raw(&format!("{DIR}/collection-info.json"));
     let schema = info.get_document("options").unwrap().get_document("validator").unwrap();
     let schema = schema.get_document("$jsonSchema").unwrap().to_owned();
     let expected_markings_cmd = rawdoc! {
@@ -70,7 +72,7 @@ fn auto_encrypt_gives_the_expected_command_exactly() {
 fn auto_decrypt_gives_the_plaintext_command_exactly() {
     let crypt = crypt();
     let io = example_io();
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
     let decrypted = run(&mut ctx, &io).unwrap().expect("a decrypted document");
 
     assert_eq!(decrypted, rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" });
@@ -80,7 +82,7 @@ fn auto_decrypt_gives_the_plaintext_command_exactly() {
 
     // The key is cached in the Crypt now: a second decrypt does no I/O at all.
     let no_io = MockIo::new();
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
     assert_eq!(run(&mut ctx, &no_io).unwrap(), Some(decrypted));
     assert!(no_io.calls().is_empty());
 }
@@ -89,7 +91,7 @@ fn auto_decrypt_gives_the_plaintext_command_exactly() {
 fn encrypt_then_decrypt_round_trips_through_run_concurrent() {
     let crypt = crypt();
     let io = example_io();
-    let cmd = json(&format!("{DIR}/cmd.json"));
+    let cmd = load_raw(&format!("{DIR}/cmd.json"));
     let mut ctx = crypt.ctx().encrypt("test", &cmd).unwrap();
     let encrypted = run_concurrent(&mut ctx, &io).unwrap().unwrap();
     let mut ctx = crypt.ctx().decrypt(&encrypted).unwrap();
@@ -128,10 +130,10 @@ fn io_can_be_a_trait_object() {
     let crypt = crypt();
     let io = example_io();
     let dyn_io: &dyn StateMachineIo = &io;
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
     assert!(run(&mut ctx, dyn_io).unwrap().is_some());
     // And a reference to an implementation is one.
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{DIR}/expected-encrypted-cmd.json"))).unwrap();
     assert!(run(&mut ctx, &&io).unwrap().is_some());
 }
 

@@ -1,61 +1,19 @@
-//! Shared by the `runner_*` tests (each includes it with `mod runner_common;`): the fixture loaders and a mock
-//! [`StateMachineIo`] that serves canned replies and records every call. Compiled on its own too, as a test target
-//! without tests.
+//! Shared by the `runner_*` tests (each includes it with `mod runner_common;`): everything of `tests/common`
+//! (fixture loaders, the MANIFEST's KMS providers, key filters), re-exported, and a mock [`StateMachineIo`] that
+//! serves canned replies and records every call. Compiled on its own too, as a test target without tests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::thread::ThreadId;
 
-use bson::spec::BinarySubtype;
-use bson::{Binary, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{RawDocument, RawDocumentBuf};
 use mongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
-use mongocrypt::{Crypt, KmsCtx, KmsProviders};
+use mongocrypt::KmsCtx;
 
-/// The example's extended JSON reader and libbson-style printer.
-#[path = "../examples/state_machine.rs"]
-#[allow(dead_code)]
-pub mod example;
+#[path = "common/mod.rs"]
+mod common;
 
-/// `tests/data/<rel>`.
-pub fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
-}
-
-/// An extended JSON fixture as BSON, in file order.
-pub fn json(rel: &str) -> RawDocumentBuf {
-    example::read_json(&data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// An HTTP reply fixture with `\r\n` line ends.
-pub fn http(rel: &str) -> Vec<u8> {
-    example::read_http(&data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// A document as libbson prints it, for readable assertions.
-pub fn show(doc: &RawDocument) -> String {
-    example::extjson::to_libbson_json(doc).expect("valid BSON")
-}
-
-/// Extended JSON text to BSON.
-pub fn ext(text: &str) -> RawDocumentBuf {
-    example::extjson::parse_document(text).unwrap_or_else(|e| panic!("{text}: {e}"))
-}
-
-/// The MANIFEST's common KMS providers: local = 96 zero bytes, aws = example/example.
-pub fn providers() -> KmsProviders {
-    KmsProviders::new().local("local", &[0u8; 96]).aws("aws", "example", "example", None)
-}
-
-/// A `Crypt` with [`providers`].
-pub fn crypt() -> Crypt {
-    Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap()
-}
-
-/// A UUID binary.
-pub fn uuid(bytes: &[u8]) -> Binary {
-    Binary { subtype: BinarySubtype::Uuid, bytes: bytes.to_vec() }
-}
+pub use common::*;
 
 /// One call the mock received.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +46,9 @@ impl Call {
 type KmsHandler = Box<dyn Fn(&mut KmsCtx<'_>) -> IoResult<()> + Send + Sync>;
 
 /// Canned replies: every collection info, the mongocryptd reply, a key vault that filters like a server would
-/// (by the `_id` and `keyAltNames` of libmongocrypt's `$or` filter; any other filter matches every key), a KMS
-/// handler, credentials. An unset reply is an I/O error. `Sync`, so it also serves `run_concurrent`.
+/// (by the `_id` and `keyAltNames` of libmongocrypt's `$or` filter, with [`KeyFilter`]; any other filter matches
+/// every key), a KMS handler, credentials. An unset reply is an I/O error. `Sync`, so it also serves
+/// `run_concurrent`.
 #[derive(Default)]
 pub struct MockIo {
     pub collinfo: Vec<RawDocumentBuf>,
@@ -158,25 +117,6 @@ impl MockIo {
     }
 }
 
-/// Whether a key document matches a key vault filter.
-pub fn key_matches(filter: &RawDocument, key: &RawDocument) -> bool {
-    let Ok(clauses) = filter.get_array("$or") else { return true };
-    fn wanted<'a>(clause: &'a RawDocument, field: &str) -> Vec<RawBsonRef<'a>> {
-        match clause.get_document(field).and_then(|d| d.get_array("$in")) {
-            Ok(values) => values.into_iter().filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-    clauses.into_iter().filter_map(|c| c.ok().and_then(|c| c.as_document())).any(|clause| {
-        let id_match = key.get("_id").ok().flatten().is_some_and(|id| wanted(clause, "_id").contains(&id));
-        let names: Vec<RawBsonRef<'_>> = match key.get_array("keyAltNames") {
-            Ok(names) => names.into_iter().filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
-        };
-        id_match || wanted(clause, "keyAltNames").iter().any(|n| names.contains(n))
-    })
-}
-
 impl StateMachineIo for MockIo {
     fn list_collections(&self, db: Option<&str>, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
         self.record(Call::ListCollections(db.map(str::to_owned), filter.to_owned()));
@@ -190,7 +130,8 @@ impl StateMachineIo for MockIo {
 
     fn find_keys(&self, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
         self.record(Call::FindKeys(filter.to_owned()));
-        Ok(self.keys.iter().filter(|k| self.unfiltered || key_matches(filter, k)).cloned().collect())
+        let wanted = if self.unfiltered { None } else { KeyFilter::try_parse(filter) };
+        Ok(self.keys.iter().filter(|k| wanted.as_ref().is_none_or(|w| w.matches(k))).cloned().collect())
     }
 
     fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {

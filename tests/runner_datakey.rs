@@ -10,11 +10,11 @@ use mongocrypt::{Algorithm, KeyEncryptionKey};
 use runner_common::*;
 
 const ARN: &str = "arn:aws:kms:us-east-1:579766882180:key/89fcc2c4-08b0-4bd9-9f25-e30687b580d0";
-const FLE1: &str = "open/fle1-explicit-local";
+const FLE1: &str = "fle1-explicit-local";
 
 /// The `CiphertextBlob` of the mocked AWS Encrypt reply, decoded.
 fn encrypt_reply_blob() -> Vec<u8> {
-    let reply = String::from_utf8(http("open/datakey-local-aws/kms-aws-encrypt-response.txt")).unwrap();
+    let reply = String::from_utf8(http_reply("datakey-local-aws/kms-aws-encrypt-response.txt")).unwrap();
     let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
     let start = body.find("\"CiphertextBlob\": \"").unwrap() + "\"CiphertextBlob\": \"".len();
     let blob = &body[start..start + body[start..].find('"').unwrap()];
@@ -22,7 +22,7 @@ fn encrypt_reply_blob() -> Vec<u8> {
 }
 
 fn aws_io() -> MockIo {
-    MockIo::new().kms_reply(http("open/datakey-local-aws/kms-aws-encrypt-response.txt"))
+    MockIo::new().kms_reply(http_reply("datakey-local-aws/kms-aws-encrypt-response.txt"))
 }
 
 /// A key document with some fields replaced.
@@ -38,7 +38,8 @@ fn with_fields(key: &RawDocument, fields: Document) -> RawDocumentBuf {
 fn decrypts_known_answer(key: RawDocumentBuf) {
     let crypt = crypt();
     let io = MockIo::new().key(key);
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "v": "foo" }));
 }
 
@@ -88,9 +89,7 @@ fn local_data_key_with_alt_names() {
 
 #[test]
 fn local_data_key_with_given_material_decrypts_the_known_answer() {
-    let hex = std::fs::read_to_string(data(&format!("{FLE1}/key-ABCDEFAB-material.hex.txt"))).unwrap();
-    let material: Vec<u8> =
-        (0..hex.trim().len()).step_by(2).map(|i| u8::from_str_radix(&hex.trim()[i..i + 2], 16).unwrap()).collect();
+    let material = hex(&read_open(&format!("{FLE1}/key-ABCDEFAB-material.hex.txt")));
     assert_eq!(material.len(), 96);
     let crypt = crypt();
     let mut ctx = crypt
@@ -146,7 +145,7 @@ fn aws_data_key_with_a_custom_endpoint() {
 fn rewrap_local_to_local_keeps_the_keys_usable() {
     let crypt = crypt();
     let originals =
-        [json(&format!("{FLE1}/key-ABCDEFAB-local.json")), json(&format!("{FLE1}/key-12345678-local.json"))];
+        [load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json")), load_raw(&format!("{FLE1}/key-12345678-local.json"))];
     let io = MockIo::new().key(originals[0].clone()).key(originals[1].clone());
     let mut ctx = crypt
         .ctx()
@@ -175,7 +174,7 @@ fn rewrap_local_to_local_keeps_the_keys_usable() {
 #[test]
 fn rewrap_local_to_aws_goes_through_kms() {
     let crypt = crypt();
-    let original = json(&format!("{FLE1}/key-ABCDEFAB-local.json"));
+    let original = load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json"));
     let io = aws_io().key(original.clone());
     let kek = KeyEncryptionKey::aws("aws", "us-east-1", ARN);
     let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().rewrap_many_datakey(&rawdoc! {}).unwrap();

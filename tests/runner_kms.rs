@@ -10,11 +10,11 @@ use mongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, R
 use mongocrypt::{Algorithm, Crypt, ErrorKind, KmsCtx, KmsProviders, State};
 use runner_common::*;
 
-const AUTO: &str = "open/csfle-auto-aws-example";
-const FLE1: &str = "open/fle1-explicit-local";
+const AUTO: &str = "csfle-auto-aws-example";
+const FLE1: &str = "fle1-explicit-local";
 
 fn kms_reply() -> Vec<u8> {
-    http(&format!("{AUTO}/kms-decrypt-reply.txt"))
+    http_reply(&format!("{AUTO}/kms-decrypt-reply.txt"))
 }
 
 #[test]
@@ -29,9 +29,10 @@ fn on_demand_local_key_is_asked_for() {
     providers
         .insert("local", doc! { "key": Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 96] } });
     let io = MockIo::new()
-        .key(json(&format!("{FLE1}/key-ABCDEFAB-local.json")))
+        .key(load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json")))
         .credentials(RawDocumentBuf::try_from(&providers).unwrap());
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "v": "foo" }));
     // libmongocrypt asks for credentials first, as soon as the ctx is initialised.
     assert_eq!(io.trace(), ["kms_credentials", "find_keys"]);
@@ -46,10 +47,10 @@ fn on_demand_aws_credentials_sign_the_kms_request() {
         .build()
         .unwrap();
     let io = MockIo::new()
-        .key(json(&format!("{AUTO}/key-document.json")))
+        .key(load_raw(&format!("{AUTO}/key-document.json")))
         .kms_reply(kms_reply())
         .credentials(rawdoc! { "aws": { "accessKeyId": "fromTheIo", "secretAccessKey": "secret" } });
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
     assert_eq!(io.trace(), ["kms_credentials", "find_keys", "kms_request"]);
     let Call::Kms { message, .. } = &io.calls()[2] else { unreachable!() };
@@ -67,7 +68,7 @@ impl StateMachineIo for NoCredentials {
         unreachable!()
     }
     fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        Ok(vec![json(&format!("{FLE1}/key-ABCDEFAB-local.json"))])
+        Ok(vec![load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json"))])
     }
     fn kms_request(&self, _: &mut KmsCtx<'_>) -> IoResult<()> {
         unreachable!()
@@ -82,7 +83,8 @@ fn the_default_kms_credentials_fails_as_io() {
         .use_need_kms_credentials_state()
         .build()
         .unwrap();
-    let mut ctx = crypt.ctx().explicit_decrypt(&json(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
+    let mut ctx =
+        crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     let err = run(&mut ctx, &NoCredentials).unwrap_err();
     assert_eq!(err.io_state(), Some(State::NeedKmsCredentials));
     assert!(err.to_string().contains("does not supply them"), "{err}");
@@ -90,15 +92,15 @@ fn the_default_kms_credentials_fails_as_io() {
 
 /// The example key under a second `_id` ("bbbb..."): same AWS-wrapped material, so the same KMS reply unwraps it.
 fn second_aws_key() -> RawDocumentBuf {
-    let mut key = Document::try_from(json(&format!("{AUTO}/key-document.json"))).unwrap();
-    key.insert("_id", uuid(b"bbbbbbbbbbbbbbbb"));
+    let mut key = load_doc(&format!("{AUTO}/key-document.json"));
+    key.insert("_id", uuid_bson(b"bbbbbbbbbbbbbbbb"));
     key.remove("keyAltNames");
     RawDocumentBuf::try_from(&key).unwrap()
 }
 
 /// `{a, b}`: the same value encrypted under the example key and under [`second_aws_key`].
 fn doc_with_two_keys() -> RawDocumentBuf {
-    let expected = json(&format!("{AUTO}/expected-encrypted-cmd.json"));
+    let expected = load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"));
     let a = expected.get_document("filter").unwrap().get_binary("ssn").unwrap();
     let crypt = crypt();
     let io = MockIo::new().key(second_aws_key()).kms_reply(kms_reply());
@@ -124,8 +126,9 @@ fn kms_threads(io: &MockIo) -> Vec<std::thread::ThreadId> {
 fn run_concurrent_serves_a_round_of_kms_requests_on_separate_threads() {
     let encrypted = doc_with_two_keys();
     let expected = rawdoc! { "a": "457-55-5462", "b": "457-55-5462" };
-    let io =
-        || MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_reply(kms_reply());
+    let io = || {
+        MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_reply(kms_reply())
+    };
 
     let (crypt1, concurrent) = (crypt(), io());
     let mut ctx = crypt1.ctx().decrypt(&encrypted).unwrap();
@@ -146,10 +149,11 @@ fn run_concurrent_reports_the_first_failure_in_request_order() {
     let encrypted = doc_with_two_keys();
     let crypt = crypt();
     let served = AtomicUsize::new(0);
-    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_with(move |kms| {
-        served.fetch_add(1, Ordering::SeqCst);
-        Ok(feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?)
-    });
+    let io =
+        MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).key(second_aws_key()).kms_with(move |kms| {
+            served.fetch_add(1, Ordering::SeqCst);
+            Ok(feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?)
+        });
     let mut ctx = crypt.ctx().decrypt(&encrypted).unwrap();
     let err = run_concurrent(&mut ctx, &io).unwrap_err();
     let mongocrypt_err = err.as_mongocrypt().expect("libmongocrypt's error, unboxed");
@@ -163,7 +167,7 @@ fn run_concurrent_propagates_a_panic() {
     let encrypted = doc_with_two_keys();
     let crypt = crypt();
     let io = MockIo::new()
-        .key(json(&format!("{AUTO}/key-document.json")))
+        .key(load_raw(&format!("{AUTO}/key-document.json")))
         .key(second_aws_key())
         .kms_with(|_| panic!("the KMS handler panicked"));
     let mut ctx = crypt.ctx().decrypt(&encrypted).unwrap();
@@ -177,8 +181,9 @@ fn connection_reset() -> std::io::Error {
 #[test]
 fn a_network_error_without_retry_is_returned_as_io() {
     let crypt = crypt();
-    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let io =
+        MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
     let err = run(&mut ctx, &io).unwrap_err();
     let RunError::Io { state, source } = &err else { panic!("{err:?}") };
     assert_eq!(*state, State::NeedKms);
@@ -203,13 +208,13 @@ fn a_network_error_is_retried_when_libmongocrypt_allows_it() {
     let Some(crypt) = retrying_crypt() else { return };
     let attempts = AtomicUsize::new(0);
     let reply = kms_reply();
-    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
+    let io = MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
         if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(connection_reset().into());
         }
         Ok(feed_kms_reply(kms, &reply)?)
     });
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
     assert_eq!(io.trace(), ["find_keys", "kms_request", "kms_request"]);
 }
@@ -219,13 +224,13 @@ fn a_retryable_http_error_is_retried_when_libmongocrypt_allows_it() {
     let Some(crypt) = retrying_crypt() else { return };
     let attempts = AtomicUsize::new(0);
     let reply = kms_reply();
-    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
+    let io = MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(move |kms| {
         if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
             return Ok(feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?);
         }
         Ok(feed_kms_reply(kms, &reply)?)
     });
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(rawdoc! { "filter": { "ssn": "457-55-5462" }, "find": "test" }));
     assert_eq!(io.trace(), ["find_keys", "kms_request", "kms_request"]);
 }
@@ -233,8 +238,9 @@ fn a_retryable_http_error_is_retried_when_libmongocrypt_allows_it() {
 #[test]
 fn retries_are_bounded() {
     let Some(crypt) = retrying_crypt() else { return };
-    let io = MockIo::new().key(json(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
-    let mut ctx = crypt.ctx().decrypt(&json(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let io =
+        MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(|_| Err(connection_reset().into()));
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
     let err = run(&mut ctx, &io).unwrap_err();
     assert_eq!(err.io_state(), Some(State::NeedKms), "{err:?}");
     let attempts = io.trace().iter().filter(|c| **c == "kms_request").count();

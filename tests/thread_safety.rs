@@ -3,10 +3,11 @@
 //! multiple KMS requests is thread-safe". So `Crypt` is `Send + Sync`, while `Ctx` and `KmsCtx` are `Send` only
 //! (their not being `Sync` is checked by `tests/compile_fail/`).
 
-use std::path::Path;
+mod common;
 
 use bson::spec::BinarySubtype;
-use bson::{doc, rawdoc, Binary, Bson, DateTime, Document, RawDocumentBuf};
+use bson::{doc, rawdoc, RawDocumentBuf};
+use common::{example, feed_needed, load_doc};
 use mongocrypt::{
     Algorithm, Crypt, CryptBuilder, Ctx, KeyEncryptionKey, KmsCtx, KmsProviders, KmsScope, Result, State,
 };
@@ -159,52 +160,15 @@ fn ctx_moves_between_threads() {
     assert_eq!(run(ctx, &key).unwrap().get_str("v").unwrap(), "moved");
 }
 
-/// A canonical extended JSON fixture from libmongocrypt's test suite (`tests/data`).
-fn fixture(path: &str) -> Document {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path);
-    match extended_json(serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()) {
-        Bson::Document(doc) => doc,
-        other => panic!("{} is not a document: {other:?}", path.display()),
-    }
-}
-
-/// The canonical extended JSON forms the example key document uses.
-fn extended_json(value: serde_json::Value) -> Bson {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::Object(binary)) = map.get("$binary") {
-                let subtype = u8::from_str_radix(binary["subType"].as_str().unwrap(), 16).unwrap();
-                let base64 = binary["base64"].as_str().unwrap();
-                return Bson::Binary(Binary::from_base64(base64, BinarySubtype::from(subtype)).unwrap());
-            }
-            if let Some(Value::String(int)) = map.get("$numberInt") {
-                return Bson::Int32(int.parse().unwrap());
-            }
-            if let Some(Value::Object(date)) = map.get("$date") {
-                return Bson::DateTime(DateTime::from_millis(date["$numberLong"].as_str().unwrap().parse().unwrap()));
-            }
-            Bson::Document(map.into_iter().map(|(k, v)| (k, extended_json(v))).collect::<Document>())
-        }
-        Value::Array(items) => Bson::Array(items.into_iter().map(extended_json).collect()),
-        Value::String(s) => Bson::String(s),
-        other => panic!("unexpected JSON value {other}"),
-    }
-}
-
 /// A `KmsCtx` handed out on the ctx's thread is fed on another ("Feeding multiple KMS requests is thread-safe"),
 /// and the operation completes with libmongocrypt's known ciphertext.
 #[test]
 fn kms_ctx_fed_on_another_thread() {
     // libmongocrypt's example key (AWS-wrapped, keyAltName `keyDocumentName`), the AWS KMS reply that unwraps it,
     // and the command it encrypted, whose `ssn` is the expected ciphertext.
-    let key = RawDocumentBuf::try_from(&fixture("example/key-document.json")).unwrap();
-    let reply =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/example/kms-decrypt-reply.txt"))
-            .unwrap()
-            .replace('\n', "\r\n")
-            .into_bytes();
-    let expected = fixture("open/csfle-auto-aws-example/expected-encrypted-cmd.json");
+    let key = example::read_json(&example::data_dir().join("key-document.json")).unwrap();
+    let reply = example::read_http(&example::data_dir().join("kms-decrypt-reply.txt")).unwrap();
+    let expected = load_doc("csfle-auto-aws-example/expected-encrypted-cmd.json");
     let expected = expected.get_document("filter").unwrap().get("ssn").unwrap().clone();
     let providers = KmsProviders::new().aws("aws", "example", "example", None);
     let crypt = Crypt::builder().kms_providers(&providers).unwrap().build().unwrap();
@@ -231,13 +195,7 @@ fn kms_ctx_fed_on_another_thread() {
                 assert_eq!(kms.kms_provider(), "aws");
                 assert_eq!(kms.endpoint().unwrap(), "kms.us-east-1.amazonaws.com:443");
                 assert!(kms.message().unwrap().starts_with(b"POST / HTTP/1.1\r\n"));
-                let mut rest = &reply[..];
-                while kms.bytes_needed() > 0 {
-                    assert!(!rest.is_empty(), "the reply ended, {} bytes still needed", kms.bytes_needed());
-                    let n = rest.len().min(kms.bytes_needed() as usize);
-                    kms.feed(&rest[..n]).unwrap();
-                    rest = &rest[n..];
-                }
+                let rest = feed_needed(&mut kms, reply).unwrap();
                 assert!(rest.is_empty(), "{} reply bytes left over", rest.len());
             });
         }

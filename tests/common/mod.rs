@@ -1,16 +1,23 @@
-//! Shared helpers of the fixture and option tests: extended-JSON loading (key order preserved), HTTP replies,
-//! version gates, the MANIFEST's common KMS providers, and a hand driver that records the trace of a ctx.
+//! Shared helpers of the fixture, option and runner tests (the runner tests through `runner_common`): fixture
+//! loading with the example's extended-JSON reader (key order preserved), HTTP replies, version gates, the MANIFEST's
+//! common KMS providers, key vault filters, and a hand driver that records the trace of a ctx.
 //!
 //! Each test crate uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-
-use bson::spec::BinarySubtype;
-use bson::{doc, Binary, Bson, Document, RawDocument, RawDocumentBuf};
 use std::sync::{Arc, Mutex};
 
-use mongocrypt::{Crypt, CryptBuilder, Ctx, Error, LogLevel, State};
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use mongocrypt::{Crypt, CryptBuilder, Ctx, Error, KmsCtx, KmsProviders, LogLevel, State};
+
+/// The example: its extended JSON reader (the repository's one) and libbson-style printer, its HTTP reply loader.
+#[path = "../../examples/state_machine.rs"]
+pub mod example;
+
+#[allow(unused_imports)] // Not every test crate uses it.
+pub use example::crlf;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Files
@@ -26,17 +33,30 @@ pub fn read_open(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// An extended-JSON file under `tests/data/open/`, as a document (key order of the file kept).
-pub fn load_doc(rel: &str) -> Document {
-    match parse_extjson(&read_open(rel)) {
-        Bson::Document(d) => d,
-        other => panic!("{rel}: top level is not a document but {other:?}"),
-    }
-}
-
 /// An extended-JSON file under `tests/data/open/`, as BSON bytes (key order of the file kept).
 pub fn load_raw(rel: &str) -> RawDocumentBuf {
-    raw(&load_doc(rel))
+    example::read_json(&data_path("open").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// An extended-JSON file under `tests/data/open/`, as a document (key order of the file kept).
+pub fn load_doc(rel: &str) -> Document {
+    to_doc(&load_raw(rel))
+}
+
+/// An HTTP reply file under `tests/data/open/`, with its bare `\n` line ends turned into `\r\n` (MANIFEST: the
+/// Content-Length counts only the body, which has no line end).
+pub fn http_reply(rel: &str) -> Vec<u8> {
+    example::read_http(&data_path("open").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Extended-JSON text as a document.
+pub fn extjson_doc(text: &str) -> Document {
+    example::extjson::parse_to_document(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// Extended-JSON text as BSON bytes.
+pub fn extjson_raw(text: &str) -> RawDocumentBuf {
+    example::extjson::parse_document(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 /// A document as BSON bytes.
@@ -47,17 +67,6 @@ pub fn raw(doc: &Document) -> RawDocumentBuf {
 /// BSON bytes as a document.
 pub fn to_doc(raw: &RawDocument) -> Document {
     Document::try_from(raw).expect("valid BSON")
-}
-
-/// An HTTP reply file under `tests/data/open/`, with its bare `\n` line ends turned into `\r\n` (MANIFEST: the
-/// Content-Length counts only the body, which has no line end).
-pub fn http_reply(rel: &str) -> Vec<u8> {
-    crlf(&read_open(rel))
-}
-
-/// `\n` → `\r\n`, leaving existing `\r\n` alone.
-pub fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
 }
 
 /// A directory under the system temp dir, removed when dropped.
@@ -96,189 +105,11 @@ pub fn b64(s: &str) -> Vec<u8> {
 /// Hex decoding (whitespace ignored).
 pub fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect()
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Extended JSON. serde_json (a dev-dependency without `preserve_order`) sorts object keys, and bson's own extjson
-// support needs its `serde_json-1` feature, which this package does not enable; MANIFEST compares exact BSON bytes,
-// so the files are parsed here with their key order kept. Scalars are decoded by serde_json.
-
-/// Parses one extended-JSON value (canonical or relaxed, plus the legacy `{"$binary": b64, "$type": hex}`).
-pub fn parse_extjson(text: &str) -> Bson {
-    let mut p = JsonParser { src: text, pos: 0 };
-    let value = p.value();
-    p.ws();
-    assert_eq!(p.pos, text.len(), "trailing characters after the JSON value");
-    value
-}
-
-/// Parses an extended-JSON document.
-pub fn extjson_doc(text: &str) -> Document {
-    match parse_extjson(text) {
-        Bson::Document(d) => d,
-        other => panic!("not a document: {other:?}"),
-    }
-}
-
-struct JsonParser<'a> {
-    src: &'a str,
-    pos: usize,
-}
-
-impl JsonParser<'_> {
-    fn peek(&self) -> u8 {
-        *self.src.as_bytes().get(self.pos).unwrap_or_else(|| panic!("unexpected end of JSON"))
-    }
-
-    fn ws(&mut self) {
-        while self.pos < self.src.len() && self.src.as_bytes()[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) {
-        self.ws();
-        assert_eq!(self.peek() as char, c as char, "JSON: expected {:?} at byte {}", c as char, self.pos);
-        self.pos += 1;
-    }
-
-    fn string(&mut self) -> String {
-        self.ws();
-        let start = self.pos;
-        self.expect(b'"');
-        loop {
-            match self.peek() {
-                b'\\' => self.pos += 2,
-                b'"' => break,
-                _ => self.pos += 1,
-            }
-        }
-        self.pos += 1;
-        serde_json::from_str(&self.src[start..self.pos]).expect("JSON string")
-    }
-
-    fn value(&mut self) -> Bson {
-        self.ws();
-        match self.peek() {
-            b'{' => {
-                self.pos += 1;
-                let mut fields: Vec<(String, Bson)> = Vec::new();
-                self.ws();
-                if self.peek() == b'}' {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        let key = self.string();
-                        self.expect(b':');
-                        let value = self.value();
-                        fields.push((key, value));
-                        self.ws();
-                        match self.peek() {
-                            b',' => self.pos += 1,
-                            b'}' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            c => panic!("JSON: unexpected {:?} in object at byte {}", c as char, self.pos),
-                        }
-                    }
-                }
-                extjson_object(fields)
-            }
-            b'[' => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == b']' {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        items.push(self.value());
-                        self.ws();
-                        match self.peek() {
-                            b',' => self.pos += 1,
-                            b']' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            c => panic!("JSON: unexpected {:?} in array at byte {}", c as char, self.pos),
-                        }
-                    }
-                }
-                Bson::Array(items)
-            }
-            b'"' => Bson::String(self.string()),
-            _ => {
-                let start = self.pos;
-                while self.pos < self.src.len() && !b",]} \t\r\n".contains(&self.src.as_bytes()[self.pos]) {
-                    self.pos += 1;
-                }
-                let token = &self.src[start..self.pos];
-                match token {
-                    "true" => Bson::Boolean(true),
-                    "false" => Bson::Boolean(false),
-                    "null" => Bson::Null,
-                    _ => relaxed_number(token),
-                }
-            }
-        }
-    }
-}
-
-fn relaxed_number(token: &str) -> Bson {
-    let n: serde_json::Number = serde_json::from_str(token).unwrap_or_else(|e| panic!("JSON number {token:?}: {e}"));
-    if let Some(i) = n.as_i64() {
-        i32::try_from(i).map(Bson::Int32).unwrap_or(Bson::Int64(i))
-    } else {
-        Bson::Double(n.as_f64().expect("number"))
-    }
-}
-
-fn subtype(hex_str: &str) -> BinarySubtype {
-    BinarySubtype::from(u8::from_str_radix(hex_str, 16).unwrap_or_else(|_| panic!("bad subType {hex_str:?}")))
-}
-
-/// The extended-JSON wrappers this project's fixtures use; any other object is a document.
-fn extjson_object(fields: Vec<(String, Bson)>) -> Bson {
-    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    let str_of = |b: &Bson| b.as_str().map(str::to_owned).unwrap_or_else(|| panic!("expected a string, got {b:?}"));
-    match (keys.as_slice(), fields.as_slice()) {
-        (["$binary"], [(_, Bson::Document(inner))]) => {
-            let b64s = inner.get_str("base64").expect("$binary.base64");
-            let st = inner.get_str("subType").expect("$binary.subType");
-            Bson::Binary(Binary { subtype: subtype(st), bytes: b64(b64s) })
-        }
-        // Legacy form, either key order.
-        (["$binary", "$type"], [(_, data), (_, t)]) | (["$type", "$binary"], [(_, t), (_, data)]) => {
-            Bson::Binary(Binary { subtype: subtype(&str_of(t)), bytes: b64(&str_of(data)) })
-        }
-        (["$uuid"], [(_, u)]) => {
-            Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: hex(&str_of(u).replace('-', "")) })
-        }
-        (["$numberInt"], [(_, v)]) => Bson::Int32(str_of(v).parse().expect("$numberInt")),
-        (["$numberLong"], [(_, v)]) => Bson::Int64(str_of(v).parse().expect("$numberLong")),
-        (["$numberDouble"], [(_, v)]) => Bson::Double(match str_of(v).as_str() {
-            "Infinity" => f64::INFINITY,
-            "-Infinity" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            s => s.parse().expect("$numberDouble"),
-        }),
-        (["$oid"], [(_, v)]) => Bson::ObjectId(bson::oid::ObjectId::parse_str(str_of(v)).expect("$oid")),
-        (["$date"], [(_, v)]) => Bson::DateTime(match v {
-            Bson::Int64(ms) => bson::DateTime::from_millis(*ms),
-            Bson::Int32(ms) => bson::DateTime::from_millis(i64::from(*ms)),
-            Bson::String(s) => bson::DateTime::parse_rfc3339_str(s).expect("$date string"),
-            other => panic!("unsupported $date {other:?}"),
-        }),
-        (["$minKey"], _) => Bson::MinKey,
-        (["$maxKey"], _) => Bson::MaxKey,
-        (["$numberDecimal"], _) | (["$timestamp"], _) | (["$regularExpression"], _) | (["$symbol"], _) => {
-            panic!("extended JSON {keys:?} is not supported by this test helper")
-        }
-        _ => Bson::Document(fields.into_iter().collect()),
-    }
+    let pairs = s.as_bytes().chunks_exact(2);
+    assert!(pairs.remainder().is_empty(), "odd hex length");
+    pairs
+        .map(|pair| std::str::from_utf8(pair).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).expect("hex digit"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -355,17 +186,13 @@ pub fn uuid_bson(bytes: &[u8]) -> Bson {
 }
 
 /// The MANIFEST's KMS providers: local (zeros), aws (example/example), azure (empty strings).
-pub fn kms_providers_doc() -> Document {
-    doc! {
-        "local": { "key": Binary { subtype: BinarySubtype::Generic, bytes: LOCAL_KEY.to_vec() } },
-        "aws": { "accessKeyId": "example", "secretAccessKey": "example" },
-        "azure": { "tenantId": "", "clientId": "", "clientSecret": "" },
-    }
+pub fn providers() -> KmsProviders {
+    KmsProviders::new().local("local", &LOCAL_KEY).aws("aws", "example", "example", None).azure("azure", "", "", "")
 }
 
 /// A builder with the MANIFEST's KMS providers.
 pub fn builder() -> CryptBuilder {
-    Crypt::builder().kms_providers(&kms_providers_doc()).expect("kms providers accepted")
+    Crypt::builder().kms_providers(&providers()).expect("kms providers accepted")
 }
 
 /// A `Crypt` with the MANIFEST's KMS providers.
@@ -447,14 +274,14 @@ impl KeyFilter {
         Some(out)
     }
 
-    /// Whether key document `key` matches this filter (by `_id` or one of its `keyAltNames`).
+    /// Whether key document `key` matches this filter (by `_id` or one of its `keyAltNames`). Read in place, so a
+    /// malformed key document matches nothing instead of failing.
     pub fn matches(&self, key: &RawDocument) -> bool {
-        let key = to_doc(key);
-        let id_match = matches!(key.get("_id"), Some(Bson::Binary(b)) if self.ids.contains(&b.bytes));
-        let name_match = key
-            .get_array("keyAltNames")
-            .map(|names| names.iter().any(|n| n.as_str().is_some_and(|n| self.names.iter().any(|m| m == n))))
-            .unwrap_or(false);
+        let id_match = key.get_binary("_id").is_ok_and(|id| self.ids.iter().any(|want| want == id.bytes));
+        let wanted_name = |name: Result<RawBsonRef<'_>, _>| {
+            name.ok().and_then(|n| n.as_str()).is_some_and(|n| self.names.iter().any(|want| want == n))
+        };
+        let name_match = key.get_array("keyAltNames").is_ok_and(|names| names.into_iter().any(wanted_name));
         id_match || name_match
     }
 }
@@ -538,6 +365,18 @@ impl Trace {
     }
 }
 
+/// Feeds `reply` [`KmsCtx::bytes_needed`] bytes at a time until `kms` needs no more, asserting that the reply does
+/// not end first; returns the bytes left over.
+pub fn feed_needed<'r>(kms: &mut KmsCtx<'_>, mut reply: &'r [u8]) -> Result<&'r [u8], Error> {
+    while kms.bytes_needed() > 0 {
+        assert!(!reply.is_empty(), "KMS reply too short: {} more bytes needed", kms.bytes_needed());
+        let n = reply.len().min(kms.bytes_needed() as usize);
+        kms.feed(&reply[..n])?;
+        reply = &reply[n..];
+    }
+    Ok(reply)
+}
+
 /// Drives `ctx` to DONE or ERROR with the replies of `mock`, recording the trace. Keys are fed only when they
 /// match the NEED_MONGO_KEYS filter (every key when the filter is not the key broker's `$or` form, as for
 /// rewrap_many_datakey, whose filter is the caller's); KMS replies are fed `bytes_needed` bytes at a time.
@@ -595,14 +434,7 @@ pub fn drive(ctx: &mut Ctx<'_>, mock: &Mock) -> Trace {
                         message: kms.message()?.to_vec(),
                     };
                     trace.kms.push(request);
-                    let reply = kms_replies.next().expect("more KMS requests than mock replies");
-                    let mut rest = &reply[..];
-                    while kms.bytes_needed() > 0 {
-                        assert!(!rest.is_empty(), "KMS reply too short: {} more bytes needed", kms.bytes_needed());
-                        let n = rest.len().min(kms.bytes_needed() as usize);
-                        kms.feed(&rest[..n])?;
-                        rest = &rest[n..];
-                    }
+                    feed_needed(&mut kms, kms_replies.next().expect("more KMS requests than mock replies"))?;
                 }
                 scope.done()
             })(),
