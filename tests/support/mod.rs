@@ -1,16 +1,16 @@
 //! Test support for the `kms-tls` tests: certificates made at test time ([`pki`]), scripted loopback servers, plain
-//! or TLS ([`server`]), an extended-JSON reader ([`extjson`]) and fixture helpers.
+//! or TLS ([`server`]), and fixture helpers on top of the shared `tests/common`.
 //!
 //! Network rule: every server listens on loopback only, is bounded in connections and lifetime, and stops by
 //! itself; transports reach it through a resolver that maps the KMS host names to it.
 #![allow(dead_code)]
 
-pub mod extjson;
+#[path = "../common/mod.rs"]
+pub mod common;
 pub mod pki;
 pub mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bson::{Document, RawDocument, RawDocumentBuf};
@@ -29,32 +29,26 @@ pub fn retries() -> bool {
     mongocrypt::kms_tls::RETRIES_SUPPORTED && mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x010c_0000
 }
 
-pub fn data_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
-}
-
-pub fn read_data(rel: &str) -> String {
-    let path = data_path(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
+pub use self::common::{data_path, raw};
 
 /// An extended-JSON fixture under `tests/data/`.
 pub fn doc(rel: &str) -> Document {
-    extjson::parse_doc(&read_data(rel))
+    common::to_doc(&common::example::read_json(&data_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}")))
 }
 
-pub fn raw(doc: &Document) -> RawDocumentBuf {
-    RawDocumentBuf::try_from(doc).expect("document serializes")
+/// An HTTP reply under `tests/data/`, with `\r\n` line ends.
+fn reply(rel: &str) -> Vec<u8> {
+    common::example::read_http(&data_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// The AWS decrypt reply of `tests/data/example`, with `\r\n` line ends.
+/// The AWS decrypt reply of `tests/data/example`.
 pub fn decrypt_reply() -> Vec<u8> {
-    server::crlf(&read_data("example/kms-decrypt-reply.txt"))
+    reply("example/kms-decrypt-reply.txt")
 }
 
-/// The AWS encrypt reply of `tests/data/open/datakey-local-aws`, with `\r\n` line ends.
+/// The AWS encrypt reply of `tests/data/open/datakey-local-aws`.
 pub fn encrypt_reply() -> Vec<u8> {
-    server::crlf(&read_data("open/datakey-local-aws/kms-aws-encrypt-response.txt"))
+    reply("open/datakey-local-aws/kms-aws-encrypt-response.txt")
 }
 
 /// MANIFEST's providers: local (96 zero bytes) and AWS `example`/`example`.

@@ -56,11 +56,6 @@ pub fn http(status: u16, body: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// `\n` → `\r\n` (the fixture replies have bare line ends).
-pub fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
-}
-
 pub struct Options {
     pub tls: Option<Arc<ServerConfig>>,
     /// Hold every reply until this many requests arrived (bounded by 5 s); 0 for none.
