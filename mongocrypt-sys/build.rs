@@ -71,11 +71,12 @@ fn main() {
     for var in ENV_VARS {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    let linkage = if env::var("MONGOCRYPT_STATIC").is_ok_and(|v| v != "0") || env::var_os("CARGO_FEATURE_STATIC").is_some() {
-        Linkage::Static
-    } else {
-        Linkage::Dynamic
-    };
+    let linkage =
+        if env::var("MONGOCRYPT_STATIC").is_ok_and(|v| v != "0") || env::var_os("CARGO_FEATURE_STATIC").is_some() {
+            Linkage::Static
+        } else {
+            Linkage::Dynamic
+        };
 
     let mut tried = Vec::new();
     let found = from_env(linkage, &mut tried)
@@ -93,8 +94,9 @@ fn main() {
             found.include_dir.join("mongocrypt-config.h").display()
         ))
     });
-    let version_number = version_number(&version)
-        .unwrap_or_else(|| fail(&format!("libmongocrypt version {version:?} from {} is not MAJOR.MINOR.PATCH", found.source)));
+    let version_number = version_number(&version).unwrap_or_else(|| {
+        fail(&format!("libmongocrypt version {version:?} from {} is not MAJOR.MINOR.PATCH", found.source))
+    });
 
     for dir in &found.lib_dirs {
         println!("cargo:rustc-link-search=native={}", dir.display());
@@ -112,12 +114,10 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
     }
 
-    let header_text = fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
-    let declared: Vec<&str> = FUNCTIONS_ADDED_AFTER_1_7
-        .iter()
-        .copied()
-        .filter(|name| declares(&header_text, name))
-        .collect();
+    let header_text =
+        fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
+    let declared: Vec<&str> =
+        FUNCTIONS_ADDED_AFTER_1_7.iter().copied().filter(|name| declares(&header_text, name)).collect();
 
     generate_bindings(&found, &header, &version, version_number);
 
@@ -165,7 +165,8 @@ fn from_env(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         Linkage::Dynamic => ("libmongocrypt.so", "dylib=mongocrypt"),
     };
     let has_lib = lib_dir.join(file).exists()
-        || (linkage == Linkage::Dynamic && ["libmongocrypt.dylib", "mongocrypt.lib"].iter().any(|f| lib_dir.join(f).exists()));
+        || (linkage == Linkage::Dynamic
+            && ["libmongocrypt.dylib", "mongocrypt.lib"].iter().any(|f| lib_dir.join(f).exists()));
     if !has_lib {
         tried.push(format!("MONGOCRYPT_LIB_DIR={} has no {file}", lib_dir.display()));
         return None;
@@ -207,7 +208,10 @@ fn from_pkg_config(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         }
     };
     let include_dir = lib.include_paths.iter().find_map(|dir| header_dir(dir)).unwrap_or_else(|| {
-        fail(&format!("pkg-config {name} names include paths {:?}, none of which holds mongocrypt.h", lib.include_paths))
+        fail(&format!(
+            "pkg-config {name} names include paths {:?}, none of which holds mongocrypt.h",
+            lib.include_paths
+        ))
     });
     let mut link_libs = Vec::new();
     // Archives named by full path (Debian's libmongocrypt-static.pc does this) link statically, by file stem.
@@ -387,7 +391,10 @@ fn generate_bindings(found: &Found, header: &Path, version: &str, version_number
         builder = builder.clang_arg("-DMONGOCRYPT_STATIC_DEFINE");
     }
     let bindings = builder.generate().unwrap_or_else(|e| {
-        fail(&format!("bindgen could not parse {}: {e}. bindgen needs libclang (Debian: libclang-dev).", header.display()))
+        fail(&format!(
+            "bindgen could not parse {}: {e}. bindgen needs libclang (Debian: libclang-dev).",
+            header.display()
+        ))
     });
     // The list of declared functions is read back from the generated code, so it cannot disagree with it.
     let mut code = bindings.to_string();

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use bson::{Document, RawDocument, RawDocumentBuf};
-use zeroize::Zeroize;
+use bson::{Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
+use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
 
@@ -24,7 +24,10 @@ impl<'a> BinaryView<'a> {
         // SAFETY: mongocrypt_binary_new_from_data does not copy and never writes through the pointer for the
         // inputs we pass it; the PhantomData ties the view to `data` so the data outlives the binary object.
         let raw = unsafe { sys::mongocrypt_binary_new_from_data(data.as_ptr().cast_mut(), len) };
-        Ok(BinaryView { raw: NonNull::new(raw).expect("mongocrypt_binary_new_from_data returned NULL"), _data: PhantomData })
+        Ok(BinaryView {
+            raw: NonNull::new(raw).expect("mongocrypt_binary_new_from_data returned NULL"),
+            _data: PhantomData,
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_binary_t {
@@ -62,7 +65,8 @@ impl BinaryOut {
     /// mongocrypt.h that guarantees it.
     pub(crate) unsafe fn bytes<'a>(&self) -> &'a [u8] {
         // SAFETY: mongocrypt_binary_data/len read the view's two fields.
-        let (data, len) = unsafe { (sys::mongocrypt_binary_data(self.as_ptr()), sys::mongocrypt_binary_len(self.as_ptr())) };
+        let (data, len) =
+            unsafe { (sys::mongocrypt_binary_data(self.as_ptr()), sys::mongocrypt_binary_len(self.as_ptr())) };
         if data.is_null() || len == 0 {
             return &[];
         }
@@ -143,6 +147,12 @@ impl<'a> BsonArg<'a> {
         if bytes.is_empty() {
             return Err(Error::invalid("an empty buffer is not a BSON document"));
         }
+        // libmongocrypt checks a document's frame and reports it, but trusts what is inside: an encrypt command
+        // that is malformed within a valid frame aborts it. So the elements are checked here, frame errors left to
+        // libmongocrypt's own message.
+        if let Ok(doc) = RawDocument::from_bytes(&bytes) {
+            check_elements(doc)?;
+        }
         Ok(BsonArg(bytes))
     }
 
@@ -160,6 +170,29 @@ impl Drop for BsonArg<'_> {
         if let Cow::Owned(bytes) = &mut self.0 {
             bytes.zeroize();
         }
+    }
+}
+
+/// Walks every element of `doc`, nested documents and arrays included, so that malformed content is an error.
+fn check_elements(doc: &RawDocument) -> Result<()> {
+    for element in doc {
+        let (_, value) = element.map_err(|e| Error::invalid(format!("malformed BSON: {e}")))?;
+        check_value(value)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: RawBsonRef<'_>) -> Result<()> {
+    match value {
+        RawBsonRef::Document(doc) => check_elements(doc),
+        RawBsonRef::Array(array) => {
+            for item in array {
+                check_value(item.map_err(|e| Error::invalid(format!("malformed BSON: {e}")))?)?;
+            }
+            Ok(())
+        }
+        RawBsonRef::JavaScriptCodeWithScope(code) => check_elements(code.scope),
+        _ => Ok(()),
     }
 }
 

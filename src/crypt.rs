@@ -173,39 +173,62 @@ impl CryptBuilder {
     /// Opts into the NEED_MONGO_COLLINFO_WITH_DB state, which names the database for listCollections.
     /// libmongocrypt ≥ 1.13.
     pub fn use_need_mongo_collinfo_with_db_state(self) -> Result<CryptBuilder> {
-        requires!(mongocrypt_has_setopt_use_need_mongo_collinfo_with_db_state, "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state", "1.13.0", {
-            // SAFETY: before init; no arguments besides the handle.
-            unsafe { sys::mongocrypt_setopt_use_need_mongo_collinfo_with_db_state(self.ptr()) };
-            Ok(self)
-        })
+        requires!(
+            mongocrypt_has_setopt_use_need_mongo_collinfo_with_db_state,
+            "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state",
+            "1.13.0",
+            {
+                // SAFETY: before init; no arguments besides the handle.
+                unsafe { sys::mongocrypt_setopt_use_need_mongo_collinfo_with_db_state(self.ptr()) };
+                Ok(self)
+            }
+        )
     }
 
     /// Lets a NEED_MONGO_COLLINFO state accept several collection infos (for `$lookup`). libmongocrypt ≥ 1.13.
     pub fn enable_multiple_collinfo(self) -> Result<CryptBuilder> {
-        requires!(mongocrypt_has_setopt_enable_multiple_collinfo, "mongocrypt_setopt_enable_multiple_collinfo", "1.13.0", {
-            // SAFETY: before init; no arguments besides the handle.
-            let ok = unsafe { sys::mongocrypt_setopt_enable_multiple_collinfo(self.ptr()) };
-            self.check(ok)
-        })
+        requires!(
+            mongocrypt_has_setopt_enable_multiple_collinfo,
+            "mongocrypt_setopt_enable_multiple_collinfo",
+            "1.13.0",
+            {
+                // SAFETY: before init; no arguments besides the handle.
+                let ok = unsafe { sys::mongocrypt_setopt_enable_multiple_collinfo(self.ptr()) };
+                self.check(ok)
+            }
+        )
     }
 
     /// Enables retries of KMS requests (`usleep`, `fail`, `feed_with_retry`). libmongocrypt ≥ 1.12.
     pub fn retry_kms(self, enable: bool) -> Result<CryptBuilder> {
-        requires!(mongocrypt_has_setopt_retry_kms, "mongocrypt_setopt_retry_kms", "1.12.0", {
-            // SAFETY: before init; a plain flag.
-            let ok = unsafe { sys::mongocrypt_setopt_retry_kms(self.ptr(), enable) };
-            self.check(ok)
-        }, unused(enable))
+        requires!(
+            mongocrypt_has_setopt_retry_kms,
+            "mongocrypt_setopt_retry_kms",
+            "1.12.0",
+            {
+                // SAFETY: before init; a plain flag.
+                let ok = unsafe { sys::mongocrypt_setopt_retry_kms(self.ptr(), enable) };
+                self.check(ok)
+            },
+            unused(enable)
+        )
     }
 
     /// How long data keys stay cached; zero never expires them. libmongocrypt ≥ 1.13 (earlier: 60 s, fixed).
     pub fn key_expiration(self, expiration: Duration) -> Result<CryptBuilder> {
-        requires!(mongocrypt_has_setopt_key_expiration, "mongocrypt_setopt_key_expiration", "1.13.0", {
-            let ms = u64::try_from(expiration.as_millis()).map_err(|_| Error::invalid("key expiration too long"))?;
-            // SAFETY: before init; a plain integer.
-            let ok = unsafe { sys::mongocrypt_setopt_key_expiration(self.ptr(), ms) };
-            self.check(ok)
-        }, unused(expiration))
+        requires!(
+            mongocrypt_has_setopt_key_expiration,
+            "mongocrypt_setopt_key_expiration",
+            "1.13.0",
+            {
+                let ms =
+                    u64::try_from(expiration.as_millis()).map_err(|_| Error::invalid("key expiration too long"))?;
+                // SAFETY: before init; a plain integer.
+                let ok = unsafe { sys::mongocrypt_setopt_key_expiration(self.ptr(), ms) };
+                self.check(ok)
+            },
+            unused(expiration)
+        )
     }
 
     /// Skips query analysis: no crypt_shared is loaded and no ctx asks for markings.
@@ -366,9 +389,10 @@ fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
     status.to_result().err().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
 }
 
-/// A string argument as (pointer, length) for setopts that take `(const char *, int32_t len)`.
-pub(crate) fn str_arg(s: &str) -> Result<(&[std::ffi::c_char], i32)> {
+/// A string argument for setopts that take `(const char *, int32_t len)`. It is NUL-terminated although the length
+/// is passed: several of them copy with `bson_strndup`, which reads one byte past `len`.
+pub(crate) fn str_arg(s: &str) -> Result<(CString, i32)> {
     let len = i32::try_from(s.len()).map_err(|_| Error::invalid("string longer than 2 GiB"))?;
-    // SAFETY: reinterpreting &[u8] as &[c_char] (same size and alignment).
-    Ok((unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }, len))
+    let s = CString::new(s).map_err(|_| Error::invalid("string contains a NUL byte"))?;
+    Ok((s, len))
 }

@@ -7,8 +7,8 @@ use std::ptr::NonNull;
 use bson::raw::RawBinaryRef;
 use bson::spec::BinarySubtype;
 use bson::{doc, RawDocument, RawDocumentBuf};
-use zeroize::Zeroize;
 use mongocrypt_sys as sys;
+use zeroize::Zeroize;
 
 use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};
 use crate::crypt::{str_arg, Crypt};
@@ -199,9 +199,13 @@ impl<'c> CtxBuilder<'c> {
 
     /// Options of the string algorithm: [`TextOptions`](crate::TextOptions) or a raw document. libmongocrypt ≥ 1.15.
     pub fn algorithm_text(self, opts: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
-        requires!(mongocrypt_has_ctx_setopt_algorithm_text, "mongocrypt_ctx_setopt_algorithm_text", "1.15.0", {
-            self.with_document(opts, sys::mongocrypt_ctx_setopt_algorithm_text)
-        }, unused(opts))
+        requires!(
+            mongocrypt_has_ctx_setopt_algorithm_text,
+            "mongocrypt_ctx_setopt_algorithm_text",
+            "1.15.0",
+            { self.with_document(opts, sys::mongocrypt_ctx_setopt_algorithm_text) },
+            unused(opts)
+        )
     }
 
     fn init(self, ok: bool) -> Result<Ctx<'c>> {

@@ -152,8 +152,9 @@ impl Status {
     pub(crate) fn to_result(&self) -> Result<()> {
         let raw = self.as_ptr();
         // SAFETY: `raw` is a live status owned by self; status_ok/type/code only read it.
-        let (ok, kind, code) =
-            unsafe { (sys::mongocrypt_status_ok(raw), sys::mongocrypt_status_type(raw), sys::mongocrypt_status_code(raw)) };
+        let (ok, kind, code) = unsafe {
+            (sys::mongocrypt_status_ok(raw), sys::mongocrypt_status_type(raw), sys::mongocrypt_status_code(raw))
+        };
         if ok {
             return Ok(());
         }

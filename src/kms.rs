@@ -159,13 +159,20 @@ impl KmsCtx<'_> {
     /// Feeds reply bytes and says whether the request should be retried in place (a retryable HTTP error, with
     /// retries enabled). libmongocrypt ≥ 1.12.
     pub fn feed_with_retry(&mut self, bytes: &[u8]) -> Result<bool> {
-        requires!(mongocrypt_has_kms_ctx_feed_with_retry, "mongocrypt_kms_ctx_feed_with_retry", "1.12.0", {
-            let bin = BinaryView::new(bytes)?;
-            let mut should_retry = false;
-            // SAFETY: the kms ctx is live and exclusively borrowed; the bytes are copied.
-            let ok = unsafe { sys::mongocrypt_kms_ctx_feed_with_retry(self.ptr(), bin.as_ptr(), &mut should_retry) };
-            self.check(ok).map(|()| should_retry)
-        }, unused(bytes))
+        requires!(
+            mongocrypt_has_kms_ctx_feed_with_retry,
+            "mongocrypt_kms_ctx_feed_with_retry",
+            "1.12.0",
+            {
+                let bin = BinaryView::new(bytes)?;
+                let mut should_retry = false;
+                // SAFETY: the kms ctx is live and exclusively borrowed; the bytes are copied.
+                let ok =
+                    unsafe { sys::mongocrypt_kms_ctx_feed_with_retry(self.ptr(), bin.as_ptr(), &mut should_retry) };
+                self.check(ok).map(|()| should_retry)
+            },
+            unused(bytes)
+        )
     }
 
     /// Reports a network error and discards what was fed; returns whether the request may be retried (then send
@@ -185,6 +192,9 @@ impl KmsCtx<'_> {
 
 impl std::fmt::Debug for KmsCtx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmsCtx").field("provider", &self.kms_provider()).field("endpoint", &self.endpoint().ok()).finish()
+        f.debug_struct("KmsCtx")
+            .field("provider", &self.kms_provider())
+            .field("endpoint", &self.endpoint().ok())
+            .finish()
     }
 }

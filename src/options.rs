@@ -334,10 +334,7 @@ mod tests {
             precision: Some(2),
             trim_factor: Some(3),
         };
-        assert_eq!(
-            all.to_document(),
-            doc! { "min": 0, "max": 9, "sparsity": 1_i64, "precision": 2, "trimFactor": 3 }
-        );
+        assert_eq!(all.to_document(), doc! { "min": 0, "max": 9, "sparsity": 1_i64, "precision": 2, "trimFactor": 3 });
     }
 
     #[test]

@@ -8,6 +8,10 @@ extern "C" {
     pub fn shim_header_version() -> *const c_char;
     /// Makes a local data key on `crypt` with one key alt name; returns its BSON length in `out`, or -1 with a
     /// NUL-terminated message in `out`.
-    pub fn shim_create_local_datakey(crypt: *mut mongocrypt_t, key_alt_name: *const c_char, out: *mut u8, cap: u32)
-        -> i32;
+    pub fn shim_create_local_datakey(
+        crypt: *mut mongocrypt_t,
+        key_alt_name: *const c_char,
+        out: *mut u8,
+        cap: u32,
+    ) -> i32;
 }

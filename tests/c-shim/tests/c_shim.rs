@@ -8,7 +8,8 @@ use mongocrypt_c_shim_test::{shim_create_local_datakey, shim_header_version};
 
 #[test]
 fn c_code_drives_a_ctx_on_a_crypt_made_in_rust() {
-    let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
+    let crypt =
+        Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
 
     let mut out = vec![0u8; 4096];
     let name = CString::new("made-in-c").unwrap();
@@ -18,8 +19,12 @@ fn c_code_drives_a_ctx_on_a_crypt_made_in_rust() {
     assert!(len > 0, "shim failed: {}", CStr::from_bytes_until_nul(&out).unwrap().to_string_lossy());
     let key_doc = RawDocumentBuf::from_bytes(out[..len as usize].to_vec()).unwrap();
     assert_eq!(key_doc.get_document("masterKey").unwrap().get_str("provider").unwrap(), "local");
-    let alt_names: Vec<_> =
-        key_doc.get_array("keyAltNames").unwrap().into_iter().map(|v| v.unwrap().as_str().unwrap().to_owned()).collect();
+    let alt_names: Vec<_> = key_doc
+        .get_array("keyAltNames")
+        .unwrap()
+        .into_iter()
+        .map(|v| v.unwrap().as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(alt_names, ["made-in-c"]);
 
     // The key C created is usable from Rust on the same handle: encrypt by alt name, decrypt back.
@@ -67,7 +72,8 @@ fn c_errors_come_back_as_messages() {
 
 #[test]
 fn a_ctx_made_in_c_can_be_adopted_by_rust() {
-    let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
+    let crypt =
+        Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
     // SAFETY: mongocrypt_ctx_new on an initialised handle; ownership passes to the Ctx, which borrows `crypt`.
     let mut ctx = unsafe {
         let raw = mongocrypt_sys::mongocrypt_ctx_new(crypt.as_raw());

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# The test command of this repository: on a fresh Debian 12 machine (as root, or with sudo), it provisions every
+# libmongocrypt build it needs and runs the whole workspace suite against each of them:
+#
+#   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt)
+#   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
+#   nocrypto   libmongocrypt 1.21.0 "nocrypto" from `vendor/provision latest` (PKG_CONFIG_PATH)
+#
+# plus `cargo fmt --check` and clippy (once), and a build with nothing to find, which must fail with a readable
+# message. Each build has its own target directory (target/flavor-*), so they never rebuild one another.
+#
+#   scripts/test.sh                       everything, in the order above (this is what CI runs)
+#   scripts/test.sh dynamic nocrypto      only some steps: lint, notfound, dynamic, static, nocrypto
+#
+# Fails fast: the first failing command stops the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+all_steps=(lint notfound dynamic static nocrypto)
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=("${all_steps[@]}")
+for step in "${steps[@]}"; do
+  [[ " ${all_steps[*]} " == *" $step "* ]] || { echo "usage: scripts/test.sh [${all_steps[*]}]..." >&2; exit 2; }
+done
+
+# Whatever the caller's shell points at, each build below says exactly what it wants found.
+unset MONGOCRYPT_LIB_DIR MONGOCRYPT_INCLUDE_DIR MONGOCRYPT_STATIC MONGOCRYPT_NO_PKG_CONFIG MONGOCRYPT_NO_VENDOR
+unset PKG_CONFIG_PATH LD_LIBRARY_PATH CARGO_TARGET_DIR
+unset MONGOCRYPT_TEST_EXPECT_VERSION MONGOCRYPT_TEST_EXPECT_LINKAGE
+# Debug builds without incremental state: three full builds of the workspace on two cores.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+start=$SECONDS
+timings=()
+
+header() {
+  echo
+  echo "================================================================================"
+  echo "== $*"
+  echo "================================================================================"
+}
+
+# run CMD...: echoes and runs a command, keeping cargo test's result lines for the summary.
+run() {
+  echo "+ $*"
+  "$@" 2>&1 | tee -a "$log"
+}
+
+# executables JSON-ON-STDIN: the executables cargo reported (--message-format=json-render-diagnostics).
+executables() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+        print(msg["executable"])
+'
+}
+
+# check_links MODE EXPECTED_DIR EXE...: MODE none: no executable may load libmongocrypt.so; MODE dynamic: at least
+# one must, and every one that does must resolve it, without LD_LIBRARY_PATH, inside EXPECTED_DIR.
+check_links() {
+  local mode=$1 expected_dir=$2 linked=0 exe line resolved
+  shift 2
+  [ $# -gt 0 ] || { echo "check_links: cargo reported no executables" >&2; exit 1; }
+  for exe in "$@"; do
+    line=$(ldd "$exe" | grep 'libmongocrypt' || true)
+    if [ -z "$line" ]; then
+      continue
+    fi
+    linked=$((linked + 1))
+    if [ "$mode" = none ]; then
+      echo "FAIL: $exe is linked statically but loads a shared libmongocrypt: $line" >&2
+      exit 1
+    fi
+    # "libmongocrypt.so.0 => /path/to/libmongocrypt.so.0 (0x...)"; /lib and /usr/lib are one directory on Debian 12.
+    resolved=$(awk '{ print $3; exit }' <<<"$line")
+    if [[ "$line" == *"not found"* ]] || [ "$(realpath "$(dirname "$resolved")")" != "$(realpath "$expected_dir")" ]; then
+      echo "FAIL: $exe resolves libmongocrypt outside $expected_dir: $line" >&2
+      exit 1
+    fi
+  done
+  if [ "$mode" = none ]; then
+    echo "ldd: none of the $# executables loads libmongocrypt.so"
+  elif [ "$linked" -eq 0 ]; then
+    echo "FAIL: none of the $# executables loads libmongocrypt.so; is it really a dynamic build?" >&2
+    exit 1
+  else
+    echo "ldd: $linked of the $# executables load libmongocrypt.so, all from $expected_dir"
+  fi
+}
+
+# suite NAME LINKAGE EXPECTED_LIB_DIR: the whole workspace suite in target/flavor-NAME, with the environment the
+# caller exported for this build. Run it in a subshell, so that the exports end with it.
+suite() {
+  local name=$1 linkage=$2 lib_dir=$3
+  export CARGO_TARGET_DIR="$root/target/flavor-$name"
+  export MONGOCRYPT_TEST_EXPECT_LINKAGE=$linkage
+  local json
+  json=$(mktemp)
+
+  echo "+ cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics"
+  cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics >"$json"
+  mapfile -t test_exes < <(executables <"$json")
+  echo "+ cargo build --workspace --examples --message-format=json-render-diagnostics"
+  cargo build --workspace --examples --message-format=json-render-diagnostics >"$json"
+  mapfile -t example_exes < <(executables <"$json")
+  rm -f "$json"
+  if [ "$linkage" = static ]; then
+    check_links none "" "${test_exes[@]}" "${example_exes[@]}"
+  else
+    check_links dynamic "$lib_dir" "${test_exes[@]}" "${example_exes[@]}"
+  fi
+
+  run cargo test --workspace --all-targets
+  run cargo test --workspace --doc
+  if [ -f examples/state_machine.rs ]; then
+    run cargo run --example state_machine
+  else
+    echo "(no examples/state_machine.rs: nothing to run)"
+  fi
+}
+
+provision() {
+  header "provision: vendor/provision system, vendor/provision latest"
+  local t0=$SECONDS
+  vendor/provision system >/dev/null
+  latest_pc=$(vendor/provision latest | tail -n1)
+  system_version=$(pkg-config --modversion libmongocrypt)
+  latest_version=$(PKG_CONFIG_PATH=$latest_pc pkg-config --modversion libmongocrypt)
+  system_lib_dir=$(pkg-config --variable=libdir libmongocrypt)
+  latest_lib_dir=$(PKG_CONFIG_PATH=$latest_pc pkg-config --variable=libdir libmongocrypt)
+  echo "system: libmongocrypt $system_version in $system_lib_dir"
+  echo "latest: libmongocrypt $latest_version in $latest_lib_dir (PKG_CONFIG_PATH=$latest_pc)"
+  timings+=("provision: $((SECONDS - t0))s")
+}
+
+want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
+
+provision
+
+if want lint; then
+  header "lint: cargo fmt --check, cargo clippy -D warnings (Debian libmongocrypt $system_version, dynamic)"
+  t0=$SECONDS
+  run cargo fmt --all -- --check
+  (
+    export CARGO_TARGET_DIR="$root/target/flavor-dynamic" MONGOCRYPT_NO_VENDOR=1
+    run cargo clippy --workspace --all-targets -- -D warnings
+  )
+  timings+=("lint: $((SECONDS - t0))s")
+fi
+
+if want notfound; then
+  header "notfound: a build with nothing to find fails with a readable message"
+  t0=$SECONDS
+  out=$(mktemp)
+  echo "+ MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 cargo build -p mongocrypt-sys"
+  if CARGO_TARGET_DIR="$root/target/flavor-notfound" MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 \
+    cargo build -p mongocrypt-sys >"$out" 2>&1; then
+    cat "$out"
+    echo "FAIL: the build succeeded with no libmongocrypt to find" >&2
+    exit 1
+  fi
+  sed -n '/error: mongocrypt-sys:/,/libclang/p' "$out"
+  for needle in MONGOCRYPT_LIB_DIR pkg-config libmongocrypt-dev vendor/provision; do
+    grep -qF -- "$needle" "$out" || { cat "$out"; echo "FAIL: the error message does not mention $needle" >&2; exit 1; }
+  done
+  echo "ok: the build failed and its message names MONGOCRYPT_LIB_DIR, pkg-config, libmongocrypt-dev, vendor/provision"
+  rm -f "$out"
+  timings+=("notfound: $((SECONDS - t0))s")
+fi
+
+if want dynamic; then
+  header "dynamic: Debian libmongocrypt $system_version, linked dynamically (pkg-config libmongocrypt)"
+  t0=$SECONDS
+  (
+    export MONGOCRYPT_NO_VENDOR=1 MONGOCRYPT_TEST_EXPECT_VERSION=$system_version
+    suite dynamic dynamic "$system_lib_dir"
+  )
+  timings+=("dynamic: $((SECONDS - t0))s")
+fi
+
+if want static; then
+  header "static: Debian libmongocrypt $system_version, linked statically (MONGOCRYPT_STATIC=1)"
+  t0=$SECONDS
+  (
+    export MONGOCRYPT_STATIC=1 MONGOCRYPT_NO_VENDOR=1 MONGOCRYPT_TEST_EXPECT_VERSION=$system_version
+    suite static static ""
+  )
+  timings+=("static: $((SECONDS - t0))s")
+fi
+
+if want nocrypto; then
+  header "nocrypto: libmongocrypt $latest_version without native crypto (PKG_CONFIG_PATH=$latest_pc)"
+  t0=$SECONDS
+  (
+    export PKG_CONFIG_PATH=$latest_pc MONGOCRYPT_TEST_EXPECT_VERSION=$latest_version
+    suite nocrypto dynamic "$latest_lib_dir"
+  )
+  timings+=("nocrypto: $((SECONDS - t0))s")
+fi
+
+header "summary"
+for t in "${timings[@]}"; do echo "  $t"; done
+echo "  total: $((SECONDS - start))s"
+# Every `test result:` line of the runs above, added up.
+awk '/^test result:/ { n++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+  END { if (n) printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
