@@ -92,8 +92,8 @@
 //!
 //! # KMS I/O and on-demand credentials
 //!
-//! With the `kms-tls` feature, [`kms_tls`] serves NEED_KMS over TLS (rustls) with per-provider TLS options and
-//! retries, and [`kms_credentials`] fetches on-demand credentials for NEED_KMS_CREDENTIALS (AWS environment, GCP
+//! With the `kms-tls` feature, `kms_tls` serves NEED_KMS over TLS (rustls) with per-provider TLS options and
+//! retries, and `kms_credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (AWS environment, GCP
 //! and Azure metadata servers). Both plug into the [`state_machine`] runner.
 #![warn(missing_docs)]
 

@@ -345,7 +345,7 @@ fn key_encryption_key_azure() {
 /// base64url without padding, decoded.
 fn b64url(s: &str) -> Vec<u8> {
     let mut t = s.replace('-', "+").replace('_', "/");
-    while t.len() % 4 != 0 {
+    while !t.len().is_multiple_of(4) {
         t.push('=');
     }
     b64(&t)
