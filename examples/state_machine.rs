@@ -170,8 +170,8 @@ fn main() {
 
 /// Extended JSON in and out: the reader of every extended JSON file in `tests/data` (serde_json, which keeps field
 /// order with its `preserve_order` feature, then bson's canonical and relaxed extended JSON conversion, after
-/// [`normalize_legacy`]), and a printer in the exact layout of libbson's `bson_as_relaxed_extended_json`
-/// (`{ "k" : v }`, `[ 1, 2 ]`), which the C example prints.
+/// [`normalize_legacy`]), and a printer of bson's relaxed extended JSON in the layout of libbson's
+/// `bson_as_relaxed_extended_json` (`{ "k" : v }`, `[ 1, 2 ]`), which the C example prints.
 pub mod extjson {
     use std::error::Error as StdError;
     use std::fmt::Write as _;
@@ -213,209 +213,11 @@ pub mod extjson {
         }
     }
 
-    /// The date of `days` since 1970-01-01 (Hinnant's `civil_from_days`).
-    fn civil_from_days(days: i64) -> (i64, i64, i64) {
-        let z = days + 719468;
-        let era = z.div_euclid(146097);
-        let doe = z - era * 146097;
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
-    }
-
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    /// Standard base64 with padding.
-    pub fn base64(bytes: &[u8]) -> String {
-        let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let n = (u32::from(chunk[0]) << 16)
-                | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*chunk.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    s.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    s.push('=');
-                }
-            }
-        }
-        s
-    }
-
-    /// libbson's `bson_utf8_escape_for_json`, quoted.
-    fn quoted(out: &mut String, s: &str) {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-
-    /// C's `printf("%.20g", v)` for a finite `v`: how libbson prints doubles.
-    pub fn printf_g20(v: f64) -> String {
-        const P: i32 = 20;
-        if v == 0.0 {
-            return if v.is_sign_negative() { "-0".into() } else { "0".into() };
-        }
-        let sci = format!("{:.*e}", (P - 1) as usize, v);
-        let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
-        let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-        let trim = |s: &str| -> String {
-            if s.contains('.') {
-                s.trim_end_matches('0').trim_end_matches('.').to_owned()
-            } else {
-                s.to_owned()
-            }
-        };
-        if !(-4..P).contains(&exp) {
-            format!("{}e{}{:02}", trim(mantissa), if exp < 0 { '-' } else { '+' }, exp.abs())
-        } else {
-            trim(&format!("{:.*}", (P - 1 - exp) as usize, v))
-        }
-    }
-
-    fn value(out: &mut String, v: &Bson) {
-        match v {
-            Bson::Double(d) if d.is_finite() => {
-                let s = printf_g20(*d);
-                let integral = s.bytes().all(|c| c.is_ascii_digit() || c == b'-');
-                out.push_str(&s);
-                if integral {
-                    out.push_str(".0");
-                }
-            }
-            Bson::Double(d) => {
-                let s = if d.is_nan() {
-                    "NaN"
-                } else if *d > 0.0 {
-                    "Infinity"
-                } else {
-                    "-Infinity"
-                };
-                let _ = write!(out, "{{ \"$numberDouble\" : \"{s}\" }}");
-            }
-            Bson::String(s) => quoted(out, s),
-            Bson::Array(items) => {
-                out.push_str("[ ");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    value(out, item);
-                }
-                out.push_str(" ]");
-            }
-            Bson::Document(d) => document(out, d),
-            Bson::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-            Bson::Null => out.push_str("null"),
-            Bson::RegularExpression(r) => {
-                out.push_str("{ \"$regularExpression\" : { \"pattern\" : ");
-                quoted(out, r.pattern.as_str());
-                out.push_str(", \"options\" : ");
-                quoted(out, r.options.as_str());
-                out.push_str(" } }");
-            }
-            Bson::JavaScriptCode(code) => {
-                out.push_str("{ \"$code\" : ");
-                quoted(out, code);
-                out.push_str(" }");
-            }
-            Bson::JavaScriptCodeWithScope(cws) => {
-                out.push_str("{ \"$code\" : ");
-                quoted(out, &cws.code);
-                out.push_str(", \"$scope\" : ");
-                document(out, &cws.scope);
-                out.push_str(" }");
-            }
-            Bson::Int32(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Bson::Int64(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Bson::Timestamp(t) => {
-                let _ = write!(out, "{{ \"$timestamp\" : {{ \"t\" : {}, \"i\" : {} }} }}", t.time, t.increment);
-            }
-            Bson::Binary(b) => {
-                let _ = write!(
-                    out,
-                    "{{ \"$binary\" : {{ \"base64\" : \"{}\", \"subType\" : \"{:02x}\" }} }}",
-                    base64(&b.bytes),
-                    u8::from(b.subtype)
-                );
-            }
-            Bson::ObjectId(oid) => {
-                let _ = write!(out, "{{ \"$oid\" : \"{}\" }}", oid.to_hex());
-            }
-            Bson::DateTime(dt) => date(out, dt.timestamp_millis()),
-            Bson::Symbol(s) => {
-                out.push_str("{ \"$symbol\" : ");
-                quoted(out, s);
-                out.push_str(" }");
-            }
-            Bson::Decimal128(d) => {
-                let _ = write!(out, "{{ \"$numberDecimal\" : \"{d}\" }}");
-            }
-            Bson::Undefined => out.push_str("{ \"$undefined\" : true }"),
-            Bson::MaxKey => out.push_str("{ \"$maxKey\" : 1 }"),
-            Bson::MinKey => out.push_str("{ \"$minKey\" : 1 }"),
-            // The bson crate does not expose a DBPointer's fields; none occurs in libmongocrypt's data.
-            Bson::DbPointer(_) => out.push_str("{ \"$dbPointer\" : \"<unprintable>\" }"),
-        }
-    }
-
-    /// Relaxed mode: an ISO-8601 string for dates from 1970 through 9999, `$numberLong` otherwise; milliseconds
-    /// only when not zero.
-    fn date(out: &mut String, ms: i64) {
-        const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-        if !(0..=MAX).contains(&ms) {
-            let _ = write!(out, "{{ \"$date\" : {{ \"$numberLong\" : \"{ms}\" }} }}");
-            return;
-        }
-        let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-        let (y, m, d) = civil_from_days(days);
-        let (h, mi, s, frac) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-        let _ = write!(out, "{{ \"$date\" : \"{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-        if frac != 0 {
-            let _ = write!(out, ".{frac:03}");
-        }
-        out.push_str("Z\" }");
-    }
-
-    fn document(out: &mut String, doc: &Document) {
-        out.push_str("{ ");
-        for (i, (k, v)) in doc.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            quoted(out, k);
-            out.push_str(" : ");
-            value(out, v);
-        }
-        out.push_str(" }");
-    }
-
-    /// A document as libbson's `bson_as_relaxed_extended_json` prints it: `{ "k" : v, ... }`, nested empty
-    /// documents and arrays as `{  }` and `[  ]`, an empty top-level document as `{ }`.
+    /// A document as libbson's `bson_as_relaxed_extended_json` prints it: bson's relaxed extended JSON in libbson's
+    /// layout, `{ "k" : v, ... }` and `[ a, b ]`, nested empty documents and arrays as `{  }` and `[  ]`, an empty
+    /// top-level document as `{ }`.
     pub fn to_libbson_json(doc: &RawDocument) -> Result<String, bson::error::Error> {
-        let doc = Document::try_from(doc)?;
-        Ok(document_to_libbson_json(&doc))
+        Ok(document_to_libbson_json(&Document::try_from(doc)?))
     }
 
     /// As [`to_libbson_json`], for a [`Document`].
@@ -424,7 +226,38 @@ pub mod extjson {
             return "{ }".into();
         }
         let mut out = String::new();
-        document(&mut out, doc);
+        layout(&mut out, &Bson::Document(doc.clone()).into_relaxed_extjson());
         out
+    }
+
+    /// A relaxed extended JSON value in libbson's layout.
+    fn layout(out: &mut String, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                out.push_str("{ ");
+                for (i, (key, value)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    let _ = write!(out, "{} : ", Value::from(key.as_str()));
+                    layout(out, value);
+                }
+                out.push_str(" }");
+            }
+            Value::Array(items) => {
+                out.push_str("[ ");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    layout(out, item);
+                }
+                out.push_str(" ]");
+            }
+            scalar => {
+                // bson's form, not libbson's, where they differ (doubles not %.20g, $date ms trimmed): unused here.
+                let _ = write!(out, "{scalar}");
+            }
+        }
     }
 }

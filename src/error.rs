@@ -119,11 +119,9 @@ impl From<bson::error::Error> for Error {
 /// [`Error::Unsupported`] naming it and the release that added it. `unused(args)` names the arguments only the
 /// body reads.
 macro_rules! requires {
-    ($has:ident, $function:literal, $since:literal, $body:expr $(, unused($($arg:ident),*))?) => {{
+    ($has:ident, $function:literal, $since:literal, $body:block $(, unused($($arg:ident),*))?) => {{
         #[cfg($has)]
-        {
-            $body
-        }
+        $body
         #[cfg(not($has))]
         {
             $($(let _ = &$arg;)*)?

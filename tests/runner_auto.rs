@@ -3,7 +3,7 @@
 
 mod runner_common;
 
-use bson::{rawdoc, RawDocumentBuf};
+use bson::{rawdoc, Bson, RawDocumentBuf};
 use mongocrypt::state_machine::{run, run_concurrent, StateMachineIo};
 use mongocrypt::{Crypt, Error, ErrorKind};
 use runner_common::*;
@@ -36,7 +36,8 @@ fn assert_example_kms_call(call: &Call) {
     assert!(message.contains("\r\nX-Amz-Target:TrentService.Decrypt\r\n"), "{message}");
     assert!(message.contains("Credential=example/"), "{message}");
     let key = load_raw(&format!("{DIR}/key-document.json"));
-    let blob = example::extjson::base64(key.get_binary("keyMaterial").unwrap().bytes);
+    let material = Bson::Binary(key.get_binary("keyMaterial").unwrap().to_binary()).into_relaxed_extjson();
+    let blob = material["$binary"]["base64"].as_str().unwrap();
     assert!(message.ends_with(&format!("\r\n\r\n{{\"CiphertextBlob\": \"{blob}\"}}")), "{message}");
 }
 
