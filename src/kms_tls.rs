@@ -8,7 +8,8 @@
 //! - server certificates are checked against Mozilla's root store ([webpki-roots]) by default, or against the CA
 //!   certificates of the provider's [`TlsOptions`] (`tlsCAFile` of MongoDB's client-side encryption spec);
 //! - a client certificate and key (`tlsCertificateKeyFile`) is presented when configured: mutual TLS, as KMIP
-//!   servers require;
+//!   servers require. A password-protected PKCS#8 key (`ENCRYPTED PRIVATE KEY`, as `openssl pkcs8 -topk8 -v2
+//!   aes-256-cbc` writes it) is decrypted with `tlsCertificateKeyFilePassword`; see [`TlsOptions`];
 //! - connect, read/write and whole-request timeouts bound every exchange;
 //! - a [resolver](KmsTransportBuilder::resolver) hook maps `host:port` to socket addresses (tests point
 //!   `kms.us-east-1.amazonaws.com:443` at a server on loopback with it);
@@ -128,8 +129,10 @@ use std::time::{Duration, Instant};
 
 use bson::Document;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{ClientConfig, ClientConnection, InconsistentKeys, RootCertStore, StreamOwned};
+use zeroize::Zeroizing;
 
 use crate::crypt::CryptBuilder;
 use crate::error::Error;
@@ -172,22 +175,58 @@ pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sy
 ///
 /// Without CA certificates, Mozilla's root store is trusted; with them, only they are.
 ///
-/// Encrypted private keys (`ENCRYPTED PRIVATE KEY`, or OpenSSL's `Proc-Type: 4,ENCRYPTED`) are not supported:
-/// decrypting them needs password-based-encryption code that rustls does not have. They are rejected with
-/// [`TlsConfigError::EncryptedKey`]; decrypt the key beforehand (`openssl pkcs8 -in key.pem -out plain.pem`) or
-/// pass it in memory with [`client_auth`](TlsOptions::client_auth). A password given with an unencrypted key is
-/// ignored.
-#[derive(Default)]
+/// # Private keys and passwords
+///
+/// The private key of a certificate-key PEM ([`certificate_key_file`](TlsOptions::certificate_key_file),
+/// [`certificate_key_pem`](TlsOptions::certificate_key_pem)) is its first private-key section:
+///
+/// - `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1): used as is. A password given
+///   with such a key is ignored.
+/// - `ENCRYPTED PRIVATE KEY` (PKCS#8 `EncryptedPrivateKeyInfo`): decrypted with the password
+///   (`tlsCertificateKeyFilePassword`). Supported: PBES2 with PBKDF2 (HMAC-SHA-1, -224, -256, -384 or -512) or
+///   scrypt, and AES-128, -192 or -256 in CBC mode, which covers what `openssl pkcs8 -topk8 -v2 aes-256-cbc`
+///   (or `-v2 aes-128-cbc`, `-scrypt`) writes. Without a password that is
+///   [`TlsConfigError::KeyPasswordRequired`]; a password that does not decrypt the key is
+///   [`TlsConfigError::WrongKeyPassword`]; another scheme (PBES1, 3DES, ...) is [`TlsConfigError::EncryptedKey`].
+/// - OpenSSL's traditional encryption (`Proc-Type: 4,ENCRYPTED` and `DEK-Info` headers in an `RSA PRIVATE KEY` or
+///   `EC PRIVATE KEY` section) is not supported: [`TlsConfigError::EncryptedKey`]. It derives the key with
+///   OpenSSL's own `EVP_BytesToKey` (a single MD5 round, no standard); convert the key to PKCS#8 with
+///   `openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.pem -out new.pem`.
+///
+/// The decrypted key is kept in memory that is wiped when the options are dropped; rustls keeps its own copy, in
+/// the form of its signing key, in the configurations built from them.
+#[derive(Default, Clone)]
 pub struct TlsOptions {
     ca_certs: Option<Vec<CertificateDer<'static>>>,
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    client_auth: Option<(Vec<CertificateDer<'static>>, ClientKey)>,
 }
 
-impl Clone for TlsOptions {
-    fn clone(&self) -> TlsOptions {
-        TlsOptions {
-            ca_certs: self.ca_certs.clone(),
-            client_auth: self.client_auth.as_ref().map(|(chain, key)| (chain.clone(), key.clone_key())),
+/// The private key of a client certificate.
+enum ClientKey {
+    /// Given in DER, or read from an unencrypted PEM section.
+    Der(PrivateKeyDer<'static>),
+    /// PKCS#8 DER decrypted from an `ENCRYPTED PRIVATE KEY` section; wiped when dropped.
+    DecryptedPkcs8(Zeroizing<Vec<u8>>),
+}
+
+impl Clone for ClientKey {
+    fn clone(&self) -> ClientKey {
+        match self {
+            ClientKey::Der(key) => ClientKey::Der(key.clone_key()),
+            ClientKey::DecryptedPkcs8(der) => ClientKey::DecryptedPkcs8(der.clone()),
+        }
+    }
+}
+
+impl ClientKey {
+    /// rustls's signing key (ring provider) for this key, parsed from a borrowed DER: no copy of the key is left
+    /// behind outside this value.
+    fn signing_key(&self) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        match self {
+            ClientKey::Der(key) => rustls::crypto::ring::sign::any_supported_type(key),
+            ClientKey::DecryptedPkcs8(der) => rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(
+                PrivatePkcs8KeyDer::from(der.as_slice()),
+            )),
         }
     }
 }
@@ -232,42 +271,48 @@ impl TlsOptions {
     }
 
     /// Presents the client certificate of a PEM file holding the certificate chain and its private key
-    /// (`tlsCertificateKeyFile`); `password` is `tlsCertificateKeyFilePassword` (see the type's documentation
-    /// about encrypted keys).
+    /// (`tlsCertificateKeyFile`). `password` (`tlsCertificateKeyFilePassword`) decrypts an `ENCRYPTED PRIVATE KEY`
+    /// and is ignored for an unencrypted key (see [Private keys and passwords](TlsOptions#private-keys-and-passwords)).
     pub fn certificate_key_file(
         self,
         path: impl AsRef<Path>,
         password: Option<&str>,
     ) -> Result<TlsOptions, TlsConfigError> {
         let path = path.as_ref();
-        let pem = read_file(path)?;
+        // The file may hold an unencrypted key: wiped once parsed.
+        let pem = Zeroizing::new(read_file(path)?);
         self.certificate_key_pem_from(&pem, password, &path.display().to_string())
     }
 
-    /// Presents the client certificate of PEM text holding the certificate chain and its private key.
+    /// Presents the client certificate of PEM text holding the certificate chain and its private key, decrypted
+    /// with `password` if it is an `ENCRYPTED PRIVATE KEY` (as [`certificate_key_file`](Self::certificate_key_file)).
     pub fn certificate_key_pem(self, pem: &[u8], password: Option<&str>) -> Result<TlsOptions, TlsConfigError> {
         self.certificate_key_pem_from(pem, password, "certificate-key PEM")
     }
 
     fn certificate_key_pem_from(
-        self,
+        mut self,
         pem: &[u8],
-        _password: Option<&str>,
+        password: Option<&str>,
         source: &str,
     ) -> Result<TlsOptions, TlsConfigError> {
+        // The key first: rustls's PEM parser, which reads the certificates, fails on the headers of a
+        // traditionally encrypted key before its error could be explained.
+        let key = parse_key(pem, password, source)?;
         let chain = parse_certs(pem, source)?;
-        let key = parse_key(pem, source)?;
-        Ok(self.client_auth(chain, key))
+        self.client_auth = Some((chain, key));
+        Ok(self)
     }
 
     /// Presents this client certificate chain (leaf first) and private key (DER).
     pub fn client_auth(mut self, chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> TlsOptions {
-        self.client_auth = Some((chain, key));
+        self.client_auth = Some((chain, ClientKey::Der(key)));
         self
     }
 
     /// The options of one provider's entry in a spec `tlsOptions` document: `tlsCAFile`, `tlsCertificateKeyFile`,
-    /// `tlsCertificateKeyFilePassword`. As the spec requires, options that weaken security (`tlsInsecure`,
+    /// `tlsCertificateKeyFilePassword` (the password of an `ENCRYPTED PRIVATE KEY` in `tlsCertificateKeyFile`;
+    /// ignored for an unencrypted key). As the spec requires, options that weaken security (`tlsInsecure`,
     /// `tlsAllowInvalidCertificates`, `tlsAllowInvalidHostnames`, `tlsDisableOCSPEndpointCheck`,
     /// `tlsDisableCertificateRevocationCheck`) are errors, and so is any other field.
     pub fn from_document(doc: &Document) -> Result<TlsOptions, TlsConfigError> {
@@ -324,7 +369,14 @@ impl TlsOptions {
         match &self.client_auth {
             None => Ok(builder.with_no_client_auth()),
             Some((chain, key)) => {
-                builder.with_client_auth_cert(chain.clone(), key.clone_key()).map_err(TlsConfigError::Rustls)
+                // As `with_client_auth_cert`, but from a borrowed key, so that no unwiped copy of a decrypted key
+                // is made.
+                let certified = CertifiedKey::new(chain.clone(), key.signing_key().map_err(TlsConfigError::Rustls)?);
+                match certified.keys_match() {
+                    Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+                    Err(e) => return Err(TlsConfigError::Rustls(e)),
+                }
+                Ok(builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified))))
             }
         }
     }
@@ -344,22 +396,169 @@ fn parse_certs(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
-fn parse_key(pem: &[u8], source: &str) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+/// The private key of certificate-key PEM: its first private-key section, decrypted if it is an
+/// `ENCRYPTED PRIVATE KEY`.
+fn parse_key(pem: &[u8], password: Option<&str>, source: &str) -> Result<ClientKey, TlsConfigError> {
+    let origin = || source.to_owned();
+    // Borrowed for UTF-8 (as PEM is): no copy of an unencrypted key.
     let text = String::from_utf8_lossy(pem);
-    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(TlsConfigError::EncryptedKey { origin: source.to_owned() });
+    match first_key_section(&text) {
+        Some(KeySection::Encrypted { body, complete }) => {
+            if !complete {
+                return Err(TlsConfigError::Pem {
+                    origin: origin(),
+                    message: "the ENCRYPTED PRIVATE KEY section has no END line".into(),
+                });
+            }
+            let password = password.ok_or_else(|| TlsConfigError::KeyPasswordRequired { origin: origin() })?;
+            decrypt_pkcs8(&body, password, source).map(ClientKey::DecryptedPkcs8)
+        }
+        Some(KeySection::TraditionalEncrypted { label, dek_info }) => Err(TlsConfigError::EncryptedKey {
+            origin: origin(),
+            reason: format!(
+                "the {label} has OpenSSL's traditional encryption (Proc-Type: 4,ENCRYPTED{}), which derives its \
+                 key with OpenSSL's own EVP_BytesToKey (one MD5 round) and is not supported; convert it to an \
+                 ENCRYPTED PRIVATE KEY (PKCS#8) with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in key.pem -out \
+                 key-pkcs8.pem`",
+                dek_info.map(|cipher| format!(", DEK-Info: {cipher}")).unwrap_or_default()
+            ),
+        }),
+        Some(KeySection::Plain) | None => {
+            if password.is_some() {
+                log::debug!(target: "mongocrypt::kms_tls", "{source}: unencrypted private key; password ignored");
+            }
+            PrivateKeyDer::from_pem_slice(pem).map(ClientKey::Der).map_err(|e| TlsConfigError::Pem {
+                origin: origin(),
+                message: match e {
+                    rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY found".into(),
+                    other => other.to_string(),
+                },
+            })
+        }
     }
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsConfigError::Pem {
-        origin: source.to_owned(),
-        message: match e {
-            rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY found".into(),
-            other => other.to_string(),
-        },
+}
+
+/// The first private-key section (a label ending in `PRIVATE KEY`) of PEM text.
+#[derive(Debug, PartialEq)]
+enum KeySection<'a> {
+    /// Unencrypted: rustls's PEM parser reads it.
+    Plain,
+    /// `ENCRYPTED PRIVATE KEY`: its base64 body, without whitespace; whether the END line was found.
+    Encrypted { body: String, complete: bool },
+    /// OpenSSL's traditional encryption: a `Proc-Type: 4,ENCRYPTED` header; the label and the cipher of
+    /// `DEK-Info` (before its IV).
+    TraditionalEncrypted { label: &'a str, dek_info: Option<&'a str> },
+}
+
+fn first_key_section(text: &str) -> Option<KeySection<'_>> {
+    let mut lines = text.lines().map(str::trim);
+    let label = lines.find_map(|line| {
+        let label = line.strip_prefix("-----BEGIN ")?.strip_suffix("-----")?;
+        label.ends_with("PRIVATE KEY").then_some(label)
+    })?;
+    let end = format!("-----END {label}-----");
+    let mut body = String::new();
+    let (mut encrypted_header, mut dek_info, mut complete) = (false, None, false);
+    for line in lines {
+        if line == end {
+            complete = true;
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            // RFC 1421 headers, as OpenSSL writes them before the base64 of a traditionally encrypted key.
+            match name.trim() {
+                "Proc-Type" => encrypted_header |= value.contains("ENCRYPTED"),
+                "DEK-Info" => dek_info = value.split(',').next().map(str::trim),
+                _ => {}
+            }
+        } else if label == "ENCRYPTED PRIVATE KEY" {
+            body.extend(line.chars().filter(|c| !c.is_whitespace()));
+        }
+    }
+    Some(if label == "ENCRYPTED PRIVATE KEY" {
+        KeySection::Encrypted { body, complete }
+    } else if encrypted_header {
+        KeySection::TraditionalEncrypted { label, dek_info }
+    } else {
+        KeySection::Plain
     })
 }
 
+/// Decrypts the base64 body of an `ENCRYPTED PRIVATE KEY` section to PKCS#8 DER.
+fn decrypt_pkcs8(body: &str, password: &str, source: &str) -> Result<Zeroizing<Vec<u8>>, TlsConfigError> {
+    use pkcs8::der::pem;
+    use pkcs8::pkcs5;
+
+    let origin = || source.to_owned();
+    // pem-rfc7468 wants 64-character lines; the body may have been wrapped otherwise.
+    let mut wrapped = String::from("-----BEGIN ENCRYPTED PRIVATE KEY-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        wrapped.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        wrapped.push('\n');
+    }
+    wrapped.push_str("-----END ENCRYPTED PRIVATE KEY-----\n");
+    let (_, der) = pem::decode_vec(wrapped.as_bytes())
+        .map_err(|e| TlsConfigError::Pem { origin: origin(), message: format!("ENCRYPTED PRIVATE KEY: {e}") })?;
+    const SUPPORTED: &str = "supported: PBES2 with PBKDF2 (HMAC-SHA-1/224/256/384/512) or scrypt, and \
+                             AES-128/192/256-CBC";
+    let unsupported =
+        |what: String| TlsConfigError::EncryptedKey { origin: origin(), reason: format!("{what}; {SUPPORTED}") };
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice()).map_err(|e| {
+        // pkcs5 parses only the schemes it knows: name the scheme of a well-formed EncryptedPrivateKeyInfo.
+        match encryption_algorithm(&der) {
+            Some(oid) => unsupported(match oid.to_string() {
+                pbes2 if oid == pkcs5::pbes2::PBES2_OID => {
+                    format!("the key is encrypted with PBES2 ({pbes2}) and an unsupported KDF or cipher ({e})")
+                }
+                pkcs12 if pkcs12.starts_with("1.2.840.113549.1.12.1.") => format!(
+                    "the key is encrypted with a PKCS#12 password-based scheme ({pkcs12}, e.g. `openssl pkcs8 -v1 \
+                     PBE-SHA1-3DES`)"
+                ),
+                pbes1 if pbes1.starts_with("1.2.840.113549.1.5.") => {
+                    format!("the key is encrypted with PBES1 ({pbes1}, PKCS#5 v1.5: DES or RC2 with MD5 or SHA-1)")
+                }
+                other => format!("the key is encrypted with an unknown algorithm ({other})"),
+            }),
+            None => TlsConfigError::Pem { origin: origin(), message: format!("invalid ENCRYPTED PRIVATE KEY: {e}") },
+        }
+    })?;
+    let wrong_password = || TlsConfigError::WrongKeyPassword { origin: origin() };
+    let decrypted = info.decrypt(password).map_err(|e| match e {
+        // A bad padding (which pkcs5 0.7 reports as EncryptFailed), or a plaintext that is not DER: what a wrong
+        // password gives.
+        pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed)
+        | pkcs8::Error::Asn1(_) => wrong_password(),
+        pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::NoPbes1CryptSupport) => {
+            unsupported("the key is encrypted with PBES1 (PKCS#5 v1.5: DES or RC2 with MD5 or SHA-1)".into())
+        }
+        pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::UnsupportedAlgorithm { oid }) => {
+            unsupported(format!("the key is encrypted with an unsupported algorithm (OID {oid})"))
+        }
+        other => unsupported(format!("the key's encryption cannot be used: {other}")),
+    })?;
+    // A wrong password passes the padding check about once in 256 tries: check that a key came out.
+    pkcs8::PrivateKeyInfo::try_from(decrypted.as_bytes()).map_err(|_| wrong_password())?;
+    Ok(Zeroizing::new(decrypted.as_bytes().to_vec()))
+}
+
+/// The algorithm OID of a DER `EncryptedPrivateKeyInfo`, whatever its parameters.
+fn encryption_algorithm(der: &[u8]) -> Option<pkcs8::ObjectIdentifier> {
+    use pkcs8::der::asn1::OctetStringRef;
+    use pkcs8::der::{Decode, Reader, SliceReader};
+
+    let mut reader = SliceReader::new(der).ok()?;
+    let oid = reader
+        .sequence(|r| {
+            let algorithm = pkcs8::AlgorithmIdentifierRef::decode(r)?;
+            OctetStringRef::decode(r)?;
+            Ok(algorithm.oid)
+        })
+        .ok()?;
+    reader.finish(oid).ok()
+}
+
 /// A TLS option that cannot be used: a file that cannot be read, PEM without the expected sections, an encrypted
-/// key, a configuration rustls refuses.
+/// key without its password or in an unsupported form, a configuration rustls refuses.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsConfigError {
@@ -380,12 +579,31 @@ pub enum TlsConfigError {
         /// What was wrong.
         message: String,
     },
-    /// The private key is encrypted, which this transport cannot decrypt (see [`TlsOptions`]).
-    #[error(
-        "{origin}: the private key is encrypted; encrypted keys are not supported by the rustls KMS transport \
-         (decrypt it first, e.g. `openssl pkcs8 -in key.pem -out plain.pem`, or pass an unencrypted key in memory)"
-    )]
+    /// The private key is encrypted in a form this transport cannot decrypt: OpenSSL's traditional
+    /// `Proc-Type: 4,ENCRYPTED`, PBES1, a cipher other than AES-CBC (see
+    /// [Private keys and passwords](TlsOptions#private-keys-and-passwords)).
+    #[error("{origin}: unsupported encrypted private key: {reason}")]
     EncryptedKey {
+        /// The file, or what the PEM text was.
+        origin: String,
+        /// Which encryption, and what to do.
+        reason: String,
+    },
+    /// The private key is an `ENCRYPTED PRIVATE KEY` and no password was given.
+    #[error(
+        "{origin}: the private key is encrypted (ENCRYPTED PRIVATE KEY) and no password was given \
+         (tlsCertificateKeyFilePassword)"
+    )]
+    KeyPasswordRequired {
+        /// The file, or what the PEM text was.
+        origin: String,
+    },
+    /// The password does not decrypt the `ENCRYPTED PRIVATE KEY`: it is wrong, or the key is damaged (the two
+    /// cannot be told apart).
+    #[error(
+        "{origin}: cannot decrypt the private key: wrong password (tlsCertificateKeyFilePassword), or a damaged key"
+    )]
+    WrongKeyPassword {
         /// The file, or what the PEM text was.
         origin: String,
     },
@@ -1112,12 +1330,53 @@ mod tests {
         assert_eq!(http_status(b"\x42\x00"), None);
     }
 
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+
     #[test]
-    fn encrypted_keys_are_refused_clearly() {
-        let pem = b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        let err = TlsOptions::new().certificate_key_pem(pem, Some("pw")).unwrap_err();
+    fn key_sections_are_told_apart() {
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\r\nMIIB\r\n vTBX \r\n-----END ENCRYPTED PRIVATE KEY-----\r\n";
+        assert_eq!(
+            first_key_section(&format!("{CERT}{encrypted}")),
+            Some(KeySection::Encrypted { body: "MIIBvTBX".into(), complete: true })
+        );
+        assert_eq!(
+            first_key_section("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n"),
+            Some(KeySection::Encrypted { body: "MIIB".into(), complete: false })
+        );
+        let traditional = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                           DEK-Info: AES-256-CBC,00112233445566778899AABBCCDDEEFF\n\n\
+                           MIIB\n-----END RSA PRIVATE KEY-----\n";
+        assert_eq!(
+            first_key_section(traditional),
+            Some(KeySection::TraditionalEncrypted { label: "RSA PRIVATE KEY", dek_info: Some("AES-256-CBC") })
+        );
+        // The first key section counts.
+        let plain = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
+        assert_eq!(first_key_section(&format!("{CERT}{plain}{encrypted}")), Some(KeySection::Plain));
+        assert_eq!(first_key_section(CERT), None);
+    }
+
+    #[test]
+    fn encrypted_keys_without_password_or_in_unsupported_forms_are_refused_clearly() {
+        let encrypted =
+            format!("{CERT}-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n");
+        let err = TlsOptions::new().certificate_key_pem(encrypted.as_bytes(), None).unwrap_err();
+        assert!(matches!(err, TlsConfigError::KeyPasswordRequired { .. }), "{err}");
+        assert!(err.to_string().contains("tlsCertificateKeyFilePassword"), "{err}");
+        // Not an EncryptedPrivateKeyInfo.
+        let err = TlsOptions::new().certificate_key_pem(encrypted.as_bytes(), Some("pw")).unwrap_err();
+        assert!(matches!(err, TlsConfigError::Pem { .. }), "{err}");
+        assert!(err.to_string().contains("invalid ENCRYPTED PRIVATE KEY"), "{err}");
+
+        let traditional = format!(
+            "{CERT}-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+             DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nMAA=\n-----END EC PRIVATE KEY-----\n"
+        );
+        let err = TlsOptions::new().certificate_key_pem(traditional.as_bytes(), Some("pw")).unwrap_err();
         assert!(matches!(err, TlsConfigError::EncryptedKey { .. }), "{err}");
-        assert!(err.to_string().contains("encrypted"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("Proc-Type") && text.contains("AES-128-CBC") && text.contains("not supported"), "{text}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use mongocrypt::kms_tls::{
 use mongocrypt::state_machine::{run, run_concurrent, RunError};
 use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 
-use support::pki::Pki;
+use support::pki::{Pki, Prf};
 use support::server::{self, MockServer, Reply};
 use support::*;
 
@@ -484,20 +484,120 @@ fn tls_cert_options_from_spec_document_files() {
     KmsTransport::builder().tls_options_document(&doc).unwrap().build().unwrap();
 }
 
+const KEY_PASSWORD: &str = "correct horse battery staple";
+
+/// A mutual-TLS KMS accepts the client whose key is an `ENCRYPTED PRIVATE KEY` file, decrypted with
+/// `tlsCertificateKeyFilePassword`.
+#[test]
+fn tls_cert_encrypted_key_from_spec_document_is_served() {
+    let pki = Pki::new("mock CA");
+    let dir = TempDir::new("encrypted-key");
+    let ca = dir.write("ca.pem", &pki.ca_pem);
+    let client = dir.write("client-encrypted.pem", &pki.client.cert_encrypted_key_pem(KEY_PASSWORD));
+    let text = std::fs::read_to_string(&client).unwrap();
+    assert!(text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") && !text.contains("-----BEGIN PRIVATE KEY-----"));
+    let kms = tls_kms(&pki, true, 0, aws_replies);
+    let crypt = crypt(false);
+
+    // One provider's entry of the spec's tlsOptions. The transport's default options have no client certificate,
+    // which this server refuses: the request goes through only with the decrypted key.
+    let options = TlsOptions::from_document(&doc! {
+        "tlsCAFile": &ca,
+        "tlsCertificateKeyFile": &client,
+        "tlsCertificateKeyFilePassword": KEY_PASSWORD,
+    })
+    .expect("the encrypted key is decrypted");
+    let transport = transport_to(&pki, kms.addr()).tls_options("aws", options).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &transport).unwrap());
+
+    // The whole tlsOptions document; then in memory, with a key whose PBKDF2 uses hmacWithSHA1 (OpenSSL 1.0).
+    let document = doc! { "aws": {
+        "tlsCAFile": &ca,
+        "tlsCertificateKeyFile": &client,
+        "tlsCertificateKeyFilePassword": KEY_PASSWORD,
+    } };
+    let addr = kms.addr();
+    let transport = KmsTransport::builder()
+        .tls_options_document(&document)
+        .unwrap()
+        .resolver(move |_, _| Ok(vec![addr]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &transport).unwrap());
+    let sha1_pem =
+        format!("{}{}", pki.client.cert_pem, pki.client.encrypted_key_pem_with(KEY_PASSWORD, Prf::HmacWithSha1));
+    let options = TlsOptions::new()
+        .ca_pem(pki.ca_pem.as_bytes())
+        .unwrap()
+        .certificate_key_pem(sha1_pem.as_bytes(), Some(KEY_PASSWORD))
+        .unwrap();
+    let transport = transport_to(&pki, kms.addr()).tls_options("aws", options).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &transport).unwrap());
+
+    assert!(kms.handshake_errors().is_empty(), "{:?}", kms.handshake_errors());
+    assert_eq!(kms.stop().len(), 3);
+}
+
+#[test]
+fn tls_cert_encrypted_key_wrong_password_is_clear() {
+    let pki = Pki::new("mock CA");
+    let dir = TempDir::new("wrong-password");
+    let client = dir.write("client-encrypted.pem", &pki.client.cert_encrypted_key_pem(KEY_PASSWORD));
+    for wrong in ["correct horse battery stapler", "", "CORRECT HORSE BATTERY STAPLE"] {
+        let err = TlsOptions::from_document(&doc! {
+            "tlsCertificateKeyFile": &client,
+            "tlsCertificateKeyFilePassword": wrong,
+        })
+        .unwrap_err();
+        assert!(matches!(err, TlsConfigError::WrongKeyPassword { .. }), "{wrong:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("client-encrypted.pem") && text.contains("wrong password"), "{text}");
+        assert!(text.contains("tlsCertificateKeyFilePassword"), "{text}");
+        assert!(wrong.is_empty() || !text.contains(wrong), "the password must not be in the message: {text}");
+    }
+    // Through the transport builder's document too.
+    let document = doc! { "kmip": { "tlsCertificateKeyFile": &client, "tlsCertificateKeyFilePassword": "nope" } };
+    let err = KmsTransport::builder().tls_options_document(&document).unwrap_err();
+    assert!(matches!(err, TlsConfigError::WrongKeyPassword { .. }), "{err}");
+}
+
+#[test]
+fn tls_cert_encrypted_key_without_password_is_clear() {
+    let pki = Pki::new("mock CA");
+    let dir = TempDir::new("no-password");
+    let client = dir.write("client-encrypted.pem", &pki.client.cert_encrypted_key_pem(KEY_PASSWORD));
+    let err = TlsOptions::from_document(&doc! { "tlsCertificateKeyFile": &client }).unwrap_err();
+    assert!(matches!(err, TlsConfigError::KeyPasswordRequired { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("client-encrypted.pem")
+            && text.contains("encrypted")
+            && text.contains("tlsCertificateKeyFilePassword"),
+        "{text}"
+    );
+    let err = TlsOptions::new().certificate_key_file(&client, None).unwrap_err();
+    assert!(matches!(err, TlsConfigError::KeyPasswordRequired { .. }), "{err}");
+}
+
 #[test]
 fn tls_cert_option_errors_are_clear() {
     let pki = Pki::new("mock CA");
     let dir = TempDir::new("errors");
-    let encrypted = dir.write(
-        "encrypted.pem",
+    // OpenSSL's traditional encryption stays unsupported, with the reason and the way out.
+    let traditional = dir.write(
+        "traditional.pem",
         &format!(
-            "{}-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "{}-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,\
+             00112233445566778899AABBCCDDEEFF\n\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n",
             pki.client.cert_pem
         ),
     );
-    let err = TlsOptions::new().certificate_key_file(&encrypted, Some("password")).unwrap_err();
+    let err = TlsOptions::new().certificate_key_file(&traditional, Some("password")).unwrap_err();
     assert!(matches!(err, TlsConfigError::EncryptedKey { .. }), "{err}");
-    assert!(err.to_string().contains("encrypted.pem") && err.to_string().contains("not supported"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("traditional.pem") && text.contains("Proc-Type: 4,ENCRYPTED"), "{text}");
+    assert!(text.contains("not supported") && text.contains("openssl pkcs8 -topk8"), "{text}");
 
     let missing = dir.0.join("missing.pem");
     let err = TlsOptions::new().ca_file(&missing).unwrap_err();
