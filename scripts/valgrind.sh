@@ -16,10 +16,13 @@
 #   VALGRIND_JOBS=1 scripts/valgrind.sh one binary at a time
 #   scripts/valgrind.sh stress fuzz     only the binaries whose file name contains one of these words
 #
-# Each binary's full valgrind log is kept in target/valgrind/logs/. scripts/valgrind.supp suppresses three definite
-# leaks inside libmongocrypt 1.7.2 on misuse paths that tests take on purpose (a KMS provider set twice, a second
-# listCollections result); it explains each. Nothing else is suppressed: glibc 2.36, OpenSSL 3.0 and libbson 1.23 on
-# Debian 12 need no suppressions.
+# Each binary's full valgrind log is kept in target/valgrind/logs/. scripts/valgrind.supp suppresses eight definite
+# leaks inside libmongocrypt 1.7.2 itself, on error and misuse paths that tests take on purpose (a KMS provider set
+# twice, a second listCollections result or mongo_op call, a cached collection info that encrypt_init rejects, a
+# malformed Queryable Encryption value); it names the libmongocrypt function of each and explains it. Nothing else
+# is suppressed: glibc 2.36, OpenSSL 3.0 and libbson 1.23 on Debian 12 need no suppressions. The last lines are the
+# summary: the suppressions used (records and bytes per entry), then one line "valgrind summary: PASS|FAIL: ..." with
+# the number of binaries, failures, memcheck errors and bytes definitely lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -94,7 +97,8 @@ run_one() {
   log=$logs/$name.log
   t0=$SECONDS
   set +e
-  timeout --signal=KILL "$limit" valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+  # -v: the log ends with the suppressions used ("used_suppression:" lines), which the summary counts.
+  timeout --signal=KILL "$limit" valgrind -v --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
     --show-leak-kinds=definite --num-callers=40 --suppressions="$supp" --log-file="$log" "$exe" >"$logs/$name.out" 2>&1
   rc=$?
   set -e
@@ -129,7 +133,27 @@ for status in "$logs"/*.status; do
     grep -A25 -m3 -E '^==[0-9]+== (Invalid|Conditional|Use of|Syscall|Mismatched|Source and|.*definitely lost)' "$log" | head -80 || true
   fi
 done
-suppressed=$(cat "$logs"/*.log | grep -ho 'ERROR SUMMARY: .*suppressed: [0-9,]*' | sed 's/.*suppressed: //' | tr -d , |
+# Bytes definitely lost, summed over every binary's leak summary (0 when a binary lost nothing or did not get that far).
+lost=$(cat "$logs"/*.log | grep -ho 'definitely lost: [0-9,]* bytes' | grep -o '[0-9,]*' | tr -d , |
   awk '{ n += $1 } END { print n + 0 }')
-echo "valgrind: ${#binaries[@]} binaries in $((SECONDS - start))s; $failed failed; $total_errors memcheck errors (definite leaks count as errors); ${suppressed:-0} suppressed (scripts/valgrind.supp)"
+# The suppressions used (valgrind -v lists them at exit), summed over binaries: leak records and bytes per entry.
+used=$(cat "$logs"/*.log |
+  sed -nE 's/^--[0-9]+-- used_suppression: +([0-9]+) (.*) [^ ]*valgrind\.supp:[0-9]+ suppressed: ([0-9,]+) bytes.*/\1|\3|\2/p' |
+  awk -F'|' '{ gsub(",", "", $2); n[$3] += $1; b[$3] += $2 }
+    END { for (k in n) printf "%d|%d|%s\n", n[k], b[k], k }' | sort -t'|' -k1,1nr)
+entries=$(grep -c '^   Memcheck:' "$supp")
+echo "suppressed (scripts/valgrind.supp: known leaks inside libmongocrypt 1.7.2, each explained there):"
+suppressed=0
+used_entries=0
+while IFS='|' read -r records bytes entry; do
+  [ -n "$records" ] || continue
+  printf '  %4d leak records, %7d bytes: %s\n' "$records" "$bytes" "$entry"
+  suppressed=$((suppressed + records))
+  used_entries=$((used_entries + 1))
+done <<<"$used"
+verdict=PASS
+[ "$failed" -eq 0 ] || verdict=FAIL
+echo "valgrind summary: $verdict: ${#binaries[@]} binaries in $((SECONDS - start))s; $failed failed;" \
+  "$total_errors memcheck errors (definite leaks count as errors); $lost bytes definitely lost;" \
+  "$suppressed known libmongocrypt leak records suppressed ($used_entries of $entries suppressions used)"
 [ "$failed" -eq 0 ]
