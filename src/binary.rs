@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use bson::{Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{Document, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
 use zeroize::Zeroize;
 
@@ -150,8 +150,8 @@ impl<'a> BsonArg<'a> {
         // libmongocrypt checks a document's frame and reports it, but trusts what is inside: an encrypt command
         // that is malformed within a valid frame aborts it. So the elements are checked here, frame errors left to
         // libmongocrypt's own message.
-        if let Ok(doc) = RawDocument::from_bytes(&bytes) {
-            check_elements(doc)?;
+        if RawDocument::from_bytes(&bytes).is_ok() {
+            check_document(&bytes, 0).map_err(|what| Error::invalid(format!("malformed BSON: {what}")))?;
         }
         Ok(BsonArg(bytes))
     }
@@ -173,27 +173,79 @@ impl Drop for BsonArg<'_> {
     }
 }
 
-/// Walks every element of `doc`, nested documents and arrays included, so that malformed content is an error.
-fn check_elements(doc: &RawDocument) -> Result<()> {
-    for element in doc {
-        let (_, value) = element.map_err(|e| Error::invalid(format!("malformed BSON: {e}")))?;
-        check_value(value)?;
+/// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
+const MAX_DEPTH: usize = 200;
+
+/// Checks that `bytes` is one well-formed BSON document all the way down: lengths, terminators and element types,
+/// nested documents included. Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time
+/// per byte where the rest costs time per element.
+fn check_document(bytes: &[u8], depth: usize) -> std::result::Result<(), &'static str> {
+    let len = read_len(bytes, 0)?;
+    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
+        return Err("bad document length or terminator");
+    }
+    if depth > MAX_DEPTH {
+        return Err("documents nested too deeply");
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    while pos < end {
+        let kind = bytes[pos];
+        pos = skip_cstring(bytes, pos + 1, end)?;
+        pos = skip_value(bytes, kind, pos, end, depth)?;
     }
     Ok(())
 }
 
-fn check_value(value: RawBsonRef<'_>) -> Result<()> {
-    match value {
-        RawBsonRef::Document(doc) => check_elements(doc),
-        RawBsonRef::Array(array) => {
-            for item in array {
-                check_value(item.map_err(|e| Error::invalid(format!("malformed BSON: {e}")))?)?;
-            }
-            Ok(())
+/// The position after the value of type `kind` at `pos`, which must end by `end`.
+fn skip_value(b: &[u8], kind: u8, pos: usize, end: usize, depth: usize) -> std::result::Result<usize, &'static str> {
+    let past = |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
+    match kind {
+        0x06 | 0x0A | 0x7F | 0xFF => Ok(pos),
+        0x08 => past(pos, 1),
+        0x10 => past(pos, 4),
+        0x01 | 0x09 | 0x11 | 0x12 => past(pos, 8),
+        0x07 => past(pos, 12),
+        0x13 => past(pos, 16),
+        0x02 | 0x0D | 0x0E => skip_string(b, pos, end),
+        0x03 | 0x04 => {
+            let next = past(pos, read_len(b, pos)?)?;
+            check_document(&b[pos..next], depth + 1)?;
+            Ok(next)
         }
-        RawBsonRef::JavaScriptCodeWithScope(code) => check_elements(code.scope),
-        _ => Ok(()),
+        0x05 => past(pos, 5 + read_len(b, pos)?),
+        0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end),
+        0x0C => past(skip_string(b, pos, end)?, 12),
+        0x0F => {
+            let next = past(pos, read_len(b, pos)?)?;
+            let scope = skip_string(b, pos + 4, next)?;
+            check_document(&b[scope..next], depth + 1)?;
+            Ok(next)
+        }
+        _ => Err("unknown element type"),
     }
+}
+
+/// A non-negative little-endian int32 length at `pos`.
+fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
+    let bytes = b.get(pos..pos + 4).ok_or("truncated length")?;
+    usize::try_from(i32::from_le_bytes(bytes.try_into().unwrap())).map_err(|_| "negative length")
+}
+
+/// The position after the NUL-terminated string at `pos`, which must end by `end`.
+fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+    let nul = b.get(pos..end).and_then(|rest| rest.iter().position(|&c| c == 0)).ok_or("unterminated name")?;
+    Ok(pos + nul + 1)
+}
+
+/// The position after the length-prefixed, NUL-terminated string at `pos`, which must end by `end`.
+fn skip_string(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+    let len = read_len(b, pos)?;
+    let next = (pos + 4).checked_add(len).filter(|&p| len > 0 && p <= end).ok_or("bad string length")?;
+    if b[next - 1] != 0 {
+        return Err("unterminated string");
+    }
+    Ok(next)
 }
 
 /// A BSON document argument: raw documents and byte slices pass through without a copy; a [`Document`] or a typed
@@ -237,5 +289,77 @@ impl BsonInput for Document {
 impl<T: BsonInput + ?Sized> BsonInput for &T {
     fn bson_bytes(&self) -> Result<Cow<'_, [u8]>> {
         (**self).bson_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::spec::BinarySubtype;
+    use bson::{doc, Binary, Bson, DateTime, Decimal128, JavaScriptCodeWithScope, Regex, Timestamp};
+
+    use super::*;
+
+    fn bytes(d: &Document) -> Vec<u8> {
+        RawDocumentBuf::try_from(d).unwrap().into_bytes()
+    }
+
+    #[test]
+    fn every_element_type_passes() {
+        let d = doc! {
+            "double": 1.5, "string": "s", "doc": { "a": [1, { "b": null }] }, "array": [], "empty": {},
+            "binary": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }, "undefined": Bson::Undefined,
+            "oid": bson::oid::ObjectId::new(), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
+            "regex": Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() }, "code": Bson::JavaScriptCode("f()".into()),
+            "symbol": Bson::Symbol("sym".into()),
+            "scope": JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },
+            "int32": 1, "timestamp": Timestamp { time: 1, increment: 2 }, "int64": 2_i64,
+            "decimal": Decimal128::from_bytes([0; 16]), "min": Bson::MinKey, "max": Bson::MaxKey,
+        };
+        assert_eq!(check_document(&bytes(&d), 0), Ok(()));
+    }
+
+    #[test]
+    fn malformed_content_inside_a_valid_frame_is_found() {
+        let good = bytes(&doc! { "find": "c", "filter": { "x": 5 } });
+        // The inner document's terminator replaced: the outer frame is still valid.
+        let mut no_terminator = good.clone();
+        let inner_end = good.len() - 2;
+        no_terminator[inner_end] = 1;
+        assert!(RawDocument::from_bytes(&no_terminator).is_ok());
+        assert_eq!(check_document(&no_terminator, 0), Err("bad document length or terminator"));
+        // An element type that does not exist.
+        let mut bad_type = good.clone();
+        bad_type[4] = 0x42;
+        assert_eq!(check_document(&bad_type, 0), Err("unknown element type"));
+        // A string length past the document.
+        let mut long_string = good.clone();
+        long_string[10] = 0x7f;
+        assert_eq!(check_document(&long_string, 0), Err("bad string length"));
+        assert_eq!(check_document(&good, 0), Ok(()));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut d = doc! {};
+        for _ in 0..MAX_DEPTH + 1 {
+            d = doc! { "d": d };
+        }
+        assert_eq!(check_document(&bytes(&d), 0), Err("documents nested too deeply"));
+        let mut d = doc! {};
+        for _ in 0..MAX_DEPTH {
+            d = doc! { "d": d };
+        }
+        assert_eq!(check_document(&bytes(&d), 0), Ok(()));
+    }
+
+    #[test]
+    fn bson_args_refuse_empty_and_malformed_documents() {
+        assert!(matches!(BsonArg::new(&[][..]), Err(Error::InvalidArgument(_))));
+        let mut inner = bytes(&doc! { "a": { "b": 1 } });
+        let n = inner.len();
+        inner[n - 2] = 9;
+        assert!(matches!(BsonArg::new(&inner), Err(Error::InvalidArgument(m)) if m.starts_with("malformed BSON")));
+        // A bad frame is left to libmongocrypt, which reports it in its own words.
+        assert!(BsonArg::new(&[6u8, 0, 0, 0, 0][..]).is_ok());
     }
 }
