@@ -3,30 +3,16 @@
 //! `Error::Unsupported` instead of failing at link time.
 use std::env;
 
-/// The functions added after libmongocrypt 1.7; `cfg(mongocrypt_has_<name without mongocrypt_>)` is set for those
-/// the linked header declares.
-const OPTIONAL_FUNCTIONS: &[&str] = &[
-    "is_crypto_available",
-    "setopt_use_range_v2",
-    "setopt_retry_kms",
-    "kms_ctx_usleep",
-    "kms_ctx_fail",
-    "kms_ctx_feed_with_retry",
-    "setopt_key_expiration",
-    "setopt_enable_multiple_collinfo",
-    "setopt_use_need_mongo_collinfo_with_db_state",
-    "ctx_mongo_db",
-    "ctx_setopt_algorithm_text",
-];
-
 fn main() {
-    for name in OPTIONAL_FUNCTIONS {
-        println!("cargo::rustc-check-cfg=cfg(mongocrypt_has_{name})");
+    // Every function added after 1.7 gets a known cfg name, whether or not the linked header declares it.
+    let optional =
+        env::var("DEP_MONGOCRYPT_OPTIONAL_FUNCTIONS").expect("mongocrypt-sys publishes its optional functions");
+    for function in optional.split(',') {
+        println!("cargo::rustc-check-cfg=cfg(mongocrypt_has_{})", function.trim_start_matches("mongocrypt_"));
     }
-    let declared = env::var("DEP_MONGOCRYPT_FUNCTIONS").expect("mongocrypt-sys publishes DEP_MONGOCRYPT_FUNCTIONS");
+    let declared = env::var("DEP_MONGOCRYPT_FUNCTIONS").expect("mongocrypt-sys publishes the functions it declares");
     for function in declared.split(',').filter(|f| !f.is_empty()) {
-        let name = function.strip_prefix("mongocrypt_").unwrap_or(function);
-        println!("cargo:rustc-cfg=mongocrypt_has_{name}");
+        println!("cargo:rustc-cfg=mongocrypt_has_{}", function.trim_start_matches("mongocrypt_"));
     }
     // rustc-link-arg from mongocrypt-sys reaches only its own targets: give this crate's tests, examples and
     // benches the run-time path to a libmongocrypt outside the loader's default paths.

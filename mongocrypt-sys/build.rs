@@ -138,6 +138,7 @@ fn main() {
     println!("cargo:lib_dirs={}", env::join_paths(&found.lib_dirs).unwrap().to_string_lossy());
     println!("cargo:rpath={}", env::join_paths(&rpath).unwrap().to_string_lossy());
     println!("cargo:functions={}", declared.join(","));
+    println!("cargo:optional_functions={}", FUNCTIONS_ADDED_AFTER_1_7.join(","));
 }
 
 fn from_env(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {

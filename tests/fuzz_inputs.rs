@@ -639,26 +639,9 @@ fn all_providers() -> Document {
     }
 }
 
-/// A 2048-bit RSA test key (PKCS#8 DER, base64) for the GCP provider, made with `openssl genpkey`; it protects
-/// nothing. The same as in callback_panics.rs.
-const GCP_PRIVATE_KEY: &str = concat!(
-    "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCqU+5Cmph82bg6a71qnTa7WjYg8fyqo9uD6+fBi1VoARwptd9BFC8K",
-    "ATgHl/HgaYyJOIZlr/ZIBZ7X3bBlZB8VCf9qx4W5ycE+sedE/W2xjkBlpVXnphJLRahvcnV0nOnAhcdGtaOUCHipjUpzGOWtDKRznLPt",
-    "ckytUn2v4f1pq1iBkvgSEcUAXyIFoGFMvCOYlXoZ6xQVFnvEX8ZKssORS+beWVGL9XMuNuMo3nc/Rh+CrZJQ10CfG0bqFDKFDHChQrve",
-    "dnb+iSn2oSb3crRPlPgRcWaS28azy/LbSjO20TXODyXJeof5a2WWTfJM1D1V81lzAuXbvBq49LN2w5XZAgMBAAECggEAHdAJARFsJVY6",
-    "X8dh5RpVbR+SH9wbPIbnskSFUSQhM84V7tsNk6eDwD2MYA/hX0U6Ov5wz7Wn5t1M+z2rVWPb6OPSGA+KQYWl1GJxN2sgWxaqAOCak6xG",
-    "wXQU0kT3eAzLAU6pHaBHXG7LJ+o6IME32j0/P5krCSGbeC7bHwDwSSFSWj20quMscCnNNGeTZYhUlrWdcBEnPjsHr7kVngjth9HGInNr",
-    "3imzjZFhW+fE22jHODZ3t8ZMAdRha90whRiqDJ8zNOGJdBP1rbpdDUJcvuKeglsNuaiIzckse//eTzIXd6HW5CihHDqZ2gYAEHwgSmVD",
-    "UQPznOkl3j8crQhLnQKBgQDf8m2L5uGkgiUEBUWzzf12ZdMnXRDUfUyeAPlhwGlfghY/kVchU3IGQgEYzPp/XwbSOZDUIIXDkSyIgd2C",
-    "lkg80gIBzUjdd+bj35ImGjEPB2y5IBCKoXv2ValP9ir9eSmQzz4mZsdlIUiOTSwX88tQvI1Bij9ykYPst/k3SKxhCwKBgQDCtNxha8FK",
-    "7soTr67AN34FZQ6wbqPaxx37P+9NA+cpFLFbxkoy3QuFk78WUfTeHjUzVLljdtFe4PoqIGInCG1Rh5Y//ZEr3jgu+fp5/OSVQKw+NPyb",
-    "1QaUZPcAELMOW9GWASFquyc/CLRkP8jfW7shs89Y9R8GoXweN4DryO17KwKBgQCazUN4L7LOOsBHlTVnYv7P9vcNAMH/gFWT6ux3679r",
-    "K8shSeBGwx3QwZNsh1So8xEOBIjeeVS9qP51pf9uo19v22NTx4mUvas23XZzLCu5TdKT7VxB1/qOfww4n9t7t2NKHFfDx8wRVf6Hj0Tp",
-    "kbZ7KrsiEORm17uvyERXOL8fnQKBgQC2UJADENj/hzTk1h41kkCIYKYugosfMk9akfVLEhqDlwKzwqp7kgtV2pCVH8y/p119YRnujrVh",
-    "uBvHEmeV0Qg7zU/dP1uNzhihtCTb0Pdg4hvma8sVR5VPonK+NuTSzxsi8JAP1orbNRVkwW0f6E8DMdE3pN6WYONNj/9ByPTF3QKBgBqq",
-    "XXKW5Xfd/9KvPUQtieQ+vupWtx60CpH2fTePAAmd3DEjjqNL8lG3jrgAjiGJgqeqeTWBLShTPRKRly1hoteEZbBuBxe4clIWB+/6k+p7",
-    "DnEvlDSxnQlL3RdlBB/+wtdrbmwlTMuMIzAHe8OrIvNi0h7cXoZ228OfJ9sJX7/o",
-);
+/// A 2048-bit RSA test key (PKCS#8 DER, base64) for the GCP provider, made with `openssl genpkey` for these tests;
+/// it protects nothing.
+const GCP_PRIVATE_KEY: &str = include_str!("keys/rsa-2048.pkcs8.b64");
 
 fn valid_crypt() -> Crypt {
     Crypt::builder().kms_providers(&all_providers()).unwrap().build().unwrap()

@@ -18,26 +18,9 @@ use mongocrypt::{
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 const KEY: &str = "fle1-explicit-local/key-ABCDEFAB-local.json";
 
-/// A throw-away RSA-2048 test key (PKCS#8, base64), generated for these tests; it protects nothing.
-const GCP_PRIVATE_KEY: &[&str] = &[
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDLuWQtLlr6HkHb032OC0wX3smgsbzROJ5jlWDKeungjpUP3VM4",
-    "Bea9ZCZfL8nIsJjutCBRMmk03z2y29LK72RwhZeQVBuLxFFnhu90Xjru0BYG6U5PwTMvhEruOKZ+m2fYUKdpHR2TgslvHziMCeiq",
-    "epOp195//rZup7H1U7YfhWeJo9lN+5sSrOciy6bxU1FkUuCHd1APoBcTvAEzjI4B0VubRCW37KB69gM3GHf2lUrPYjmKMQk91+0o",
-    "hJMGwIDi8Agnl3+XOFFRurA1c50D9YxjIHoUrX48DrHWtV9pNaZ+GiWtvDuKlH3jCWchf++kr+WlYbm2KSpkT9H/WrjRAgMBAAEC",
-    "ggEARiQaXYPsRtlMC4eRXup81GscOHt5av93aQnxPUV8aJgusjudf1hozSRCIduuOa6zuNvDlLEqj82czIvq03wAtM0KFeMfaMu6",
-    "y04l+4bF+5shOlfxYnw+R0nhEovmpwiShGOggAxKNpN9DwlMyspOlQOG+58bOC5WWVrbZn/f4JHLk7217R9GPGtd/X/rO+i12F0p",
-    "3LRJSWfJgiMAAazagu++pk1f/ksImQLxC8/Yu5+Rifx++yRzGh28Qw0BKUcLN8gNqiGPecjeJfcUkF+naQOA5axO2oiO27svOVeC",
-    "nNQ2g9I6ncZEfCZFTJJksndoT1TnGiiujgQtcGXOBUsCEQKBgQD+3fHzuKVQIoJmATpDZk/HDUhUJIOIoN7ttW4Duc0w/m3+/2ho",
-    "3Jg5QhQ14Sjm+pyldxqb8Kxym9GYISwrjD/VV+mcVQApDvLCmqSzGoBPbUD7Y35YoB3K1nPCFILvuGZY6ho3PQy7wnhvpjzWc1mX",
-    "gY++KcA7/0S3l9sWDPS0NwKBgQDMoT4QHpqlNNsx1sG2Xf7YnJ+DJx1H73IeUZeHs5mO2Fci0HSxyY0NdL8EID0eOBlaZsdmgo+i",
-    "22DMAu3Mp5CMVWRM2Oh2fRqU2uDc74Rv73CEXnfUIzKyfGjBgiHIF0uz3mr1vyQa9fWlX23WpkwpUThQs1EoI4GFlI3NkLmHNwKB",
-    "gQDRwHdPzba/rKcErB33OkyN1TChjytxVnQhzh8skc19dOex5SFYq7Pb67YWYaf38GjbBJqxm/FQoUxtl19yt4oRWri4IHxxTgwc",
-    "fIjvne/bbl78hXWGGsBqHvRF1fusrmYM5x2MOIIyRGo5+OY419X0CnzyVAoRVpSHRELacu8xIQKBgEuW0IdB1txqHwJVE2+bXzWC",
-    "/cWD4GQfRmd+ulvtcy76KY35tPGrw0gSNTF/+zO7g1oKl2P9nLOLGEGkX1V3HIVKUee1RIHoirYr+F6Et8Zli4nKH7ekXOjj3gqF",
-    "WJdCS7ug0KAAwISZEOnKy5c8DOxCTWw6ISOTohfHHW6vJGmXAoGAXXilgrmKZz0r6dcBD12uw9mItEfvG2tReSzFrO/v2GEVjMkT",
-    "ghZ7H8qXOpF0oqrtCY/igbj5HSoE8LD0VY8SsFMiD7LlJSMF3bjdi5hRCQgW97+yl6ApkIyIy7V1SIrCdUVSGzoP2+DqA7Cazjie",
-    "xDDjhnddAxg1frDmc0qKpD8=",
-];
+/// A 2048-bit RSA test key (PKCS#8 DER, base64) for the GCP provider, made with `openssl genpkey` for these tests;
+/// it protects nothing.
+const GCP_PRIVATE_KEY: &str = include_str!("keys/rsa-2048.pkcs8.b64");
 
 /// A new local data key: (`_id` bytes, key document).
 fn new_key(crypt: &Crypt) -> (Vec<u8>, RawDocumentBuf) {
@@ -268,7 +251,7 @@ fn legacy_and_new_master_key_setters_conflict() {
 // --- key_encryption_key, per provider ------------------------------------------------------------------------------
 
 fn all_providers() -> KmsProviders {
-    let gcp_key = b64(&GCP_PRIVATE_KEY.concat());
+    let gcp_key = b64(GCP_PRIVATE_KEY);
     KmsProviders::new()
         .local("local", &LOCAL_KEY)
         .aws("aws", "example", "example", None)
@@ -366,7 +349,7 @@ fn key_encryption_key_gcp_signs_a_valid_jwt() {
     let claims: serde_json::Value = serde_json::from_slice(&b64url(parts[1])).unwrap();
     assert_eq!(claims["iss"], "test@example.com");
     // The RS256 signature (the sign_rsaes_pkcs1_v1_5 hook with RustCrypto, or native crypto) verifies.
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&b64(&GCP_PRIVATE_KEY.concat())).unwrap();
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&b64(GCP_PRIVATE_KEY)).unwrap();
     let public = ring::signature::UnparsedPublicKey::new(
         &ring::signature::RSA_PKCS1_2048_8192_SHA256,
         pair.public_key().as_ref(),

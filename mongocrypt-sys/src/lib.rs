@@ -21,6 +21,7 @@
 //! | `DEP_MONGOCRYPT_LIB_DIRS` | the library directories, joined like `PATH` |
 //! | `DEP_MONGOCRYPT_RPATH` | the directories a dependent should add as `-Wl,-rpath` (a dynamic library outside the loader's default paths), joined like `PATH`; empty otherwise |
 //! | `DEP_MONGOCRYPT_FUNCTIONS` | the functions added after 1.7 that the header declares, comma-separated |
+//! | `DEP_MONGOCRYPT_OPTIONAL_FUNCTIONS` | every function added after 1.7, declared or not, comma-separated |
 //!
 //! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `mongocrypt` crate is the
 //! safe interface.
