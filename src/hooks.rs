@@ -118,8 +118,8 @@ impl CryptoError {
 /// A [`CryptoProvider`] built on the RustCrypto crates (`aes`, `cbc`, `ctr`, `ecb`, `hmac`, `sha2`), `getrandom`
 /// for randomness, and `ring` for RSA signatures.
 ///
-/// AES keys are used in place, never copied; the AES key schedules and HMAC states live on the stack and are not
-/// zeroized when dropped.
+/// AES keys are used in place, never copied; the AES key schedules are wiped when dropped (the `aes` crate's
+/// `zeroize` feature), the HMAC states, which live on the stack, are not.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCrypto;
 

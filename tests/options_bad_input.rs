@@ -12,7 +12,7 @@ use std::process::Command;
 
 use bson::{doc, rawdoc};
 use common::*;
-use mongocrypt::{Algorithm, Crypt, Error, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, State};
+use mongocrypt::{Algorithm, Crypt, Error, KeyEncryptionKey, QueryType, RangeOptions, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 
@@ -152,12 +152,7 @@ fn malformed_bson_to_mongo_feed() {
 
 #[test]
 fn malformed_bson_to_provide_kms_providers() {
-    let crypt = Crypt::builder()
-        .kms_providers(&KmsProviders::new().on_demand("aws"))
-        .unwrap()
-        .use_need_kms_credentials_state()
-        .build()
-        .unwrap();
+    let crypt = on_demand_crypt("aws");
     for (name, bytes) in MALFORMED {
         let mut ctx = crypt
             .ctx()

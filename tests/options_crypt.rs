@@ -350,12 +350,7 @@ fn on_demand_provider_requires_the_opt_in() {
 
 #[test]
 fn provide_kms_providers_rejects_empty_credentials() {
-    let crypt = Crypt::builder()
-        .kms_providers(&KmsProviders::new().on_demand("aws"))
-        .unwrap()
-        .use_need_kms_credentials_state()
-        .build()
-        .unwrap();
+    let crypt = on_demand_crypt("aws");
     let mut ctx = crypt
         .ctx()
         .key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn"))

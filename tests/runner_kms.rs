@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
 use mongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Algorithm, Crypt, ErrorKind, KmsCtx, KmsProviders, State};
+use mongocrypt::{Algorithm, Crypt, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
 const AUTO: &str = "csfle-auto-aws-example";
@@ -19,12 +19,7 @@ fn kms_reply() -> Vec<u8> {
 
 #[test]
 fn on_demand_local_key_is_asked_for() {
-    let crypt = Crypt::builder()
-        .kms_providers(&KmsProviders::new().on_demand("local"))
-        .unwrap()
-        .use_need_kms_credentials_state()
-        .build()
-        .unwrap();
+    let crypt = on_demand_crypt("local");
     let mut providers = Document::new();
     providers
         .insert("local", doc! { "key": Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 96] } });
@@ -40,12 +35,7 @@ fn on_demand_local_key_is_asked_for() {
 
 #[test]
 fn on_demand_aws_credentials_sign_the_kms_request() {
-    let crypt = Crypt::builder()
-        .kms_providers(&KmsProviders::new().on_demand("aws"))
-        .unwrap()
-        .use_need_kms_credentials_state()
-        .build()
-        .unwrap();
+    let crypt = on_demand_crypt("aws");
     let io = MockIo::new()
         .key(load_raw(&format!("{AUTO}/key-document.json")))
         .kms_reply(kms_reply())
@@ -77,12 +67,7 @@ impl StateMachineIo for NoCredentials {
 
 #[test]
 fn the_default_kms_credentials_fails_as_io() {
-    let crypt = Crypt::builder()
-        .kms_providers(&KmsProviders::new().on_demand("local"))
-        .unwrap()
-        .use_need_kms_credentials_state()
-        .build()
-        .unwrap();
+    let crypt = on_demand_crypt("local");
     let mut ctx =
         crypt.ctx().explicit_decrypt(&load_raw(&format!("{FLE1}/FLE1DeterministicEncryptedValue.json"))).unwrap();
     let err = run(&mut ctx, &NoCredentials).unwrap_err();

@@ -200,6 +200,15 @@ pub fn crypt() -> Crypt {
     builder().build().expect("crypt builds")
 }
 
+/// A `Crypt` whose only KMS provider, `provider`, is configured empty, so that its credentials are asked for in
+/// NEED_KMS_CREDENTIALS.
+pub fn on_demand_crypt(provider: &str) -> Crypt {
+    Crypt::builder()
+        .kms_providers(&KmsProviders::new().on_demand(provider))
+        .and_then(|b| b.use_need_kms_credentials_state().build())
+        .expect("crypt builds")
+}
+
 /// The error message of a result that must have failed.
 #[track_caller]
 pub fn err_message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
