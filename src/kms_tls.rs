@@ -97,9 +97,9 @@
 //! }
 //!
 //! impl StateMachineIo for Driver {
-//!     # fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { todo!() }
-//!     # fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> { todo!() }
-//!     # fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { todo!() }
+//!     # fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { Err("not here".into()) }
+//!     # fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> { Err("not here".into()) }
+//!     # fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { Err("not here".into()) }
 //!     // list_collections, mark_command, find_keys: the driver's own.
 //!     fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
 //!         self.kms.kms_request(kms)
