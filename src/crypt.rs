@@ -2,7 +2,7 @@
 
 use std::ffi::{c_void, CStr, CString};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mongocrypt_sys as sys;
@@ -12,13 +12,7 @@ use crate::ctx::CtxBuilder;
 use crate::error::{requires, Error, Result, Status};
 use crate::hooks::{self, CryptoProvider, InstalledHooks, RustCrypto};
 use crate::log::{self as mlog, LogHandler, LogLevel};
-
-/// The libmongocrypt release this crate is linked against, as the library reports it.
-pub fn version() -> &'static str {
-    // SAFETY: mongocrypt_version returns a static NUL-terminated string ("A NULL terminated string"); len is an
-    // optional out-parameter.
-    unsafe { CStr::from_ptr(sys::mongocrypt_version(std::ptr::null_mut())) }.to_str().unwrap_or("unknown")
-}
+use crate::version::Version;
 
 /// Whether the linked libmongocrypt has native cryptography. When it has none (MongoDB's "nocrypto" builds),
 /// [`CryptBuilder::build`] installs [`RustCrypto`] unless a provider was set.
@@ -273,14 +267,18 @@ impl CryptBuilder {
             // SAFETY: before init, as install requires.
             self.callbacks.hooks = Some(unsafe { hooks::install(self.ptr(), provider)? });
         }
-        // SAFETY: options are set; init is called once, and the builder is consumed so no setopt can follow.
-        if !unsafe { sys::mongocrypt_init(self.ptr()) } {
+        let initialised = {
+            let _lock = lifecycle_lock();
+            // SAFETY: options are set; init is called once, and the builder is consumed so no setopt can follow.
+            unsafe { sys::mongocrypt_init(self.ptr()) }
+        };
+        if !initialised {
             return Err(status_error(self.ptr()));
         }
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped, so the handle and callbacks move into the Crypt exactly once.
         let callbacks = unsafe { std::ptr::read(&this.callbacks) };
-        Ok(Crypt { raw: this.raw, callbacks })
+        Ok(Crypt { handle: Arc::new(Handle { raw: this.raw, callbacks }) })
     }
 }
 
@@ -292,32 +290,61 @@ impl Default for CryptBuilder {
 
 impl Drop for CryptBuilder {
     fn drop(&mut self) {
+        let _lock = lifecycle_lock();
         // SAFETY: the handle was never initialised or shared; destroyed once, before the callbacks it points to.
         unsafe { sys::mongocrypt_destroy(self.ptr()) }
     }
 }
 
-/// An initialised `mongocrypt_t`: one per client, shared by every operation. `Send + Sync`: "mongocrypt_t is
-/// thread-safe" once initialised, and each operation is its own [`Ctx`](crate::Ctx), which borrows the `Crypt` so
-/// that no ctx can outlive it.
+/// Serializes `mongocrypt_init` and `mongocrypt_destroy` process-wide on libmongocrypt before 1.8, where loading
+/// and unloading crypt_shared from two threads at once races (MONGOCRYPT-526). Later releases need no lock.
+fn lifecycle_lock() -> Option<MutexGuard<'static, ()>> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    (*Version::linked() < Version::new(1, 8, 0)).then(|| LOCK.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// An initialised `mongocrypt_t`: one per client, shared by every operation.
+///
+/// A `Crypt` is a handle: cloning it is cheap (a reference count) and every clone is the same `mongocrypt_t`.
+/// `Send + Sync`: "mongocrypt_t is thread-safe" once initialised. Each operation is its own
+/// [`Ctx`](crate::Ctx), which holds a clone, so the C rule that a ctx must not outlive its `mongocrypt_t` holds
+/// by construction: the handle is destroyed when the last `Crypt` and the last `Ctx` made from it are dropped.
 ///
 /// ```
-/// use mongocrypt::{Crypt, KmsProviders};
+/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 /// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
-/// assert!(!mongocrypt::version().is_empty());
-/// # let _ = crypt;
-/// # Ok::<(), mongocrypt::Error>(())
+/// let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
+/// drop(crypt); // The ctx keeps the handle alive...
+/// let key = std::thread::spawn(move || ctx.finalize_owned()).join().unwrap()?; // ...wherever it goes.
+/// assert!(key.get_binary("_id").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct Crypt {
+    handle: Arc<Handle>,
+}
+
+/// The `mongocrypt_t` and the callbacks it points to, owned once however many [`Crypt`]s and ctxs share it.
+struct Handle {
     raw: NonNull<sys::mongocrypt_t>,
     callbacks: Callbacks,
 }
 
-// SAFETY: after mongocrypt_init the handle is thread-safe ("mongocrypt_t is thread-safe"; ctx creation from several
-// threads is supported), and every callback it holds is Send + Sync.
-unsafe impl Send for Crypt {}
+// SAFETY: after mongocrypt_init the handle is thread-safe ("Functions on a mongocrypt_t are thread safe"), and
+// every callback it holds is Send + Sync.
+unsafe impl Send for Handle {}
 // SAFETY: as for Send: all &self methods are calls libmongocrypt allows concurrently on an initialised handle.
-unsafe impl Sync for Crypt {}
+unsafe impl Sync for Handle {}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _lock = lifecycle_lock();
+        // SAFETY: this is the last reference: every Crypt and every Ctx holds an Arc of the handle, so no ctx of
+        // it is alive ("a ctx must not outlive its mongocrypt_t"). Destroyed once; the callbacks it points to are
+        // dropped only afterwards, with the struct's fields.
+        unsafe { sys::mongocrypt_destroy(self.raw.as_ptr()) }
+    }
+}
 
 impl Crypt {
     /// Starts configuring a new handle.
@@ -326,7 +353,8 @@ impl Crypt {
     }
 
     /// Starts a new operation (`mongocrypt_ctx_new`): set its options, then initialise it as one of the six kinds.
-    pub fn ctx(&self) -> CtxBuilder<'_> {
+    /// The ctx holds a clone of this handle.
+    pub fn ctx(&self) -> CtxBuilder {
         CtxBuilder::new(self)
     }
 
@@ -335,7 +363,7 @@ impl Crypt {
         // SAFETY: after init; "If no crypt_shared was successfully loaded, this function returns NULL", otherwise a
         // string owned by the handle, which lives as long as &self.
         unsafe {
-            let ptr = sys::mongocrypt_crypt_shared_lib_version_string(self.raw.as_ptr(), std::ptr::null_mut());
+            let ptr = sys::mongocrypt_crypt_shared_lib_version_string(self.handle.raw.as_ptr(), std::ptr::null_mut());
             (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_str().ok()).flatten()
         }
     }
@@ -343,19 +371,19 @@ impl Crypt {
     /// The loaded crypt_shared version as `0xMMMMmmmmpppprrrr`-style number, if one was loaded.
     pub fn crypt_shared_lib_version(&self) -> Option<u64> {
         // SAFETY: after init; returns 0 when no crypt_shared was loaded.
-        let v = unsafe { sys::mongocrypt_crypt_shared_lib_version(self.raw.as_ptr()) };
+        let v = unsafe { sys::mongocrypt_crypt_shared_lib_version(self.handle.raw.as_ptr()) };
         (v != 0).then_some(v)
     }
 
     /// Whether a crypto provider (user-supplied or [`RustCrypto`]) does this handle's cryptography.
     pub fn uses_crypto_hooks(&self) -> bool {
-        self.callbacks.hooks.is_some()
+        self.handle.callbacks.hooks.is_some()
     }
 
     /// The raw handle, for other FFI layers. It stays owned by this `Crypt`: do not destroy it, and do not use it
-    /// after the `Crypt` is dropped.
+    /// after the last clone of the `Crypt` (and every ctx made from it) is dropped.
     pub fn as_raw(&self) -> *mut sys::mongocrypt_t {
-        self.raw.as_ptr()
+        self.handle.raw.as_ptr()
     }
 
     /// Takes ownership of an initialised handle created elsewhere.
@@ -364,21 +392,14 @@ impl Crypt {
     /// `raw` must come from `mongocrypt_new`, have been initialised with `mongocrypt_init`, be owned by no one else,
     /// and hold no callbacks whose context may be freed before the returned `Crypt` is dropped.
     pub unsafe fn from_raw(raw: *mut sys::mongocrypt_t) -> Crypt {
-        Crypt { raw: NonNull::new(raw).expect("Crypt::from_raw: NULL handle"), callbacks: Callbacks::default() }
-    }
-}
-
-impl Drop for Crypt {
-    fn drop(&mut self) {
-        // SAFETY: no Ctx is alive (each borrows the Crypt); the handle is destroyed once, and the callbacks it
-        // points to are dropped only afterwards, with the struct's fields.
-        unsafe { sys::mongocrypt_destroy(self.raw.as_ptr()) }
+        let raw = NonNull::new(raw).expect("Crypt::from_raw: NULL handle");
+        Crypt { handle: Arc::new(Handle { raw, callbacks: Callbacks::default() }) }
     }
 }
 
 impl std::fmt::Debug for Crypt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Crypt").field("raw", &self.raw).field("crypto_hooks", &self.uses_crypto_hooks()).finish()
+        f.debug_struct("Crypt").field("raw", &self.handle.raw).field("crypto_hooks", &self.uses_crypto_hooks()).finish()
     }
 }
 

@@ -1,14 +1,11 @@
 //! `mongocrypt_ctx_t`: one operation's state machine. [`CtxBuilder`] sets its options and initialises it as one
 //! of the six kinds; [`Ctx`] is then driven state by state until it is done.
 
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use bson::raw::RawBinaryRef;
-use bson::spec::BinarySubtype;
 use bson::{doc, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
-use zeroize::Zeroize;
+use zeroize::Zeroizing;
 
 use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};
 use crate::crypt::{str_arg, Crypt};
@@ -62,69 +59,65 @@ impl State {
 }
 
 /// A ctx whose options are being set. "@pre ctx has not been initialized" holds for every setopt because the
-/// init methods consume the builder and return the [`Ctx`].
-pub struct CtxBuilder<'c> {
-    ctx: Ctx<'c>,
+/// init methods consume the builder and return the [`Ctx`]. Like the ctx, it holds a clone of its [`Crypt`].
+pub struct CtxBuilder {
+    ctx: Ctx,
     /// Whether an AWS master key was set: libmongocrypt 1.21 dereferences NULL when an AWS endpoint comes without.
     aws_master_key: bool,
 }
 
-impl<'c> CtxBuilder<'c> {
-    pub(crate) fn new(crypt: &'c Crypt) -> CtxBuilder<'c> {
-        // SAFETY: `crypt` is initialised; "mongocrypt_ctx_new" returns a ctx that must not outlive it, which the
-        // 'c borrow enforces.
+impl CtxBuilder {
+    pub(crate) fn new(crypt: &Crypt) -> CtxBuilder {
+        // SAFETY: `crypt` is initialised; the ctx must not outlive it, and it does not: the Ctx holds a clone of the
+        // handle, dropped only after mongocrypt_ctx_destroy.
         let raw = unsafe { sys::mongocrypt_ctx_new(crypt.as_raw()) };
-        let ctx = Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: PhantomData };
+        let ctx = Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: crypt.clone() };
         CtxBuilder { ctx, aws_master_key: false }
     }
 
-    fn check(self, ok: bool) -> Result<CtxBuilder<'c>> {
+    fn check(self, ok: bool) -> Result<CtxBuilder> {
         if ok {
             Ok(self)
         } else {
-            Err(self.ctx.error())
+            Err(self.ctx.status_error())
         }
     }
 
-    fn with_view(self, bin: &BinaryView<'_>, setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
+    fn with_view(self, bin: &BinaryView<'_>, setopt: SetoptBinary) -> Result<CtxBuilder> {
         // SAFETY: before init (the builder exists); every binary setopt says "The viewed data is copied", so the
         // view may end after the call.
         let ok = unsafe { setopt(self.ctx.ptr(), bin.as_ptr()) };
         self.check(ok)
     }
 
-    fn with_bytes(self, bytes: &[u8], setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
+    fn with_bytes(self, bytes: &[u8], setopt: SetoptBinary) -> Result<CtxBuilder> {
         self.with_view(&BinaryView::new(bytes)?, setopt)
     }
 
-    fn with_document(self, doc: &(impl BsonInput + ?Sized), setopt: SetoptBinary) -> Result<CtxBuilder<'c>> {
+    fn with_document(self, doc: &(impl BsonInput + ?Sized), setopt: SetoptBinary) -> Result<CtxBuilder> {
         let arg = BsonArg::new(doc)?;
         let bin = arg.view()?;
         self.with_view(&bin, setopt)
     }
 
     /// The data key to encrypt with, by `_id`: the 16 bytes of its UUID.
-    pub fn key_id(self, key_id: &[u8]) -> Result<CtxBuilder<'c>> {
+    pub fn key_id(self, key_id: &[u8]) -> Result<CtxBuilder> {
         self.with_bytes(key_id, sys::mongocrypt_ctx_setopt_key_id)
     }
 
     /// The data key to encrypt with, by alternate name; for a new data key, call once per name.
-    pub fn key_alt_name(self, name: &str) -> Result<CtxBuilder<'c>> {
+    pub fn key_alt_name(self, name: &str) -> Result<CtxBuilder> {
         self.with_document(&doc! { "keyAltName": name }, sys::mongocrypt_ctx_setopt_key_alt_name)
     }
 
     /// The 96 bytes of a new data key, instead of random ones.
-    pub fn key_material(self, key_material: &[u8]) -> Result<CtxBuilder<'c>> {
-        let mut doc = RawDocumentBuf::new();
-        doc.append(bson::cstr!("keyMaterial"), RawBinaryRef { subtype: BinarySubtype::Generic, bytes: key_material });
-        let result = self.with_bytes(doc.as_bytes(), sys::mongocrypt_ctx_setopt_key_material);
-        // The copy holds the plaintext data key.
-        doc.into_bytes().zeroize();
-        result
+    pub fn key_material(self, key_material: &[u8]) -> Result<CtxBuilder> {
+        let document = key_material_document(key_material)?;
+        self.with_bytes(&document, sys::mongocrypt_ctx_setopt_key_material)
     }
 
     /// The explicit encryption algorithm.
-    pub fn algorithm(self, algorithm: &Algorithm) -> Result<CtxBuilder<'c>> {
+    pub fn algorithm(self, algorithm: &Algorithm) -> Result<CtxBuilder> {
         let (name, len) = str_arg(algorithm.as_str())?;
         // SAFETY: before init; the string is read for `len` bytes and copied.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_algorithm(self.ctx.ptr(), name.as_ptr(), len) };
@@ -132,7 +125,7 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// The legacy AWS master key setter; prefer [`key_encryption_key`](Self::key_encryption_key).
-    pub fn masterkey_aws(mut self, region: &str, cmk: &str) -> Result<CtxBuilder<'c>> {
+    pub fn masterkey_aws(mut self, region: &str, cmk: &str) -> Result<CtxBuilder> {
         self.aws_master_key = true;
         let (region, region_len) = str_arg(region)?;
         let (cmk, cmk_len) = str_arg(cmk)?;
@@ -145,7 +138,7 @@ impl<'c> CtxBuilder<'c> {
 
     /// The legacy AWS endpoint setter; prefer [`KeyEncryptionKey::endpoint`](crate::KeyEncryptionKey::endpoint).
     /// Fails unless an AWS master key was set first.
-    pub fn masterkey_aws_endpoint(self, endpoint: &str) -> Result<CtxBuilder<'c>> {
+    pub fn masterkey_aws_endpoint(self, endpoint: &str) -> Result<CtxBuilder> {
         if !self.aws_master_key {
             return Err(Error::invalid("masterkey_aws_endpoint needs an AWS master key: set masterkey_aws first"));
         }
@@ -156,7 +149,7 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// The legacy local master key setter; prefer [`key_encryption_key`](Self::key_encryption_key).
-    pub fn masterkey_local(self) -> Result<CtxBuilder<'c>> {
+    pub fn masterkey_local(self) -> Result<CtxBuilder> {
         // SAFETY: before init; no arguments besides the ctx.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_masterkey_local(self.ctx.ptr()) };
         self.check(ok)
@@ -164,7 +157,7 @@ impl<'c> CtxBuilder<'c> {
 
     /// The key encryption key of a new data key, or the new one for rewrap: a
     /// [`KeyEncryptionKey`](crate::KeyEncryptionKey) or a raw `{provider, ...}` document.
-    pub fn key_encryption_key(mut self, kek: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
+    pub fn key_encryption_key(mut self, kek: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder> {
         let arg = BsonArg::new(kek)?;
         let provider = RawDocument::from_bytes(arg.bytes()).ok().and_then(|d| d.get_str("provider").ok());
         self.aws_master_key |= provider.is_some_and(|p| p == "aws" || p.starts_with("aws:"));
@@ -173,19 +166,19 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// The contention factor of indexed Queryable Encryption.
-    pub fn contention_factor(self, contention_factor: i64) -> Result<CtxBuilder<'c>> {
+    pub fn contention_factor(self, contention_factor: i64) -> Result<CtxBuilder> {
         // SAFETY: before init; a plain integer.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_contention_factor(self.ctx.ptr(), contention_factor) };
         self.check(ok)
     }
 
     /// The index key of explicit Queryable Encryption, by `_id` UUID bytes (default: the [`key_id`](Self::key_id)).
-    pub fn index_key_id(self, key_id: &[u8]) -> Result<CtxBuilder<'c>> {
+    pub fn index_key_id(self, key_id: &[u8]) -> Result<CtxBuilder> {
         self.with_bytes(key_id, sys::mongocrypt_ctx_setopt_index_key_id)
     }
 
     /// The query type of explicit Queryable Encryption.
-    pub fn query_type(self, query_type: &QueryType) -> Result<CtxBuilder<'c>> {
+    pub fn query_type(self, query_type: &QueryType) -> Result<CtxBuilder> {
         let (name, len) = str_arg(query_type.as_str())?;
         // SAFETY: before init; the string is read for `len` bytes and copied.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_query_type(self.ctx.ptr(), name.as_ptr(), len) };
@@ -193,12 +186,12 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// Options of the range algorithm: [`RangeOptions`](crate::RangeOptions) or a raw document.
-    pub fn algorithm_range(self, opts: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
+    pub fn algorithm_range(self, opts: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder> {
         self.with_document(opts, sys::mongocrypt_ctx_setopt_algorithm_range)
     }
 
     /// Options of the string algorithm: [`TextOptions`](crate::TextOptions) or a raw document. libmongocrypt ≥ 1.15.
-    pub fn algorithm_text(self, opts: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder<'c>> {
+    pub fn algorithm_text(self, opts: &(impl BsonInput + ?Sized)) -> Result<CtxBuilder> {
         requires!(
             mongocrypt_has_ctx_setopt_algorithm_text,
             "mongocrypt_ctx_setopt_algorithm_text",
@@ -208,15 +201,15 @@ impl<'c> CtxBuilder<'c> {
         )
     }
 
-    fn init(self, ok: bool) -> Result<Ctx<'c>> {
+    fn init(self, ok: bool) -> Result<Ctx> {
         if ok {
             Ok(self.ctx)
         } else {
-            Err(self.ctx.error())
+            Err(self.ctx.status_error())
         }
     }
 
-    fn init_with(self, doc: &(impl BsonInput + ?Sized), init: SetoptBinary) -> Result<Ctx<'c>> {
+    fn init_with(self, doc: &(impl BsonInput + ?Sized), init: SetoptBinary) -> Result<Ctx> {
         let arg = BsonArg::new(doc)?;
         let bin = arg.view()?;
         // SAFETY: the ctx is not yet initialised (the builder is consumed here, so init runs once); every init that
@@ -226,14 +219,14 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// A new data key, wrapped by the [`key_encryption_key`](Self::key_encryption_key).
-    pub fn datakey(self) -> Result<Ctx<'c>> {
+    pub fn datakey(self) -> Result<Ctx> {
         // SAFETY: not yet initialised; no arguments besides the ctx.
         let ok = unsafe { sys::mongocrypt_ctx_datakey_init(self.ctx.ptr()) };
         self.init(ok)
     }
 
     /// Automatic encryption of command `cmd` run on database `db`.
-    pub fn encrypt(self, db: &str, cmd: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn encrypt(self, db: &str, cmd: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         let (db, db_len) = str_arg(db)?;
         let arg = BsonArg::new(cmd)?;
         let bin = arg.view()?;
@@ -243,64 +236,96 @@ impl<'c> CtxBuilder<'c> {
     }
 
     /// Explicit encryption of the value `v` of `{"v": value}`.
-    pub fn explicit_encrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn explicit_encrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         self.init_with(value, sys::mongocrypt_ctx_explicit_encrypt_init)
     }
 
     /// Explicit encryption of a range query expression `{"v": {"$and": [...]}}`.
-    pub fn explicit_encrypt_expression(self, expression: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn explicit_encrypt_expression(self, expression: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         self.init_with(expression, sys::mongocrypt_ctx_explicit_encrypt_expression_init)
     }
 
     /// Automatic decryption of a server reply.
-    pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         self.init_with(doc, sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
-    pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         self.init_with(value, sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
     /// Rewrapping of the data keys matching `filter` under the [`key_encryption_key`](Self::key_encryption_key)
     /// (or each key's current one when none is set).
-    pub fn rewrap_many_datakey(self, filter: &(impl BsonInput + ?Sized)) -> Result<Ctx<'c>> {
+    pub fn rewrap_many_datakey(self, filter: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
         self.init_with(filter, sys::mongocrypt_ctx_rewrap_many_datakey_init)
     }
 }
 
+/// `{"keyMaterial": BinData(0, key_material)}`, written by hand into one buffer of its final size: the document
+/// holds the plaintext data key, and a buffer that grew while it was written would leave copies in freed memory.
+/// The only copy is wiped when dropped.
+fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    const NAME: &[u8] = b"keyMaterial\0";
+    // i32 length, type byte, name, i32 binary length, subtype, bytes, trailing NUL.
+    let len = 4 + 1 + NAME.len() + 4 + 1 + key_material.len() + 1;
+    let (Ok(doc_len), Ok(bin_len)) = (i32::try_from(len), i32::try_from(key_material.len())) else {
+        return Err(Error::invalid("key material too long"));
+    };
+    let mut doc = Zeroizing::new(Vec::with_capacity(len));
+    doc.extend_from_slice(&doc_len.to_le_bytes());
+    doc.push(0x05); // binary
+    doc.extend_from_slice(NAME);
+    doc.extend_from_slice(&bin_len.to_le_bytes());
+    doc.push(0x00); // generic subtype
+    doc.extend_from_slice(key_material);
+    doc.push(0x00);
+    debug_assert_eq!(doc.capacity(), len, "the buffer never grew");
+    Ok(doc)
+}
+
 type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::mongocrypt_binary_t) -> bool;
 
-/// One initialised operation. It borrows its [`Crypt`] (`'c`), so it cannot outlive it.
+/// One initialised operation: `Send + 'static`, so it can be built in one task or thread and driven or finalized
+/// in another.
 ///
-/// `Send` but not `Sync`: a ctx may move between threads, but "a mongocrypt_ctx_t is not thread-safe". Methods
-/// that change the state take `&mut self`, so the views that [`mongo_op`](Ctx::mongo_op),
-/// [`mongo_db`](Ctx::mongo_db) and [`finalize`](Ctx::finalize) return cannot be used after the next such call.
-pub struct Ctx<'c> {
+/// It holds a clone of its [`Crypt`], so the `mongocrypt_t` lives at least as long as the ctx, even when every
+/// other handle to it is dropped. Not `Sync`: "functions on derived handles (e.g. mongocrypt_ctx_t) are not [thread
+/// safe] and must be owned by a single thread". Methods that change the state take `&mut self`, so the views that
+/// [`mongo_op`](Ctx::mongo_op), [`mongo_db`](Ctx::mongo_db) and [`finalize`](Ctx::finalize) return cannot be used
+/// after the next such call.
+pub struct Ctx {
     raw: NonNull<sys::mongocrypt_ctx_t>,
-    _crypt: PhantomData<&'c Crypt>,
+    /// Dropped after the ctx is destroyed (Drop runs before the fields are dropped).
+    _crypt: Crypt,
 }
 
 // SAFETY: the ctx is used by one thread at a time (it is not Sync, and every call takes &self or &mut self), and
-// the Crypt it borrows is Sync.
-unsafe impl Send for Ctx<'_> {}
+// the Crypt it holds is Send + Sync.
+unsafe impl Send for Ctx {}
 
-impl<'c> Ctx<'c> {
+impl Ctx {
     pub(crate) fn ptr(&self) -> *mut sys::mongocrypt_ctx_t {
         self.raw.as_ptr()
     }
 
-    /// The ctx's error status as an [`Error`].
-    pub(crate) fn error(&self) -> Error {
-        self.status().err().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
+    /// The ctx's error status as an [`Error`], after a call that reported failure.
+    pub(crate) fn status_error(&self) -> Error {
+        self.error().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
     }
 
-    fn check(&self, ok: bool) -> Result<()> {
+    pub(crate) fn check(&self, ok: bool) -> Result<()> {
         if ok {
             Ok(())
         } else {
-            Err(self.error())
+            Err(self.status_error())
         }
+    }
+
+    /// The error of a ctx that failed (in [`State::Error`], or after a call returned `Err`), with libmongocrypt's
+    /// message; `None` while the ctx is healthy.
+    pub fn error(&self) -> Option<Error> {
+        self.status().err()
     }
 
     /// The ctx's status (`mongocrypt_ctx_status`): `Err` once the ctx has failed.
@@ -339,7 +364,7 @@ impl<'c> Ctx<'c> {
             // error status set.
             let ptr = unsafe { sys::mongocrypt_ctx_mongo_db(self.ptr()) };
             if ptr.is_null() {
-                return Err(self.error());
+                return Err(self.status_error());
             }
             // SAFETY: a NUL-terminated string owned by the ctx, borrowed for &self.
             unsafe { std::ffi::CStr::from_ptr(ptr) }.to_str().map_err(|_| Error::invalid("database name is not UTF-8"))
@@ -362,10 +387,16 @@ impl<'c> Ctx<'c> {
         self.check(ok)
     }
 
-    /// The KMS requests of the NEED_KMS state. The [`KmsCtx`](crate::KmsCtx)s it hands out cannot outlive it, and
-    /// [`KmsScope::done`] (`mongocrypt_ctx_kms_done`) consumes it and returns its error.
-    pub fn kms_scope(&mut self) -> KmsScope<'_, 'c> {
-        KmsScope::new(self)
+    /// The KMS requests of the NEED_KMS state. The [`KmsCtx`](crate::KmsCtx)s it hands out cannot outlive it;
+    /// [`KmsScope::done`] (`mongocrypt_ctx_kms_done`) consumes it and returns its error, and dropping it ends the
+    /// state too, leaving the error in the ctx's [`status`](Ctx::status).
+    ///
+    /// In any other state this is [`Error::WrongState`] and the ctx is left as it was.
+    pub fn kms_scope(&mut self) -> Result<KmsScope<'_>> {
+        match self.state() {
+            State::NeedKms => Ok(KmsScope::new(self)),
+            state => Err(Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state }),
+        }
     }
 
     /// Supplies KMS credentials in NEED_KMS_CREDENTIALS: a [`KmsProviders`](crate::KmsProviders) or raw document;
@@ -399,25 +430,26 @@ impl<'c> Ctx<'c> {
         self.ptr()
     }
 
-    /// Takes ownership of a ctx another FFI layer created on `crypt`; it is destroyed when the `Ctx` drops.
+    /// Takes ownership of a ctx another FFI layer created on `crypt`; it is destroyed when the `Ctx` drops, and
+    /// holds a clone of `crypt` until then.
     ///
     /// # Safety
     /// `raw` must come from `mongocrypt_ctx_new(crypt.as_raw())`, be owned by no one else, and not be used through
     /// any other pointer afterwards.
-    pub unsafe fn from_raw(crypt: &'c Crypt, raw: *mut sys::mongocrypt_ctx_t) -> Ctx<'c> {
-        let _ = crypt;
-        Ctx { raw: NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), _crypt: PhantomData }
+    pub unsafe fn from_raw(crypt: &Crypt, raw: *mut sys::mongocrypt_ctx_t) -> Ctx {
+        Ctx { raw: NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), _crypt: crypt.clone() }
     }
 }
 
-impl Drop for Ctx<'_> {
+impl Drop for Ctx {
     fn drop(&mut self) {
-        // SAFETY: destroyed once; no view of it survives (they all borrow self), and its Crypt is still alive.
+        // SAFETY: destroyed once; no view of it survives (they all borrow self), and its mongocrypt_t is still
+        // alive: the `_crypt` field is dropped after this.
         unsafe { sys::mongocrypt_ctx_destroy(self.ptr()) }
     }
 }
 
-impl std::fmt::Debug for Ctx<'_> {
+impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx").field("state", &self.state()).finish()
     }

@@ -5,6 +5,8 @@ use std::ptr::NonNull;
 
 use mongocrypt_sys as sys;
 
+use crate::ctx::State;
+
 /// The result type of every fallible call in this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -51,6 +53,17 @@ pub enum Error {
     /// serialize, or bytes that are not BSON where BSON is required.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A call that needs the ctx in one state was made in another. The binding refuses it before libmongocrypt
+    /// sees it, so the ctx is left as it was.
+    #[error("{operation} needs a ctx in state {expected:?}, but the ctx is in state {state:?}")]
+    WrongState {
+        /// The method called.
+        operation: &'static str,
+        /// The state it needs.
+        expected: State,
+        /// The state the ctx is in.
+        state: State,
+    },
 }
 
 /// Which family an [`Error`] belongs to, mirroring `mongocrypt_status_type_t` plus this crate's own kinds.
@@ -67,6 +80,8 @@ pub enum ErrorKind {
     Unsupported,
     /// [`Error::InvalidArgument`].
     InvalidArgument,
+    /// [`Error::WrongState`].
+    WrongState,
 }
 
 impl Error {
@@ -78,6 +93,7 @@ impl Error {
             Error::CryptShared { .. } => ErrorKind::CryptShared,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::WrongState { .. } => ErrorKind::WrongState,
         }
     }
 

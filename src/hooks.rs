@@ -42,27 +42,55 @@ pub trait CryptoProvider: Send + Sync + 'static {
     ///
     /// `key` is 32 bytes and `iv` 16 bytes (the hook checks both before calling). `output` is at least
     /// `input.len()` bytes. Returns the number of bytes written, `input.len()`.
-    fn aes_256_cbc_encrypt(&self, key: &[u8], iv: &[u8], input: &[u8], output: &mut [u8])
-        -> Result<usize, CryptoError>;
+    fn aes_256_cbc_encrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_cbc_encrypt(key, iv, input, output)
+    }
 
     /// AES-256-CBC decryption without removing padding: libmongocrypt checks and strips it itself.
     ///
     /// `key` is 32 bytes, `iv` 16 bytes, `input` a multiple of 16 bytes, and `output` at least `input.len()`
     /// bytes. Returns the number of bytes written, `input.len()`.
-    fn aes_256_cbc_decrypt(&self, key: &[u8], iv: &[u8], input: &[u8], output: &mut [u8])
-        -> Result<usize, CryptoError>;
+    fn aes_256_cbc_decrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_cbc_decrypt(key, iv, input, output)
+    }
 
     /// AES-256-CTR encryption, as OpenSSL's `EVP_aes_256_ctr`: `iv` is the 16-byte initial counter block,
     /// incremented as one big-endian 128-bit integer per block.
     ///
     /// `key` is 32 bytes; `input` has any length and `output` is at least `input.len()` bytes. Returns the number
     /// of bytes written, `input.len()`. Used for Queryable Encryption payloads.
-    fn aes_256_ctr_encrypt(&self, key: &[u8], iv: &[u8], input: &[u8], output: &mut [u8])
-        -> Result<usize, CryptoError>;
+    fn aes_256_ctr_encrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ctr_encrypt(key, iv, input, output)
+    }
 
     /// AES-256-CTR decryption; the same keystream operation as [`CryptoProvider::aes_256_ctr_encrypt`].
-    fn aes_256_ctr_decrypt(&self, key: &[u8], iv: &[u8], input: &[u8], output: &mut [u8])
-        -> Result<usize, CryptoError>;
+    fn aes_256_ctr_decrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ctr_decrypt(key, iv, input, output)
+    }
 
     /// AES-256-ECB encryption of whole blocks, without padding.
     ///
@@ -70,22 +98,32 @@ pub trait CryptoProvider: Send + Sync + 'static {
     /// so it is unused in practice: this crate always sets the CTR hooks too. `key` is 32 bytes, `input` a
     /// multiple of 16 bytes and `output` at least `input.len()` bytes. Returns the number of bytes written,
     /// `input.len()`.
-    fn aes_256_ecb_encrypt(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError>;
+    fn aes_256_ecb_encrypt(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ecb_encrypt(key, input, output)
+    }
 
     /// HMAC-SHA-512 of `input` under `key` (libmongocrypt passes a 32-byte key), written to the first 64 bytes of
     /// `output`.
-    fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError>;
+    fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.hmac_sha_512(key, input, output)
+    }
 
     /// HMAC-SHA-256 of `input` under `key` (libmongocrypt passes a 32-byte key), written to the first 32 bytes of
     /// `output`.
-    fn hmac_sha_256(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError>;
+    fn hmac_sha_256(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.hmac_sha_256(key, input, output)
+    }
 
     /// SHA-256 of `input`, written to the first 32 bytes of `output`.
-    fn sha_256(&self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError>;
+    fn sha_256(&self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.sha_256(input, output)
+    }
 
     /// Fills all of `output` with cryptographically secure random bytes; libmongocrypt sizes it to the count it
     /// requests.
-    fn random(&self, output: &mut [u8]) -> Result<(), CryptoError>;
+    fn random(&self, output: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.random(output)
+    }
 
     /// RSASSA-PKCS1-v1_5 signature with SHA-256 of `input`, used to sign the JWT that requests a Google Cloud
     /// OAuth token.
@@ -98,7 +136,83 @@ pub trait CryptoProvider: Send + Sync + 'static {
         private_key: &[u8],
         input: &[u8],
         output: &mut [u8],
-    ) -> Result<(), CryptoError>;
+    ) -> Result<(), CryptoError> {
+        RustCrypto.sign_rsassa_pkcs1_v1_5_sha256(private_key, input, output)
+    }
+}
+
+/// A shared provider, as [`CryptoProvider`]: so that
+/// [`CryptBuilder::crypto_provider`](crate::CryptBuilder::crypto_provider) takes an `Arc<dyn CryptoProvider>` (or
+/// any `Arc<P>`) that the application also keeps. Every method forwards, overrides and defaults alike.
+impl<P: CryptoProvider + ?Sized> CryptoProvider for Arc<P> {
+    fn aes_256_cbc_encrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        (**self).aes_256_cbc_encrypt(key, iv, input, output)
+    }
+
+    fn aes_256_cbc_decrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        (**self).aes_256_cbc_decrypt(key, iv, input, output)
+    }
+
+    fn aes_256_ctr_encrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        (**self).aes_256_ctr_encrypt(key, iv, input, output)
+    }
+
+    fn aes_256_ctr_decrypt(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        (**self).aes_256_ctr_decrypt(key, iv, input, output)
+    }
+
+    fn aes_256_ecb_encrypt(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError> {
+        (**self).aes_256_ecb_encrypt(key, input, output)
+    }
+
+    fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        (**self).hmac_sha_512(key, input, output)
+    }
+
+    fn hmac_sha_256(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        (**self).hmac_sha_256(key, input, output)
+    }
+
+    fn sha_256(&self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        (**self).sha_256(input, output)
+    }
+
+    fn random(&self, output: &mut [u8]) -> Result<(), CryptoError> {
+        (**self).random(output)
+    }
+
+    fn sign_rsassa_pkcs1_v1_5_sha256(
+        &self,
+        private_key: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        (**self).sign_rsassa_pkcs1_v1_5_sha256(private_key, input, output)
+    }
 }
 
 /// A failure of a [`CryptoProvider`]; libmongocrypt receives its message as a client error.

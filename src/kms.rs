@@ -2,6 +2,7 @@
 
 use std::ffi::CStr;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -10,23 +11,27 @@ use mongocrypt_sys as sys;
 use crate::binary::{BinaryOut, BinaryView};
 use crate::ctx::Ctx;
 use crate::error::{requires, Error, Result, Status};
+use crate::options::KmsProvider;
 
-/// The KMS requests of one NEED_KMS state. It holds the ctx exclusively, so the ctx cannot move on while any
-/// [`KmsCtx`] is alive; [`done`](KmsScope::done) (`mongocrypt_ctx_kms_done`) consumes it, so it runs at most once
-/// and only after every `KmsCtx` is gone, and returns its error rather than dropping it. Requests are handed out
-/// in batches ([`kms_ctxs`](KmsScope::kms_ctxs)) that borrow the scope mutably, so one request is never held twice.
+/// The KMS requests of one NEED_KMS state, from [`Ctx::kms_scope`]. It holds the ctx exclusively, so the ctx
+/// cannot move on while any [`KmsCtx`] is alive. Requests are handed out in batches
+/// ([`kms_ctxs`](KmsScope::kms_ctxs)) that borrow the scope mutably, so one request is never held twice.
 ///
-/// Dropping a scope without calling `done` leaves the ctx in NEED_KMS.
-pub struct KmsScope<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
+/// [`done`](KmsScope::done) (`mongocrypt_ctx_kms_done`) consumes the scope, so it runs at most once and only after
+/// every `KmsCtx` is gone, and returns its error. A scope dropped without `done` (an early return, a `?`, a
+/// cancelled future) calls `mongocrypt_ctx_kms_done` itself: the ctx never stays in NEED_KMS, and an error (say,
+/// "KMS response unfinished" for a request that was never fed) stays in its [`status`](Ctx::status).
+pub struct KmsScope<'a> {
+    ctx: &'a mut Ctx,
 }
 
-impl<'a, 'c> KmsScope<'a, 'c> {
-    pub(crate) fn new(ctx: &'a mut Ctx<'c>) -> KmsScope<'a, 'c> {
+impl<'a> KmsScope<'a> {
+    /// The ctx must be in NEED_KMS ([`Ctx::kms_scope`] checks).
+    pub(crate) fn new(ctx: &'a mut Ctx) -> KmsScope<'a> {
         KmsScope { ctx }
     }
 
-    /// The next request to serve, or `None` when all were handed out (or the ctx is not in NEED_KMS).
+    /// The next request to serve, or `None` when all were handed out.
     ///
     /// Takes `&mut self`: from 1.12, a request that asked for a retry (`fail`, `feed_with_retry`) is handed out
     /// again by the next call, and two live `KmsCtx` for one request would let two threads feed it at once.
@@ -50,21 +55,32 @@ impl<'a, 'c> KmsScope<'a, 'c> {
 
     /// Ends the NEED_KMS state (`mongocrypt_ctx_kms_done`), after every request was fed its reply.
     pub fn done(self) -> Result<()> {
-        // SAFETY: the ctx is live; no KmsCtx is alive (they borrow self, which is consumed here), so ending their
-        // lifetime ("valid until mongocrypt_ctx_kms_done") cannot leave a dangling view.
-        let ok = unsafe { sys::mongocrypt_ctx_kms_done(self.ctx.ptr()) };
-        if ok {
-            Ok(())
-        } else {
-            Err(self.ctx.error())
-        }
+        let mut this = ManuallyDrop::new(self);
+        let ok = kms_done(this.ctx);
+        this.ctx.check(ok)
     }
+}
+
+impl Drop for KmsScope<'_> {
+    /// Ends the NEED_KMS state as [`done`](KmsScope::done) does; the error stays in the ctx's status.
+    fn drop(&mut self) {
+        kms_done(self.ctx);
+    }
+}
+
+/// `mongocrypt_ctx_kms_done`, run once per scope: by `done`, or by `Drop` when `done` was not called.
+fn kms_done(ctx: &mut Ctx) -> bool {
+    // SAFETY: the ctx is live and in NEED_KMS (checked when the scope was made); no KmsCtx is alive (they borrow
+    // the scope, which is being consumed or dropped), so ending their lifetime ("valid until
+    // mongocrypt_ctx_kms_done") cannot leave a dangling view.
+    unsafe { sys::mongocrypt_ctx_kms_done(ctx.ptr()) }
 }
 
 /// One KMS request: connect to [`endpoint`](KmsCtx::endpoint), send [`message`](KmsCtx::message), and
 /// [`feed`](KmsCtx::feed) the reply until [`bytes_needed`](KmsCtx::bytes_needed) is 0.
 ///
-/// `Send` (requests of one round may be served concurrently) but not `Sync`. Views borrow `&self` and end at the
+/// `Send` (requests of one round may be served concurrently) and `Sync` (its `&self` methods only read), so a
+/// future holding `&KmsCtx` (its message, say) across an `.await` is `Send`. Views borrow `&self` and end at the
 /// next `&mut self` call.
 pub struct KmsCtx<'s> {
     raw: NonNull<sys::mongocrypt_kms_ctx_t>,
@@ -72,8 +88,15 @@ pub struct KmsCtx<'s> {
 }
 
 // SAFETY: "Feeding multiple KMS requests is thread-safe": each kms ctx may be used from another thread than its
-// parent ctx, one thread at a time (KmsCtx is not Sync).
+// parent ctx; feeding and failing take &mut self, so one thread at a time.
 unsafe impl Send for KmsCtx<'_> {}
+// SAFETY: every &self method only reads the kms ctx: mongocrypt_kms_ctx_status copies its status out,
+// mongocrypt_kms_ctx_message and mongocrypt_kms_ctx_endpoint point at data it owns ("valid until ...
+// mongocrypt_ctx_kms_done"), mongocrypt_kms_ctx_bytes_needed asks its parser how much it wants,
+// mongocrypt_kms_ctx_get_kms_provider returns its provider's name and mongocrypt_kms_ctx_usleep its back-off.
+// Nothing mutates a kms ctx except feed, feed_with_retry and fail, which take &mut self, so shared references on
+// several threads only ever read concurrently.
+unsafe impl Sync for KmsCtx<'_> {}
 
 impl KmsCtx<'_> {
     fn ptr(&self) -> *mut sys::mongocrypt_kms_ctx_t {
@@ -126,17 +149,20 @@ impl KmsCtx<'_> {
         unsafe { sys::mongocrypt_kms_ctx_bytes_needed(self.ptr()) }
     }
 
-    /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip`, with its `:name` for a named provider
-    /// (libmongocrypt ≥ 1.9).
-    pub fn kms_provider(&self) -> &str {
+    /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip`, with its name for a named provider
+    /// (`aws:name`, libmongocrypt ≥ 1.9). It compares equal to its string form: `kms.kms_provider() == "aws"`.
+    pub fn kms_provider(&self) -> KmsProvider {
         let mut len = 0u32;
-        // SAFETY: the kms ctx is live; returns "One of the NULL terminated static strings".
+        // SAFETY: the kms ctx is live; returns "One of the NULL terminated static strings" (from 1.9 the provider's
+        // name, owned by the kms ctx), copied out below.
         let ptr = unsafe { sys::mongocrypt_kms_ctx_get_kms_provider(self.ptr(), &mut len) };
-        if ptr.is_null() {
-            return "";
-        }
-        // SAFETY: a static NUL-terminated string.
-        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap_or("")
+        let id = if ptr.is_null() {
+            ""
+        } else {
+            // SAFETY: a NUL-terminated string, valid for this call at least.
+            unsafe { CStr::from_ptr(ptr) }.to_str().unwrap_or("")
+        };
+        KmsProvider::from_id(id)
     }
 
     /// How long to wait before sending this request (a retry back-off). libmongocrypt ≥ 1.12.

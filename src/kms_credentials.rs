@@ -185,7 +185,7 @@ impl CredentialsFetcher {
     }
 
     /// Fetches and passes the credentials to a ctx in NEED_KMS_CREDENTIALS ([`Ctx::provide_kms_providers`]).
-    pub fn provide(&self, ctx: &mut Ctx<'_>) -> Result<(), CredentialsError> {
+    pub fn provide(&self, ctx: &mut Ctx) -> Result<(), CredentialsError> {
         let doc = self.fetch()?;
         ctx.provide_kms_providers(&doc).map_err(|e| CredentialsError::new("all", CredentialsErrorKind::Mongocrypt(e)))
     }

@@ -62,7 +62,7 @@
 //! loop {
 //!     match ctx.state() {
 //!         // Every request of the round, concurrently, retried as libmongocrypt allows; then kms_done.
-//!         State::NeedKms => transport.serve_and_done(ctx.kms_scope())?,
+//!         State::NeedKms => transport.serve_and_done(ctx.kms_scope()?)?,
 //!         State::Ready => {
 //!             let key_document = ctx.finalize_owned()?;
 //!             println!("insert into the key vault: {key_document:?}");
@@ -997,7 +997,7 @@ impl KmsTransport {
     /// request order.
     ///
     /// Then call [`KmsScope::done`], or use [`serve_and_done`](Self::serve_and_done).
-    pub fn serve(&self, scope: &mut KmsScope<'_, '_>) -> Result<(), KmsIoError> {
+    pub fn serve(&self, scope: &mut KmsScope<'_>) -> Result<(), KmsIoError> {
         // Attempts per request, by kms ctx address: a retried request is handed out again as the same kms ctx.
         let mut attempts: HashMap<usize, u32> = HashMap::new();
         // The error of each request's last attempt, when it is being retried.
@@ -1021,7 +1021,7 @@ impl KmsTransport {
                     let error = last_errors.remove(&(kms.as_raw() as usize)).unwrap_or_else(|| {
                         let endpoint = kms.endpoint().unwrap_or("<unknown endpoint>");
                         let kind = KmsIoErrorKind::Io(io::Error::other("retries exhausted"));
-                        KmsIoError::new(endpoint, kms.kms_provider(), kind)
+                        KmsIoError::new(endpoint, kms.kms_provider().as_str(), kind)
                     });
                     return Err(error.with_attempts(self.max_attempts));
                 }
@@ -1057,7 +1057,7 @@ impl KmsTransport {
 
     /// [`serve`](Self::serve), then [`KmsScope::done`]; an error of `done` is returned as
     /// [`KmsIoErrorKind::Mongocrypt`] with endpoint `"kms_done"`.
-    pub fn serve_and_done(&self, mut scope: KmsScope<'_, '_>) -> Result<(), KmsIoError> {
+    pub fn serve_and_done(&self, mut scope: KmsScope<'_>) -> Result<(), KmsIoError> {
         self.serve(&mut scope)?;
         scope.done().map_err(|e| KmsIoError::new("kms_done", "", KmsIoErrorKind::Mongocrypt(e)))
     }
@@ -1079,7 +1079,9 @@ impl KmsTransport {
                 };
                 let kind = KmsIoErrorKind::Http { status: status.unwrap_or(0), error: Error::Kms { code: 0, message } };
                 let endpoint = kms.endpoint().unwrap_or("<unknown endpoint>");
-                Ok(Attempted::Retrying(KmsIoError::new(endpoint, kms.kms_provider(), kind).with_attempts(attempt)))
+                Ok(Attempted::Retrying(
+                    KmsIoError::new(endpoint, kms.kms_provider().as_str(), kind).with_attempts(attempt),
+                ))
             }
             Err(error) => {
                 let error = error.with_attempts(attempt);
@@ -1132,7 +1134,7 @@ impl KmsTransport {
     }
 
     fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
-        let provider = kms.kms_provider().to_owned();
+        let provider = kms.kms_provider().to_string();
         let endpoint = match kms.endpoint() {
             Ok(endpoint) => endpoint.to_owned(),
             Err(e) => return Err(KmsIoError::new("<unknown endpoint>", &provider, KmsIoErrorKind::Mongocrypt(e))),

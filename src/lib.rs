@@ -110,18 +110,21 @@ pub mod kms_tls;
 mod log;
 mod options;
 pub mod state_machine;
+mod version;
 
 pub use binary::BsonInput;
-pub use crypt::{is_crypto_available, version, Crypt, CryptBuilder};
+pub use crypt::{is_crypto_available, Crypt, CryptBuilder};
 pub use ctx::{Ctx, CtxBuilder, State};
 pub use error::{Error, ErrorKind, Result};
 pub use hooks::{CryptoError, CryptoProvider, RustCrypto};
 pub use kms::{KmsCtx, KmsScope};
 pub use log::LogLevel;
 pub use options::{
-    AffixOptions, Algorithm, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, SubstringOptions, TextOptions,
+    AffixOptions, Algorithm, KeyEncryptionKey, KmsProvider, KmsProviderKind, KmsProviders, QueryType, RangeOptions,
+    SubstringOptions, TextOptions,
 };
-pub use state_machine::{RunError, StateMachineIo};
+pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
+pub use version::{version, Version};
 
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use mongocrypt_sys as sys;

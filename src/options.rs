@@ -1,6 +1,9 @@
 //! Typed option values for `Crypt` and `Ctx` setopts. Each converts to the string or BSON document that
 //! mongocrypt.h documents for its setopt; every setopt that takes a document also has a raw-document form.
 
+use std::fmt;
+use std::str::FromStr;
+
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, Document};
 use zeroize::Zeroize;
@@ -172,6 +175,172 @@ impl TextOptions {
     }
 }
 
+/// The kind of a [`KmsProvider`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsProviderKind {
+    /// AWS KMS, `aws`.
+    Aws,
+    /// Azure Key Vault, `azure`.
+    Azure,
+    /// Google Cloud KMS, `gcp`.
+    Gcp,
+    /// A KMIP server, `kmip`.
+    Kmip,
+    /// A local master key, `local`.
+    Local,
+    /// A kind this binding does not know (a newer library's); [`KmsProvider::as_str`] has its text.
+    Other,
+}
+
+impl KmsProviderKind {
+    /// The kind's name, as in `kmsProviders` (`aws`, ...); `None` for [`KmsProviderKind::Other`].
+    pub fn as_str(self) -> Option<&'static str> {
+        Some(match self {
+            KmsProviderKind::Aws => "aws",
+            KmsProviderKind::Azure => "azure",
+            KmsProviderKind::Gcp => "gcp",
+            KmsProviderKind::Kmip => "kmip",
+            KmsProviderKind::Local => "local",
+            KmsProviderKind::Other => return None,
+        })
+    }
+
+    fn from_name(kind: &str) -> KmsProviderKind {
+        match kind {
+            "aws" => KmsProviderKind::Aws,
+            "azure" => KmsProviderKind::Azure,
+            "gcp" => KmsProviderKind::Gcp,
+            "kmip" => KmsProviderKind::Kmip,
+            "local" => KmsProviderKind::Local,
+            _ => KmsProviderKind::Other,
+        }
+    }
+}
+
+/// A KMS provider: a kind, and for a named provider (libmongocrypt ≥ 1.9) its name. Its string form is the key
+/// of the `kmsProviders` document and the `provider` of a key encryption key: `aws`, `local:name`, ...
+///
+/// [`KmsCtx::kms_provider`](crate::KmsCtx::kms_provider) returns one, [`KmsProviders`] and [`KeyEncryptionKey`]
+/// accept one wherever they take a provider name, and it compares equal to its string.
+///
+/// ```
+/// use mongocrypt::{KmsProvider, KmsProviderKind};
+///
+/// let named: KmsProvider = "local:key1".parse()?;
+/// assert_eq!((named.kind(), named.name()), (KmsProviderKind::Local, Some("key1")));
+/// assert_eq!(named, KmsProvider::local().named("key1")?);
+/// assert_eq!(named.to_string(), "local:key1");
+/// assert_eq!(KmsProvider::aws(), "aws");
+/// assert!("aws:".parse::<KmsProvider>().is_err());
+/// # Ok::<(), mongocrypt::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KmsProvider {
+    /// `kind` or `kind:name`.
+    id: String,
+}
+
+impl KmsProvider {
+    /// `aws`.
+    pub fn aws() -> KmsProvider {
+        KmsProvider { id: "aws".into() }
+    }
+
+    /// `azure`.
+    pub fn azure() -> KmsProvider {
+        KmsProvider { id: "azure".into() }
+    }
+
+    /// `gcp`.
+    pub fn gcp() -> KmsProvider {
+        KmsProvider { id: "gcp".into() }
+    }
+
+    /// `kmip`.
+    pub fn kmip() -> KmsProvider {
+        KmsProvider { id: "kmip".into() }
+    }
+
+    /// `local`.
+    pub fn local() -> KmsProvider {
+        KmsProvider { id: "local".into() }
+    }
+
+    /// This kind with a name: `kind:name`. The name must be non-empty and of letters, digits and `_`, as
+    /// libmongocrypt requires.
+    pub fn named(self, name: &str) -> crate::Result<KmsProvider> {
+        format!("{}:{name}", self.kind_str()).parse()
+    }
+
+    /// What libmongocrypt returned, taken as it is.
+    pub(crate) fn from_id(id: &str) -> KmsProvider {
+        KmsProvider { id: id.to_owned() }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> KmsProviderKind {
+        KmsProviderKind::from_name(self.kind_str())
+    }
+
+    fn kind_str(&self) -> &str {
+        self.id.split_once(':').map_or(&self.id, |(kind, _)| kind)
+    }
+
+    /// The name of a named provider: `key1` of `local:key1`.
+    pub fn name(&self) -> Option<&str> {
+        self.id.split_once(':').map(|(_, name)| name)
+    }
+
+    /// The string form, `kind` or `kind:name`.
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+impl FromStr for KmsProvider {
+    type Err = crate::Error;
+
+    /// Parses `kind` or `kind:name`; the kind must be non-empty, and a name non-empty and of ASCII letters, digits
+    /// and `_`.
+    fn from_str(s: &str) -> crate::Result<KmsProvider> {
+        let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid = match s.split_once(':') {
+            Some((kind, name)) => word(kind) && word(name),
+            None => word(s),
+        };
+        if valid {
+            Ok(KmsProvider { id: s.to_owned() })
+        } else {
+            Err(crate::Error::invalid(format!("not a KMS provider (kind or kind:name): {s:?}")))
+        }
+    }
+}
+
+impl fmt::Display for KmsProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+impl AsRef<str> for KmsProvider {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
+}
+
+impl PartialEq<str> for KmsProvider {
+    fn eq(&self, other: &str) -> bool {
+        self.id == other
+    }
+}
+
+impl PartialEq<&str> for KmsProvider {
+    fn eq(&self, other: &&str) -> bool {
+        self.id == *other
+    }
+}
+
 /// KMS provider credentials (`mongocrypt_setopt_kms_providers`), keyed by provider name. Names may be plain
 /// (`aws`) or named instances (`local:name`, libmongocrypt ≥ 1.9). A provider set to an empty document is fetched
 /// on demand through the NEED_KMS_CREDENTIALS state.
@@ -185,12 +354,18 @@ impl KmsProviders {
     }
 
     /// A local master key: 96 bytes.
-    pub fn local(self, name: &str, key: &[u8]) -> KmsProviders {
+    pub fn local(self, name: impl AsRef<str>, key: &[u8]) -> KmsProviders {
         self.provider(name, doc! { "key": binary(key) })
     }
 
     /// AWS credentials; `session_token` for temporary credentials.
-    pub fn aws(self, name: &str, access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
+    pub fn aws(
+        self,
+        name: impl AsRef<str>,
+        access_key_id: &str,
+        secret_access_key: &str,
+        session_token: Option<&str>,
+    ) -> Self {
         let mut d = doc! { "accessKeyId": access_key_id, "secretAccessKey": secret_access_key };
         if let Some(token) = session_token {
             d.insert("sessionToken", token);
@@ -199,28 +374,28 @@ impl KmsProviders {
     }
 
     /// Azure client credentials.
-    pub fn azure(self, name: &str, tenant_id: &str, client_id: &str, client_secret: &str) -> KmsProviders {
+    pub fn azure(self, name: impl AsRef<str>, tenant_id: &str, client_id: &str, client_secret: &str) -> KmsProviders {
         self.provider(name, doc! { "tenantId": tenant_id, "clientId": client_id, "clientSecret": client_secret })
     }
 
     /// GCP service account: e-mail and PKCS#8 private key (DER bytes).
-    pub fn gcp(self, name: &str, email: &str, private_key: &[u8]) -> KmsProviders {
+    pub fn gcp(self, name: impl AsRef<str>, email: &str, private_key: &[u8]) -> KmsProviders {
         self.provider(name, doc! { "email": email, "privateKey": binary(private_key) })
     }
 
     /// A KMIP server, `host[:port]`.
-    pub fn kmip(self, name: &str, endpoint: &str) -> KmsProviders {
+    pub fn kmip(self, name: impl AsRef<str>, endpoint: &str) -> KmsProviders {
         self.provider(name, doc! { "endpoint": endpoint })
     }
 
     /// Credentials to be supplied on demand (NEED_KMS_CREDENTIALS): an empty document.
-    pub fn on_demand(self, name: &str) -> KmsProviders {
+    pub fn on_demand(self, name: impl AsRef<str>) -> KmsProviders {
         self.provider(name, Document::new())
     }
 
     /// Any provider, with its document as the KMS providers spec defines it.
-    pub fn provider(mut self, name: &str, credentials: Document) -> KmsProviders {
-        self.0.insert(name, credentials);
+    pub fn provider(mut self, name: impl AsRef<str>, credentials: Document) -> KmsProviders {
+        self.0.insert(name.as_ref(), credentials);
         self
     }
 
@@ -254,30 +429,32 @@ pub struct KeyEncryptionKey(Document);
 
 impl KeyEncryptionKey {
     /// A local key; `provider` is `local` or a named one such as `local:name`.
-    pub fn local(provider: &str) -> KeyEncryptionKey {
-        KeyEncryptionKey(doc! { "provider": provider })
+    pub fn local(provider: impl AsRef<str>) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider.as_ref() })
     }
 
     /// An AWS KMS key in `region`, by ARN or alias.
-    pub fn aws(provider: &str, region: &str, key: &str) -> KeyEncryptionKey {
-        KeyEncryptionKey(doc! { "provider": provider, "region": region, "key": key })
+    pub fn aws(provider: impl AsRef<str>, region: &str, key: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider.as_ref(), "region": region, "key": key })
     }
 
     /// An Azure Key Vault key.
-    pub fn azure(provider: &str, key_vault_endpoint: &str, key_name: &str) -> KeyEncryptionKey {
-        KeyEncryptionKey(doc! { "provider": provider, "keyVaultEndpoint": key_vault_endpoint, "keyName": key_name })
+    pub fn azure(provider: impl AsRef<str>, key_vault_endpoint: &str, key_name: &str) -> KeyEncryptionKey {
+        KeyEncryptionKey(
+            doc! { "provider": provider.as_ref(), "keyVaultEndpoint": key_vault_endpoint, "keyName": key_name },
+        )
     }
 
     /// A GCP Cloud KMS key.
-    pub fn gcp(provider: &str, project_id: &str, location: &str, key_ring: &str, key_name: &str) -> Self {
+    pub fn gcp(provider: impl AsRef<str>, project_id: &str, location: &str, key_ring: &str, key_name: &str) -> Self {
         KeyEncryptionKey(doc! {
-            "provider": provider, "projectId": project_id, "location": location, "keyRing": key_ring, "keyName": key_name,
+            "provider": provider.as_ref(), "projectId": project_id, "location": location, "keyRing": key_ring, "keyName": key_name,
         })
     }
 
     /// A KMIP key; the server creates one when no `keyId` is set.
-    pub fn kmip(provider: &str) -> KeyEncryptionKey {
-        KeyEncryptionKey(doc! { "provider": provider })
+    pub fn kmip(provider: impl AsRef<str>) -> KeyEncryptionKey {
+        KeyEncryptionKey(doc! { "provider": provider.as_ref() })
     }
 
     /// Overrides the KMS endpoint (`endpoint`), for AWS, Azure-less custom hosts, GCP and KMIP.

@@ -1,12 +1,14 @@
-//! The state-machine runner: drives any [`Ctx`] to completion through a driver-supplied [`StateMachineIo`].
+//! The state-machine runner: drives any [`Ctx`] to completion through a driver-supplied [`StateMachineIo`] (blocking)
+//! or [`AsyncStateMachineIo`] (async).
 //!
 //! Every operation of libmongocrypt (auto encrypt and decrypt, explicit encrypt and decrypt, data key creation,
 //! rewrap) is one [`Ctx`] whose states ask the driver for I/O: listCollections on the encrypted client, a command on
-//! mongocryptd, a find on the key vault, HTTP exchanges with KMS providers, on-demand KMS credentials. The
-//! [`StateMachineIo`] trait has one method per kind of I/O; [`run`] (or [`run_concurrent`]) is the loop of
-//! libmongocrypt's `integrating.md` written once:
+//! mongocryptd, a find on the key vault, HTTP exchanges with KMS providers, on-demand KMS credentials. The I/O traits
+//! have one method per kind of I/O; the loop of libmongocrypt's `integrating.md` is written once, and [`run`] (the
+//! calling thread), [`run_concurrent`] (a round's KMS requests on threads) and [`run_async`] (any executor) only
+//! differ in how they do the I/O:
 //!
-//! | state | what [`run`] does |
+//! | state | what the runner does |
 //! |---|---|
 //! | `NEED_MONGO_COLLINFO` | [`list_collections`](StateMachineIo::list_collections)`(None, ..)`, feeds each result, `mongo_done` |
 //! | `NEED_MONGO_COLLINFO_WITH_DB` | the same with `Some(`[`Ctx::mongo_db`]`)` |
@@ -33,21 +35,53 @@
 //! A `kms_request` that fails with an I/O error (not a [`crate::Error`]) is reported to libmongocrypt with
 //! [`KmsCtx::fail`]. If retries are enabled ([`CryptBuilder::retry_kms`](crate::CryptBuilder::retry_kms),
 //! libmongocrypt ≥ 1.12) and libmongocrypt allows one, the request is sent again in the next pass over the round's
-//! KMS contexts (libmongocrypt's "lazy retry"); otherwise the I/O error is returned.
+//! KMS contexts (libmongocrypt's "lazy retry"), after its [`KmsCtx::sleep_duration`]; otherwise the I/O error is
+//! returned.
 //!
 //! # Concurrency
 //!
 //! I/O methods take `&self`. [`run`] serves everything on the calling thread, so the I/O type need not be `Sync`
 //! (a mock with a `RefCell` will do). [`run_concurrent`] requires `Sync` and serves the KMS requests of one round
-//! on scoped threads, one per request, when there is more than one ("Feeding multiple KMS requests is
-//! thread-safe"). Either way, all of a round's KMS contexts are taken before any is fed, as libmongocrypt requires.
+//! on scoped threads when there is more than one ("Feeding multiple KMS requests is thread-safe"); [`run_async`]
+//! serves them as concurrent futures. Both serve at most [`Runner::max_concurrent_kms`] at once. Either way, all of
+//! a round's KMS contexts are taken before any is fed, as libmongocrypt requires.
+//!
+//! # Async
+//!
+//! [`run_async`] takes an [`AsyncStateMachineIo`], whose methods return `Send` futures, and a sleep function for the
+//! KMS back-off (the runtime's timer, such as `tokio::time::sleep`). It depends on no executor; with the `tokio`
+//! feature, [`run_tokio`] is the one-line form. Its future is `Send` when the I/O type is `Sync`, so it can run
+//! inside `tokio::spawn`. Dropping it cancels the operation: the ctx is left in whatever state it had reached (a
+//! NEED_KMS state is ended, see [`KmsScope`](crate::KmsScope)), and should be dropped.
+//!
+//! # Observing a run
+//!
+//! Each state the runner enters and each I/O it asks for is logged with the `log` crate, target
+//! `mongocrypt::state_machine`, at debug level; the documents themselves (filters, commands, KMS messages, which can
+//! hold key material and credentials) only at trace level. [`Runner::on_state`] also hands every state entered to a
+//! callback, so that a driver can test the path an operation took.
+
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bson::{RawDocument, RawDocumentBuf};
+use futures_util::stream::{self, StreamExt};
 
 use crate::ctx::{Ctx, State};
 use crate::error::{Error, Result};
 use crate::kms::KmsCtx;
 
+/// The `log` target of the runner.
+const LOG_TARGET: &str = "mongocrypt::state_machine";
+
+/// What [`StateMachineIo::kms_credentials`] and [`AsyncStateMachineIo::kms_credentials`] fail with by default.
+const NO_KMS_CREDENTIALS: &str =
+    "on-demand KMS credentials were requested, but this StateMachineIo does not supply them";
 /// The error of a [`StateMachineIo`] method: any error, boxed. `?` converts any
 /// `std::error::Error + Send + Sync + 'static` into it, and so does `.into()` on a `&str` or `String`.
 pub type IoError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -99,7 +133,7 @@ pub trait StateMachineIo {
     /// Only entered after [`CryptBuilder::use_need_kms_credentials_state`](crate::CryptBuilder::use_need_kms_credentials_state);
     /// the default implementation fails.
     fn kms_credentials(&self) -> IoResult<RawDocumentBuf> {
-        Err("on-demand KMS credentials were requested, but this StateMachineIo does not supply them".into())
+        Err(NO_KMS_CREDENTIALS.into())
     }
 }
 
@@ -173,6 +207,154 @@ impl RunError {
     }
 }
 
+/// The async form of [`StateMachineIo`], for [`run_async`]: the same methods, each returning a `Send` future, so
+/// that the run can be spawned on a multi-threaded executor. Implement them with `async fn`.
+///
+/// Methods take `&self`; [`run_async`] runs several [`kms_request`](AsyncStateMachineIo::kms_request) futures of
+/// one round at once, and needs the implementation to be `Sync`.
+///
+/// ```
+/// use bson::{RawDocument, RawDocumentBuf};
+/// use mongocrypt::state_machine::{feed_kms_reply, AsyncStateMachineIo, IoResult};
+/// use mongocrypt::KmsCtx;
+///
+/// struct Driver; // A driver's client, key vault collection and TLS connector.
+///
+/// impl AsyncStateMachineIo for Driver {
+///     async fn list_collections(&self, _db: Option<&str>, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+///         Ok(vec![]) // client.database(db).list_collections(filter).await
+///     }
+///     async fn mark_command(&self, _command: &RawDocument) -> IoResult<RawDocumentBuf> {
+///         Err("no mongocryptd".into())
+///     }
+///     async fn find_keys(&self, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+///         Ok(vec![]) // key_vault.find(filter).await
+///     }
+///     async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+///         let message = kms.message()?; // Borrowed across the awaits: KmsCtx is Sync.
+///         let reply = send(kms.endpoint()?, message).await?;
+///         Ok(feed_kms_reply(kms, &reply)?)
+///     }
+/// }
+///
+/// async fn send(_endpoint: &str, _message: &[u8]) -> IoResult<Vec<u8>> {
+///     Err("no network here".into())
+/// }
+/// ```
+pub trait AsyncStateMachineIo {
+    /// As [`StateMachineIo::list_collections`].
+    fn list_collections(
+        &self,
+        db: Option<&str>,
+        filter: &RawDocument,
+    ) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> + Send;
+
+    /// As [`StateMachineIo::mark_command`].
+    fn mark_command(&self, command: &RawDocument) -> impl Future<Output = IoResult<RawDocumentBuf>> + Send;
+
+    /// As [`StateMachineIo::find_keys`].
+    fn find_keys(&self, filter: &RawDocument) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> + Send;
+
+    /// As [`StateMachineIo::kms_request`]; the runner has already slept [`KmsCtx::sleep_duration`].
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>> + Send;
+
+    /// As [`StateMachineIo::kms_credentials`]; the default implementation fails.
+    fn kms_credentials(&self) -> impl Future<Output = IoResult<RawDocumentBuf>> + Send {
+        std::future::ready(Err(NO_KMS_CREDENTIALS.into()))
+    }
+}
+
+/// How a run is driven, for every runner: how many KMS requests of a round are served at once, and who is told of
+/// each state. [`run`], [`run_concurrent`] and [`run_async`] use the defaults.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use mongocrypt::state_machine::{Runner, StateMachineIo};
+/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
+/// # struct NoIo;
+/// # impl StateMachineIo for NoIo {
+/// #     fn list_collections(&self, _: Option<&str>, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn mark_command(&self, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<bson::RawDocumentBuf> { unreachable!() }
+/// #     fn find_keys(&self, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn kms_request(&self, _: &mut mongocrypt::KmsCtx<'_>) -> mongocrypt::state_machine::IoResult<()> { unreachable!() }
+/// # }
+///
+/// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
+/// let states = Arc::new(Mutex::new(Vec::new()));
+/// let seen = states.clone();
+/// let runner = Runner::new().max_concurrent_kms(4).on_state(move |state| seen.lock().unwrap().push(state));
+///
+/// let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
+/// runner.run(&mut ctx, &NoIo)?;
+/// assert_eq!(*states.lock().unwrap(), [State::Ready, State::Done]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Runner {
+    max_concurrent_kms: NonZeroUsize,
+    on_state: Option<Arc<dyn Fn(State) + Send + Sync>>,
+}
+
+impl Runner {
+    /// At most 16 KMS requests at once, and no state callback.
+    pub fn new() -> Runner {
+        Runner { max_concurrent_kms: NonZeroUsize::new(16).expect("16 is not zero"), on_state: None }
+    }
+
+    /// Serves at most `limit` KMS requests of a round at once (threads for [`Runner::run_concurrent`], futures
+    /// for [`Runner::run_async`]); 0 counts as 1. [`Runner::run`] serves one at a time regardless.
+    pub fn max_concurrent_kms(mut self, limit: usize) -> Runner {
+        self.max_concurrent_kms = NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN);
+        self
+    }
+
+    /// Calls `on_state` with every state the ctx enters, in order, before the runner serves it; the last is
+    /// `Done` or `Error` (or an unknown state) unless an I/O method failed.
+    pub fn on_state(mut self, on_state: impl Fn(State) + Send + Sync + 'static) -> Runner {
+        self.on_state = Some(Arc::new(on_state));
+        self
+    }
+
+    /// [`run`] with these settings.
+    pub fn run<I: StateMachineIo + ?Sized>(&self, ctx: &mut Ctx, io: &I) -> RunResult {
+        complete(drive(ctx, &Blocking { io, serve_round: one_by_one }, self))
+    }
+
+    /// [`run_concurrent`] with these settings.
+    pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(&self, ctx: &mut Ctx, io: &I) -> RunResult {
+        complete(drive(ctx, &Blocking { io, serve_round: on_threads }, self))
+    }
+
+    /// [`run_async`] with these settings.
+    pub async fn run_async<I, S, F>(&self, ctx: &mut Ctx, io: &I, sleep: S) -> RunResult
+    where
+        I: AsyncStateMachineIo + Sync + ?Sized,
+        S: Fn(Duration) -> F + Sync,
+        F: Future<Output = ()> + Send,
+    {
+        drive(ctx, &Async { io, sleep }, self).await
+    }
+}
+
+impl Default for Runner {
+    fn default() -> Runner {
+        Runner::new()
+    }
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("max_concurrent_kms", &self.max_concurrent_kms)
+            .field("on_state", &self.on_state.as_ref().map(|_| "Fn(State)"))
+            .finish()
+    }
+}
+
+/// What every runner returns: the document finalized in READY, if any, or why the run stopped.
+pub type RunResult = std::result::Result<Option<RawDocumentBuf>, RunError>;
+
 /// Drives `ctx` to DONE, serving every state through `io` on the calling thread, and returns the document
 /// finalized in READY (`None` for a ctx that finishes without one). See the [module documentation](self) for what
 /// each state does and what each operation returns.
@@ -225,32 +407,87 @@ impl RunError {
 /// assert_eq!(err.to_string(), "driver I/O failed in state NeedMongoCollinfo: no mongod here");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn run<I: StateMachineIo + ?Sized>(
-    ctx: &mut Ctx<'_>,
-    io: &I,
-) -> std::result::Result<Option<RawDocumentBuf>, RunError> {
-    drive(ctx, io, &|batch| batch.iter_mut().try_for_each(|kms| serve_kms(io, kms)))
+pub fn run<I: StateMachineIo + ?Sized>(ctx: &mut Ctx, io: &I) -> RunResult {
+    Runner::new().run(ctx, io)
 }
 
-/// As [`run`], but the KMS requests of one round are served concurrently, each on its own scoped thread, when
-/// there is more than one. Errors are reported in request order; a panic in `io` is propagated.
-pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(
-    ctx: &mut Ctx<'_>,
-    io: &I,
-) -> std::result::Result<Option<RawDocumentBuf>, RunError> {
-    drive(ctx, io, &|batch| {
-        if batch.len() < 2 {
-            return batch.iter_mut().try_for_each(|kms| serve_kms(io, kms));
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = batch.iter_mut().map(|kms| s.spawn(move || serve_kms(io, kms))).collect();
-            let results: Vec<_> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect();
-            results.into_iter().collect::<std::result::Result<(), RunError>>()
-        })
-    })
+/// As [`run`], but the KMS requests of one round are served concurrently on scoped threads, at most
+/// [`Runner::max_concurrent_kms`] at a time, when there is more than one. Errors are reported in request order; a
+/// panic in `io` is propagated.
+pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(ctx: &mut Ctx, io: &I) -> RunResult {
+    Runner::new().run_concurrent(ctx, io)
+}
+
+/// As [`run`], with async I/O: the KMS requests of a round are served as concurrent futures (at most
+/// [`Runner::max_concurrent_kms`] at once), and each request's back-off is waited out with `sleep`, the runtime's
+/// timer (`tokio::time::sleep`, `async_std::task::sleep`, ...). Depends on no executor; see [`run_tokio`] for the
+/// one-line tokio form.
+///
+/// The future is `Send` when `io` is `Sync`, so a driver can spawn it; `ctx` is a `Ctx`, which is `Send + 'static`.
+///
+/// ```
+/// use bson::{rawdoc, RawDocument, RawDocumentBuf};
+/// use mongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
+/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+///
+/// struct Driver;
+///
+/// impl AsyncStateMachineIo for Driver {
+///     async fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+///         Ok(vec![])
+///     }
+///     async fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+///         Err("no mongocryptd".into())
+///     }
+///     async fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+///         Ok(vec![])
+///     }
+///     async fn kms_request(&self, _: &mut KmsCtx<'_>) -> IoResult<()> {
+///         Err("no KMS".into())
+///     }
+/// }
+///
+/// /// A timer for the example; a driver passes its runtime's, such as `tokio::time::sleep`.
+/// async fn sleep(_: std::time::Duration) {}
+///
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+/// #         std::task::Poll::Ready(v) => v,
+/// #         std::task::Poll::Pending => unreachable!(),
+/// #     }
+/// # }
+/// # block_on(async {
+/// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
+/// let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
+/// let key = run_async(&mut ctx, &Driver, sleep).await?.expect("the key document");
+/// assert!(key.get_binary("_id").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })
+/// ```
+pub async fn run_async<I, S, F>(ctx: &mut Ctx, io: &I, sleep: S) -> RunResult
+where
+    I: AsyncStateMachineIo + Sync + ?Sized,
+    S: Fn(Duration) -> F + Sync,
+    F: Future<Output = ()> + Send,
+{
+    Runner::new().run_async(ctx, io, sleep).await
+}
+
+/// [`run_async`] on tokio: back-offs with `tokio::time::sleep`. Needs the `tokio` feature, and a tokio runtime
+/// with its timer enabled.
+///
+/// ```no_run
+/// # use mongocrypt::state_machine::AsyncStateMachineIo;
+/// # async fn example(crypt: mongocrypt::Crypt, cmd: bson::RawDocumentBuf, io: std::sync::Arc<impl AsyncStateMachineIo + Send + Sync + 'static>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let mut ctx = crypt.ctx().encrypt("db", &cmd)?;
+/// let encrypted = tokio::spawn(async move { mongocrypt::state_machine::run_tokio(&mut ctx, &*io).await }).await??;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub async fn run_tokio<I: AsyncStateMachineIo + Sync + ?Sized>(ctx: &mut Ctx, io: &I) -> RunResult {
+    run_async(ctx, io, tokio::time::sleep).await
 }
 
 /// Feeds a complete KMS reply, in pieces of at most [`KmsCtx::bytes_needed`] bytes (libmongocrypt rejects more).
@@ -269,81 +506,256 @@ pub fn feed_kms_reply(kms: &mut KmsCtx<'_>, mut reply: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Serves the KMS requests of one round (already handed out by libmongocrypt).
-type ServeBatch<'f> = dyn Fn(&mut [KmsCtx<'_>]) -> std::result::Result<(), RunError> + 'f;
+/// The I/O of one face of the runner. [`drive`] and [`serve_kms`] are the state machine, written once over this;
+/// the faces ([`Blocking`] and [`Async`]) only do the I/O. The blocking face returns futures that are ready at
+/// once, so [`complete`] finishes its run in one poll.
+trait Driver {
+    fn list_collections(
+        &self,
+        db: Option<&str>,
+        filter: &RawDocument,
+    ) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>>;
+    fn mark_command(&self, command: &RawDocument) -> impl Future<Output = IoResult<RawDocumentBuf>>;
+    fn find_keys(&self, filter: &RawDocument) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>>;
+    fn kms_credentials(&self) -> impl Future<Output = IoResult<RawDocumentBuf>>;
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>>;
+    fn sleep(&self, delay: Duration) -> impl Future<Output = ()>;
+    /// Serves one round's requests, each with [`serve_kms`], at most `limit` at once; errors in request order.
+    fn serve_round(
+        &self,
+        round: &mut [KmsCtx<'_>],
+        limit: NonZeroUsize,
+    ) -> impl Future<Output = std::result::Result<(), RunError>>;
+}
 
-fn drive<I: StateMachineIo + ?Sized>(
-    ctx: &mut Ctx<'_>,
-    io: &I,
-    serve_batch: &ServeBatch<'_>,
-) -> std::result::Result<Option<RawDocumentBuf>, RunError> {
+/// [`run`] and [`run_concurrent`]: a [`StateMachineIo`] on the calling thread, with a round's KMS requests served
+/// one by one ([`one_by_one`]) or on scoped threads ([`on_threads`], which needs `I: Sync`).
+struct Blocking<'i, I: ?Sized> {
+    io: &'i I,
+    serve_round: fn(&Blocking<'i, I>, &mut [KmsCtx<'_>], NonZeroUsize) -> std::result::Result<(), RunError>,
+}
+
+impl<I: StateMachineIo + ?Sized> Driver for Blocking<'_, I> {
+    fn list_collections(
+        &self,
+        db: Option<&str>,
+        filter: &RawDocument,
+    ) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> {
+        std::future::ready(self.io.list_collections(db, filter))
+    }
+
+    fn mark_command(&self, command: &RawDocument) -> impl Future<Output = IoResult<RawDocumentBuf>> {
+        std::future::ready(self.io.mark_command(command))
+    }
+
+    fn find_keys(&self, filter: &RawDocument) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> {
+        std::future::ready(self.io.find_keys(filter))
+    }
+
+    fn kms_credentials(&self) -> impl Future<Output = IoResult<RawDocumentBuf>> {
+        std::future::ready(self.io.kms_credentials())
+    }
+
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>> {
+        std::future::ready(self.io.kms_request(kms))
+    }
+
+    fn sleep(&self, delay: Duration) -> impl Future<Output = ()> {
+        std::thread::sleep(delay);
+        std::future::ready(())
+    }
+
+    fn serve_round(
+        &self,
+        round: &mut [KmsCtx<'_>],
+        limit: NonZeroUsize,
+    ) -> impl Future<Output = std::result::Result<(), RunError>> {
+        std::future::ready((self.serve_round)(self, round, limit))
+    }
+}
+
+fn one_by_one<I: StateMachineIo + ?Sized>(
+    blocking: &Blocking<'_, I>,
+    round: &mut [KmsCtx<'_>],
+    _limit: NonZeroUsize,
+) -> std::result::Result<(), RunError> {
+    round.iter_mut().try_for_each(|kms| complete(serve_kms(blocking, kms)))
+}
+
+fn on_threads<I: StateMachineIo + Sync + ?Sized>(
+    blocking: &Blocking<'_, I>,
+    round: &mut [KmsCtx<'_>],
+    limit: NonZeroUsize,
+) -> std::result::Result<(), RunError> {
+    round.chunks_mut(limit.get()).try_for_each(|chunk| match chunk {
+        [kms] => complete(serve_kms(blocking, kms)),
+        chunk => std::thread::scope(|s| {
+            let threads: Vec<_> =
+                chunk.iter_mut().map(|kms| s.spawn(move || complete(serve_kms(blocking, kms)))).collect();
+            let results: Vec<_> = threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect();
+            results.into_iter().collect()
+        }),
+    })
+}
+
+/// [`run_async`]: an [`AsyncStateMachineIo`] and the caller's timer.
+struct Async<'i, I: ?Sized, S> {
+    io: &'i I,
+    sleep: S,
+}
+
+impl<I, S, F> Driver for Async<'_, I, S>
+where
+    I: AsyncStateMachineIo + Sync + ?Sized,
+    S: Fn(Duration) -> F + Sync,
+    F: Future<Output = ()> + Send,
+{
+    fn list_collections(
+        &self,
+        db: Option<&str>,
+        filter: &RawDocument,
+    ) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> {
+        self.io.list_collections(db, filter)
+    }
+
+    fn mark_command(&self, command: &RawDocument) -> impl Future<Output = IoResult<RawDocumentBuf>> {
+        self.io.mark_command(command)
+    }
+
+    fn find_keys(&self, filter: &RawDocument) -> impl Future<Output = IoResult<Vec<RawDocumentBuf>>> {
+        self.io.find_keys(filter)
+    }
+
+    fn kms_credentials(&self) -> impl Future<Output = IoResult<RawDocumentBuf>> {
+        self.io.kms_credentials()
+    }
+
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>> {
+        self.io.kms_request(kms)
+    }
+
+    fn sleep(&self, delay: Duration) -> impl Future<Output = ()> {
+        (self.sleep)(delay)
+    }
+
+    fn serve_round(
+        &self,
+        round: &mut [KmsCtx<'_>],
+        limit: NonZeroUsize,
+    ) -> impl Future<Output = std::result::Result<(), RunError>> {
+        async move {
+            let requests = stream::iter(round.iter_mut().map(|kms| serve_kms(self, kms)));
+            let results: Vec<_> = requests.buffered(limit.get()).collect().await;
+            results.into_iter().collect()
+        }
+    }
+}
+
+/// Runs a blocking face's future, which is ready at its first poll: every future a blocking [`Driver`] returns is
+/// `std::future::ready`, so nothing in [`drive`] ever waits.
+fn complete<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a blocking driver's futures are all ready at once"),
+    }
+}
+
+/// The state machine: the one loop over the ctx's states, for every face.
+async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResult {
     let mut result = None;
     loop {
         let state = ctx.state();
+        log::debug!(target: LOG_TARGET, "state {state:?}");
+        if let Some(on_state) = &runner.on_state {
+            on_state(state);
+        }
+        let io_error = |source| RunError::from_io(state, source);
         match state {
-            State::NeedMongoCollinfo => {
-                let docs = io.list_collections(None, ctx.mongo_op()?).map_err(|e| RunError::from_io(state, e))?;
-                feed_all(ctx, &docs)?;
-            }
-            State::NeedMongoCollinfoWithDb => {
-                let docs = io
-                    .list_collections(Some(ctx.mongo_db()?), ctx.mongo_op()?)
-                    .map_err(|e| RunError::from_io(state, e))?;
-                feed_all(ctx, &docs)?;
+            State::NeedMongoCollinfo | State::NeedMongoCollinfoWithDb => {
+                let db = if state == State::NeedMongoCollinfoWithDb { Some(ctx.mongo_db()?) } else { None };
+                let filter = ctx.mongo_op()?;
+                log::debug!(target: LOG_TARGET, "listCollections on database {db:?}");
+                log::trace!(target: LOG_TARGET, "listCollections filter: {filter:?}");
+                let infos = driver.list_collections(db, filter).await.map_err(io_error)?;
+                feed_all(ctx, &infos)?;
             }
             State::NeedMongoMarkings => {
-                let reply = io.mark_command(ctx.mongo_op()?).map_err(|e| RunError::from_io(state, e))?;
+                let command = ctx.mongo_op()?;
+                log::debug!(target: LOG_TARGET, "mongocryptd command");
+                log::trace!(target: LOG_TARGET, "mongocryptd command: {command:?}");
+                let reply = driver.mark_command(command).await.map_err(io_error)?;
                 feed_all(ctx, std::slice::from_ref(&reply))?;
             }
             State::NeedMongoKeys => {
-                let docs = io.find_keys(ctx.mongo_op()?).map_err(|e| RunError::from_io(state, e))?;
-                feed_all(ctx, &docs)?;
+                let filter = ctx.mongo_op()?;
+                log::debug!(target: LOG_TARGET, "key vault find");
+                log::trace!(target: LOG_TARGET, "key vault filter: {filter:?}");
+                let keys = driver.find_keys(filter).await.map_err(io_error)?;
+                feed_all(ctx, &keys)?;
             }
             State::NeedKms => {
-                let mut scope = ctx.kms_scope();
+                let mut scope = ctx.kms_scope()?;
                 // Hand out every request of the round before serving any ("It is not safe to iterate KMS contexts
                 // while operating on KMS contexts"); requests to retry come back in the next pass.
                 loop {
-                    let mut batch = scope.kms_ctxs();
-                    if batch.is_empty() {
+                    let mut round = scope.kms_ctxs();
+                    if round.is_empty() {
                         break;
                     }
-                    serve_batch(&mut batch)?;
+                    log::debug!(target: LOG_TARGET, "{} KMS request(s)", round.len());
+                    driver.serve_round(&mut round, runner.max_concurrent_kms).await?;
                 }
                 scope.done()?;
             }
             State::NeedKmsCredentials => {
-                let providers = io.kms_credentials().map_err(|e| RunError::from_io(state, e))?;
+                log::debug!(target: LOG_TARGET, "on-demand KMS credentials");
+                let providers = driver.kms_credentials().await.map_err(io_error)?;
                 ctx.provide_kms_providers(&providers)?;
             }
             State::Ready => result = Some(ctx.finalize_owned()?),
             State::Done => return Ok(result),
-            State::Error => return Err(ctx.error().into()),
+            State::Error => return Err(ctx.status_error().into()),
             State::Unknown(raw) => return Err(RunError::UnknownState(raw)),
         }
     }
 }
 
-fn feed_all(ctx: &mut Ctx<'_>, docs: &[RawDocumentBuf]) -> Result<()> {
+fn feed_all(ctx: &mut Ctx, docs: &[RawDocumentBuf]) -> Result<()> {
     for doc in docs {
         ctx.mongo_feed(doc)?;
     }
     ctx.mongo_done()
 }
 
-fn serve_kms<I: StateMachineIo + ?Sized>(io: &I, kms: &mut KmsCtx<'_>) -> std::result::Result<(), RunError> {
+/// One attempt at one KMS request, for every face: the back-off, the exchange, and the classification of its error
+/// (libmongocrypt's own, or a network error reported with `fail` and retried if libmongocrypt allows).
+async fn serve_kms<D: Driver>(driver: &D, kms: &mut KmsCtx<'_>) -> std::result::Result<(), RunError> {
     // Back-off before a retry; always zero before libmongocrypt 1.12 (where the call is unsupported).
-    if let Ok(delay) = kms.sleep_duration() {
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
+    let delay = kms.sleep_duration().unwrap_or_default();
+    if !delay.is_zero() {
+        log::debug!(target: LOG_TARGET, "waiting {delay:?} before retrying a KMS request");
+        driver.sleep(delay).await;
     }
-    match io.kms_request(kms) {
+    if log::log_enabled!(target: LOG_TARGET, log::Level::Debug) {
+        let endpoint = kms.endpoint().unwrap_or("<no endpoint>");
+        log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({})", kms.kms_provider());
+    }
+    if log::log_enabled!(target: LOG_TARGET, log::Level::Trace) {
+        let message = kms.message().map(String::from_utf8_lossy).unwrap_or_default();
+        log::trace!(target: LOG_TARGET, "KMS message: {message}");
+    }
+    match driver.kms_request(kms).await {
         Ok(()) => Ok(()),
         Err(source) => match RunError::from_io(State::NeedKms, source) {
             // A network error: libmongocrypt hands the request out again if it may be retried.
             RunError::Io { state, source } => match kms.fail() {
-                Ok(true) => Ok(()),
+                Ok(true) => {
+                    log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
+                    Ok(())
+                }
                 _ => Err(RunError::Io { state, source }),
             },
             other => Err(other),

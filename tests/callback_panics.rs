@@ -137,7 +137,7 @@ fn faulty_crypt(hook: Option<Hook>) -> (Crypt, Arc<AtomicBool>, Arc<Mutex<Vec<Ho
 
 /// Drives `ctx` to DONE, feeding `key_doc` whenever it asks for keys; stops at NEED_KMS after reading the first
 /// request's message (the tests never talk to a KMS). Returns the finalized document, or None at NEED_KMS.
-fn drive(ctx: &mut Ctx<'_>, key_doc: Option<&RawDocument>) -> Result<Option<RawDocumentBuf>, Error> {
+fn drive(ctx: &mut Ctx, key_doc: Option<&RawDocument>) -> Result<Option<RawDocumentBuf>, Error> {
     let mut out = None;
     for _ in 0..16 {
         match ctx.state() {
@@ -146,7 +146,7 @@ fn drive(ctx: &mut Ctx<'_>, key_doc: Option<&RawDocument>) -> Result<Option<RawD
                 ctx.mongo_done()?;
             }
             State::NeedKms => {
-                let mut scope = ctx.kms_scope();
+                let mut scope = ctx.kms_scope().unwrap();
                 let kms = scope.next_kms_ctx().expect("a KMS request");
                 kms.message()?;
                 kms.endpoint()?;

@@ -202,7 +202,7 @@ fn aws_datakey_with_custom_endpoint() {
 fn aws_datakey_with_explicit_port() {
     let crypt = crypt();
     let mut ctx = crypt.ctx().key_encryption_key(&aws_kek().endpoint("example.com:8443")).unwrap().datakey().unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().expect("one KMS request");
     assert_eq!(kms.endpoint().unwrap(), "example.com:8443");
     assert!(scope.next_kms_ctx().is_none(), "only one request");

@@ -190,13 +190,13 @@ fn placeholder_decrypt_depends_on_version() {
     // Version-dependent (MANIFEST section 1): 1.7.2 passes a marking (FLE blob subtype 0) through unchanged; 1.21.0
     // rejects it at init (newer libraries check the blob subtype of what they decrypt). Releases in between were not
     // checked by MANIFEST, so there either outcome is accepted and reported.
-    let old = |result: mongocrypt::Result<mongocrypt::Ctx<'_>>| {
+    let old = |result: mongocrypt::Result<mongocrypt::Ctx>| {
         let mut ctx = result.expect("1.7.2 accepts a placeholder");
         let t = drive(&mut ctx, &Mock::default());
         assert_eq!(t.states, [State::Ready, State::Done]);
         assert_bson_eq(t.output(), &input);
     };
-    let new = |result: mongocrypt::Result<mongocrypt::Ctx<'_>>| {
+    let new = |result: mongocrypt::Result<mongocrypt::Ctx>| {
         let message = err_message(result.map(|c| c.state()));
         assert!(message.contains("unsupported FLE blob subtype: 0"), "{message}");
     };

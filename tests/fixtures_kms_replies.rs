@@ -12,7 +12,7 @@ use serde_json::Value;
 const DIR: &str = "kms-reply-parsing";
 
 /// A ctx in NEED_KMS of the kind the case names.
-fn ctx_in_need_kms<'c>(crypt: &'c Crypt, kind: &str) -> Ctx<'c> {
+fn ctx_in_need_kms(crypt: &Crypt, kind: &str) -> Ctx {
     let ctx = match kind {
         "datakey" => crypt
             .ctx()
@@ -34,9 +34,9 @@ fn ctx_in_need_kms<'c>(crypt: &'c Crypt, kind: &str) -> Ctx<'c> {
 }
 
 /// Feeds `chunks` and ends the NEED_KMS state; returns every error message seen (kms ctx, then ctx).
-fn run(ctx: &mut Ctx<'_>, chunks: &[Vec<u8>]) -> Vec<String> {
+fn run(ctx: &mut Ctx, chunks: &[Vec<u8>]) -> Vec<String> {
     let mut errors = Vec::new();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     {
         let mut kms = scope.next_kms_ctx().expect("a KMS request");
         assert_eq!(kms.kms_provider(), "aws");
@@ -60,7 +60,7 @@ fn run(ctx: &mut Ctx<'_>, chunks: &[Vec<u8>]) -> Vec<String> {
 }
 
 /// Checks what the ok replies produced.
-fn check_ok_output(kind: &str, ctx: &mut Ctx<'_>, chunks: &[Vec<u8>]) -> Result<(), String> {
+fn check_ok_output(kind: &str, ctx: &mut Ctx, chunks: &[Vec<u8>]) -> Result<(), String> {
     if ctx.state() != State::Ready {
         return Err(format!("state {:?} after an ok reply", ctx.state()));
     }
@@ -155,7 +155,7 @@ fn split_reply_is_reassembled() {
     let mut ctx = ctx_in_need_kms(&crypt, "decrypt");
     let chunks: Vec<Vec<u8>> = reply.iter().map(|b| vec![*b]).collect();
     {
-        let mut scope = ctx.kms_scope();
+        let mut scope = ctx.kms_scope().unwrap();
         let mut kms = scope.next_kms_ctx().unwrap();
         let mut fed = 0;
         for chunk in &chunks {

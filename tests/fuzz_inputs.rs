@@ -648,7 +648,7 @@ fn valid_crypt() -> Crypt {
 }
 
 /// Drives a ctx with valid inputs only (for building seeds).
-fn drive_valid(ctx: &mut Ctx<'_>, corpus_keys: &[&RawDocument], markings: Option<&RawDocument>) -> RawDocumentBuf {
+fn drive_valid(ctx: &mut Ctx, corpus_keys: &[&RawDocument], markings: Option<&RawDocument>) -> RawDocumentBuf {
     let mut out = None;
     for _ in 0..16 {
         match ctx.state() {
@@ -1163,12 +1163,12 @@ fn fuzz_http(rng: &mut Rng, seed: &[u8], corpus: &Corpus) -> Vec<u8> {
 }
 
 /// Serves every request of a NEED_KMS state with a fuzzed reply (or the valid one), fed in random pieces.
-fn serve_kms(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
-    let mut scope = ctx.kms_scope();
+fn serve_kms(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
+    let mut scope = ctx.kms_scope().unwrap();
     while let Some(mut kms) = scope.next_kms_ctx() {
         let message = ok(kms.message().map(|m| String::from_utf8_lossy(m).into_owned()))?;
         ok(kms.endpoint())?;
-        let provider = kms.kms_provider().to_owned();
+        let provider = kms.kms_provider().to_string();
         let seed = match provider.as_str() {
             "aws" if message.contains("TrentService.Decrypt") => corpus.aws_decrypt_reply.clone(),
             "aws" => corpus.aws_encrypt_reply.clone(),
@@ -1226,7 +1226,7 @@ struct Fuzz {
 const MOSTLY_VALID: Fuzz = Fuzz { collinfo: 10, markings: 10, keys: 10, kms: 10 };
 
 /// Drives `ctx` for a bounded number of steps, answering each state with valid or fuzzed input.
-fn drive_fuzzy(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz: Fuzz) {
+fn drive_fuzzy(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz: Fuzz) {
     for _ in 0..12 {
         reached(ctx.state());
         let step = match ctx.state() {
@@ -1252,7 +1252,7 @@ fn drive_fuzzy(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz: Fuzz) {
     }
 }
 
-fn feed_collinfo(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
+fn feed_collinfo(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
     ok(ctx.mongo_op().map(drop))?;
     for _ in 0..rng.pick(&[0, 1, 1, 1, 2]) {
         let info = if rng.chance(fuzz_percent) {
@@ -1265,7 +1265,7 @@ fn feed_collinfo(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz_percent
     ok(ctx.mongo_done())
 }
 
-fn feed_markings(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
+fn feed_markings(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize) -> Option<()> {
     ok(ctx.mongo_op().map(drop))?;
     let reply = if !rng.chance(fuzz_percent) {
         corpus.markings[rng.below(2)].clone().into_bytes()
@@ -1294,13 +1294,7 @@ fn feed_markings(ctx: &mut Ctx<'_>, rng: &mut Rng, corpus: &Corpus, fuzz_percent
 
 /// Feeds key documents: the valid ones, or fuzzed ones whose `_id` is `wanted` (so that they are accepted as the
 /// requested key and parsed all the way).
-fn feed_keys(
-    ctx: &mut Ctx<'_>,
-    rng: &mut Rng,
-    corpus: &Corpus,
-    fuzz_percent: usize,
-    wanted: Option<&[u8]>,
-) -> Option<()> {
+fn feed_keys(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize, wanted: Option<&[u8]>) -> Option<()> {
     ok(ctx.mongo_op().map(drop))?;
     for _ in 0..rng.pick(&[0, 1, 1, 1, 2]) {
         let seed = if rng.chance(70) { &corpus.local_key } else { &corpus.aws_key };
@@ -1426,7 +1420,7 @@ fn fuzz_crypt_options() {
 }
 
 /// One option of a `CtxBuilder`, fuzzed; `None` if it failed (with a typed error).
-fn ctx_step<'c>(b: CtxBuilder<'c>, rng: &mut Rng, c: &Corpus) -> Option<CtxBuilder<'c>> {
+fn ctx_step(b: CtxBuilder, rng: &mut Rng, c: &Corpus) -> Option<CtxBuilder> {
     match rng.below(14) {
         0 | 1 => {
             let id = match rng.below(3) {
@@ -1498,7 +1492,7 @@ fn decrypt_input(input: Vec<u8>, c: &Corpus) -> Vec<u8> {
 }
 
 /// An init of a ctx, fuzzed; `None` if it failed (with a typed error).
-fn ctx_init<'c>(b: CtxBuilder<'c>, rng: &mut Rng, c: &Corpus) -> Option<Ctx<'c>> {
+fn ctx_init(b: CtxBuilder, rng: &mut Rng, c: &Corpus) -> Option<Ctx> {
     let input;
     let result = match rng.below(8) {
         0 => return ok(b.datakey()),

@@ -230,7 +230,7 @@ fn credentials_aws_on_demand_datakey_over_tls() {
     assert_eq!(ctx.state(), State::NeedKmsCredentials);
     credentials.provide(&mut ctx).unwrap();
     assert_eq!(ctx.state(), State::NeedKms);
-    transport.serve_and_done(ctx.kms_scope()).unwrap();
+    transport.serve_and_done(ctx.kms_scope().unwrap()).unwrap();
     assert_eq!(ctx.state(), State::Ready);
     let key = Document::try_from(ctx.finalize_owned().unwrap().as_ref()).unwrap();
     assert_eq!(key.get_document("masterKey").unwrap().get_str("provider").unwrap(), "aws");

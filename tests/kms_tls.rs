@@ -30,15 +30,15 @@ fn crypt(retry: bool) -> Crypt {
     builder.build().unwrap()
 }
 
-fn aws_datakey(crypt: &Crypt) -> Ctx<'_> {
+fn aws_datakey(crypt: &Crypt) -> Ctx {
     crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN)).unwrap().datakey().unwrap()
 }
 
 /// Drives a data-key ctx by hand, serving NEED_KMS with `transport`; returns the key document.
-fn drive_datakey(ctx: &mut Ctx<'_>, transport: &KmsTransport) -> Result<Document, KmsIoError> {
+fn drive_datakey(ctx: &mut Ctx, transport: &KmsTransport) -> Result<Document, KmsIoError> {
     loop {
         match ctx.state() {
-            State::NeedKms => transport.serve_and_done(ctx.kms_scope())?,
+            State::NeedKms => transport.serve_and_done(ctx.kms_scope().unwrap())?,
             State::Ready => {
                 let key = ctx.finalize_owned().unwrap();
                 assert_eq!(ctx.state(), State::Done);
@@ -130,7 +130,7 @@ fn tls_auto_encrypt_example_by_hand() {
                 ctx.mongo_done().unwrap();
             }
             State::NeedKms => {
-                let mut scope = ctx.kms_scope();
+                let mut scope = ctx.kms_scope().unwrap();
                 {
                     let kms_ctxs = scope.kms_ctxs();
                     assert_eq!(kms_ctxs.len(), 1);
@@ -238,7 +238,7 @@ fn tls_parallel_requests_are_served_concurrently() {
             }
             ctx.mongo_done().unwrap();
             assert_eq!(ctx.state(), State::NeedKms);
-            let mut scope = ctx.kms_scope();
+            let mut scope = ctx.kms_scope().unwrap();
             transport.serve(&mut scope).unwrap();
             scope.done().unwrap();
             ctx.finalize_owned().unwrap()
@@ -734,7 +734,7 @@ fn tls_named_provider_options() {
 
     let named = KeyEncryptionKey::aws("aws:named", "us-east-1", AWS_KEY_ARN);
     let mut ctx = crypt.ctx().key_encryption_key(&named).unwrap().datakey().unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut batch = scope.kms_ctxs();
     assert_eq!(batch[0].kms_provider(), "aws:named", "the full name is what selects the TLS options");
     transport.exchange(&mut batch[0]).unwrap();

@@ -175,7 +175,7 @@ fn bad_binary_arguments() {
 
 // --- wrong states --------------------------------------------------------------------------------------------------
 
-fn ready_datakey(crypt: &Crypt) -> mongocrypt::Ctx<'_> {
+fn ready_datakey(crypt: &Crypt) -> mongocrypt::Ctx {
     let ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local")).unwrap().datakey().unwrap();
     assert_eq!(ctx.state(), State::Ready);
     ctx
@@ -220,10 +220,30 @@ fn finalize_twice() {
 fn kms_calls_outside_need_kms() {
     let crypt = crypt();
     let mut ctx = ready_datakey(&crypt);
-    let mut scope = ctx.kms_scope();
-    assert!(scope.next_kms_ctx().is_none(), "no KMS requests in READY");
-    assert_client_error("kms_done in READY", scope.done(), "wrong state");
+    // Before the binding checked, this handed out no request and put the ctx into ERROR ("wrong state").
+    let err = ctx.kms_scope().map(|_| ()).unwrap_err();
+    assert_eq!(
+        err,
+        mongocrypt::Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state: State::Ready }
+    );
+    assert_eq!(err.kind(), mongocrypt::ErrorKind::WrongState);
+    assert_eq!(err.to_string(), "kms_scope needs a ctx in state NeedKms, but the ctx is in state Ready");
+    assert_eq!(ctx.state(), State::Ready, "the ctx is left as it was");
+    assert!(ctx.error().is_none());
+    assert!(ctx.finalize_owned().unwrap().get_binary("_id").is_ok());
+}
+
+#[test]
+fn kms_scope_dropped_without_done_ends_need_kms() {
+    let crypt = crypt();
+    let kek = KeyEncryptionKey::aws("aws", "us-east-1", "arn");
+    let mut ctx = crypt.ctx().key_encryption_key(&kek).and_then(|b| b.datakey()).unwrap();
+    drop(ctx.kms_scope().unwrap());
+    // kms_done ran in Drop: the unserved request leaves the ctx failed, not stuck in NEED_KMS.
     assert_eq!(ctx.state(), State::Error);
+    let error = ctx.error().expect("the ctx holds kms_done's error");
+    assert!(error.message().contains("KMS response unfinished"), "{error}");
+    assert_eq!(ctx.status().unwrap_err(), error);
 }
 
 #[test]
@@ -242,7 +262,7 @@ fn kms_done_before_the_reply() {
     let crypt = crypt();
     let kek = KeyEncryptionKey::aws("aws", "us-east-1", "arn");
     let mut ctx = crypt.ctx().key_encryption_key(&kek).and_then(|b| b.datakey()).unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().unwrap();
     assert!(kms.bytes_needed() > 0);
     assert_client_error("kms_done without a reply", scope.done(), "KMS response unfinished");
@@ -253,7 +273,7 @@ fn kms_feed_too_much() {
     let crypt = crypt();
     let kek = KeyEncryptionKey::aws("aws", "us-east-1", "arn");
     let mut ctx = crypt.ctx().key_encryption_key(&kek).and_then(|b| b.datakey()).unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut kms = scope.next_kms_ctx().unwrap();
     let needed = kms.bytes_needed() as usize;
     let result = kms.feed(&vec![b'x'; needed + 1]);

@@ -25,10 +25,10 @@ fn aws_datakey_request(crypt: &Crypt) -> KmsRequest {
         .and_then(|b| b.datakey())
         .expect("aws datakey_init");
     assert_eq!(ctx.state(), State::NeedKms);
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().expect("a KMS request");
     KmsRequest {
-        provider: kms.kms_provider().to_owned(),
+        provider: kms.kms_provider().to_string(),
         endpoint: kms.endpoint().unwrap().to_owned(),
         message: kms.message().unwrap().to_vec(),
     }
@@ -66,7 +66,7 @@ fn kms_providers_typed_credentials_reach_the_requests() {
         .key_encryption_key(&KeyEncryptionKey::azure("azure", "vault.example.com", "k"))
         .and_then(|b| b.datakey())
         .unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().unwrap();
     let message = String::from_utf8_lossy(kms.message().unwrap()).into_owned();
     assert!(message.starts_with("POST /TENANTX/oauth2/v2.0/token HTTP/1.1\r\n"), "{message}");
@@ -74,7 +74,7 @@ fn kms_providers_typed_credentials_reach_the_requests() {
     assert!(message.contains("client_secret=SECRETX"), "{message}");
 
     let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).and_then(|b| b.datakey()).unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     assert_eq!(scope.next_kms_ctx().unwrap().endpoint().unwrap(), "kmip.example.com:5696", "default KMIP port");
 
     // The local key: the fixture key (wrapped by 96 zero bytes) decrypts.
@@ -308,7 +308,7 @@ fn need_kms_credentials_state_with_on_demand_aws() {
     assert_eq!(ctx.state(), State::NeedKmsCredentials);
     ctx.provide_kms_providers(&KmsProviders::new().aws("aws", "ONDEMANDID", "s", None)).unwrap();
     assert_eq!(ctx.state(), State::NeedKms);
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().unwrap();
     let message = String::from_utf8_lossy(kms.message().unwrap()).into_owned();
     assert!(message.contains("Credential=ONDEMANDID/"), "{message}");
@@ -487,7 +487,7 @@ fn retry_kms_retries_a_503() {
             .key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn"))
             .and_then(|b| b.datakey())
             .unwrap();
-        let mut scope = ctx.kms_scope();
+        let mut scope = ctx.kms_scope().unwrap();
         let mut kms = scope.next_kms_ctx().unwrap();
         assert_unsupported(
             &kms.feed_with_retry(b"HTTP/1.1 503").unwrap_err(),
@@ -505,7 +505,7 @@ fn retry_kms_retries_a_503() {
         .and_then(|b| b.datakey())
         .unwrap();
     {
-        let mut scope = ctx.kms_scope();
+        let mut scope = ctx.kms_scope().unwrap();
         let mut kms = scope.next_kms_ctx().unwrap();
         assert_eq!(kms.sleep_duration().unwrap(), Duration::ZERO, "first attempt: no back-off");
         let should_retry =
@@ -542,7 +542,7 @@ fn retry_kms_retries_a_429() {
     let mut ctx = crypt.ctx().decrypt(&load_raw("csfle-auto-aws-example/expected-encrypted-cmd.json")).unwrap();
     ctx.mongo_feed(&load_raw("csfle-auto-aws-example/key-document.json")).unwrap();
     ctx.mongo_done().unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut kms = scope.next_kms_ctx().unwrap();
     assert!(kms.feed_with_retry(&crlf(b"HTTP/1.1 429 Too Many Requests\nContent-Length: 0\n\n")).unwrap());
     let kms = scope.next_kms_ctx().expect("retried");
@@ -557,7 +557,7 @@ fn without_retry_kms_a_503_is_an_error() {
         .key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn"))
         .and_then(|b| b.datakey())
         .unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut kms = scope.next_kms_ctx().unwrap();
     let reply = crlf(b"HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n");
     let message = err_message(kms.feed(&reply));

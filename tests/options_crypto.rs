@@ -265,7 +265,7 @@ fn custom_provider_hooks_are_called() {
     assert_eq!(ctx.state(), State::NeedKms);
     assert!(counter.count("sha_256") > sha);
     assert!(counter.count("hmac_sha_256") > hmac);
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let message = String::from_utf8_lossy(scope.next_kms_ctx().unwrap().message().unwrap()).into_owned();
     assert_aws_signature_valid(&message);
 }

@@ -30,20 +30,17 @@ fn new_key(crypt: &Crypt) -> (Vec<u8>, RawDocumentBuf) {
 }
 
 /// Runs an explicit operation against `keys`; the trace.
-fn run<'c>(
-    crypt: &'c Crypt,
+fn run(
+    crypt: &Crypt,
     keys: &[RawDocumentBuf],
-    f: impl FnOnce(CtxBuilder<'c>) -> mongocrypt::Result<mongocrypt::Ctx<'c>>,
+    f: impl FnOnce(CtxBuilder) -> mongocrypt::Result<mongocrypt::Ctx>,
 ) -> Trace {
     let mut ctx = f(crypt.ctx()).unwrap_or_else(|e| panic!("init failed: {e}"));
     drive(&mut ctx, &Mock { keys: keys.to_vec(), ..Mock::default() })
 }
 
 /// The init error of an explicit operation.
-fn init_error<'c>(
-    crypt: &'c Crypt,
-    f: impl FnOnce(CtxBuilder<'c>) -> mongocrypt::Result<mongocrypt::Ctx<'c>>,
-) -> String {
+fn init_error(crypt: &Crypt, f: impl FnOnce(CtxBuilder) -> mongocrypt::Result<mongocrypt::Ctx>) -> String {
     err_message(f(crypt.ctx()).map(|c| c.state()))
 }
 
@@ -212,7 +209,7 @@ fn masterkey_aws_and_endpoint() {
 fn masterkey_aws_default_endpoint() {
     let crypt = crypt();
     let mut ctx = crypt.ctx().masterkey_aws("ap-south-1", "arn:x").and_then(|b| b.datakey()).unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     assert_eq!(scope.next_kms_ctx().unwrap().endpoint().unwrap(), "kms.ap-south-1.amazonaws.com:443");
 }
 
@@ -265,10 +262,10 @@ fn first_request(crypt: &Crypt, kek: &KeyEncryptionKey) -> KmsRequest {
     let mut ctx =
         crypt.ctx().key_encryption_key(kek).and_then(|b| b.datakey()).unwrap_or_else(|e| panic!("{kek:?}: {e}"));
     assert_eq!(ctx.state(), State::NeedKms, "{kek:?}");
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().unwrap();
     KmsRequest {
-        provider: kms.kms_provider().to_owned(),
+        provider: kms.kms_provider().to_string(),
         endpoint: kms.endpoint().unwrap().to_owned(),
         message: kms.message().unwrap().to_vec(),
     }
@@ -280,16 +277,16 @@ fn request_after_oauth(crypt: &Crypt, kek: &KeyEncryptionKey) -> KmsRequest {
     let body = r#"{"access_token": "TESTTOKEN", "expires_in": 3600}"#;
     let reply =
         format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut kms = scope.next_kms_ctx().unwrap();
     kms.feed(reply.as_bytes()).unwrap();
     assert_eq!(kms.bytes_needed(), 0);
     scope.done().unwrap();
     assert_eq!(ctx.state(), State::NeedKms, "second round: the KMS itself");
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let kms = scope.next_kms_ctx().unwrap();
     KmsRequest {
-        provider: kms.kms_provider().to_owned(),
+        provider: kms.kms_provider().to_string(),
         endpoint: kms.endpoint().unwrap().to_owned(),
         message: kms.message().unwrap().to_vec(),
     }
@@ -459,7 +456,7 @@ fn index_key_id_is_fetched_and_used() {
 }
 
 /// Options applied to a builder.
-type Setup = dyn Fn(CtxBuilder<'_>) -> mongocrypt::Result<CtxBuilder<'_>>;
+type Setup = dyn Fn(CtxBuilder) -> mongocrypt::Result<CtxBuilder>;
 
 #[test]
 fn query_type_is_validated() {

@@ -136,7 +136,7 @@ impl StateMachineIo for MockIo {
 
     fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
         self.record(Call::Kms {
-            provider: kms.kms_provider().to_owned(),
+            provider: kms.kms_provider().to_string(),
             endpoint: kms.endpoint()?.to_owned(),
             message: kms.message()?.to_vec(),
             thread: std::thread::current().id(),

@@ -18,7 +18,7 @@ fn example_io() -> MockIo {
         .key(load_raw(&format!("{AUTO}/key-document.json")))
 }
 
-fn encrypt_ctx(crypt: &mongocrypt::Crypt) -> Ctx<'_> {
+fn encrypt_ctx(crypt: &mongocrypt::Crypt) -> Ctx {
     crypt.ctx().encrypt("test", &load_raw(&format!("{AUTO}/cmd.json"))).unwrap()
 }
 
@@ -60,7 +60,7 @@ fn a_wrong_key_fed_is_rejected() {
 }
 
 /// Drives the example's encryption by hand up to `state`.
-fn encrypt_ctx_at<'c>(crypt: &'c mongocrypt::Crypt, state: State) -> Ctx<'c> {
+fn encrypt_ctx_at(crypt: &mongocrypt::Crypt, state: State) -> Ctx {
     let mut ctx = encrypt_ctx(crypt);
     // A Crypt caches the schema: its later ctxs skip NEED_MONGO_COLLINFO.
     while ctx.state() != state {

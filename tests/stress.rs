@@ -34,7 +34,7 @@ impl Rng {
 }
 
 /// Drives a ctx to DONE, feeding whichever of `keys` it asks for (matched by `_id` against the filter).
-fn drive(ctx: &mut Ctx<'_>, keys: &[RawDocumentBuf]) -> RawDocumentBuf {
+fn drive(ctx: &mut Ctx, keys: &[RawDocumentBuf]) -> RawDocumentBuf {
     let mut out = None;
     loop {
         match ctx.state() {

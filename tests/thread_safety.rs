@@ -1,7 +1,7 @@
 //! The threading rules of `mongocrypt.h`, checked in practice: "Functions on a `mongocrypt_t` are thread safe, though
 //! functions on derived handles (e.g. `mongocrypt_ctx_t`) are not and must be owned by a single thread", and "Feeding
-//! multiple KMS requests is thread-safe". So `Crypt` is `Send + Sync`, while `Ctx` and `KmsCtx` are `Send` only
-//! (their not being `Sync` is checked by `tests/compile_fail/`).
+//! multiple KMS requests is thread-safe". So `Crypt` is `Send + Sync`, `Ctx` is `Send + 'static` but not `Sync`
+//! (checked by `tests/compile_fail/`), and `KmsCtx` is `Send + Sync`, since its `&self` methods only read.
 
 mod common;
 
@@ -19,12 +19,15 @@ const ROUNDS: usize = 8;
 const _: () = {
     const fn send<T: Send>() {}
     const fn sync<T: Sync>() {}
+    const fn owned<T: Send + 'static>() {}
     send::<Crypt>();
     sync::<Crypt>();
     send::<CryptBuilder>();
-    send::<Ctx<'static>>();
-    send::<KmsScope<'static, 'static>>();
-    send::<KmsCtx<'static>>();
+    owned::<Ctx>();
+    owned::<mongocrypt::CtxBuilder>();
+    send::<KmsScope<'static>>();
+    send::<KmsCtx>();
+    sync::<KmsCtx>();
 };
 
 fn local_crypt() -> Crypt {
@@ -32,7 +35,7 @@ fn local_crypt() -> Crypt {
 }
 
 /// Drives a ctx whose keys are local (no KMS round) to its result, feeding `key` when it asks for keys.
-fn run(mut ctx: Ctx<'_>, key: &RawDocumentBuf) -> Result<RawDocumentBuf> {
+fn run(mut ctx: Ctx, key: &RawDocumentBuf) -> Result<RawDocumentBuf> {
     loop {
         match ctx.state() {
             State::NeedMongoKeys => {
@@ -185,7 +188,7 @@ fn kms_ctx_fed_on_another_thread() {
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedKms);
 
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let requests = scope.kms_ctxs();
     assert_eq!(requests.len(), 1);
     std::thread::scope(|s| {

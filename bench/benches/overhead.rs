@@ -306,11 +306,7 @@ fn unmeasured_output(env: &Env, work: &Work<'_>, n: u64) -> RawDocumentBuf {
 // The binding's loops: the same calls as overhead.c's.
 
 /// Drives a ctx to DONE: markings from `markings`, keys from `key_doc`; returns the finalized document.
-fn drive(
-    ctx: &mut Ctx<'_>,
-    markings: Option<&RawDocument>,
-    key_doc: &RawDocument,
-) -> mongocrypt::Result<RawDocumentBuf> {
+fn drive(ctx: &mut Ctx, markings: Option<&RawDocument>, key_doc: &RawDocument) -> mongocrypt::Result<RawDocumentBuf> {
     let mut out = None;
     loop {
         match ctx.state() {

@@ -389,7 +389,7 @@ pub fn feed_needed<'r>(kms: &mut KmsCtx<'_>, mut reply: &'r [u8]) -> Result<&'r 
 /// Drives `ctx` to DONE or ERROR with the replies of `mock`, recording the trace. Keys are fed only when they
 /// match the NEED_MONGO_KEYS filter (every key when the filter is not the key broker's `$or` form, as for
 /// rewrap_many_datakey, whose filter is the caller's); KMS replies are fed `bytes_needed` bytes at a time.
-pub fn drive(ctx: &mut Ctx<'_>, mock: &Mock) -> Trace {
+pub fn drive(ctx: &mut Ctx, mock: &Mock) -> Trace {
     let mut trace = Trace::default();
     let mut kms_replies = mock.kms.iter();
     for _ in 0..64 {
@@ -435,10 +435,10 @@ pub fn drive(ctx: &mut Ctx<'_>, mock: &Mock) -> Trace {
                 ctx.provide_kms_providers(creds)
             }
             State::NeedKms => (|| {
-                let mut scope = ctx.kms_scope();
+                let mut scope = ctx.kms_scope().unwrap();
                 for mut kms in scope.kms_ctxs() {
                     let request = KmsRequest {
-                        provider: kms.kms_provider().to_owned(),
+                        provider: kms.kms_provider().to_string(),
                         endpoint: kms.endpoint()?.to_owned(),
                         message: kms.message()?.to_vec(),
                     };

@@ -8,7 +8,7 @@ fn main() {
         crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn")).unwrap().datakey().unwrap();
     let mut pending: Vec<KmsCtx<'_>> = Vec::new();
     {
-        let mut scope = ctx.kms_scope();
+        let mut scope = ctx.kms_scope().unwrap();
         pending.extend(scope.kms_ctxs());
     }
     for kms in &mut pending {

@@ -8,7 +8,7 @@ fn main() {
         crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn")).unwrap().datakey().unwrap();
     let kms;
     {
-        let mut scope = ctx.kms_scope();
+        let mut scope = ctx.kms_scope().unwrap();
         kms = scope.next_kms_ctx().unwrap();
     }
     let _ = kms.bytes_needed();

@@ -11,7 +11,7 @@ fn main() {
         .unwrap();
     let mut ctx =
         crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn")).unwrap().datakey().unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut first = scope.next_kms_ctx().unwrap();
     let mut second = scope.next_kms_ctx().unwrap();
     first.feed(b"HTTP/1.1 200 OK\r\n").unwrap();

@@ -6,7 +6,7 @@ fn main() {
     let crypt = Crypt::builder().build().unwrap();
     let mut ctx =
         crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn")).unwrap().datakey().unwrap();
-    let scope = ctx.kms_scope();
+    let scope = ctx.kms_scope().unwrap();
     scope.done().unwrap();
     scope.done().unwrap();
 }

@@ -6,7 +6,7 @@ fn main() {
     let crypt = Crypt::builder().build().unwrap();
     let mut ctx =
         crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn")).unwrap().datakey().unwrap();
-    let mut scope = ctx.kms_scope();
+    let mut scope = ctx.kms_scope().unwrap();
     let mut scope = &scope;
     std::thread::scope(|s| {
         s.spawn(move || scope.next_kms_ctx().is_some());

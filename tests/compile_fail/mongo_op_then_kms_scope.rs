@@ -6,7 +6,7 @@ fn main() {
     let crypt = Crypt::builder().build().unwrap();
     let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local")).unwrap().datakey().unwrap();
     let filter = ctx.mongo_op().unwrap();
-    let scope = ctx.kms_scope();
+    let scope = ctx.kms_scope().unwrap();
     println!("{filter:?}");
     scope.done().unwrap();
 }
