@@ -13,10 +13,10 @@
 //! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
 //! repository: the tests include this file (through `tests/common`) to read their data files with it.
 
-use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use mongocrypt::state_machine::{self as sm, IoResult, StateMachineIo};
@@ -71,20 +71,22 @@ pub fn escape_crlf(bytes: &[u8]) -> String {
 }
 
 /// The I/O of the C example: every request is printed to `out`, every reply comes from a file in
-/// [`data_dir`] and is printed too.
+/// [`data_dir`] and is printed too. `Sync` (the output sits behind a mutex), so that the async example can serve
+/// its runs too.
 pub struct PrintingIo<W: Write> {
-    out: RefCell<W>,
+    out: Mutex<W>,
     dir: PathBuf,
 }
 
 impl<W: Write> PrintingIo<W> {
     /// Prints to `out`, replies from the files in `dir`.
     pub fn new(out: W, dir: PathBuf) -> PrintingIo<W> {
-        PrintingIo { out: RefCell::new(out), dir }
+        PrintingIo { out: Mutex::new(out), dir }
     }
 
-    fn print(&self, text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
-        self.out.borrow_mut().write_fmt(text)
+    /// Prints `text`.
+    pub fn print(&self, text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write_fmt(text)
     }
 
     /// Prints the request, then the reply read from `file`, and returns the reply.

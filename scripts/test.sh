@@ -34,7 +34,7 @@ export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 # Every build tests the optional KMS I/O too; `static` is the other feature, chosen per build by MONGOCRYPT_STATIC.
-features=(--features mongocrypt/kms-tls)
+features=(--features mongocrypt/kms-tls,mongocrypt/tokio)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -131,6 +131,7 @@ suite() {
   run cargo test --workspace --doc "${features[@]}"
   if [ -f examples/state_machine.rs ]; then
     run cargo run --example state_machine
+    run cargo run --example async_state_machine
   else
     echo "(no examples/state_machine.rs: nothing to run)"
   fi

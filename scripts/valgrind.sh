@@ -65,12 +65,13 @@ for line in sys.stdin:
 ' "$1"
 }
 
-echo "+ cargo test --workspace --no-run --message-format=json"
-cargo test --workspace --no-run --message-format=json >"$json"
+# The tokio feature brings in the async driver tests (tests/async_driver.rs) and the async example.
+echo "+ cargo test --workspace --features mongocrypt/tokio --no-run --message-format=json"
+cargo test --workspace --features mongocrypt/tokio --no-run --message-format=json >"$json"
 mapfile -t binaries < <(executables test <"$json" | grep -Ev '/compile_fail-[0-9a-f]+$' | sort -u)
 if [ -f examples/state_machine.rs ]; then
-  echo "+ cargo build --example state_machine --message-format=json"
-  cargo build --example state_machine --message-format=json >"$json"
+  echo "+ cargo build --example state_machine --example async_state_machine --message-format=json"
+  cargo build --example state_machine --example async_state_machine --message-format=json >"$json"
   mapfile -t -O "${#binaries[@]}" binaries < <(executables any <"$json")
 else
   echo "(no examples/state_machine.rs: no example to run)"

@@ -558,6 +558,34 @@ mod tests {
     }
 
     #[test]
+    fn kms_providers_round_trip_through_their_strings() {
+        for (text, kind, name) in [
+            ("aws", KmsProviderKind::Aws, None),
+            ("azure:east_1", KmsProviderKind::Azure, Some("east_1")),
+            ("gcp", KmsProviderKind::Gcp, None),
+            ("kmip:k", KmsProviderKind::Kmip, Some("k")),
+            ("local:key1", KmsProviderKind::Local, Some("key1")),
+            ("vault", KmsProviderKind::Other, None),
+        ] {
+            let provider: KmsProvider = text.parse().unwrap();
+            assert_eq!((provider.kind(), provider.name(), provider.to_string()), (kind, name, text.to_owned()));
+            assert_eq!(provider, text);
+        }
+        for bad in ["", ":", "aws:", ":name", "aws:a:b", "aws:na me", "local:\0"] {
+            assert!(bad.parse::<KmsProvider>().is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(KmsProvider::local().named("k1").unwrap(), "local:k1");
+        assert!(KmsProvider::aws().named("").is_err());
+        let set: std::collections::HashSet<KmsProvider> =
+            ["aws", "aws:a", "aws"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(set.len(), 2);
+        let providers =
+            KmsProviders::new().local(KmsProvider::local().named("a").unwrap(), &[1]).on_demand(KmsProvider::gcp());
+        assert_eq!(providers.as_document(), &doc! { "local:a": { "key": binary(&[1]) }, "gcp": {} });
+        assert_eq!(KeyEncryptionKey::local(KmsProvider::local()).as_document(), &doc! { "provider": "local" });
+    }
+
+    #[test]
     fn wiping_clears_every_secret() {
         let mut d = doc! { "local": { "key": binary(&[9; 96]) }, "aws": { "secretAccessKey": "s3cr3t" }, "n": 1 };
         wipe_document(&mut d);

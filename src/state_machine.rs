@@ -70,7 +70,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bson::{RawDocument, RawDocumentBuf};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use crate::ctx::{Ctx, State};
 use crate::error::{Error, Result};
@@ -646,10 +646,23 @@ where
         round: &mut [KmsCtx<'_>],
         limit: NonZeroUsize,
     ) -> impl Future<Output = std::result::Result<(), RunError>> {
+        // `stream::iter(..).map(|kms| serve_kms(..)).buffered(limit)` does the same, but rustc cannot prove a
+        // future holding that closure `Send` ("implementation of `FnOnce` is not general enough", rust-lang/rust
+        // issue 64552), so the bounded window is filled by hand.
         async move {
-            let requests = stream::iter(round.iter_mut().map(|kms| serve_kms(self, kms)));
-            let results: Vec<_> = requests.buffered(limit.get()).collect().await;
-            results.into_iter().collect()
+            let mut waiting = round.iter_mut();
+            let mut in_flight = FuturesOrdered::new();
+            let mut results = Vec::new();
+            loop {
+                while in_flight.len() < limit.get() {
+                    let Some(kms) = waiting.next() else { break };
+                    in_flight.push_back(serve_kms(self, kms));
+                }
+                match in_flight.next().await {
+                    Some(result) => results.push(result),
+                    None => return results.into_iter().collect(),
+                }
+            }
         }
     }
 }
@@ -678,21 +691,21 @@ async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResu
                 let db = if state == State::NeedMongoCollinfoWithDb { Some(ctx.mongo_db()?) } else { None };
                 let filter = ctx.mongo_op()?;
                 log::debug!(target: LOG_TARGET, "listCollections on database {db:?}");
-                log::trace!(target: LOG_TARGET, "listCollections filter: {filter:?}");
+                log::trace!(target: LOG_TARGET, "listCollections filter: {}", Shown(filter));
                 let infos = driver.list_collections(db, filter).await.map_err(io_error)?;
                 feed_all(ctx, &infos)?;
             }
             State::NeedMongoMarkings => {
                 let command = ctx.mongo_op()?;
                 log::debug!(target: LOG_TARGET, "mongocryptd command");
-                log::trace!(target: LOG_TARGET, "mongocryptd command: {command:?}");
+                log::trace!(target: LOG_TARGET, "mongocryptd command: {}", Shown(command));
                 let reply = driver.mark_command(command).await.map_err(io_error)?;
                 feed_all(ctx, std::slice::from_ref(&reply))?;
             }
             State::NeedMongoKeys => {
                 let filter = ctx.mongo_op()?;
                 log::debug!(target: LOG_TARGET, "key vault find");
-                log::trace!(target: LOG_TARGET, "key vault filter: {filter:?}");
+                log::trace!(target: LOG_TARGET, "key vault filter: {}", Shown(filter));
                 let keys = driver.find_keys(filter).await.map_err(io_error)?;
                 feed_all(ctx, &keys)?;
             }
@@ -719,6 +732,19 @@ async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResu
             State::Done => return Ok(result),
             State::Error => return Err(ctx.status_error().into()),
             State::Unknown(raw) => return Err(RunError::UnknownState(raw)),
+        }
+    }
+}
+
+/// A document in a trace record, as bson prints a [`bson::Document`] (its `Debug` is hex); formatted only when the
+/// record is emitted.
+struct Shown<'d>(&'d RawDocument);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match bson::Document::try_from(self.0) {
+            Ok(doc) => write!(f, "{doc}"),
+            Err(_) => write!(f, "{:?}", self.0),
         }
     }
 }

@@ -6,9 +6,9 @@
 use std::sync::Mutex;
 use std::thread::ThreadId;
 
-use bson::{RawDocument, RawDocumentBuf};
+use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use mongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
-use mongocrypt::KmsCtx;
+use mongocrypt::{Algorithm, KmsCtx};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -151,4 +151,35 @@ impl StateMachineIo for MockIo {
         self.record(Call::KmsCredentials);
         self.credentials.clone().ok_or_else(|| "no credentials configured".into())
     }
+}
+
+/// libmongocrypt's automatic encryption example with an AWS-wrapped key (`tests/data/open/csfle-auto-aws-example`).
+pub const AUTO_AWS: &str = "csfle-auto-aws-example";
+
+/// The example key under a second `_id` ("bbbb..."): same AWS-wrapped material, so the same KMS reply unwraps it.
+pub fn second_aws_key() -> RawDocumentBuf {
+    let mut key = load_doc(&format!("{AUTO_AWS}/key-document.json"));
+    key.insert("_id", uuid_bson(b"bbbbbbbbbbbbbbbb"));
+    key.remove("keyAltNames");
+    RawDocumentBuf::try_from(&key).unwrap()
+}
+
+/// `{a, b}`: the same value encrypted under the example key and under [`second_aws_key`].
+pub fn doc_with_two_keys() -> RawDocumentBuf {
+    let expected = load_raw(&format!("{AUTO_AWS}/expected-encrypted-cmd.json"));
+    let a = expected.get_document("filter").unwrap().get_binary("ssn").unwrap();
+    let crypt = crypt();
+    let io = MockIo::new().key(second_aws_key()).kms_reply(http_reply(&format!("{AUTO_AWS}/kms-decrypt-reply.txt")));
+    let mut ctx = crypt
+        .ctx()
+        .key_id(b"bbbbbbbbbbbbbbbb")
+        .unwrap()
+        .algorithm(&Algorithm::Deterministic)
+        .unwrap()
+        .explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
+        .unwrap();
+    let b = mongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
+    let b = b.get_binary("v").unwrap();
+    assert_eq!(&b.bytes[1..17], b"bbbbbbbbbbbbbbbb");
+    rawdoc! { "a": bson::RawBsonRef::Binary(a), "b": bson::RawBsonRef::Binary(b) }
 }

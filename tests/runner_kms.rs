@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
 use mongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Algorithm, Crypt, ErrorKind, KmsCtx, State};
+use mongocrypt::{Crypt, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
 const AUTO: &str = "csfle-auto-aws-example";
@@ -73,34 +73,6 @@ fn the_default_kms_credentials_fails_as_io() {
     let err = run(&mut ctx, &NoCredentials).unwrap_err();
     assert_eq!(err.io_state(), Some(State::NeedKmsCredentials));
     assert!(err.to_string().contains("does not supply them"), "{err}");
-}
-
-/// The example key under a second `_id` ("bbbb..."): same AWS-wrapped material, so the same KMS reply unwraps it.
-fn second_aws_key() -> RawDocumentBuf {
-    let mut key = load_doc(&format!("{AUTO}/key-document.json"));
-    key.insert("_id", uuid_bson(b"bbbbbbbbbbbbbbbb"));
-    key.remove("keyAltNames");
-    RawDocumentBuf::try_from(&key).unwrap()
-}
-
-/// `{a, b}`: the same value encrypted under the example key and under [`second_aws_key`].
-fn doc_with_two_keys() -> RawDocumentBuf {
-    let expected = load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"));
-    let a = expected.get_document("filter").unwrap().get_binary("ssn").unwrap();
-    let crypt = crypt();
-    let io = MockIo::new().key(second_aws_key()).kms_reply(kms_reply());
-    let mut ctx = crypt
-        .ctx()
-        .key_id(b"bbbbbbbbbbbbbbbb")
-        .unwrap()
-        .algorithm(&Algorithm::Deterministic)
-        .unwrap()
-        .explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
-        .unwrap();
-    let b = run(&mut ctx, &io).unwrap().unwrap();
-    let b = b.get_binary("v").unwrap();
-    assert_eq!(&b.bytes[1..17], b"bbbbbbbbbbbbbbbb");
-    rawdoc! { "a": bson::RawBsonRef::Binary(a), "b": bson::RawBsonRef::Binary(b) }
 }
 
 fn kms_threads(io: &MockIo) -> Vec<std::thread::ThreadId> {

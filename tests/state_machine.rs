@@ -7,6 +7,10 @@
 #[allow(dead_code)]
 mod example;
 
+#[path = "../examples/async_state_machine.rs"]
+#[allow(dead_code)]
+mod async_example;
+
 use std::path::{Path, PathBuf};
 
 use bson::spec::BinarySubtype;
@@ -78,6 +82,19 @@ fn output_matches_the_reference_byte_for_byte_after_masking() {
     assert_eq!(bytes[0], 2, "Random blob subtype");
     assert_eq!(&bytes[1..17], b"aaaaaaaaaaaaaaaa", "key id");
     assert_eq!(bytes[17], 2, "original BSON type: string");
+}
+
+#[test]
+fn the_async_example_prints_what_the_blocking_one_does() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut out = Vec::new();
+    runtime.block_on(async_example::run(&mut out)).expect("the async example runs");
+    let (async_masked, async_ciphertext) = mask(&String::from_utf8(out).expect("UTF-8 output"));
+    let (blocking_masked, blocking_ciphertext) = mask(&example_output());
+    assert_eq!(async_masked, blocking_masked);
+    assert_eq!(async_masked, REFERENCE);
+    assert_ne!(async_ciphertext, blocking_ciphertext, "Random ciphertexts, of the same length");
+    assert_eq!(async_ciphertext.len(), blocking_ciphertext.len());
 }
 
 #[test]
