@@ -11,7 +11,7 @@
 
 #[path = "state_machine.rs"]
 #[allow(dead_code, reason = "the blocking example's main and helpers this example does not call")]
-mod blocking;
+pub mod blocking;
 
 use std::error::Error as StdError;
 use std::io::Write;

@@ -4,7 +4,8 @@
 //! The types mirror libmongocrypt's handles and the ownership rules of `mongocrypt.h`:
 //!
 //! - [`Crypt`] (`mongocrypt_t`): one per client, configured with [`CryptBuilder`], `Send + Sync`.
-//! - [`Ctx`] (`mongocrypt_ctx_t`): one operation's state machine. It borrows its `Crypt`, so it cannot outlive it.
+//! - [`Ctx`] (`mongocrypt_ctx_t`): one operation's state machine, `Send + 'static`. It holds a clone of its
+//!   `Crypt` (a cheap handle), so the `mongocrypt_t` outlives every ctx made from it by construction.
 //! - [`KmsCtx`] (`mongocrypt_kms_ctx_t`): one KMS request, alive only inside a [`KmsScope`] of the NEED_KMS state.
 //!
 //! Every public function of libmongocrypt 1.21 is reachable. The crate compiles against any libmongocrypt from
@@ -90,11 +91,73 @@
 //!
 //! `cargo run --example state_machine` replays libmongocrypt's `example-state-machine.c` through the runner.
 //!
+//! # Using it from async code
+//!
+//! Nothing here blocks an async runtime unless the driver makes it:
+//!
+//! - A [`Ctx`] is `Send + 'static`: build it in one task, move it into `tokio::spawn`, keep it in a struct beside
+//!   the [`Crypt`] (`Crypt` is `Clone + Send + Sync`), or hand a READY ctx to `spawn_blocking` so that
+//!   [`Ctx::finalize`]'s cryptography runs off the async workers. The views a ctx returns borrow it, as before.
+//! - [`state_machine::run_async`] drives a ctx with an [`AsyncStateMachineIo`], whose methods are `async fn`s
+//!   returning `Send` futures. It serves a round's KMS requests as concurrent futures (at most
+//!   [`Runner::max_concurrent_kms`]) and waits out each retry's back-off with the sleep it is given. It depends on no
+//!   executor; with the `tokio` feature, [`state_machine::run_tokio`] passes `tokio::time::sleep`.
+//! - [`KmsCtx`] is `Sync`, so a future may hold `&KmsCtx` (its message, its endpoint) across an `.await`.
+//! - A [`KmsScope`] dropped early (by `?`, or by cancelling the future that owned it) still ends NEED_KMS; its
+//!   error stays in the ctx. A cancelled operation's ctx is dropped, never stuck.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use mongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
+//! use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+//!
+//! /// The driver's I/O; here a key vault in memory.
+//! struct KeyVault(Vec<RawDocumentBuf>);
+//!
+//! impl AsyncStateMachineIo for KeyVault {
+//!     async fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+//!         Ok(vec![])
+//!     }
+//!     async fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+//!         Err("no mongocryptd".into())
+//!     }
+//!     async fn find_keys(&self, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+//!         Ok(self.0.clone()) // key_vault.find(filter).await
+//!     }
+//!     async fn kms_request(&self, _: &mut KmsCtx<'_>) -> IoResult<()> {
+//!         Err("no KMS".into())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
+//!
+//! // A READY data key, finalized on the blocking pool.
+//! let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
+//! let key = tokio::task::spawn_blocking(move || ctx.finalize_owned()).await??;
+//! let key_id = key.get_binary("_id")?.bytes.to_vec();
+//! let vault = Arc::new(KeyVault(vec![key]));
+//!
+//! // A ctx built here and driven in a spawned task, which may outlive this handle.
+//! let mut ctx = crypt.ctx().key_id(&key_id)?.algorithm(&Algorithm::Random)?.explicit_encrypt(&rawdoc! { "v": 42 })?;
+//! drop(crypt);
+//! let io = vault.clone();
+//! let task = tokio::spawn(async move { run_async(&mut ctx, &*io, tokio::time::sleep).await });
+//! let ciphertext = task.await??.expect("{v: ciphertext}");
+//! assert_eq!(ciphertext.get_binary("v")?.bytes[0], 2, "a Random FLE1 ciphertext");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # KMS I/O and on-demand credentials
 //!
 //! With the `kms-tls` feature, `kms_tls` serves NEED_KMS over TLS (rustls) with per-provider TLS options and
 //! retries, and `kms_credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (AWS environment, GCP
-//! and Azure metadata servers). Both plug into the [`state_machine`] runner.
+//! and Azure metadata servers). Both plug into the blocking [`state_machine`] runners; from async code, call them
+//! inside an [`AsyncStateMachineIo`] method through the runtime's `spawn_blocking`.
 #![warn(missing_docs)]
 
 mod binary;

@@ -463,7 +463,7 @@ pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(ctx: &mut Ctx, io: &I) 
 /// let key = run_async(&mut ctx, &Driver, sleep).await?.expect("the key document");
 /// assert!(key.get_binary("_id").is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # })
+/// # }).unwrap();
 /// ```
 pub async fn run_async<I, S, F>(ctx: &mut Ctx, io: &I, sleep: S) -> RunResult
 where
@@ -521,18 +521,20 @@ trait Driver {
     fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>>;
     fn sleep(&self, delay: Duration) -> impl Future<Output = ()>;
     /// Serves one round's requests, each with [`serve_kms`], at most `limit` at once; errors in request order.
-    fn serve_round(
-        &self,
-        round: &mut [KmsCtx<'_>],
-        limit: NonZeroUsize,
-    ) -> impl Future<Output = std::result::Result<(), RunError>>;
+    fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult>;
 }
+
+/// The result of serving one KMS request, or one round of them.
+type RoundResult = std::result::Result<(), RunError>;
+
+/// How [`Blocking`] serves a round: [`one_by_one`] or [`on_threads`].
+type ServeRound<'i, I> = fn(&Blocking<'i, I>, &mut [KmsCtx<'_>], NonZeroUsize) -> RoundResult;
 
 /// [`run`] and [`run_concurrent`]: a [`StateMachineIo`] on the calling thread, with a round's KMS requests served
 /// one by one ([`one_by_one`]) or on scoped threads ([`on_threads`], which needs `I: Sync`).
 struct Blocking<'i, I: ?Sized> {
     io: &'i I,
-    serve_round: fn(&Blocking<'i, I>, &mut [KmsCtx<'_>], NonZeroUsize) -> std::result::Result<(), RunError>,
+    serve_round: ServeRound<'i, I>,
 }
 
 impl<I: StateMachineIo + ?Sized> Driver for Blocking<'_, I> {
@@ -565,11 +567,7 @@ impl<I: StateMachineIo + ?Sized> Driver for Blocking<'_, I> {
         std::future::ready(())
     }
 
-    fn serve_round(
-        &self,
-        round: &mut [KmsCtx<'_>],
-        limit: NonZeroUsize,
-    ) -> impl Future<Output = std::result::Result<(), RunError>> {
+    fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult> {
         std::future::ready((self.serve_round)(self, round, limit))
     }
 }
@@ -578,7 +576,7 @@ fn one_by_one<I: StateMachineIo + ?Sized>(
     blocking: &Blocking<'_, I>,
     round: &mut [KmsCtx<'_>],
     _limit: NonZeroUsize,
-) -> std::result::Result<(), RunError> {
+) -> RoundResult {
     round.iter_mut().try_for_each(|kms| complete(serve_kms(blocking, kms)))
 }
 
@@ -586,7 +584,7 @@ fn on_threads<I: StateMachineIo + Sync + ?Sized>(
     blocking: &Blocking<'_, I>,
     round: &mut [KmsCtx<'_>],
     limit: NonZeroUsize,
-) -> std::result::Result<(), RunError> {
+) -> RoundResult {
     round.chunks_mut(limit.get()).try_for_each(|chunk| match chunk {
         [kms] => complete(serve_kms(blocking, kms)),
         chunk => std::thread::scope(|s| {
@@ -641,27 +639,21 @@ where
         (self.sleep)(delay)
     }
 
-    fn serve_round(
-        &self,
-        round: &mut [KmsCtx<'_>],
-        limit: NonZeroUsize,
-    ) -> impl Future<Output = std::result::Result<(), RunError>> {
+    async fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> RoundResult {
         // `stream::iter(..).map(|kms| serve_kms(..)).buffered(limit)` does the same, but rustc cannot prove a
         // future holding that closure `Send` ("implementation of `FnOnce` is not general enough", rust-lang/rust
         // issue 64552), so the bounded window is filled by hand.
-        async move {
-            let mut waiting = round.iter_mut();
-            let mut in_flight = FuturesOrdered::new();
-            let mut results = Vec::new();
-            loop {
-                while in_flight.len() < limit.get() {
-                    let Some(kms) = waiting.next() else { break };
-                    in_flight.push_back(serve_kms(self, kms));
-                }
-                match in_flight.next().await {
-                    Some(result) => results.push(result),
-                    None => return results.into_iter().collect(),
-                }
+        let mut waiting = round.iter_mut();
+        let mut in_flight = FuturesOrdered::new();
+        let mut results = Vec::new();
+        loop {
+            while in_flight.len() < limit.get() {
+                let Some(kms) = waiting.next() else { break };
+                in_flight.push_back(serve_kms(self, kms));
+            }
+            match in_flight.next().await {
+                Some(result) => results.push(result),
+                None => return results.into_iter().collect(),
             }
         }
     }
@@ -758,7 +750,7 @@ fn feed_all(ctx: &mut Ctx, docs: &[RawDocumentBuf]) -> Result<()> {
 
 /// One attempt at one KMS request, for every face: the back-off, the exchange, and the classification of its error
 /// (libmongocrypt's own, or a network error reported with `fail` and retried if libmongocrypt allows).
-async fn serve_kms<D: Driver>(driver: &D, kms: &mut KmsCtx<'_>) -> std::result::Result<(), RunError> {
+async fn serve_kms<D: Driver>(driver: &D, kms: &mut KmsCtx<'_>) -> RoundResult {
     // Back-off before a retry; always zero before libmongocrypt 1.12 (where the call is unsupported).
     let delay = kms.sleep_duration().unwrap_or_default();
     if !delay.is_zero() {

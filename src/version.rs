@@ -26,7 +26,7 @@ pub fn version() -> &'static str {
 /// use mongocrypt::Version;
 ///
 /// let linked = Version::linked();
-/// assert!(linked >= Version::new(1, 7, 0));
+/// assert!(*linked >= Version::new(1, 7, 0));
 /// assert_eq!(linked.to_string().split('-').next(), mongocrypt::version().split(['-', '+']).next());
 /// assert!("1.8.0-alpha1".parse::<Version>()? < Version::new(1, 8, 0));
 /// # Ok::<(), mongocrypt::Error>(())

@@ -3,13 +3,12 @@
 //! as the reference masks them. Also checks the example's libbson-style printer on its own, and its extended JSON
 //! reader (the repository's only one) on every data file.
 
-#[path = "../examples/state_machine.rs"]
-#[allow(dead_code)]
-mod example;
-
+// The async example includes the blocking one as its `blocking` module.
 #[path = "../examples/async_state_machine.rs"]
 #[allow(dead_code)]
 mod async_example;
+
+use async_example::blocking as example;
 
 use std::path::{Path, PathBuf};
 
