@@ -209,3 +209,28 @@ fn kms_ctx_fed_on_another_thread() {
     let ciphertext = ctx.finalize_owned().unwrap();
     assert_eq!(ciphertext, RawDocumentBuf::try_from(&doc! { "v": expected }).unwrap());
 }
+
+#[test]
+fn crypts_are_made_and_destroyed_on_many_threads_at_once() {
+    // Before 1.8, mongocrypt_init and mongocrypt_destroy race on crypt_shared's loading (MONGOCRYPT-526): the
+    // binding serializes them process-wide there. Each thread makes handles whose last owner is a ctx, so the
+    // destroys happen on the threads too, interleaved with the other threads' inits.
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let crypt = local_crypt();
+                    let (key, key_id) = new_key(&crypt, &format!("key-{t}-{round}"));
+                    let ctx = crypt.ctx().key_id(&key_id).unwrap().algorithm(&Algorithm::Random).unwrap();
+                    let ctx = ctx.explicit_encrypt(&rawdoc! { "v": round as i32 }).unwrap();
+                    drop(crypt);
+                    let ciphertext = run(ctx, &key).unwrap();
+                    assert_eq!(&ciphertext.get_binary("v").unwrap().bytes[1..17], &key_id[..]);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
