@@ -10,7 +10,7 @@ use mongocrypt_sys as sys;
 use crate::binary::{BinaryView, BsonArg, BsonInput};
 use crate::ctx::CtxBuilder;
 use crate::error::{requires, Error, Result, Status};
-use crate::hooks::{self, CryptoProvider, InstalledHooks, RustCrypto};
+use crate::hooks::{self, CryptoProvider, InstalledHooks, IntoCryptoProvider, RustCrypto};
 use crate::log::{self as mlog, LogHandler, LogLevel};
 use crate::version::Version;
 
@@ -241,9 +241,10 @@ impl CryptBuilder {
         })
     }
 
-    /// Supplies libmongocrypt's cryptography from `provider` (`mongocrypt_setopt_crypto_hooks` and friends).
-    pub fn crypto_provider(mut self, provider: impl CryptoProvider) -> CryptBuilder {
-        self.provider = Some(Arc::new(provider));
+    /// Supplies libmongocrypt's cryptography from `provider` (`mongocrypt_setopt_crypto_hooks` and friends): a
+    /// [`CryptoProvider`], or an `Arc<dyn CryptoProvider>` the application keeps too.
+    pub fn crypto_provider(mut self, provider: impl IntoCryptoProvider) -> CryptBuilder {
+        self.provider = Some(provider.into_crypto_provider());
         self
     }
 

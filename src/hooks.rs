@@ -141,77 +141,22 @@ pub trait CryptoProvider: Send + Sync + 'static {
     }
 }
 
-/// A shared provider, as [`CryptoProvider`]: so that
-/// [`CryptBuilder::crypto_provider`](crate::CryptBuilder::crypto_provider) takes an `Arc<dyn CryptoProvider>` (or
-/// any `Arc<P>`) that the application also keeps. Every method forwards, overrides and defaults alike.
-impl<P: CryptoProvider + ?Sized> CryptoProvider for Arc<P> {
-    fn aes_256_cbc_encrypt(
-        &self,
-        key: &[u8],
-        iv: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        (**self).aes_256_cbc_encrypt(key, iv, input, output)
-    }
+/// What [`CryptBuilder::crypto_provider`](crate::CryptBuilder::crypto_provider) takes: a [`CryptoProvider`], or an
+/// `Arc<dyn CryptoProvider>` that the application shares with the `Crypt` (it is used as it is, not wrapped again).
+pub trait IntoCryptoProvider {
+    /// The provider, shared.
+    fn into_crypto_provider(self) -> Arc<dyn CryptoProvider>;
+}
 
-    fn aes_256_cbc_decrypt(
-        &self,
-        key: &[u8],
-        iv: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        (**self).aes_256_cbc_decrypt(key, iv, input, output)
+impl<P: CryptoProvider> IntoCryptoProvider for P {
+    fn into_crypto_provider(self) -> Arc<dyn CryptoProvider> {
+        Arc::new(self)
     }
+}
 
-    fn aes_256_ctr_encrypt(
-        &self,
-        key: &[u8],
-        iv: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        (**self).aes_256_ctr_encrypt(key, iv, input, output)
-    }
-
-    fn aes_256_ctr_decrypt(
-        &self,
-        key: &[u8],
-        iv: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        (**self).aes_256_ctr_decrypt(key, iv, input, output)
-    }
-
-    fn aes_256_ecb_encrypt(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<usize, CryptoError> {
-        (**self).aes_256_ecb_encrypt(key, input, output)
-    }
-
-    fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        (**self).hmac_sha_512(key, input, output)
-    }
-
-    fn hmac_sha_256(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        (**self).hmac_sha_256(key, input, output)
-    }
-
-    fn sha_256(&self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        (**self).sha_256(input, output)
-    }
-
-    fn random(&self, output: &mut [u8]) -> Result<(), CryptoError> {
-        (**self).random(output)
-    }
-
-    fn sign_rsassa_pkcs1_v1_5_sha256(
-        &self,
-        private_key: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        (**self).sign_rsassa_pkcs1_v1_5_sha256(private_key, input, output)
+impl IntoCryptoProvider for Arc<dyn CryptoProvider> {
+    fn into_crypto_provider(self) -> Arc<dyn CryptoProvider> {
+        self
     }
 }
 
