@@ -337,11 +337,24 @@ unsafe fn run_hook(
     let message = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return true,
         Ok(Err(failure)) => format!("{name} failed: {failure}"),
-        Err(payload) => format!("{name} panicked: {}", panic_message(&*payload)),
+        Err(payload) => {
+            let message = format!("{name} panicked: {}", panic_message(&*payload));
+            drop_panic_payload(payload);
+            message
+        }
     };
     // SAFETY: the caller guarantees `status` is NULL or live ("an optional status to pass error messages").
     unsafe { Status::set_client_error(status, &message) };
     false
+}
+
+/// Drops the payload of a caught panic where no panic may escape: inside an `extern "C"` function, a panic in the
+/// payload's own `Drop` would abort the process ("panic in a function that cannot unwind"). That second panic is
+/// caught too, and its payload, which may panic the same way, is leaked rather than dropped.
+pub(crate) fn drop_panic_payload(payload: Box<dyn Any + Send>) {
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
