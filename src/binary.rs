@@ -93,7 +93,7 @@ impl Drop for BinaryOut {
     }
 }
 
-/// A view of memory libmongocrypt handed to a callback; `as_mut_slice` for out-parameters it preallocated.
+/// A view of memory libmongocrypt handed to a callback; `zeroed_output` for out-parameters it preallocated.
 pub(crate) struct CallbackBinary(*mut sys::mongocrypt_binary_t);
 
 impl CallbackBinary {
@@ -118,19 +118,23 @@ impl CallbackBinary {
         }
     }
 
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// The out-parameter's bytes, zeroed: what libmongocrypt preallocated is uninitialised memory (a fresh
+    /// `bson_malloc`, or a reused block holding stale heap bytes), which safe code must never see.
+    pub(crate) fn zeroed_output(&mut self) -> &mut [u8] {
         if self.0.is_null() {
             return &mut [];
         }
-        // SAFETY: out-parameters of hooks are "a preallocated byte array for the output"; libmongocrypt does not
-        // touch it during the call, so this is the only reference to it.
+        // SAFETY: `new`'s contract: out-parameters of hooks are "a preallocated byte array for the output" (see
+        // mongocrypt_binary_data), `len` writable bytes at `data` that libmongocrypt does not touch during the call,
+        // so this is the only reference to them. They may be uninitialised, so they are written through the raw
+        // pointer (write_bytes) before any `&mut [u8]` to them exists.
         unsafe {
             let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
             if data.is_null() {
-                &mut []
-            } else {
-                std::slice::from_raw_parts_mut(data, len as usize)
+                return &mut [];
             }
+            std::ptr::write_bytes(data, 0, len as usize);
+            std::slice::from_raw_parts_mut(data, len as usize)
         }
     }
 }
