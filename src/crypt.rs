@@ -1,11 +1,12 @@
 //! `mongocrypt_t`: one per client, configured by [`CryptBuilder`], then shared as a [`Crypt`].
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongocrypt_sys as sys;
+use zeroize::Zeroize;
 
 use crate::binary::{BinaryView, BsonArg, BsonInput};
 use crate::ctx::CtxBuilder;
@@ -391,8 +392,33 @@ fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
 
 /// A string argument for setopts that take `(const char *, int32_t len)`. It is NUL-terminated although the length
 /// is passed: several of them copy with `bson_strndup`, which reads one byte past `len`.
-pub(crate) fn str_arg(s: &str) -> Result<(CString, i32)> {
+///
+/// Some are secrets (`kms_provider_aws`'s secret access key), so the copy is wiped when dropped, whether
+/// libmongocrypt took it or refused it; a string with a NUL byte is refused before anything is copied.
+pub(crate) fn str_arg(s: &str) -> Result<(StrArg, i32)> {
     let len = i32::try_from(s.len()).map_err(|_| Error::invalid("string longer than 2 GiB"))?;
-    let s = CString::new(s).map_err(|_| Error::invalid("string contains a NUL byte"))?;
-    Ok((s, len))
+    if s.as_bytes().contains(&0) {
+        return Err(Error::invalid("string contains a NUL byte"));
+    }
+    // Sized up front: one allocation, never grown, so no unwiped copy is left behind by a reallocation.
+    let mut bytes = Vec::with_capacity(s.len() + 1);
+    bytes.extend_from_slice(s.as_bytes());
+    bytes.push(0);
+    Ok((StrArg(bytes), len))
+}
+
+/// The NUL-terminated copy [`str_arg`] makes, wiped (its whole allocation) when dropped.
+pub(crate) struct StrArg(Vec<u8>);
+
+impl StrArg {
+    /// The C string, valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *const c_char {
+        self.0.as_ptr().cast()
+    }
+}
+
+impl Drop for StrArg {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
