@@ -2,6 +2,7 @@
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,7 +262,11 @@ impl CryptBuilder {
 
     /// Initialises the handle (`mongocrypt_init`). Installs the `log` bridge unless a handler was set, and
     /// [`RustCrypto`] when the library has no native crypto and no provider was set.
+    ///
+    /// When the `MONGOCRYPT_TRACE` environment variable is set, the first `build` of the process logs a
+    /// `log::warn!`: libmongocrypt's trace log exposes secrets in plain text.
     pub fn build(mut self) -> Result<Crypt> {
+        warn_if_tracing();
         if !self.log_set {
             self = self.set_log_handler(mlog::log_crate_handler())?;
         }
@@ -380,6 +385,23 @@ impl Drop for Crypt {
 impl std::fmt::Debug for Crypt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Crypt").field("raw", &self.raw).field("crypto_hooks", &self.uses_crypto_hooks()).finish()
+    }
+}
+
+/// The environment variable that turns on libmongocrypt's trace log.
+const TRACE_VARIABLE: &str = "MONGOCRYPT_TRACE";
+
+/// Warns, once per process, when libmongocrypt's trace log is on: it logs the arguments of setopts, secrets among
+/// them (1.7.2 writes `kms_provider_aws`'s secret access key in plain text), to the log handler. Only builds made
+/// with the trace log (cmake `ENABLE_TRACE`) have it, which the binding cannot tell, so it warns whenever the
+/// variable is set.
+fn warn_if_tracing() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if std::env::var_os(TRACE_VARIABLE).is_some() && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "{TRACE_VARIABLE} is set: libmongocrypt's trace log (in builds that have it) exposes secrets, such as the \
+             AWS secret access key, in plain text to the log handler; do not set it where real credentials are used"
+        );
     }
 }
 
