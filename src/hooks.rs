@@ -362,11 +362,16 @@ unsafe fn run_hook(
 
 /// Drops the payload of a caught panic where no panic may escape: inside an `extern "C"` function, a panic in the
 /// payload's own `Drop` would abort the process ("panic in a function that cannot unwind"). That second panic is
-/// caught too, and its payload, which may panic the same way, is leaked rather than dropped.
-pub(crate) fn drop_panic_payload(payload: Box<dyn Any + Send>) {
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(second);
+/// caught too and its payload dropped the same way, and so on a few times (a `panic!` message, the usual payload,
+/// drops without panicking); a payload still panicking after that is leaked rather than dropped.
+pub(crate) fn drop_panic_payload(mut payload: Box<dyn Any + Send>) {
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
     }
+    std::mem::forget(payload);
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -1039,11 +1044,23 @@ mod tests {
         }
     }
 
+    /// A panic payload whose `Drop` panics with another `Endless` payload, every time.
+    struct Endless;
+
+    impl Drop for Endless {
+        fn drop(&mut self) {
+            std::panic::panic_any(Endless);
+        }
+    }
+
     #[test]
     fn payloads_whose_drop_panics_are_contained() {
         drop_panic_payload(Box::new(DropBomb));
-        // The second panic's payload panics on drop as well: it is leaked, not dropped.
+        // The second panic's payload panics on drop as well, and is dropped in turn.
         drop_panic_payload(Box::new(DoubleBomb));
+        // Payloads that never stop panicking: after a few, the last is leaked (a zero-sized one here, so valgrind
+        // sees no leak).
+        drop_panic_payload(Box::new(Endless));
         let status = Status::new();
         // SAFETY: `status` is live.
         let ok = unsafe { run_hook("random", status.as_ptr(), || std::panic::panic_any(DropBomb)) };
