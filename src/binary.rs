@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use bson::{Document, RawDocument, RawDocumentBuf};
+use bson::spec::BinarySubtype;
+use bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
 use zeroize::Zeroize;
 
@@ -93,7 +94,7 @@ impl Drop for BinaryOut {
     }
 }
 
-/// A view of memory libmongocrypt handed to a callback; `as_mut_slice` for out-parameters it preallocated.
+/// A view of memory libmongocrypt handed to a callback; `zeroed_output` for out-parameters it preallocated.
 pub(crate) struct CallbackBinary(*mut sys::mongocrypt_binary_t);
 
 impl CallbackBinary {
@@ -118,19 +119,23 @@ impl CallbackBinary {
         }
     }
 
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// The out-parameter's bytes, zeroed: what libmongocrypt preallocated is uninitialised memory (a fresh
+    /// `bson_malloc`, or a reused block holding stale heap bytes), which safe code must never see.
+    pub(crate) fn zeroed_output(&mut self) -> &mut [u8] {
         if self.0.is_null() {
             return &mut [];
         }
-        // SAFETY: out-parameters of hooks are "a preallocated byte array for the output"; libmongocrypt does not
-        // touch it during the call, so this is the only reference to it.
+        // SAFETY: `new`'s contract: out-parameters of hooks are "a preallocated byte array for the output" (see
+        // mongocrypt_binary_data), `len` writable bytes at `data` that libmongocrypt does not touch during the call,
+        // so this is the only reference to them. They may be uninitialised, so they are written through the raw
+        // pointer (write_bytes) before any `&mut [u8]` to them exists.
         unsafe {
             let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
             if data.is_null() {
-                &mut []
-            } else {
-                std::slice::from_raw_parts_mut(data, len as usize)
+                return &mut [];
             }
+            std::ptr::write_bytes(data, 0, len as usize);
+            std::slice::from_raw_parts_mut(data, len as usize)
         }
     }
 }
@@ -282,8 +287,172 @@ impl BsonInput for Vec<u8> {
 
 impl BsonInput for Document {
     fn bson_bytes(&self) -> Result<Cow<'_, [u8]>> {
-        Ok(Cow::Owned(RawDocumentBuf::try_from(self)?.into_bytes()))
+        Ok(Cow::Owned(serialize_document(self)?))
     }
+}
+
+/// `doc` as BSON bytes, written into one buffer allocated at its final size.
+///
+/// bson's own serializer (`RawDocumentBuf::try_from`) writes into a `Vec` that grows as it goes, and every
+/// reallocation frees a copy of what was written so far, unwiped. Documents carry credentials (KMS providers' keys,
+/// secrets and tokens), and [`BsonArg`] can wipe only the buffer it holds, so that buffer must be the only one.
+pub(crate) fn serialize_document(doc: &Document) -> Result<Vec<u8>> {
+    let len = document_len(doc)?;
+    if len > i32::MAX as usize {
+        return Err(Error::invalid("document larger than 2 GiB"));
+    }
+    let mut out = Vec::with_capacity(len);
+    write_document(&mut out, doc);
+    debug_assert_eq!((out.len(), out.capacity()), (len, len), "the buffer was sized exactly and never grew");
+    Ok(out)
+}
+
+/// The length of `doc` as BSON; checks that no key holds a NUL byte, which a BSON key cannot.
+fn document_len(doc: &Document) -> Result<usize> {
+    let mut len = 4 + 1;
+    for (key, value) in doc {
+        if key.as_bytes().contains(&0) {
+            return Err(Error::invalid(format!("BSON: document key {key:?} contains a NUL byte")));
+        }
+        len += 1 + key.len() + 1 + value_len(value)?;
+    }
+    Ok(len)
+}
+
+/// The length of `value` as a BSON element's value.
+fn value_len(value: &Bson) -> Result<usize> {
+    let string = |s: &str| 4 + s.len() + 1;
+    Ok(match value {
+        Bson::Double(_) | Bson::Int64(_) | Bson::Timestamp(_) | Bson::DateTime(_) => 8,
+        Bson::String(s) | Bson::JavaScriptCode(s) | Bson::Symbol(s) => string(s),
+        Bson::Document(d) => document_len(d)?,
+        Bson::Array(items) => array_len(items)?,
+        Bson::Binary(b) => 4 + 1 + if b.subtype == BinarySubtype::BinaryOld { 4 } else { 0 } + b.bytes.len(),
+        Bson::Boolean(_) => 1,
+        Bson::Null | Bson::Undefined | Bson::MinKey | Bson::MaxKey => 0,
+        Bson::RegularExpression(re) => re.pattern.as_str().len() + 1 + re.options.as_str().len() + 1,
+        Bson::JavaScriptCodeWithScope(cws) => 4 + string(&cws.code) + document_len(&cws.scope)?,
+        Bson::Int32(_) => 4,
+        Bson::ObjectId(_) => 12,
+        Bson::Decimal128(_) => 16,
+        Bson::DbPointer(_) => db_pointer_bytes(value)?.len(),
+    })
+}
+
+fn array_len(items: &[Bson]) -> Result<usize> {
+    let mut len = 4 + 1;
+    for (index, value) in items.iter().enumerate() {
+        len += 1 + decimal_len(index) + 1 + value_len(value)?;
+    }
+    Ok(len)
+}
+
+/// The number of decimal digits of `n`: the length of an array index key.
+fn decimal_len(mut n: usize) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+/// Appends `doc`, whose keys [`document_len`] checked, to `out`.
+fn write_document(out: &mut Vec<u8>, doc: &Document) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    for (key, value) in doc {
+        write_element(out, key, value);
+    }
+    out.push(0);
+    finish_length(out, start);
+}
+
+fn write_array(out: &mut Vec<u8>, items: &[Bson]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    for (index, value) in items.iter().enumerate() {
+        write_element(out, &index.to_string(), value);
+    }
+    out.push(0);
+    finish_length(out, start);
+}
+
+/// Writes the length of what `out` holds from `start` into the four bytes at `start`.
+fn finish_length(out: &mut [u8], start: usize) {
+    // Within i32: serialize_document checked the whole document's length before writing anything.
+    let len = (out.len() - start) as i32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn write_element(out: &mut Vec<u8>, key: &str, value: &Bson) {
+    out.push(value.element_type() as u8);
+    out.extend_from_slice(key.as_bytes());
+    out.push(0);
+    write_value(out, value);
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    // Within i32 as above.
+    out.extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Bson) {
+    match value {
+        Bson::Double(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Bson::String(s) | Bson::JavaScriptCode(s) | Bson::Symbol(s) => write_string(out, s),
+        Bson::Document(d) => write_document(out, d),
+        Bson::Array(items) => write_array(out, items),
+        Bson::Binary(b) => {
+            let old = b.subtype == BinarySubtype::BinaryOld;
+            // The old binary subtype repeats the length inside the value, and counts those 4 bytes.
+            let len = (b.bytes.len() + if old { 4 } else { 0 }) as i32;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.push(b.subtype.into());
+            if old {
+                out.extend_from_slice(&(b.bytes.len() as i32).to_le_bytes());
+            }
+            out.extend_from_slice(&b.bytes);
+        }
+        Bson::Boolean(b) => out.push(u8::from(*b)),
+        Bson::Null | Bson::Undefined | Bson::MinKey | Bson::MaxKey => {}
+        Bson::RegularExpression(re) => {
+            for part in [re.pattern.as_str(), re.options.as_str()] {
+                out.extend_from_slice(part.as_bytes());
+                out.push(0);
+            }
+        }
+        Bson::JavaScriptCodeWithScope(cws) => {
+            let start = out.len();
+            out.extend_from_slice(&[0; 4]);
+            write_string(out, &cws.code);
+            write_document(out, &cws.scope);
+            finish_length(out, start);
+        }
+        Bson::Int32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Bson::Timestamp(ts) => {
+            out.extend_from_slice(&ts.increment.to_le_bytes());
+            out.extend_from_slice(&ts.time.to_le_bytes());
+        }
+        Bson::Int64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Bson::ObjectId(oid) => out.extend_from_slice(&oid.bytes()),
+        Bson::DateTime(dt) => out.extend_from_slice(&dt.timestamp_millis().to_le_bytes()),
+        Bson::Decimal128(d) => out.extend_from_slice(&d.bytes()),
+        // value_len serialized it once already, so this cannot fail.
+        Bson::DbPointer(_) => out.extend_from_slice(&db_pointer_bytes(value).unwrap_or_default()),
+    }
+}
+
+/// The value bytes of a DBPointer (deprecated; its fields are private to bson), through bson's serializer: a
+/// namespace and an ObjectId, never a secret.
+fn db_pointer_bytes(value: &Bson) -> Result<Vec<u8>> {
+    let mut wrapped = Document::new();
+    wrapped.insert("", value.clone());
+    let bytes = RawDocumentBuf::try_from(&wrapped)?.into_bytes();
+    // {len:4}{type:1}{key "":1}{value}{terminator:1}
+    Ok(bytes[6..bytes.len() - 1].to_vec())
 }
 
 impl<T: BsonInput + ?Sized> BsonInput for &T {
@@ -303,9 +472,8 @@ mod tests {
         RawDocumentBuf::try_from(d).unwrap().into_bytes()
     }
 
-    #[test]
-    fn every_element_type_passes() {
-        let d = doc! {
+    fn all_types() -> Document {
+        doc! {
             "double": 1.5, "string": "s", "doc": { "a": [1, { "b": null }] }, "array": [], "empty": {},
             "binary": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }, "undefined": Bson::Undefined,
             "oid": bson::oid::ObjectId::new(), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
@@ -314,8 +482,39 @@ mod tests {
             "scope": JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },
             "int32": 1, "timestamp": Timestamp { time: 1, increment: 2 }, "int64": 2_i64,
             "decimal": Decimal128::from_bytes([0; 16]), "min": Bson::MinKey, "max": Bson::MaxKey,
+        }
+    }
+
+    #[test]
+    fn every_element_type_passes() {
+        assert_eq!(check_document(&bytes(&all_types()), 0), Ok(()));
+    }
+
+    #[test]
+    fn serialize_document_writes_what_bson_writes_into_one_exact_buffer() {
+        // A DBPointer can only be read, not built: namespace "db.c", ObjectId 0x01 * 12.
+        let mut db_pointer = vec![0u8; 4];
+        db_pointer.extend_from_slice(b"\x0cp\0\x05\0\0\0db.c\0");
+        db_pointer.extend_from_slice(&[1; 12]);
+        db_pointer.push(0);
+        let n = db_pointer.len() as i32;
+        db_pointer[..4].copy_from_slice(&n.to_le_bytes());
+        let db_pointer = Document::from_reader(&db_pointer[..]).unwrap();
+        let nested = doc! {
+            "d": { "a": [1, { "b": null }, [], "x".repeat(300)] }, "empty": {}, "": "empty key",
+            "old": Binary { subtype: BinarySubtype::BinaryOld, bytes: vec![1, 2, 3] },
+            "array": (0..12).map(Bson::Int32).collect::<Vec<_>>(), "unicode": "\u{e9}\u{1f600}", "nul": "a\0b",
+            "user": Binary { subtype: BinarySubtype::UserDefined(0x80), bytes: vec![9; 200] },
+            "p": db_pointer.get("p").unwrap().clone(),
         };
-        assert_eq!(check_document(&bytes(&d), 0), Ok(()));
+        for d in [all_types(), nested, Document::new()] {
+            let ours = serialize_document(&d).unwrap();
+            assert_eq!(ours, bytes(&d), "{d}");
+            assert_eq!(ours.capacity(), ours.len());
+        }
+        let bad = doc! { "a": { "b\0c": 1 } };
+        assert!(matches!(serialize_document(&bad), Err(Error::InvalidArgument(m)) if m.contains("NUL")));
+        assert!(bad.bson_bytes().is_err());
     }
 
     #[test]

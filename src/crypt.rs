@@ -1,11 +1,13 @@
 //! `mongocrypt_t`: one per client, configured by [`CryptBuilder`], then shared as a [`Crypt`].
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mongocrypt_sys as sys;
+use zeroize::Zeroize;
 
 use crate::binary::{BinaryView, BsonArg, BsonInput};
 use crate::ctx::CtxBuilder;
@@ -255,7 +257,11 @@ impl CryptBuilder {
 
     /// Initialises the handle (`mongocrypt_init`). Installs the `log` bridge unless a handler was set, and
     /// [`RustCrypto`] when the library has no native crypto and no provider was set.
+    ///
+    /// When the `MONGOCRYPT_TRACE` environment variable is set, the first `build` of the process logs a
+    /// `log::warn!`: libmongocrypt's trace log exposes secrets in plain text.
     pub fn build(mut self) -> Result<Crypt> {
+        warn_if_tracing();
         if !self.log_set {
             self = self.set_log_handler(mlog::log_crate_handler())?;
         }
@@ -404,6 +410,23 @@ impl std::fmt::Debug for Crypt {
     }
 }
 
+/// The environment variable that turns on libmongocrypt's trace log.
+const TRACE_VARIABLE: &str = "MONGOCRYPT_TRACE";
+
+/// Warns, once per process, when libmongocrypt's trace log is on: it logs the arguments of setopts, secrets among
+/// them (1.7.2 writes `kms_provider_aws`'s secret access key in plain text), to the log handler. Only builds made
+/// with the trace log (cmake `ENABLE_TRACE`) have it, which the binding cannot tell, so it warns whenever the
+/// variable is set.
+fn warn_if_tracing() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if std::env::var_os(TRACE_VARIABLE).is_some() && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "{TRACE_VARIABLE} is set: libmongocrypt's trace log (in builds that have it) exposes secrets, such as the \
+             AWS secret access key, in plain text to the log handler; do not set it where real credentials are used"
+        );
+    }
+}
+
 fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
     let status = Status::new();
     // SAFETY: `raw` is a live handle; mongocrypt_status copies its status into ours.
@@ -413,8 +436,33 @@ fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
 
 /// A string argument for setopts that take `(const char *, int32_t len)`. It is NUL-terminated although the length
 /// is passed: several of them copy with `bson_strndup`, which reads one byte past `len`.
-pub(crate) fn str_arg(s: &str) -> Result<(CString, i32)> {
+///
+/// Some are secrets (`kms_provider_aws`'s secret access key), so the copy is wiped when dropped, whether
+/// libmongocrypt took it or refused it; a string with a NUL byte is refused before anything is copied.
+pub(crate) fn str_arg(s: &str) -> Result<(StrArg, i32)> {
     let len = i32::try_from(s.len()).map_err(|_| Error::invalid("string longer than 2 GiB"))?;
-    let s = CString::new(s).map_err(|_| Error::invalid("string contains a NUL byte"))?;
-    Ok((s, len))
+    if s.as_bytes().contains(&0) {
+        return Err(Error::invalid("string contains a NUL byte"));
+    }
+    // Sized up front: one allocation, never grown, so no unwiped copy is left behind by a reallocation.
+    let mut bytes = Vec::with_capacity(s.len() + 1);
+    bytes.extend_from_slice(s.as_bytes());
+    bytes.push(0);
+    Ok((StrArg(bytes), len))
+}
+
+/// The NUL-terminated copy [`str_arg`] makes, wiped (its whole allocation) when dropped.
+pub(crate) struct StrArg(Vec<u8>);
+
+impl StrArg {
+    /// The C string, valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *const c_char {
+        self.0.as_ptr().cast()
+    }
+}
+
+impl Drop for StrArg {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }

@@ -26,8 +26,10 @@ use crate::error::{self, Error, Status};
 const AES_256_KEY_LEN: usize = 32;
 /// AES block length, which is also the CBC IV and CTR initial counter block length.
 const AES_BLOCK_LEN: usize = 16;
-/// SHA-256 digest length.
+/// SHA-256 digest length, which is also the HMAC-SHA-256 length.
 const SHA_256_LEN: usize = 32;
+/// HMAC-SHA-512 length.
+const HMAC_SHA_512_LEN: usize = 64;
 
 /// The cryptography libmongocrypt delegates to the application when crypto hooks are installed.
 ///
@@ -274,7 +276,17 @@ impl CryptoProvider for RustCrypto {
     ) -> Result<(), CryptoError> {
         let key_pair = RsaKeyPair::from_pkcs8(private_key)
             .map_err(|e| CryptoError::new(format!("invalid PKCS#8 RSA private key: {e}")))?;
-        let output = output_prefix(output, key_pair.public().modulus_len())?;
+        let len = key_pair.public().modulus_len();
+        // libmongocrypt sends all of `output` as the signature: a shorter one (a smaller key) would go out padded
+        // with zeros, so only a key whose signature fills it is accepted.
+        if len < output.len() {
+            return Err(CryptoError::new(format!(
+                "a {}-bit RSA key makes {len}-byte signatures; libmongocrypt expects {} bytes",
+                len * 8,
+                output.len()
+            )));
+        }
+        let output = output_prefix(output, len)?;
         // The RNG only blinds the private-key operation; PKCS#1 v1.5 signatures themselves are deterministic.
         key_pair
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input, output)
@@ -396,11 +408,29 @@ unsafe fn run_hook(
     let message = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return true,
         Ok(Err(failure)) => format!("{name} failed: {failure}"),
-        Err(payload) => format!("{name} panicked: {}", panic_message(&*payload)),
+        Err(payload) => {
+            let message = format!("{name} panicked: {}", panic_message(&*payload));
+            drop_panic_payload(payload);
+            message
+        }
     };
     // SAFETY: the caller guarantees `status` is NULL or live ("an optional status to pass error messages").
     unsafe { Status::set_client_error(status, &message) };
     false
+}
+
+/// Drops the payload of a caught panic where no panic may escape: inside an `extern "C"` function, a panic in the
+/// payload's own `Drop` would abort the process ("panic in a function that cannot unwind"). That second panic is
+/// caught too and its payload dropped the same way, and so on a few times (a `panic!` message, the usual payload,
+/// drops without panicking); a payload still panicking after that is leaked rather than dropped.
+pub(crate) fn drop_panic_payload(mut payload: Box<dyn Any + Send>) {
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -444,12 +474,19 @@ unsafe fn cipher_hook(
             Some(iv) => fixed::<AES_BLOCK_LEN>("IV", iv.as_slice())?.as_slice(),
             None => &[],
         };
-        let out = out.as_mut_slice();
-        let out_len = out.len();
-        let written = op(provider, key, iv, input.as_slice(), out)?;
-        // libmongocrypt trusts bytes_written, so a provider's overstatement must not reach it.
-        let written = u32::try_from(written).ok().filter(|&n| n as usize <= out_len).ok_or_else(|| {
-            CryptoError::new(format!("provider reported {written} bytes written to a {out_len}-byte output"))
+        let input = input.as_slice();
+        // Every cipher libmongocrypt asks for (CBC without padding, CTR, ECB) writes exactly as many bytes as it
+        // reads, so the provider gets exactly that much output.
+        let out = output_prefix(out.zeroed_output(), input.len())?;
+        let written = op(provider, key, iv, input, out)?;
+        // libmongocrypt trusts bytes_written: a short count makes it strip padding it never got (and assert), a
+        // zero trips BSON_ASSERT (*bytes_written > 0). Any count but the input's length is refused here.
+        let written = u32::try_from(written).ok().filter(|&n| n as usize == input.len()).ok_or_else(|| {
+            CryptoError::new(format!(
+                "provider reported {written} bytes written; the output of this cipher is exactly as long as its \
+                 input, {} bytes",
+                input.len()
+            ))
         })?;
         if !bytes_written.is_null() {
             // SAFETY: "bytes_written: Set this to the number of bytes written to out"; checked non-NULL.
@@ -461,12 +498,16 @@ unsafe fn cipher_hook(
     unsafe { run_hook(name, status, body) }
 }
 
-/// The body shared by the `mongocrypt_hmac_fn` hooks: HMACs and the RSA signature.
+/// The body shared by the `mongocrypt_hmac_fn` hooks: HMACs and the RSA signature. `out_len` is the output's fixed
+/// length, the provider's whole output; `None` (the signature) hands over all of libmongocrypt's buffer, which it
+/// sizes to the signature it expects (256 bytes, a 2048-bit key).
 ///
 /// # Safety
 /// The pointer arguments are those libmongocrypt passed to a `mongocrypt_hmac_fn` hook that [`install`] set.
+#[allow(clippy::too_many_arguments)] // mirrors mongocrypt_hmac_fn, plus the hook's name, length and operation
 unsafe fn mac_hook(
     name: &str,
+    out_len: Option<usize>,
     op: impl FnOnce(&dyn CryptoProvider, &[u8], &[u8], &mut [u8]) -> Result<(), CryptoError>,
     ctx: *mut c_void,
     key: *mut sys::mongocrypt_binary_t,
@@ -481,7 +522,11 @@ unsafe fn mac_hook(
         let (provider, key, input, mut out) = unsafe {
             (provider_from_ctx(ctx)?, CallbackBinary::new(key), CallbackBinary::new(input), CallbackBinary::new(out))
         };
-        op(provider, key.as_slice(), input.as_slice(), out.as_mut_slice())
+        let out = match out_len {
+            Some(len) => output_prefix(out.zeroed_output(), len)?,
+            None => out.zeroed_output(),
+        };
+        op(provider, key.as_slice(), input.as_slice(), out)
     };
     // SAFETY: libmongocrypt passed `status` to this hook; it is NULL or live for the call.
     unsafe { run_hook(name, status, body) }
@@ -526,7 +571,7 @@ cipher_trampolines! {
 
 /// Defines the `mongocrypt_hmac_fn` trampolines through [`mac_hook`].
 macro_rules! mac_trampolines {
-    ($($(#[$doc:meta])* $hook:ident => $method:ident;)*) => {$(
+    ($($(#[$doc:meta])* $hook:ident => $method:ident, out_len: $out_len:expr;)*) => {$(
         $(#[$doc])*
         unsafe extern "C" fn $hook(
             ctx: *mut c_void,
@@ -537,7 +582,16 @@ macro_rules! mac_trampolines {
         ) -> bool {
             // SAFETY: libmongocrypt calls this as the hook `install` set under this name, with its own arguments.
             unsafe {
-                mac_hook(stringify!($method), |p, key, input, out| p.$method(key, input, out), ctx, key, input, out, status)
+                mac_hook(
+                    stringify!($method),
+                    $out_len,
+                    |p, key, input, out| p.$method(key, input, out),
+                    ctx,
+                    key,
+                    input,
+                    out,
+                    status,
+                )
             }
         }
     )*};
@@ -545,11 +599,11 @@ macro_rules! mac_trampolines {
 
 mac_trampolines! {
     /// `mongocrypt_hmac_fn` for HMAC-SHA-512.
-    hmac_sha_512_hook => hmac_sha_512;
+    hmac_sha_512_hook => hmac_sha_512, out_len: Some(HMAC_SHA_512_LEN);
     /// `mongocrypt_hmac_fn` for HMAC-SHA-256.
-    hmac_sha_256_hook => hmac_sha_256;
+    hmac_sha_256_hook => hmac_sha_256, out_len: Some(SHA_256_LEN);
     /// `mongocrypt_hmac_fn` for the RSASSA-PKCS1-v1_5 SHA-256 signature (misnamed "rsaes" by libmongocrypt).
-    sign_rsaes_pkcs1_v1_5_hook => sign_rsassa_pkcs1_v1_5_sha256;
+    sign_rsaes_pkcs1_v1_5_hook => sign_rsassa_pkcs1_v1_5_sha256, out_len: None;
 }
 
 /// `mongocrypt_hash_fn` for SHA-256.
@@ -565,7 +619,7 @@ unsafe extern "C" fn sha_256_hook(
         // preallocated byte array for the output".
         let (provider, input, mut out) =
             unsafe { (provider_from_ctx(ctx)?, CallbackBinary::new(input), CallbackBinary::new(out)) };
-        provider.sha_256(input.as_slice(), out.as_mut_slice())
+        provider.sha_256(input.as_slice(), output_prefix(out.zeroed_output(), SHA_256_LEN)?)
     };
     // SAFETY: libmongocrypt passed `status` to this hook; it is NULL or live for the call.
     unsafe { run_hook("sha_256", status, body) }
@@ -583,7 +637,7 @@ unsafe extern "C" fn random_hook(
         // mongocrypt_setopt_crypto_hooks; out is the hook's binary, live for the call, "a preallocated byte array
         // for the output".
         let (provider, mut out) = unsafe { (provider_from_ctx(ctx)?, CallbackBinary::new(out)) };
-        provider.random(output_prefix(out.as_mut_slice(), count as usize)?)
+        provider.random(output_prefix(out.zeroed_output(), count as usize)?)
     };
     // SAFETY: libmongocrypt passed `status` to this hook; it is NULL or live for the call.
     unsafe { run_hook("random", status, body) }
@@ -901,6 +955,176 @@ mod tests {
             let message = status.to_result().unwrap_err().message();
             assert!(message.contains(&format!("{hook} panicked: provider exploded")), "{message}");
         }
+    }
+
+    /// [`RustCrypto`], except that every method first fails unless its whole output buffer is zeros, and the ciphers
+    /// report `reported` bytes written when it is set.
+    struct Peeking {
+        reported: Option<usize>,
+    }
+
+    fn zeros(output: &[u8]) -> Result<(), CryptoError> {
+        match output.iter().position(|&b| b != 0) {
+            Some(at) => Err(CryptoError::new(format!("output byte {at} of {} is not zero", output.len()))),
+            None => Ok(()),
+        }
+    }
+
+    impl CryptoProvider for Peeking {
+        fn aes_256_cbc_encrypt(&self, k: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+            zeros(o)?;
+            Ok(self.reported.unwrap_or(RustCrypto.aes_256_cbc_encrypt(k, iv, i, o)?))
+        }
+        fn aes_256_cbc_decrypt(&self, k: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+            zeros(o)?;
+            Ok(self.reported.unwrap_or(RustCrypto.aes_256_cbc_decrypt(k, iv, i, o)?))
+        }
+        fn aes_256_ctr_encrypt(&self, k: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+            zeros(o)?;
+            Ok(self.reported.unwrap_or(RustCrypto.aes_256_ctr_encrypt(k, iv, i, o)?))
+        }
+        fn aes_256_ctr_decrypt(&self, k: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+            zeros(o)?;
+            Ok(self.reported.unwrap_or(RustCrypto.aes_256_ctr_decrypt(k, iv, i, o)?))
+        }
+        fn aes_256_ecb_encrypt(&self, k: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+            zeros(o)?;
+            Ok(self.reported.unwrap_or(RustCrypto.aes_256_ecb_encrypt(k, i, o)?))
+        }
+        fn hmac_sha_512(&self, k: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+            zeros(o)?;
+            RustCrypto.hmac_sha_512(k, i, o)
+        }
+        fn hmac_sha_256(&self, k: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+            zeros(o)?;
+            RustCrypto.hmac_sha_256(k, i, o)
+        }
+        fn sha_256(&self, i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+            zeros(o)?;
+            RustCrypto.sha_256(i, o)
+        }
+        fn random(&self, o: &mut [u8]) -> Result<(), CryptoError> {
+            zeros(o)?;
+            RustCrypto.random(o)
+        }
+        fn sign_rsassa_pkcs1_v1_5_sha256(&self, k: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+            zeros(o)?;
+            RustCrypto.sign_rsassa_pkcs1_v1_5_sha256(k, i, o)
+        }
+    }
+
+    #[test]
+    fn trampolines_zero_the_output_and_hand_over_exactly_its_length() {
+        // Output buffers full of stale bytes, as libmongocrypt's uninitialised allocations may be.
+        let (ok, bytes_written, output, status) = call_cbc_encrypt_hook(Arc::new(Peeking { reported: None }), 32);
+        status.to_result().unwrap();
+        assert!(ok);
+        assert_eq!(bytes_written, 64);
+        assert_eq!(output, run_cipher(RustCrypto::aes_256_cbc_encrypt, &hex(NIST_KEY), &[0; 16], &hex(NIST_PLAINTEXT)));
+
+        let hooks = InstalledHooks(Box::new(Arc::new(Peeking { reported: None })));
+        let (key, input) = (TestBinary::new(vec![0; 32]), TestBinary::new(b"abc".to_vec()));
+        let outs = [0, 1, 2, 3].map(|_| TestBinary::new(vec![0xaa; 80]));
+        let statuses = [Status::new(), Status::new(), Status::new(), Status::new()];
+        let ctx = hooks.context();
+        // SAFETY: live binaries and statuses, and `ctx` from a live InstalledHooks, as when libmongocrypt calls the
+        // hooks.
+        let results = unsafe {
+            [
+                hmac_sha_512_hook(ctx, key.raw, input.raw, outs[0].raw, statuses[0].as_ptr()),
+                hmac_sha_256_hook(ctx, key.raw, input.raw, outs[1].raw, statuses[1].as_ptr()),
+                sha_256_hook(ctx, input.raw, outs[2].raw, statuses[2].as_ptr()),
+                random_hook(ctx, outs[3].raw, 48, statuses[3].as_ptr()),
+            ]
+        };
+        for (i, (ok, status)) in results.into_iter().zip(&statuses).enumerate() {
+            status.to_result().unwrap_or_else(|e| panic!("hook {i}: {e}"));
+            assert!(ok);
+        }
+        // Each provider wrote exactly its primitive's length; the rest of libmongocrypt's buffer is zeroed too.
+        for (out, len) in outs.iter().zip([64, 32, 32, 48]) {
+            assert!(out.data[..len].iter().any(|&b| b != 0));
+            assert_eq!(out.data[len..], vec![0; 80 - len]);
+        }
+        assert_eq!(outs[2].data[..32], hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    }
+
+    #[test]
+    fn cipher_trampolines_refuse_any_count_but_the_input_length() {
+        for reported in [0, 1, 63, 65, u32::MAX as usize + 64] {
+            let (ok, bytes_written, _, status) =
+                call_cbc_encrypt_hook(Arc::new(Peeking { reported: Some(reported) }), 32);
+            assert!(!ok);
+            assert_eq!(bytes_written, 0, "no count reaches libmongocrypt");
+            let message = status.to_result().unwrap_err().message();
+            let expected = format!(
+                "aes_256_cbc_encrypt failed: provider reported {reported} bytes written; the output of this cipher is \
+                 exactly as long as its input, 64 bytes"
+            );
+            assert_eq!(message, expected);
+        }
+    }
+
+    #[test]
+    fn hmac_and_hash_trampolines_refuse_short_buffers() {
+        let hooks = InstalledHooks(Box::new(Arc::new(RustCrypto)));
+        let (key, input) = (TestBinary::new(vec![0; 32]), TestBinary::new(b"abc".to_vec()));
+        let (short64, short32) = (TestBinary::new(vec![0; 63]), TestBinary::new(vec![0; 31]));
+        let statuses = [Status::new(), Status::new()];
+        // SAFETY: live binaries and statuses, and `ctx` from a live InstalledHooks.
+        let results = unsafe {
+            [
+                hmac_sha_512_hook(hooks.context(), key.raw, input.raw, short64.raw, statuses[0].as_ptr()),
+                sha_256_hook(hooks.context(), input.raw, short32.raw, statuses[1].as_ptr()),
+            ]
+        };
+        for ((ok, status), needed) in results.into_iter().zip(&statuses).zip([64, 32]) {
+            assert!(!ok);
+            let message = status.to_result().unwrap_err().message();
+            assert!(message.contains(&format!("output buffer too small: need {needed} bytes")), "{message}");
+        }
+    }
+
+    /// A panic payload whose `Drop` panics.
+    struct DropBomb;
+
+    impl Drop for DropBomb {
+        fn drop(&mut self) {
+            panic!("the payload's Drop exploded");
+        }
+    }
+
+    /// A panic payload whose `Drop` panics with a [`DropBomb`] payload.
+    struct DoubleBomb;
+
+    impl Drop for DoubleBomb {
+        fn drop(&mut self) {
+            std::panic::panic_any(DropBomb);
+        }
+    }
+
+    /// A panic payload whose `Drop` panics with another `Endless` payload, every time.
+    struct Endless;
+
+    impl Drop for Endless {
+        fn drop(&mut self) {
+            std::panic::panic_any(Endless);
+        }
+    }
+
+    #[test]
+    fn payloads_whose_drop_panics_are_contained() {
+        drop_panic_payload(Box::new(DropBomb));
+        // The second panic's payload panics on drop as well, and is dropped in turn.
+        drop_panic_payload(Box::new(DoubleBomb));
+        // Payloads that never stop panicking: after a few, the last is leaked (a zero-sized one here, so valgrind
+        // sees no leak).
+        drop_panic_payload(Box::new(Endless));
+        let status = Status::new();
+        // SAFETY: `status` is live.
+        let ok = unsafe { run_hook("random", status.as_ptr(), || std::panic::panic_any(DropBomb)) };
+        assert!(!ok);
+        assert!(status.to_result().unwrap_err().message().contains("random panicked: non-string panic payload"));
     }
 
     /// Creates a data key under a local master key on a real `mongocrypt_t` whose crypto hooks are `provider`.

@@ -5,6 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mongocrypt_sys as sys;
 
+use crate::hooks::drop_panic_payload;
+
 /// Severity of a libmongocrypt log message (`mongocrypt_log_level_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
@@ -57,8 +59,9 @@ pub(crate) unsafe extern "C" fn log_trampoline(
     message_len: u32,
     ctx: *mut c_void,
 ) {
-    // A panicking handler must not unwind into C; the message is dropped instead (logging has no error channel).
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    // A panicking handler must not unwind into C; the message is dropped instead (logging has no error channel), and
+    // so is the panic's payload, where a panic in its Drop cannot escape either.
+    let caught = catch_unwind(AssertUnwindSafe(|| {
         if ctx.is_null() || message.is_null() {
             return;
         }
@@ -69,4 +72,7 @@ pub(crate) unsafe extern "C" fn log_trampoline(
         let bytes = unsafe { std::slice::from_raw_parts(message.cast::<u8>(), message_len as usize) };
         handler(LogLevel::from_raw(level), &String::from_utf8_lossy(bytes));
     }));
+    if let Err(payload) = caught {
+        drop_panic_payload(payload);
+    }
 }

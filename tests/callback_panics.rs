@@ -8,8 +8,11 @@
 //! algorithm and the Indexed one (AES-CTR, HMAC-SHA-256), an AWS data key (the SigV4 signature of the KMS request: SHA-256,
 //! HMAC-SHA-256) and a GCP data key (the RS256 JWT of the OAuth request: the RSA signature). After the panic the
 //! same `Crypt` must still work.
+//!
+//! A panic whose payload panics again when dropped (`DropBomb`) is contained as well, in a hook and in the log
+//! handler: the trampolines drop payloads where a panic can still be caught.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
@@ -417,4 +420,99 @@ fn panics_on_several_threads_at_once() {
             });
         }
     });
+}
+
+/// A panic payload whose own `Drop` panics, counting how often it is dropped. Dropped inside the `extern "C"`
+/// trampoline, its panic could not unwind and aborted the process ("panic in a function that cannot unwind").
+struct DropBomb(&'static AtomicUsize);
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("the panic payload's Drop exploded");
+    }
+}
+
+/// [`RustCrypto`], but the first call of `random` panics with a [`DropBomb`] payload.
+struct BombInRandom {
+    armed: AtomicBool,
+    drops: &'static AtomicUsize,
+}
+
+impl CryptoProvider for BombInRandom {
+    fn aes_256_cbc_encrypt(&self, key: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_cbc_encrypt(key, iv, i, o)
+    }
+    fn aes_256_cbc_decrypt(&self, key: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_cbc_decrypt(key, iv, i, o)
+    }
+    fn aes_256_ctr_encrypt(&self, key: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ctr_encrypt(key, iv, i, o)
+    }
+    fn aes_256_ctr_decrypt(&self, key: &[u8], iv: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ctr_decrypt(key, iv, i, o)
+    }
+    fn aes_256_ecb_encrypt(&self, key: &[u8], i: &[u8], o: &mut [u8]) -> Result<usize, CryptoError> {
+        RustCrypto.aes_256_ecb_encrypt(key, i, o)
+    }
+    fn hmac_sha_512(&self, key: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.hmac_sha_512(key, i, o)
+    }
+    fn hmac_sha_256(&self, key: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.hmac_sha_256(key, i, o)
+    }
+    fn sha_256(&self, i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.sha_256(i, o)
+    }
+    fn random(&self, o: &mut [u8]) -> Result<(), CryptoError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            std::panic::panic_any(DropBomb(self.drops));
+        }
+        RustCrypto.random(o)
+    }
+    fn sign_rsassa_pkcs1_v1_5_sha256(&self, key: &[u8], i: &[u8], o: &mut [u8]) -> Result<(), CryptoError> {
+        RustCrypto.sign_rsassa_pkcs1_v1_5_sha256(key, i, o)
+    }
+}
+
+/// A crypto hook panics with a payload whose `Drop` panics too: the operation fails with the hook's error, the
+/// payload was dropped (once), the process lives on and so does the crypt.
+#[test]
+fn crypto_hook_panic_payload_whose_drop_panics() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let provider = BombInRandom { armed: AtomicBool::new(true), drops: &DROPS };
+    let crypt = Crypt::builder().kms_providers(&providers()).unwrap().crypto_provider(provider).build().unwrap();
+    let message = local_key(&crypt).unwrap_err().message();
+    assert!(message.contains("random panicked: non-string panic payload"), "{message}");
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1, "the payload is dropped exactly once");
+    let key_doc = local_key(&crypt).expect("the crypt works after the panic");
+    let ciphertext = encrypt(&crypt, &key_doc, Algorithm::Deterministic).unwrap();
+    assert_eq!(decrypt(&crypt, &key_doc, &ciphertext).unwrap().get_str("v").unwrap(), "457-55-5462");
+}
+
+/// A log handler panics with a payload whose `Drop` panics too, on every message: the messages are dropped, the
+/// payloads too, and the process and the crypt live on.
+#[test]
+fn log_handler_panic_payload_whose_drop_panics() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let crypt = Crypt::builder()
+        .kms_providers(&providers())
+        .unwrap()
+        // Nothing to load there: mongocrypt_init logs a warning about the candidate it cannot open.
+        .append_crypt_shared_lib_search_path("/nonexistent/mongocrypt-rs-payload-drop")
+        .unwrap()
+        .log_handler(|_, _| {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            std::panic::panic_any(DropBomb(&DROPS))
+        })
+        .unwrap()
+        .build()
+        .expect("a log handler's panic does not fail init");
+    let calls = CALLS.load(Ordering::SeqCst);
+    assert!(calls >= 1, "the log handler was never called");
+    assert_eq!(DROPS.load(Ordering::SeqCst), calls, "every payload is dropped once");
+    let key_doc = local_key(&crypt).unwrap();
+    let ciphertext = encrypt(&crypt, &key_doc, Algorithm::Deterministic).unwrap();
+    assert_eq!(decrypt(&crypt, &key_doc, &ciphertext).unwrap().get_str("v").unwrap(), "457-55-5462");
 }
