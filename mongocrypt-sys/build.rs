@@ -6,13 +6,15 @@
 //! 2. pkg-config `libmongocrypt`, or `libmongocrypt-static` when linking statically;
 //! 3. a build that `vendor/provision` left in this checkout.
 
+use std::collections::BTreeSet;
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Functions that libmongocrypt added after 1.7. Everything else in the 1.21 header is present in every library
-/// from 1.7 on. The safe crate turns this list into `cfg`s so that a call the
-/// linked library lacks becomes a typed error rather than a link failure.
+/// from 1.7 on. Each is available when the header declares it *and* the library exports it; the safe crate turns
+/// the available ones into `cfg`s, so that a call the linked library lacks becomes a typed error rather than a link
+/// failure.
 const FUNCTIONS_ADDED_AFTER_1_7: &[&str] = &[
     "mongocrypt_is_crypto_available",
     "mongocrypt_setopt_use_range_v2",
@@ -65,6 +67,9 @@ struct Found {
     /// Release of the library, when the source says it (pkg-config's `Version:`); else the header's.
     version: Option<String>,
     linkage: Linkage,
+    /// The library file that is linked (`libmongocrypt.so`, `libmongocrypt-static.a`, ...), whose symbols say which
+    /// functions it really has; `None` when it could not be located.
+    library: Option<PathBuf>,
 }
 
 fn main() {
@@ -87,7 +92,7 @@ fn main() {
     let header = found.include_dir.join("mongocrypt.h");
     println!("cargo:rerun-if-changed={}", header.display());
     let header_version = header_version(&found.include_dir);
-    let version = found.version.clone().or(header_version).unwrap_or_else(|| {
+    let version = found.version.clone().or(header_version.clone()).unwrap_or_else(|| {
         fail(&format!(
             "found {} but could not read its version (no pkg-config Version and no MONGOCRYPT_VERSION in {})",
             found.source,
@@ -114,18 +119,62 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
     }
 
-    let header_text =
-        fs::read_to_string(&header).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
-    let declared: Vec<&str> =
-        FUNCTIONS_ADDED_AFTER_1_7.iter().copied().filter(|name| declares(&header_text, name)).collect();
-
-    generate_bindings(&found, &header, &version, version_number);
+    // What the library really exports. A header newer than its library (headers from one package, the library
+    // from another) declares functions the library lacks: they are left out of the bindings, so nothing can
+    // reference them and the link succeeds, and the safe crate reports them as Error::Unsupported.
+    let exported = match &found.library {
+        Some(path) => {
+            println!("cargo:rerun-if-changed={}", path.display());
+            match exported_functions(path) {
+                Ok(names) => Some(names),
+                Err(why) => {
+                    println!(
+                        "cargo:warning=mongocrypt-sys: cannot read the symbols of {} ({why}); the functions available \
+                         are taken from the header alone",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        }
+        None => {
+            println!(
+                "cargo:warning=mongocrypt-sys: cannot locate the library file of {}; the functions available are taken \
+                 from the header alone",
+                found.source
+            );
+            None
+        }
+    };
+    let header_functions = generate_bindings(&found, &header, &version, version_number, &[]);
+    let missing: Vec<String> = match &exported {
+        Some(exported) => header_functions.iter().filter(|f| !exported.contains(*f)).cloned().collect(),
+        None => Vec::new(),
+    };
+    let declared: Vec<String> = if missing.is_empty() {
+        header_functions
+    } else {
+        let version_source = if found.version.is_some() { "the library's packaging" } else { "the header" };
+        println!(
+            "cargo:warning=mongocrypt-sys: the header {} declares {} function(s) that the library {} (libmongocrypt \
+             {version}, version from {version_source}) does not export: {}. They are left out of the bindings, and \
+             the mongocrypt crate returns Error::Unsupported for them. Use the header of the same release as the \
+             library to silence this.",
+            header.display(),
+            missing.len(),
+            found.library.as_deref().unwrap_or(Path::new("?")).display(),
+            missing.join(", ")
+        );
+        generate_bindings(&found, &header, &version, version_number, &missing)
+    };
+    let available: Vec<&str> =
+        FUNCTIONS_ADDED_AFTER_1_7.iter().copied().filter(|name| declared.iter().any(|d| d == name)).collect();
 
     // The same cfgs the safe crate sets, for this crate's own tests.
     for name in FUNCTIONS_ADDED_AFTER_1_7 {
         let short = name.strip_prefix("mongocrypt_").unwrap();
         println!("cargo::rustc-check-cfg=cfg(mongocrypt_has_{short})");
-        if declared.contains(name) {
+        if available.contains(name) {
             println!("cargo:rustc-cfg=mongocrypt_has_{short}");
         }
     }
@@ -137,8 +186,12 @@ fn main() {
     println!("cargo:linkage={}", found.linkage.name());
     println!("cargo:lib_dirs={}", env::join_paths(&found.lib_dirs).unwrap().to_string_lossy());
     println!("cargo:rpath={}", env::join_paths(&rpath).unwrap().to_string_lossy());
-    println!("cargo:functions={}", declared.join(","));
+    println!("cargo:functions={}", available.join(","));
     println!("cargo:optional_functions={}", FUNCTIONS_ADDED_AFTER_1_7.join(","));
+    println!("cargo:header_version={}", header_version.as_deref().unwrap_or_default());
+    println!("cargo:missing_functions={}", missing.join(","));
+    let read = if exported.is_some() { found.library.as_deref() } else { None };
+    println!("cargo:library={}", read.map(|p| p.display().to_string()).unwrap_or_default());
 }
 
 fn from_env(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
@@ -165,13 +218,14 @@ fn from_env(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         Linkage::Static => ("libmongocrypt-static.a", "static=mongocrypt-static"),
         Linkage::Dynamic => ("libmongocrypt.so", "dylib=mongocrypt"),
     };
-    let has_lib = lib_dir.join(file).exists()
-        || (linkage == Linkage::Dynamic
-            && ["libmongocrypt.dylib", "mongocrypt.lib"].iter().any(|f| lib_dir.join(f).exists()));
-    if !has_lib {
+    let candidates: &[&str] = match linkage {
+        Linkage::Static => &[file],
+        Linkage::Dynamic => &[file, "libmongocrypt.dylib", "mongocrypt.lib"],
+    };
+    let Some(library) = candidates.iter().map(|f| lib_dir.join(f)).find(|p| p.exists()) else {
         tried.push(format!("MONGOCRYPT_LIB_DIR={} has no {file}", lib_dir.display()));
         return None;
-    }
+    };
     let mut link_libs = vec![lib.to_string()];
     if linkage == Linkage::Static {
         // A static libmongocrypt needs what its shared build links privately; prefer the package's own list.
@@ -184,6 +238,7 @@ fn from_env(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         lib_dirs: vec![lib_dir],
         link_libs,
         linkage,
+        library: Some(library),
     })
 }
 
@@ -192,10 +247,7 @@ fn from_pkg_config(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         tried.push("pkg-config: skipped because MONGOCRYPT_NO_PKG_CONFIG is set".into());
         return None;
     }
-    let name = match linkage {
-        Linkage::Static => "libmongocrypt-static",
-        Linkage::Dynamic => "libmongocrypt",
-    };
+    let name = name_of_pc(linkage);
     let lib = match pkg_config::Config::new()
         .cargo_metadata(false)
         .statik(linkage == Linkage::Static)
@@ -234,6 +286,13 @@ fn from_pkg_config(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
     }
     // Keep libmongocrypt itself first, its dependencies after it, as a static link needs.
     link_libs.sort_by_key(|l| !l.contains("mongocrypt"));
+    // The file behind the link: named in full (a static .pc), or found by name in the .pc's directories, which
+    // pkg-config leaves out of the flags when they are the system's.
+    let library = lib.link_files.iter().find(|f| is_mongocrypt_file(f)).cloned().or_else(|| {
+        let name = lib.libs.iter().find(|l| l.starts_with("mongocrypt"))?;
+        let libdir = pkg_config::get_variable(name_of_pc(linkage), "libdir").ok().map(PathBuf::from);
+        find_library_file(lib.link_paths.iter().cloned().chain(libdir), name, linkage)
+    });
     Some(Found {
         source: format!("pkg-config {name}"),
         include_dir,
@@ -241,6 +300,7 @@ fn from_pkg_config(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         link_libs,
         version: Some(lib.version),
         linkage,
+        library,
     })
 }
 
@@ -255,7 +315,8 @@ fn from_vendor(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
     let mut flavors: Vec<PathBuf> = fs::read_dir(&out)
         .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.join("lib").is_dir()).collect())
         .unwrap_or_default();
-    flavors.sort();
+    // `latest` first, then the older pinned builds in name order.
+    flavors.sort_by_key(|p| (!p.ends_with("latest"), p.clone()));
     let Some(prefix) = flavors.into_iter().next() else {
         tried.push(format!("vendor/provision: nothing provisioned in {}", out.display()));
         return None;
@@ -266,11 +327,13 @@ fn from_vendor(linkage: Linkage, tried: &mut Vec<String>) -> Option<Found> {
         return None;
     }
     let include_dir = header_dir(&prefix.join("include"))?;
+    let name = if linkage == Linkage::Static { "mongocrypt-static" } else { "mongocrypt" };
     Some(Found {
         source: format!("vendor/provision ({})", prefix.display()),
         version: pc_file_version(&lib_dir),
         include_dir,
-        link_libs: vec![if linkage == Linkage::Static { "static=mongocrypt-static" } else { "dylib=mongocrypt" }.into()],
+        link_libs: vec![format!("{}={name}", if linkage == Linkage::Static { "static" } else { "dylib" })],
+        library: find_library_file([lib_dir.clone()], name, linkage),
         lib_dirs: vec![lib_dir],
         linkage,
     })
@@ -360,15 +423,91 @@ fn version_number(version: &str) -> Option<u64> {
     Some((major << 24) | (minor << 16) | (patch << 8))
 }
 
-/// Whether the header declares `name` as a function (not only mentions it in a comment).
-fn declares(header: &str, name: &str) -> bool {
-    header.lines().any(|line| {
-        let line = line.trim_start();
-        !line.starts_with('*') && !line.starts_with("/*") && line.contains(&format!("{name}("))
-    })
+fn name_of_pc(linkage: Linkage) -> &'static str {
+    match linkage {
+        Linkage::Static => "libmongocrypt-static",
+        Linkage::Dynamic => "libmongocrypt",
+    }
 }
 
-fn generate_bindings(found: &Found, header: &Path, version: &str, version_number: u64) {
+/// Whether `file` is a libmongocrypt library (not kms_message, libbson, ...).
+fn is_mongocrypt_file(file: &Path) -> bool {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("libmongocrypt") || n.starts_with("mongocrypt"))
+}
+
+/// The file that `-l{name}` links in the first of `dirs` that has one.
+fn find_library_file(dirs: impl IntoIterator<Item = PathBuf>, name: &str, linkage: Linkage) -> Option<PathBuf> {
+    let files = match linkage {
+        Linkage::Static => vec![format!("lib{name}.a"), format!("{name}.lib")],
+        Linkage::Dynamic => vec![format!("lib{name}.so"), format!("lib{name}.dylib"), format!("{name}.lib")],
+    };
+    dirs.into_iter().flat_map(|dir| files.iter().map(move |f| dir.join(f))).find(|p| p.is_file())
+}
+
+/// The `mongocrypt_*` functions that the library file at `path` defines, read with the `object` crate: the dynamic
+/// symbol table (or export trie) of a shared library, the global definitions of every member of a static archive,
+/// the imports an import library names.
+fn exported_functions(path: &Path) -> Result<BTreeSet<String>, String> {
+    use object::read::archive::ArchiveFile;
+    use object::read::coff::ImportFile;
+    use object::{Object, ObjectKind, ObjectSymbol};
+
+    let data = fs::read(path).map_err(|e| e.to_string())?;
+    let mut names = BTreeSet::new();
+    let mut add = |name: &[u8], macho: bool| {
+        let name = if macho { name.strip_prefix(b"_").unwrap_or(name) } else { name };
+        if let Ok(name) = std::str::from_utf8(name) {
+            if name.starts_with("mongocrypt_") {
+                names.insert(name.to_string());
+            }
+        }
+    };
+    if let Ok(archive) = ArchiveFile::parse(&*data) {
+        for member in archive.members() {
+            let member = member.map_err(|e| e.to_string())?;
+            let bytes = member.data(&*data).map_err(|e| e.to_string())?;
+            if let Ok(file) = object::File::parse(bytes) {
+                let macho = file.format() == object::BinaryFormat::MachO;
+                for symbol in file.symbols().filter(|s| s.is_definition() && s.is_global()) {
+                    add(symbol.name_bytes().map_err(|e| e.to_string())?, macho);
+                }
+            } else if let Ok(import) = ImportFile::parse(bytes) {
+                add(import.symbol(), false);
+            }
+        }
+    } else {
+        let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
+        let macho = file.format() == object::BinaryFormat::MachO;
+        if file.format() == object::BinaryFormat::Elf && file.kind() == ObjectKind::Dynamic {
+            // What the dynamic linker can resolve: defined, global entries of .dynsym.
+            for symbol in file.dynamic_symbols().filter(|s| s.is_definition() && s.is_global()) {
+                add(symbol.name_bytes().map_err(|e| e.to_string())?, false);
+            }
+        } else {
+            for export in file.exports().map_err(|e| e.to_string())? {
+                if let object::NameOrOrdinal::Name(name) = export.map_err(|e| e.to_string())?.name() {
+                    add(name, macho);
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err("it defines no mongocrypt_* symbol".into());
+    }
+    Ok(names)
+}
+
+/// Generates the bindings into `OUT_DIR/bindings.rs`, without the functions in `leave_out`, and returns the
+/// functions they declare.
+fn generate_bindings(
+    found: &Found,
+    header: &Path,
+    version: &str,
+    version_number: u64,
+    leave_out: &[String],
+) -> Vec<String> {
     let mut builder = bindgen::Builder::default()
         .header(header.to_string_lossy())
         .clang_arg(format!("-I{}", found.include_dir.display()))
@@ -391,6 +530,9 @@ fn generate_bindings(found: &Found, header: &Path, version: &str, version_number
     if found.linkage == Linkage::Static {
         builder = builder.clang_arg("-DMONGOCRYPT_STATIC_DEFINE");
     }
+    for name in leave_out {
+        builder = builder.blocklist_function(format!("^{name}$"));
+    }
     let bindings = builder.generate().unwrap_or_else(|e| {
         fail(&format!(
             "bindgen could not parse {}: {e}. bindgen needs libclang (Debian: libclang-dev).",
@@ -399,16 +541,20 @@ fn generate_bindings(found: &Found, header: &Path, version: &str, version_number
     });
     // The list of declared functions is read back from the generated code, so it cannot disagree with it.
     let mut code = bindings.to_string();
-    let functions: Vec<&str> = code
+    let functions: Vec<String> = code
         .split("pub fn ")
         .skip(1)
         .filter_map(|rest| rest.split('(').next())
         .filter(|name| name.starts_with("mongocrypt_"))
+        .map(str::to_string)
         .collect();
     let list = format!(
-        "\n/// Every function the bindings declare, in header order.\npub const MONGOCRYPT_SYS_FUNCTIONS: &[&str] = &{functions:?};\n"
+        "\n/// Every function the bindings declare, in header order.\npub const MONGOCRYPT_SYS_FUNCTIONS: &[&str] = &{functions:?};\n\
+         /// Functions the header declares that the library does not export, left out of the bindings (empty when \
+         the header and the library are of one release).\npub const MONGOCRYPT_SYS_MISSING_FUNCTIONS: &[&str] = &{leave_out:?};\n"
     );
     code.push_str(&list);
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
     fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+    functions
 }

@@ -2,23 +2,35 @@
 # The test command of this repository: on a fresh Debian 12 machine (as root, or with sudo), it provisions every
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
-#   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt)
+#   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
-#   nocrypto   libmongocrypt 1.21.0 "nocrypto" from `vendor/provision latest` (PKG_CONFIG_PATH)
+#   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
+#   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
+#   1.17.0     older than their header, so the build leaves out the functions they lack and the tests check
+#   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
 #
-# plus `cargo fmt --check` and clippy (once), and a build with nothing to find, which must fail with a readable
-# message. Each build has its own target directory (target/flavor-*), so they never rebuild one another.
+# plus `cargo fmt --check`, clippy and rustdoc (once), and a build with nothing to find, which must fail with a
+# readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
+# each build recompiles only the workspace's own crates (mongocrypt-sys's build script reruns when the library it
+# is pointed at changes). The trybuild compile_fail probes run once per header (dynamic and latest): they depend on
+# Rust types and on the header, and the other builds share a header with one of those two.
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
-#   scripts/test.sh dynamic nocrypto      only some steps: lint, notfound, dynamic, static, nocrypto
+#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, static, 1.10.1, 1.13.1,
+#                                         1.17.0, latest
 #
 # Fails fast: the first failing command stops the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all_steps=(lint notfound dynamic static nocrypto)
-steps=("$@")
+wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
+all_steps=(lint notfound dynamic static "${wheel_builds[@]}")
+steps=()
+for step in "$@"; do
+  [ "$step" = nocrypto ] && step=latest
+  steps+=("$step")
+done
 [ ${#steps[@]} -gt 0 ] || steps=("${all_steps[@]}")
 for step in "${steps[@]}"; do
   [[ " ${all_steps[*]} " == *" $step "* ]] || { echo "usage: scripts/test.sh [${all_steps[*]}]..." >&2; exit 2; }
@@ -27,8 +39,8 @@ done
 # Whatever the caller's shell points at, each build below says exactly what it wants found.
 unset MONGOCRYPT_LIB_DIR MONGOCRYPT_INCLUDE_DIR MONGOCRYPT_STATIC MONGOCRYPT_NO_PKG_CONFIG MONGOCRYPT_NO_VENDOR
 unset PKG_CONFIG_PATH LD_LIBRARY_PATH CARGO_TARGET_DIR
-unset MONGOCRYPT_TEST_EXPECT_VERSION MONGOCRYPT_TEST_EXPECT_LINKAGE
-# Debug builds without incremental state: three full builds of the workspace on two cores.
+unset MONGOCRYPT_TEST_EXPECT_VERSION MONGOCRYPT_TEST_EXPECT_LINKAGE MONGOCRYPT_TEST_EXPECT_CRYPTO
+# Debug builds without incremental state: six builds of the workspace on two cores, in one target directory.
 export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -36,6 +48,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 # Every build tests the optional KMS I/O too; `static` is the other feature, chosen per build by MONGOCRYPT_STATIC.
 features=(--features mongocrypt/kms-tls,mongocrypt/tokio)
 
+target="$root/target/matrix"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$SECONDS
@@ -101,11 +114,12 @@ check_links() {
   fi
 }
 
-# suite NAME LINKAGE EXPECTED_LIB_DIR: the whole workspace suite in target/flavor-NAME, with the environment the
-# caller exported for this build. Run it in a subshell, so that the exports end with it.
+# suite NAME LINKAGE EXPECTED_LIB_DIR COMPILE_FAIL: the whole workspace suite in target/matrix, with the environment
+# the caller exported for this build; COMPILE_FAIL=no skips the trybuild probes. Run it in a subshell, so that the
+# exports end with it.
 suite() {
-  local name=$1 linkage=$2 lib_dir=$3
-  export CARGO_TARGET_DIR="$root/target/flavor-$name"
+  local name=$1 linkage=$2 lib_dir=$3 compile_fail=$4
+  export CARGO_TARGET_DIR="$target"
   export MONGOCRYPT_TEST_EXPECT_LINKAGE=$linkage
   local json
   json=$(mktemp)
@@ -123,10 +137,11 @@ suite() {
     check_links dynamic "$lib_dir" "${test_exes[@]}" "${example_exes[@]}"
   fi
 
-  # The compile-fail probes depend only on Rust types and on the header's cfgs: the static build shares its
-  # header with the dynamic one, so it skips them (two minutes of rustc each).
+  # The compile-fail probes depend only on Rust types and on the header: a build that shares its header with one
+  # that ran them skips them (two minutes of rustc each).
   local skip=()
-  [ "$linkage" = static ] && skip=(-- --skip compile_fail)
+  [ "$compile_fail" = no ] && skip=(-- --skip compile_fail)
+  echo "== $name: suite begins"
   run cargo test --workspace --all-targets "${features[@]}" "${skip[@]}"
   run cargo test --workspace --doc "${features[@]}"
   if [ -f examples/state_machine.rs ]; then
@@ -138,18 +153,25 @@ suite() {
 }
 
 provision() {
-  header "provision: vendor/provision system, vendor/provision latest"
-  local t0=$SECONDS
+  header "provision: vendor/provision system ${wheel_builds[*]}"
+  local t0=$SECONDS flavor pc
   vendor/provision system >/dev/null
   # The dynamic build's memcheck run; valgrind is on this kind of machine, but install it where it is missing.
   command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-  latest_pc=$(vendor/provision latest | tail -n1)
   system_version=$(pkg-config --modversion libmongocrypt)
-  latest_version=$(PKG_CONFIG_PATH=$latest_pc pkg-config --modversion libmongocrypt)
   system_lib_dir=$(pkg-config --variable=libdir libmongocrypt)
-  latest_lib_dir=$(PKG_CONFIG_PATH=$latest_pc pkg-config --variable=libdir libmongocrypt)
   echo "system: libmongocrypt $system_version in $system_lib_dir"
-  echo "latest: libmongocrypt $latest_version in $latest_lib_dir (PKG_CONFIG_PATH=$latest_pc)"
+  declare -gA wheel_pc wheel_version wheel_lib_dir wheel_crypto
+  for flavor in "${wheel_builds[@]}"; do
+    want "$flavor" || continue
+    pc=$(vendor/provision "$flavor" | tail -n1)
+    wheel_pc[$flavor]=$pc
+    wheel_version[$flavor]=$(PKG_CONFIG_PATH=$pc pkg-config --modversion libmongocrypt)
+    wheel_lib_dir[$flavor]=$(PKG_CONFIG_PATH=$pc pkg-config --variable=libdir libmongocrypt)
+    # Read from the library by vendor/provision (mongocrypt_is_crypto_available), not assumed from the flavor.
+    wheel_crypto[$flavor]=$(PKG_CONFIG_PATH=$pc pkg-config --variable=crypto libmongocrypt)
+    echo "$flavor: libmongocrypt ${wheel_version[$flavor]} (crypto: ${wheel_crypto[$flavor]}) in ${wheel_lib_dir[$flavor]} (PKG_CONFIG_PATH=$pc)"
+  done
   timings+=("provision: $((SECONDS - t0))s")
 }
 
@@ -162,7 +184,7 @@ if want lint; then
   t0=$SECONDS
   run cargo fmt --all -- --check
   (
-    export CARGO_TARGET_DIR="$root/target/flavor-dynamic" MONGOCRYPT_NO_VENDOR=1
+    export CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_VENDOR=1
     run cargo clippy --workspace --all-targets -- -D warnings
     run cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
     RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps "${features[@]}"
@@ -175,7 +197,7 @@ if want notfound; then
   t0=$SECONDS
   out=$(mktemp)
   echo "+ MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 cargo build -p mongocrypt-sys"
-  if CARGO_TARGET_DIR="$root/target/flavor-notfound" MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 \
+  if CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 \
     cargo build -p mongocrypt-sys >"$out" 2>&1; then
     cat "$out"
     echo "FAIL: the build succeeded with no libmongocrypt to find" >&2
@@ -195,7 +217,7 @@ if want dynamic; then
   t0=$SECONDS
   (
     export MONGOCRYPT_NO_VENDOR=1 MONGOCRYPT_TEST_EXPECT_VERSION=$system_version
-    suite dynamic dynamic "$system_lib_dir"
+    suite dynamic dynamic "$system_lib_dir" yes
     # The reliability check of the same build: every test binary and the example under valgrind memcheck.
     run scripts/valgrind.sh
   )
@@ -207,20 +229,23 @@ if want static; then
   t0=$SECONDS
   (
     export MONGOCRYPT_STATIC=1 MONGOCRYPT_NO_VENDOR=1 MONGOCRYPT_TEST_EXPECT_VERSION=$system_version
-    suite static static ""
+    suite static static "" no
   )
   timings+=("static: $((SECONDS - t0))s")
 fi
 
-if want nocrypto; then
-  header "nocrypto: libmongocrypt $latest_version without native crypto (PKG_CONFIG_PATH=$latest_pc)"
+for flavor in "${wheel_builds[@]}"; do
+  want "$flavor" || continue
+  header "$flavor: libmongocrypt ${wheel_version[$flavor]}, crypto ${wheel_crypto[$flavor]}, 1.21.1 headers (PKG_CONFIG_PATH=${wheel_pc[$flavor]})"
   t0=$SECONDS
   (
-    export PKG_CONFIG_PATH=$latest_pc MONGOCRYPT_TEST_EXPECT_VERSION=$latest_version
-    suite nocrypto dynamic "$latest_lib_dir"
+    export PKG_CONFIG_PATH=${wheel_pc[$flavor]} MONGOCRYPT_TEST_EXPECT_VERSION=${wheel_version[$flavor]}
+    export MONGOCRYPT_TEST_EXPECT_CRYPTO=${wheel_crypto[$flavor]}
+    # latest runs the compile_fail probes for the 1.21.1 header; the older libraries share it.
+    suite "$flavor" dynamic "${wheel_lib_dir[$flavor]}" "$([ "$flavor" = latest ] && echo yes || echo no)"
   )
-  timings+=("nocrypto: $((SECONDS - t0))s")
-fi
+  timings+=("$flavor: $((SECONDS - t0))s")
+done
 
 header "summary"
 for t in "${timings[@]}"; do echo "  $t"; done

@@ -167,12 +167,12 @@ impl CryptBuilder {
     }
 
     /// Opts into the NEED_MONGO_COLLINFO_WITH_DB state, which names the database for listCollections.
-    /// libmongocrypt ≥ 1.13.
+    /// libmongocrypt ≥ 1.10.
     pub fn use_need_mongo_collinfo_with_db_state(self) -> Result<CryptBuilder> {
         requires!(
             mongocrypt_has_setopt_use_need_mongo_collinfo_with_db_state,
             "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state",
-            "1.13.0",
+            "1.10.0",
             {
                 // SAFETY: before init; no arguments besides the handle.
                 unsafe { sys::mongocrypt_setopt_use_need_mongo_collinfo_with_db_state(self.ptr()) };

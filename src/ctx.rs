@@ -44,7 +44,7 @@ impl State {
         match state {
             sys::MONGOCRYPT_CTX_ERROR => State::Error,
             sys::MONGOCRYPT_CTX_NEED_MONGO_COLLINFO => State::NeedMongoCollinfo,
-            // Headers before 1.13 lack the constant; their libraries never enter the state.
+            // Headers before 1.10 lack the constant; their libraries never enter the state.
             #[cfg(mongocrypt_has_ctx_mongo_db)]
             sys::MONGOCRYPT_CTX_NEED_MONGO_COLLINFO_WITH_DB => State::NeedMongoCollinfoWithDb,
             sys::MONGOCRYPT_CTX_NEED_MONGO_MARKINGS => State::NeedMongoMarkings,
@@ -357,9 +357,9 @@ impl Ctx {
         unsafe { out.document() }
     }
 
-    /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB. libmongocrypt ≥ 1.13.
+    /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB. libmongocrypt ≥ 1.10.
     pub fn mongo_db(&self) -> Result<&str> {
-        requires!(mongocrypt_has_ctx_mongo_db, "mongocrypt_ctx_mongo_db", "1.13.0", {
+        requires!(mongocrypt_has_ctx_mongo_db, "mongocrypt_ctx_mongo_db", "1.10.0", {
             // SAFETY: the ctx is live; the string "is valid until mongocrypt_ctx_destroy is called", or NULL with an
             // error status set.
             let ptr = unsafe { sys::mongocrypt_ctx_mongo_db(self.ptr()) };

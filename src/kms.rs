@@ -183,12 +183,12 @@ impl KmsCtx<'_> {
     }
 
     /// Feeds reply bytes and says whether the request should be retried in place (a retryable HTTP error, with
-    /// retries enabled). libmongocrypt ≥ 1.12.
+    /// retries enabled). libmongocrypt ≥ 1.17 (1.12 to 1.15 have the other retry functions, not this one).
     pub fn feed_with_retry(&mut self, bytes: &[u8]) -> Result<bool> {
         requires!(
             mongocrypt_has_kms_ctx_feed_with_retry,
             "mongocrypt_kms_ctx_feed_with_retry",
-            "1.12.0",
+            "1.17.0",
             {
                 let bin = BinaryView::new(bytes)?;
                 let mut should_retry = false;

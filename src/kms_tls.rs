@@ -143,8 +143,9 @@ use crate::kms::{KmsCtx, KmsScope};
 /// dependency to match on [`KmsIoErrorKind::Tls`] errors or build a `ClientConfig` by hand.
 pub use rustls::pki_types;
 
-/// Whether the linked libmongocrypt can retry KMS requests (≥ 1.12: `mongocrypt_kms_ctx_fail`,
-/// `mongocrypt_kms_ctx_usleep`, `mongocrypt_kms_ctx_feed_with_retry` and `mongocrypt_setopt_retry_kms`).
+/// Whether the linked libmongocrypt can retry KMS requests: it has `mongocrypt_kms_ctx_fail`,
+/// `mongocrypt_kms_ctx_usleep` and `mongocrypt_setopt_retry_kms` (≥ 1.12) and `mongocrypt_kms_ctx_feed_with_retry`
+/// (≥ 1.17).
 pub const RETRIES_SUPPORTED: bool = cfg!(all(
     mongocrypt_has_kms_ctx_fail,
     mongocrypt_has_kms_ctx_usleep,

@@ -22,7 +22,9 @@ pub enum Algorithm {
     Unindexed,
     /// Queryable Encryption, range-indexed; set [`RangeOptions`] too.
     Range,
-    /// Queryable Encryption on strings (prefix, suffix, substring); set [`TextOptions`] too. libmongocrypt ≥ 1.15.
+    /// Queryable Encryption on strings (prefix, suffix, substring); set [`TextOptions`] too. The name `"string"` is
+    /// libmongocrypt 1.21's; 1.15 to 1.17 call the algorithm `"TextPreview"` and its query types `"prefixPreview"`,
+    /// `"suffixPreview"` and `"substringPreview"` (pass those through [`Algorithm::Other`] and `QueryType::Other`).
     String,
     /// Any name libmongocrypt accepts that this enum does not list.
     Other(String),

@@ -100,7 +100,7 @@ pub trait StateMachineIo {
     ///
     /// `db` is the database to run on: `None` means the database of the command being encrypted (the one given to
     /// [`CtxBuilder::encrypt`](crate::CtxBuilder::encrypt)); `Some` is [`Ctx::mongo_db`], named by libmongocrypt
-    /// in NEED_MONGO_COLLINFO_WITH_DB (libmongocrypt ≥ 1.13, for `bulkWrite`, after
+    /// in NEED_MONGO_COLLINFO_WITH_DB (libmongocrypt ≥ 1.10, for `bulkWrite`, after
     /// [`CryptBuilder::use_need_mongo_collinfo_with_db_state`](crate::CryptBuilder::use_need_mongo_collinfo_with_db_state)).
     ///
     /// Before libmongocrypt 1.13, or without

@@ -336,9 +336,10 @@ fn retry_helpers_match_the_linked_library() {
     assert_eq!(RETRIES_SUPPORTED, retries());
     let builder = enable_retries(Crypt::builder()).expect("enable_retries never fails on a fresh builder");
     drop(builder);
-    if !RETRIES_SUPPORTED {
-        assert!(Crypt::builder().retry_kms(true).is_err(), "retry_kms must be unsupported before 1.12");
-    }
+    // mongocrypt_setopt_retry_kms is in 1.12 and later, also where the transport cannot retry (1.12 to 1.16 lack
+    // mongocrypt_kms_ctx_feed_with_retry).
+    let at_least_1_12 = mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x010c_0000;
+    assert_eq!(Crypt::builder().retry_kms(true).is_ok(), at_least_1_12, "retry_kms exists from 1.12 on");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

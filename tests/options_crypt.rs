@@ -371,16 +371,17 @@ fn bulk_write() -> RawDocumentBuf {
 #[test]
 fn use_need_mongo_collinfo_with_db_state() {
     let result = builder().use_need_mongo_collinfo_with_db_state();
-    // mongocrypt_setopt_use_need_mongo_collinfo_with_db_state was added in libmongocrypt 1.13.0.
-    if !linked_at_least("1.13.0") {
+    // mongocrypt_setopt_use_need_mongo_collinfo_with_db_state and mongocrypt_ctx_mongo_db were added in libmongocrypt
+    // 1.10.0 (1.10.0's library exports them; 1.7.2's does not).
+    if !linked_at_least("1.10.0") {
         assert_unsupported(
             &result.map(|_| ()).unwrap_err(),
             "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state",
-            "1.13.0",
+            "1.10.0",
         );
         let crypt = crypt();
         let ctx = crypt.ctx().decrypt(&load_raw(DET)).unwrap();
-        assert_unsupported(&ctx.mongo_db().unwrap_err(), "mongocrypt_ctx_mongo_db", "1.13.0");
+        assert_unsupported(&ctx.mongo_db().unwrap_err(), "mongocrypt_ctx_mongo_db", "1.10.0");
         return;
     }
     let crypt = result.unwrap().build().unwrap();
@@ -402,8 +403,8 @@ fn use_need_mongo_collinfo_with_db_state() {
 fn bulk_write_without_collinfo_with_db_state_is_rejected() {
     let crypt = crypt();
     let message = err_message(crypt.ctx().encrypt("admin", &bulk_write()));
-    // 1.7.2 does not know bulkWrite; newer libraries need the opt-in to ask for another database.
-    if linked_at_least("1.13.0") {
+    // 1.7.2 does not know bulkWrite; from 1.10.0 (which has the opt-in) libraries need it to ask for another database.
+    if linked_at_least("1.10.0") {
         assert!(message.contains("separate databases"), "{message}");
     } else {
         assert!(message.contains("bulkWrite"), "{message}");
@@ -492,7 +493,7 @@ fn retry_kms_retries_a_503() {
         assert_unsupported(
             &kms.feed_with_retry(b"HTTP/1.1 503").unwrap_err(),
             "mongocrypt_kms_ctx_feed_with_retry",
-            "1.12.0",
+            "1.17.0",
         );
         assert_unsupported(&kms.fail().unwrap_err(), "mongocrypt_kms_ctx_fail", "1.12.0");
         assert_unsupported(&kms.sleep_duration().unwrap_err(), "mongocrypt_kms_ctx_usleep", "1.12.0");
@@ -504,6 +505,29 @@ fn retry_kms_retries_a_503() {
         .key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", "arn"))
         .and_then(|b| b.datakey())
         .unwrap();
+    // Version-dependent: 1.12 to 1.16 have retry_kms, fail and usleep, but mongocrypt_kms_ctx_feed_with_retry first
+    // appears in 1.17.0 (1.13.1's and 1.15.1's libraries lack it): there, only a network error can ask for a retry.
+    if !linked_at_least("1.17.0") {
+        {
+            let mut scope = ctx.kms_scope();
+            let mut kms = scope.next_kms_ctx().unwrap();
+            assert_unsupported(
+                &kms.feed_with_retry(b"HTTP/1.1 503").unwrap_err(),
+                "mongocrypt_kms_ctx_feed_with_retry",
+                "1.17.0",
+            );
+            assert_eq!(kms.sleep_duration().unwrap(), Duration::ZERO, "first attempt: no back-off");
+            assert!(kms.fail().unwrap(), "retry allowed after a network error");
+            let mut again = scope.next_kms_ctx().expect("retried after fail()");
+            assert!(again.sleep_duration().unwrap() > Duration::ZERO, "back-off before the retry");
+            let reply = http_reply(DATAKEY_REPLY);
+            assert!(feed_needed(&mut again, &reply).unwrap().is_empty(), "the whole reply is read");
+            assert!(scope.next_kms_ctx().is_none());
+            scope.done().unwrap();
+        }
+        assert_eq!(ctx.state(), State::Ready);
+        return;
+    }
     {
         let mut scope = ctx.kms_scope().unwrap();
         let mut kms = scope.next_kms_ctx().unwrap();
@@ -534,8 +558,13 @@ fn retry_kms_retries_a_503() {
 
 #[test]
 fn retry_kms_retries_a_429() {
-    if !linked_at_least("1.12.0") {
-        skip("retry_kms_retries_a_429", "mongocrypt_setopt_retry_kms requires 1.12.0 (checked as Unsupported above)");
+    // Version-dependent: an HTTP status can ask for a retry only through mongocrypt_kms_ctx_feed_with_retry, which
+    // first appears in 1.17.0 (retry_kms_retries_a_503 checks it is Unsupported before).
+    if !linked_at_least("1.17.0") {
+        skip(
+            "retry_kms_retries_a_429",
+            "mongocrypt_kms_ctx_feed_with_retry requires 1.17.0 (checked as Unsupported above)",
+        );
         return;
     }
     let crypt = builder().retry_kms(true).unwrap().build().unwrap();
@@ -628,9 +657,36 @@ fn use_range_v2() {
         })
         .and_then(|b| b.explicit_encrypt(&rawdoc! { "v": 5 }))
         .unwrap();
-    let t = drive(&mut ctx, &Mock { keys: vec![key], ..Mock::default() });
+    let t = drive(&mut ctx, &Mock { keys: vec![key.clone()], ..Mock::default() });
     let v = t.output().get_binary("v").unwrap();
     assert_eq!(v.bytes[0], 11, "FLE2InsertUpdatePayloadV2");
     let payload = to_doc(bson::RawDocument::from_bytes(&v.bytes[1..]).unwrap());
-    assert_eq!(payload.get_i32("tf").unwrap(), 2, "trimFactor is a range V2 field");
+    // Version-dependent: on 1.10, where range V1 is still the default, the opt-in is what lets trimFactor through
+    // (without it the same options are refused), and its V2 payload does not repeat the range options (no "tf";
+    // seen on 1.10.1). From 1.11.0 the payload carries them.
+    if !linked_at_least("1.11.0") {
+        assert!(payload.get_array("g").is_ok(), "range edges: {payload}");
+        // The same configuration as `builder()`, without use_range_v2.
+        let without = common::crypt();
+        let message = err_message(
+            without
+                .ctx()
+                .key_id(key.get_binary("_id").unwrap().bytes)
+                .and_then(|b| b.algorithm(&mongocrypt::Algorithm::Range))
+                .and_then(|b| b.contention_factor(0))
+                .and_then(|b| {
+                    b.algorithm_range(&mongocrypt::RangeOptions {
+                        min: Some(0.into()),
+                        max: Some(100.into()),
+                        sparsity: Some(1),
+                        trim_factor: Some(2),
+                        precision: None,
+                    })
+                })
+                .and_then(|b| b.explicit_encrypt(&rawdoc! { "v": 5 })),
+        );
+        assert!(message.contains("'trimFactor' is not supported for QE range v1"), "{message}");
+        return;
+    }
+    assert_eq!(payload.get_i32("tf").unwrap_or_else(|e| panic!("{e}: {payload}")), 2, "trimFactor is a range V2 field");
 }

@@ -158,9 +158,17 @@ fn algorithm_names_reach_libmongocrypt() {
     });
     assert!(message.contains("unsupported algorithm string \"Bogus\""), "{message}");
 
-    // "Range" is known from libmongocrypt 1.10.0 (stable in 1.11.0), "string" from 1.15.0; older libraries name the
-    // string they did not recognise, which proves it was passed through unchanged.
-    for (algorithm, since) in [(Algorithm::Range, "1.10.0"), (Algorithm::String, "1.15.0")] {
+    // "Range" is known from libmongocrypt 1.10.0 (stable in 1.11.0), the string algorithm from 1.15.0 as
+    // "TextPreview" and from 1.21.0 as "string" (see text_names); older libraries name the string they did not
+    // recognise, which proves it was passed through unchanged.
+    let preview = Algorithm::Other("TextPreview".into());
+    if linked_at_least("1.15.0") && !linked_at_least("1.21.0") {
+        let message = init_error(&crypt, |b| {
+            b.key_id(&key_abcdefab())?.algorithm(&preview)?.contention_factor(0)?.explicit_encrypt(&rawdoc! { "v": 1 })
+        });
+        assert!(message.contains("opts are required"), "TextPreview: {message}");
+    }
+    for (algorithm, since) in [(Algorithm::Range, "1.10.0"), (Algorithm::String, "1.21.0")] {
         let message = init_error(&crypt, |b| {
             b.key_id(&key_abcdefab())?
                 .algorithm(&algorithm)?
@@ -510,7 +518,13 @@ fn algorithm_range_insert() {
                 .algorithm_range(&range_opts())?
                 .explicit_encrypt(&rawdoc! { "v": 42 })
         });
-        assert!(message.contains("unsupported algorithm string \"Range\""), "{message}");
+        // Version-dependent: 1.7.2 does not know the string "Range"; 1.10 does, but its default protocol is still
+        // range V1 (V2 needs use_range_v2), whose parser refuses the V2 option trimFactor.
+        if linked_at_least("1.10.0") {
+            assert!(message.contains("'trimFactor' is not supported for QE range v1"), "{message}");
+        } else {
+            assert!(message.contains("unsupported algorithm string \"Range\""), "{message}");
+        }
         // The range options still reach the library through the preview algorithm.
         let preview = Algorithm::Other("RangePreview".into());
         let opts = doc! { "min": 0, "max": 200, "sparsity": 1i64 };
@@ -522,7 +536,10 @@ fn algorithm_range_insert() {
                 .explicit_encrypt(&rawdoc! { "v": 42 })
         });
         let (kind, p) = payload(t.output());
-        assert_eq!(kind, 4, "FLE2InsertUpdatePayload");
+        // Version-dependent: Queryable Encryption protocol v2, the default from 1.8.0, writes the preview's payload
+        // as FLE2InsertUpdatePayloadV2 (11; seen on 1.10.1), v1 (1.7.2) as FLE2InsertUpdatePayload (4).
+        let expected = if linked_at_least("1.8.0") { 11 } else { 4 };
+        assert_eq!(kind, expected, "FLE2InsertUpdatePayload(V2)");
         assert!(p.get_array("g").is_ok(), "range edges: {p}");
         return;
     }
@@ -711,6 +728,23 @@ fn text_opts() -> TextOptions {
     }
 }
 
+/// The names of the string algorithm and of its prefix and substring query types on the linked library.
+/// Version-dependent: 1.21.0 calls them "string", "prefix" and "substring" (Algorithm::String, QueryType::Prefix,
+/// QueryType::Substring); 1.15 to 1.17 (seen on 1.17.0, whose library knows only "TextPreview", "prefixPreview",
+/// "suffixPreview" and "substringPreview") call them by their preview names, passed through Other. The releases in
+/// between are not tested here; the rename is taken to be in 1.21.0.
+fn text_names() -> (Algorithm, QueryType, QueryType) {
+    if linked_at_least("1.21.0") {
+        (Algorithm::String, QueryType::Prefix, QueryType::Substring)
+    } else {
+        (
+            Algorithm::Other("TextPreview".into()),
+            QueryType::Other("prefixPreview".into()),
+            QueryType::Other("substringPreview".into()),
+        )
+    }
+}
+
 #[test]
 fn algorithm_text() {
     let crypt = crypt();
@@ -722,10 +756,11 @@ fn algorithm_text() {
         return;
     }
     drop(result);
+    let (string, prefix, substring_query) = text_names();
     let keys = [key];
     let t = run(&crypt, &keys, |b| {
         b.key_id(&id)?
-            .algorithm(&Algorithm::String)?
+            .algorithm(&string)?
             .contention_factor(0)?
             .algorithm_text(&text_opts())?
             .explicit_encrypt(&rawdoc! { "v": "abcdef" })
@@ -739,16 +774,19 @@ fn algorithm_text() {
 
     let t = run(&crypt, &keys, |b| {
         b.key_id(&id)?
-            .algorithm(&Algorithm::String)?
-            .query_type(&QueryType::Prefix)?
+            .algorithm(&string)?
+            .query_type(&prefix)?
             .contention_factor(0)?
             .algorithm_text(&text_opts())?
             .explicit_encrypt(&rawdoc! { "v": "abc" })
     });
     let (kind, p) = payload(t.output());
     assert_eq!(kind, 18, "text find payload");
-    assert!(!p.get_bool("cf").unwrap(), "case fold = !caseSensitive");
-    assert!(p.get_bool("df").unwrap(), "diacritic fold = !diacriticSensitive");
+    // Version-dependent: 1.21.0 sends folds (cf = !caseSensitive, df = !diacriticSensitive); the preview protocol
+    // of 1.15 to 1.17 sends the two flags as given (seen on 1.17.0: cf true, df false for these options).
+    let folds = linked_at_least("1.21.0");
+    assert_eq!(p.get_bool("cf").unwrap(), !folds, "cf, caseSensitive = true: {p}");
+    assert_eq!(p.get_bool("df").unwrap(), folds, "df, diacriticSensitive = false: {p}");
     assert_eq!(p.get_document("ps").unwrap(), &doc! { "ub": 10, "lb": 2 });
 
     // Substring options.
@@ -760,8 +798,8 @@ fn algorithm_text() {
     };
     let t = run(&crypt, &keys, |b| {
         b.key_id(&id)?
-            .algorithm(&Algorithm::String)?
-            .query_type(&QueryType::Substring)?
+            .algorithm(&string)?
+            .query_type(&substring_query)?
             .contention_factor(0)?
             .algorithm_text(&substring)?
             .explicit_encrypt(&rawdoc! { "v": "bcd" })
@@ -771,13 +809,16 @@ fn algorithm_text() {
 
     // Validation by libmongocrypt.
     let message = init_error(&crypt, |b| {
-        b.key_id(&id)?.algorithm(&Algorithm::String)?.contention_factor(0)?.explicit_encrypt(&rawdoc! { "v": "x" })
+        b.key_id(&id)?.algorithm(&string)?.contention_factor(0)?.explicit_encrypt(&rawdoc! { "v": "x" })
     });
-    assert!(message.contains("string opts are required"), "{message}");
+    // Version-dependent: "string opts are required" on 1.21.0, "text opts are required for textPreview algorithm"
+    // on 1.17.0.
+    let expected = if linked_at_least("1.21.0") { "string opts are required" } else { "text opts are required" };
+    assert!(message.contains(expected), "{message}");
     let t = run(&crypt, &keys, |b| {
         b.key_id(&id)?
-            .algorithm(&Algorithm::String)?
-            .query_type(&QueryType::Prefix)?
+            .algorithm(&string)?
+            .query_type(&prefix)?
             .contention_factor(0)?
             .algorithm_text(&text_opts())?
             .explicit_encrypt(&rawdoc! { "v": "a" })

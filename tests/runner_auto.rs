@@ -138,14 +138,14 @@ fn io_can_be_a_trait_object() {
     assert!(run(&mut ctx, &&io).unwrap().is_some());
 }
 
-/// NEED_MONGO_COLLINFO_WITH_DB: libmongocrypt ≥ 1.13 names the database for listCollections when it encrypts a
+/// NEED_MONGO_COLLINFO_WITH_DB: libmongocrypt ≥ 1.10 names the database for listCollections when it encrypts a
 /// `bulkWrite`, which runs on `admin` but writes to other databases. The opt-in setter and the state were added in
-/// 1.13.0, so older libraries can only refuse the option.
+/// 1.10.0 (its library is the first to export them), so older libraries can only refuse the option.
 #[test]
 fn collinfo_with_db_lists_collections_on_the_named_database() {
     let builder = Crypt::builder().kms_providers(&providers()).unwrap().use_need_mongo_collinfo_with_db_state();
-    if mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010d0000 {
-        let err = builder.err().expect("the option needs libmongocrypt 1.13");
+    if mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010a0000 {
+        let err = builder.err().expect("the option needs libmongocrypt 1.10");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(
             matches!(

@@ -1,7 +1,9 @@
 //! Raw FFI bindings to [libmongocrypt](https://github.com/mongodb/libmongocrypt).
 //!
-//! The bindings are generated at build time by bindgen from the `mongocrypt.h` that the build script found, so
-//! they declare exactly the functions of the library being linked: 69 on libmongocrypt 1.7, 80 on 1.21. Discovery
+//! The bindings are generated at build time by bindgen from the `mongocrypt.h` that the build script found, less
+//! the functions that the library does not export (read from its symbol table with the `object` crate; a header
+//! newer than its library is then reported in a build warning and in [`MONGOCRYPT_SYS_MISSING_FUNCTIONS`]), so they
+//! declare exactly the functions of the library being linked: 69 on libmongocrypt 1.7, 80 on 1.21. Discovery
 //! order: `MONGOCRYPT_LIB_DIR` (+ `MONGOCRYPT_INCLUDE_DIR`), then pkg-config (`libmongocrypt`, or
 //! `libmongocrypt-static` with `MONGOCRYPT_STATIC=1` or the `static` feature), then a build provisioned by
 //! `vendor/provision` in a checkout of the repository.
@@ -20,8 +22,11 @@
 //! | `DEP_MONGOCRYPT_LINKAGE` | `dynamic` or `static` |
 //! | `DEP_MONGOCRYPT_LIB_DIRS` | the library directories, joined like `PATH` |
 //! | `DEP_MONGOCRYPT_RPATH` | the directories a dependent should add as `-Wl,-rpath` (a dynamic library outside the loader's default paths), joined like `PATH`; empty otherwise |
-//! | `DEP_MONGOCRYPT_FUNCTIONS` | the functions added after 1.7 that the header declares, comma-separated |
-//! | `DEP_MONGOCRYPT_OPTIONAL_FUNCTIONS` | every function added after 1.7, declared or not, comma-separated |
+//! | `DEP_MONGOCRYPT_FUNCTIONS` | the functions added after 1.7 that are available (the header declares them and the library exports them), comma-separated |
+//! | `DEP_MONGOCRYPT_OPTIONAL_FUNCTIONS` | every function added after 1.7, available or not, comma-separated |
+//! | `DEP_MONGOCRYPT_MISSING_FUNCTIONS` | the functions the header declares that the library does not export, comma-separated; empty when header and library match |
+//! | `DEP_MONGOCRYPT_LIBRARY` | the library file whose symbols were read; empty when it could not be located or read (the header alone then decides) |
+//! | `DEP_MONGOCRYPT_HEADER_VERSION` | the header's own `MONGOCRYPT_VERSION` |
 //!
 //! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `mongocrypt` crate is the
 //! safe interface.

@@ -9,19 +9,22 @@ use mongocrypt_sys::*;
 /// The bindings this crate was compiled with. Integration tests of a package with a build script see its `OUT_DIR`.
 const BINDINGS: &str = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
-/// Functions that libmongocrypt added after 1.7; a 1.21 header declares all of them, a 1.7 header none.
-const ADDED_AFTER_1_7: &[&str] = &[
-    "mongocrypt_is_crypto_available",
-    "mongocrypt_setopt_use_range_v2",
-    "mongocrypt_setopt_retry_kms",
-    "mongocrypt_kms_ctx_usleep",
-    "mongocrypt_kms_ctx_fail",
-    "mongocrypt_kms_ctx_feed_with_retry",
-    "mongocrypt_setopt_key_expiration",
-    "mongocrypt_setopt_enable_multiple_collinfo",
-    "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state",
-    "mongocrypt_ctx_mongo_db",
-    "mongocrypt_ctx_setopt_algorithm_text",
+/// Functions that libmongocrypt added after 1.7, with the first release that exports each (read from the
+/// libraries' dynamic symbol tables: 1.10.0 has use_range_v2, mongo_db and collinfo_with_db_state, 1.11.0 nothing
+/// more, 1.13.1 the retry functions but feed_with_retry, key_expiration and multiple_collinfo, 1.15.0
+/// algorithm_text, 1.15.1 not feed_with_retry, 1.17.0 all). A 1.21 header declares all of them, a 1.7 header none.
+const ADDED_AFTER_1_7: &[(&str, &str)] = &[
+    ("mongocrypt_is_crypto_available", "1.9.0"),
+    ("mongocrypt_setopt_use_range_v2", "1.10.0"),
+    ("mongocrypt_setopt_retry_kms", "1.12.0"),
+    ("mongocrypt_kms_ctx_usleep", "1.12.0"),
+    ("mongocrypt_kms_ctx_fail", "1.12.0"),
+    ("mongocrypt_kms_ctx_feed_with_retry", "1.17.0"),
+    ("mongocrypt_setopt_key_expiration", "1.13.0"),
+    ("mongocrypt_setopt_enable_multiple_collinfo", "1.13.0"),
+    ("mongocrypt_setopt_use_need_mongo_collinfo_with_db_state", "1.10.0"),
+    ("mongocrypt_ctx_mongo_db", "1.10.0"),
+    ("mongocrypt_ctx_setopt_algorithm_text", "1.15.0"),
 ];
 
 /// Every `mongocrypt_*` function bindgen declared, read from the generated code itself, sorted.
@@ -85,17 +88,18 @@ fn declared_functions_match_the_version() {
     sorted.sort_unstable();
     assert_eq!(sorted, functions_in_bindings(), "MONGOCRYPT_SYS_FUNCTIONS disagrees with the generated declarations");
     println!("libmongocrypt {MONGOCRYPT_SYS_VERSION}: the bindings declare {count} functions");
-    let added: Vec<&str> = ADDED_AFTER_1_7.iter().copied().filter(|f| functions.contains(f)).collect();
+    let added: Vec<&str> = ADDED_AFTER_1_7.iter().map(|(f, _)| *f).filter(|f| functions.contains(f)).collect();
     let v = MONGOCRYPT_SYS_VERSION_NUMBER;
     if v >> 16 == 0x0107 {
-        assert_eq!(count, 69, "a 1.7 header declares 69 functions: {functions:?}");
+        assert_eq!(count, 69, "a 1.7 library has 69 functions: {functions:?}");
         assert!(added.is_empty(), "1.7 does not have {added:?}");
     } else if v >= 0x0115_0000 {
-        assert_eq!(count, 80, "a 1.21 header declares 80 functions: {functions:?}");
-        assert_eq!(added, ADDED_AFTER_1_7, "1.21 has every function added after 1.7");
+        assert_eq!(count, 80, "a 1.21 library has 80 functions: {functions:?}");
+        let all: Vec<&str> = ADDED_AFTER_1_7.iter().map(|(f, _)| *f).collect();
+        assert_eq!(added, all, "1.21 has every function added after 1.7");
     } else {
-        // 1.8 to 1.20: somewhere in between.
-        assert!((69..=80).contains(&count), "{count} functions: {functions:?}");
+        // 1.8 to 1.20: the 69 of 1.7 plus those added since (counted by the next test).
+        assert_eq!(count, 69 + added.len(), "{count} functions: {functions:?}");
     }
     // The handful every version has, as Rust items (this fails to compile, not at run time, if one is missing).
     let _: [*const (); 6] = [
@@ -203,4 +207,55 @@ fn found_the_build_the_test_script_expects() {
         let found = if MONGOCRYPT_SYS_STATIC { "static" } else { "dynamic" };
         assert_eq!(found, linkage, "the build script linked libmongocrypt {found}, expected {linkage}");
     }
+}
+
+/// The bindings declare an optional function exactly when the header declares it and the library has it: on the
+/// pinned builds, whose headers (1.7.2, 1.21.1) are never older than their libraries, that is exactly when the linked
+/// release is at least the one that added it. The functions the header declares but the library lacks (a 1.21.1
+/// header with a 1.10.1, 1.13.1 or 1.17.0 library) are listed in MONGOCRYPT_SYS_MISSING_FUNCTIONS and nowhere in
+/// the bindings, so nothing can reference a symbol the library lacks.
+#[test]
+fn optional_functions_follow_the_library() {
+    let v = MONGOCRYPT_SYS_VERSION_NUMBER;
+    let header_is_1_21 = MONGOCRYPT_SYS_FUNCTIONS.len() + MONGOCRYPT_SYS_MISSING_FUNCTIONS.len() == 80;
+    let mut expected_missing = Vec::new();
+    for (function, since) in ADDED_AFTER_1_7 {
+        let declared = MONGOCRYPT_SYS_FUNCTIONS.contains(function);
+        let missing = MONGOCRYPT_SYS_MISSING_FUNCTIONS.contains(function);
+        assert!(!(declared && missing), "{function} is both declared and missing");
+        let in_library = v >= version_number(since);
+        if header_is_1_21 {
+            assert_eq!(
+                declared, in_library,
+                "{function} (added in {since}) with libmongocrypt {MONGOCRYPT_SYS_VERSION}: declared = {declared}"
+            );
+            if !in_library {
+                expected_missing.push(*function);
+            }
+        } else {
+            assert!(!declared && !missing, "a 1.7 header does not declare {function}");
+        }
+        let cfg = match *function {
+            "mongocrypt_is_crypto_available" => cfg!(mongocrypt_has_is_crypto_available),
+            "mongocrypt_setopt_use_range_v2" => cfg!(mongocrypt_has_setopt_use_range_v2),
+            "mongocrypt_setopt_retry_kms" => cfg!(mongocrypt_has_setopt_retry_kms),
+            "mongocrypt_kms_ctx_usleep" => cfg!(mongocrypt_has_kms_ctx_usleep),
+            "mongocrypt_kms_ctx_fail" => cfg!(mongocrypt_has_kms_ctx_fail),
+            "mongocrypt_kms_ctx_feed_with_retry" => cfg!(mongocrypt_has_kms_ctx_feed_with_retry),
+            "mongocrypt_setopt_key_expiration" => cfg!(mongocrypt_has_setopt_key_expiration),
+            "mongocrypt_setopt_enable_multiple_collinfo" => cfg!(mongocrypt_has_setopt_enable_multiple_collinfo),
+            "mongocrypt_setopt_use_need_mongo_collinfo_with_db_state" => {
+                cfg!(mongocrypt_has_setopt_use_need_mongo_collinfo_with_db_state)
+            }
+            "mongocrypt_ctx_mongo_db" => cfg!(mongocrypt_has_ctx_mongo_db),
+            "mongocrypt_ctx_setopt_algorithm_text" => cfg!(mongocrypt_has_ctx_setopt_algorithm_text),
+            other => panic!("no cfg for {other}"),
+        };
+        assert_eq!(cfg, declared, "cfg(mongocrypt_has_...) for {function} disagrees with the bindings");
+    }
+    let mut missing = MONGOCRYPT_SYS_MISSING_FUNCTIONS.to_vec();
+    missing.sort_unstable();
+    expected_missing.sort_unstable();
+    assert_eq!(missing, expected_missing, "libmongocrypt {MONGOCRYPT_SYS_VERSION}: functions left out");
+    println!("libmongocrypt {MONGOCRYPT_SYS_VERSION}: header functions the library lacks: {MONGOCRYPT_SYS_MISSING_FUNCTIONS:?}");
 }

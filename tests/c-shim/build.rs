@@ -7,6 +7,9 @@ fn main() {
         build.define("MONGOCRYPT_STATIC_DEFINE", None);
     }
     build.compile("mongocrypt_c_shim");
+    // The release of the header the C code is compiled against, for the test that compares it with shim.c's view.
+    let header = std::env::var("DEP_MONGOCRYPT_HEADER_VERSION").unwrap_or_default();
+    println!("cargo:rustc-env=MONGOCRYPT_C_SHIM_HEADER_VERSION={header}");
     println!("cargo:rerun-if-changed=shim.c");
     // Like any crate linking a libmongocrypt outside the loader's paths, record where it is for this crate's tests.
     let rpath = std::env::var_os("DEP_MONGOCRYPT_RPATH").unwrap_or_default();

@@ -24,9 +24,10 @@ use self::server::{MockServer, Options, Reply, Request};
 /// The AWS key of the fixtures.
 pub const AWS_KEY_ARN: &str = "arn:aws:kms:us-east-1:579766882180:key/89fcc2c4-08b0-4bd9-9f25-e30687b580d0";
 
-/// Whether the linked libmongocrypt retries KMS requests (≥ 1.12).
+/// Whether the linked libmongocrypt retries KMS requests through the transport: it needs the retry functions of 1.12
+/// and `mongocrypt_kms_ctx_feed_with_retry`, first in 1.17.0.
 pub fn retries() -> bool {
-    mongocrypt::kms_tls::RETRIES_SUPPORTED && mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x010c_0000
+    mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x0111_0000
 }
 
 pub use self::common::{data_path, raw};
