@@ -809,6 +809,10 @@ mod tests {
         }
         let error = RustCrypto.sign_rsassa_pkcs1_v1_5_sha256(b"not a key", b"abc", &mut [0; 256]).unwrap_err();
         assert!(error.to_string().contains("invalid PKCS#8 RSA private key"), "{error}");
+        // A signature shorter than the buffer libmongocrypt sends whole would go out zero-padded.
+        let error = RustCrypto.sign_rsassa_pkcs1_v1_5_sha256(&hex(RSA_PKCS8), b"abc", &mut [0; 300]).unwrap_err();
+        let expected = "a 2048-bit RSA key makes 256-byte signatures; libmongocrypt expects 300 bytes";
+        assert_eq!(error.to_string(), expected);
     }
 
     #[test]
@@ -893,7 +897,8 @@ mod tests {
     fn call_cbc_encrypt_hook(provider: Arc<dyn CryptoProvider>, key_len: usize) -> (bool, u32, Vec<u8>, Status) {
         let hooks = InstalledHooks(Box::new(provider));
         let (key, iv) = (TestBinary::new(hex(NIST_KEY)[..key_len].to_vec()), TestBinary::new(vec![0; 16]));
-        let (input, out) = (TestBinary::new(hex(NIST_PLAINTEXT)), TestBinary::new(vec![0; 64]));
+        // Stale bytes in the output, as in libmongocrypt's uninitialised allocations.
+        let (input, out) = (TestBinary::new(hex(NIST_PLAINTEXT)), TestBinary::new(vec![0xaa; 64]));
         let (status, mut bytes_written) = (Status::new(), 0);
         // SAFETY: the arguments are live binaries and a status, and `ctx` comes from a live InstalledHooks, as
         // when libmongocrypt calls the hook.
@@ -1015,7 +1020,7 @@ mod tests {
 
     #[test]
     fn trampolines_zero_the_output_and_hand_over_exactly_its_length() {
-        // Output buffers full of stale bytes, as libmongocrypt's uninitialised allocations may be.
+        // Output buffers full of stale bytes (0xaa), as libmongocrypt's uninitialised allocations may be.
         let (ok, bytes_written, output, status) = call_cbc_encrypt_hook(Arc::new(Peeking { reported: None }), 32);
         status.to_result().unwrap();
         assert!(ok);

@@ -395,9 +395,12 @@ impl KmsProviders {
         self.provider(name, Document::new())
     }
 
-    /// Any provider, with its document as the KMS providers spec defines it.
+    /// Any provider, with its document as the KMS providers spec defines it. A provider set again under the same
+    /// name replaces the earlier one, whose credentials are wiped.
     pub fn provider(mut self, name: impl AsRef<str>, credentials: Document) -> KmsProviders {
-        self.0.insert(name.as_ref(), credentials);
+        if let Some(mut replaced) = self.0.insert(name.as_ref(), credentials) {
+            wipe_value(&mut replaced);
+        }
         self
     }
 
@@ -416,12 +419,17 @@ impl Drop for KmsProviders {
 
 fn wipe_document(doc: &mut Document) {
     for (_, value) in doc.iter_mut() {
-        match value {
-            Bson::String(s) => s.zeroize(),
-            Bson::Binary(b) => b.bytes.zeroize(),
-            Bson::Document(d) => wipe_document(d),
-            _ => {}
-        }
+        wipe_value(value);
+    }
+}
+
+fn wipe_value(value: &mut Bson) {
+    match value {
+        Bson::String(s) => s.zeroize(),
+        Bson::Binary(b) => b.bytes.zeroize(),
+        Bson::Document(d) => wipe_document(d),
+        Bson::Array(items) => items.iter_mut().for_each(wipe_value),
+        _ => {}
     }
 }
 
@@ -589,8 +597,10 @@ mod tests {
 
     #[test]
     fn wiping_clears_every_secret() {
-        let mut d = doc! { "local": { "key": binary(&[9; 96]) }, "aws": { "secretAccessKey": "s3cr3t" }, "n": 1 };
+        let mut d = doc! {
+            "local": { "key": binary(&[9; 96]) }, "aws": { "secretAccessKey": "s3cr3t" }, "n": 1, "a": ["t0k3n"],
+        };
         wipe_document(&mut d);
-        assert_eq!(d, doc! { "local": { "key": binary(&[]) }, "aws": { "secretAccessKey": "" }, "n": 1 });
+        assert_eq!(d, doc! { "local": { "key": binary(&[]) }, "aws": { "secretAccessKey": "" }, "n": 1, "a": [""] });
     }
 }

@@ -170,6 +170,13 @@ fn kms_providers_serialization_leaves_no_copy_of_a_local_key() {
     });
     assert_no_unwiped_copy("KmsProviders", hits);
 
+    // A provider set twice under one name: the replaced credentials are wiped too.
+    let hits = unwiped_frees(|| {
+        let providers = KmsProviders::new().local("local", &LOCAL_KEY).local("local", &[7; 96]);
+        drop(Crypt::builder().kms_providers(&providers).unwrap().build().unwrap());
+    });
+    assert_no_unwiped_copy("KmsProviders with a replaced provider", hits);
+
     // A plain Document goes through the same serializer; the document itself is the caller's to wipe.
     let document = doc! {
         "local": { "key": Binary { subtype: BinarySubtype::Generic, bytes: LOCAL_KEY.to_vec() } },
