@@ -37,8 +37,13 @@ const HMAC_SHA_512_LEN: usize = 64;
 /// `Send + Sync`. An `Err` is reported to libmongocrypt as a client error carrying its message, and fails the
 /// operation that needed the primitive; a panic is caught and reported the same way.
 ///
-/// Output buffers are preallocated by libmongocrypt. Every method writes its result at the start of `output` and
-/// must return an error, never panic, when `output` is too small.
+/// Output buffers are preallocated by libmongocrypt and zeroed before the call, so a provider never sees stale
+/// memory. Every method writes its result at the start of `output` and must return an error, never panic, when
+/// `output` is too small. The sizes are checked after the call: a cipher must report exactly its input's length,
+/// and a misreported count fails the operation with a client error rather than reaching libmongocrypt.
+///
+/// Every method defaults to the built-in [`RustCrypto`], so a provider overrides only what it changes (say, the
+/// random source, or signing with a key held elsewhere).
 pub trait CryptoProvider: Send + Sync + 'static {
     /// AES-256-CBC encryption without padding: libmongocrypt has already padded `input` to a multiple of 16 bytes.
     ///

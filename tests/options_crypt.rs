@@ -509,7 +509,7 @@ fn retry_kms_retries_a_503() {
     // appears in 1.17.0 (1.13.1's and 1.15.1's libraries lack it): there, only a network error can ask for a retry.
     if !linked_at_least("1.17.0") {
         {
-            let mut scope = ctx.kms_scope();
+            let mut scope = ctx.kms_scope().unwrap();
             let mut kms = scope.next_kms_ctx().unwrap();
             assert_unsupported(
                 &kms.feed_with_retry(b"HTTP/1.1 503").unwrap_err(),
