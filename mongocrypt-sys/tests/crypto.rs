@@ -278,8 +278,10 @@ fn declares(name: &str) -> bool {
 }
 
 /// Whether the library can encrypt without crypto hooks. `mongocrypt_is_crypto_available` exists from 1.9 on; the
-/// build script sets `cfg(mongocrypt_has_is_crypto_available)` when the header declares it. Older releases are
-/// taken to have native crypto, as every distribution build of them does.
+/// build script sets `cfg(mongocrypt_has_is_crypto_available)` when the header declares it and the library exports
+/// it. Older releases are taken to have native crypto, as every distribution build of them does; scripts/test.sh
+/// checks that from the library's NEEDED entries (libcrypto), and `explicit_encrypt_decrypt_round_trip` then
+/// encrypts without crypto hooks, which fails on a library without crypto.
 fn native_crypto() -> bool {
     assert_eq!(
         cfg!(mongocrypt_has_is_crypto_available),
