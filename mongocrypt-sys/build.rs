@@ -154,7 +154,11 @@ fn main() {
     let declared: Vec<String> = if missing.is_empty() {
         header_functions
     } else {
-        let version_source = if found.version.is_some() { "the library's packaging" } else { "the header" };
+        let version_source = if found.version.is_some() {
+            "the library's packaging"
+        } else {
+            "the header, so probably not the library's: MONGOCRYPT_SYS_VERSION will say the header's release"
+        };
         println!(
             "cargo:warning=mongocrypt-sys: the header {} declares {} function(s) that the library {} (libmongocrypt \
              {version}, version from {version_source}) does not export: {}. They are left out of the bindings, and \

@@ -46,7 +46,7 @@ pub enum Error {
         feature: &'static str,
         /// The first libmongocrypt release that has it.
         required: &'static str,
-        /// The linked libmongocrypt release.
+        /// The linked libmongocrypt release, as the library reports it (`mongocrypt_version`).
         linked: &'static str,
     },
     /// An argument cannot be passed to C: a string with a NUL byte, a buffer over 4 GiB, a document that does not
@@ -117,7 +117,9 @@ impl Error {
 
     #[allow(dead_code, reason = "unused when the linked library has every function")]
     pub(crate) fn unsupported(feature: &'static str, required: &'static str) -> Error {
-        Error::Unsupported { feature, required, linked: sys::MONGOCRYPT_SYS_VERSION }
+        // The release the library itself reports: with a header newer than its library and no packaging that says
+        // the library's version, MONGOCRYPT_SYS_VERSION is the header's.
+        Error::Unsupported { feature, required, linked: crate::version() }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {

@@ -84,17 +84,13 @@ fn malformed_bson_to_explicit_encrypt_expression() {
                 RangeOptions { min: Some(0.into()), max: Some(10.into()), sparsity: Some(1), ..Default::default() };
             b.algorithm(&Algorithm::Range)?.query_type(&QueryType::Range)?.contention_factor(0)?.algorithm_range(&opts)
         } else {
-            // Before range V2 (verified on 1.7.2).
+            // Before range V2 is the default (verified on 1.7.2 and 1.10.1).
             b.algorithm(&Algorithm::Other("RangePreview".into()))?
                 .query_type(&QueryType::Other("rangePreview".into()))?
                 .contention_factor(0)?
                 .algorithm_range(&doc! { "min": 0, "max": 10, "sparsity": 1i64 })
         }
     };
-    if linked_at_least("1.10.0") && !linked_at_least("1.11.0") {
-        skip("malformed_bson_to_explicit_encrypt_expression", "range options of 1.10 not covered");
-        return;
-    }
     for (name, bytes) in MALFORMED {
         assert_client_error(name, builder().unwrap().explicit_encrypt_expression(bytes), "msg must be bson");
     }

@@ -2,8 +2,9 @@
 //! the library's native crypto, byte for byte where the output is deterministic, and custom providers that prove
 //! which hooks libmongocrypt calls.
 //!
-//! On the 1.21.0 "nocrypto" build there is no native crypto: a `Crypt` built without a provider installs
-//! `RustCrypto` itself, so "native" below is RustCrypto again there; the known-answer fixture still pins the bytes.
+//! On a "nocrypto" build (the wheel builds 1.10.1 to 1.21.0; `mongocrypt::is_crypto_available()` says which) there
+//! is no native crypto: a `Crypt` built without a provider installs `RustCrypto` itself, so "native" below is
+//! RustCrypto again there; the known-answer fixture still pins the bytes.
 
 mod common;
 

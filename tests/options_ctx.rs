@@ -654,17 +654,16 @@ fn explicit_encrypt_expression_range() {
     let (id, key) = new_key(&crypt);
     let (algorithm, query_type, find_type, opts) = if linked_at_least("1.11.0") {
         (Algorithm::Range, QueryType::Range, 13u8, raw(&range_opts().to_document()))
-    } else if !linked_at_least("1.10.0") {
-        // Before range V2: the preview algorithm and query type (verified on 1.7.2).
+    } else {
+        // Before range V2 is the default: the preview algorithm and query type (verified on 1.7.2 and 1.10.1). The
+        // find payload is FLE2FindRangePayload (10) under QE protocol v1 (1.7), FLE2FindRangePayloadV2 (13) under
+        // v2, the default from 1.8.0.
         (
             Algorithm::Other("RangePreview".into()),
             QueryType::Other("rangePreview".into()),
-            10u8,
+            if linked_at_least("1.8.0") { 13u8 } else { 10u8 },
             raw(&doc! { "min": 0, "max": 200, "sparsity": 1i64 }),
         )
-    } else {
-        skip("explicit_encrypt_expression_range", "1.10 has range V1 and V2 side by side; not covered");
-        return;
     };
     let t = run(&crypt, &[key], |b| {
         b.key_id(&id)?

@@ -151,7 +151,8 @@ pub fn assert_unsupported(err: &Error, feature: &str, since: &str) {
         Error::Unsupported { feature: f, required, linked } => {
             assert_eq!(*f, feature);
             assert_eq!(*required, since);
-            assert_eq!(*linked, mongocrypt::sys::MONGOCRYPT_SYS_VERSION);
+            assert_eq!(*linked, mongocrypt::version(), "the release the library reports");
+            assert_eq!(*linked, mongocrypt::sys::MONGOCRYPT_SYS_VERSION, "the release the build found");
         }
         other => panic!("expected Unsupported({feature}), got {other:?}"),
     }
