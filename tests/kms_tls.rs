@@ -855,3 +855,37 @@ fn a_ready_client_config_is_used_per_provider_and_for_all() {
     assert!(matches!(err.kind(), KmsIoErrorKind::Tls(_)), "{err}");
     assert_eq!(kms.stop().len(), 2);
 }
+
+#[test]
+fn an_expired_server_certificate_shows_its_dates() {
+    use mongocrypt::kms_tls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    // A CA, and a server certificate for the AWS host that expired at the end of 2021.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["kms.us-east-1.amazonaws.com".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 12, 31);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let server_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = server::tls_config(vec![cert.der().clone()], server_key, None);
+    let kms = MockServer::start(server::Options { tls: Some(config), ..server::Options::default() }, aws_replies);
+    let addr = kms.addr();
+    let transport = KmsTransport::builder()
+        .default_tls_options(TlsOptions::new().ca_pem(ca.pem().as_bytes()).unwrap())
+        .resolver(move |_, _| Ok(vec![addr]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = drive_datakey(&mut aws_datakey(&crypt(false)), &transport).unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Tls(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("expired: not valid after 2021-12-31 00:00:00 UTC"), "{text}");
+    assert!(text.contains(" UTC now") && !text.contains("(UNIX)"), "{text}");
+    assert!(kms.stop().is_empty());
+}
