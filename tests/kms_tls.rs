@@ -613,6 +613,13 @@ fn tls_cert_option_errors_are_clear() {
 
     let err = KmsTransport::builder().tls_options_document(&doc! { "kmip": { "tlsInsecure": true } }).unwrap_err();
     assert!(err.to_string().contains("tlsInsecure"), "{err}");
+    assert!(err.to_string().contains("Insecure TLS options prohibited"), "{err}");
+    let err = KmsTransport::builder().tls_options_document(&doc! { "aws": { "tls": false } }).unwrap_err();
+    assert!(err.to_string().contains("TLS is required"), "{err}");
+    // The spec: no error for tlsDisableOCSPEndpointCheck; the other options keep working beside it.
+    let ca = dir.write("ca-ocsp.pem", &pki.ca_pem);
+    let doc = doc! { "kmip": { "tlsCAFile": ca, "tlsDisableOCSPEndpointCheck": true } };
+    KmsTransport::builder().tls_options_document(&doc).unwrap().build().unwrap();
 
     // A key that does not belong to the certificate is refused when the configuration is built.
     let mismatched = TlsOptions::new().client_auth(vec![pki.client.cert.clone()], pki.server.key());
@@ -692,6 +699,30 @@ fn reply_cut_off_mid_body_is_a_network_error() {
     let KmsIoErrorKind::Io(io) = err.kind() else { panic!("not an I/O error: {err}") };
     assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert!(err.is_network() && err.to_string().contains(AWS_ENDPOINT), "{err}");
+    let text = err.to_string();
+    let expected = format!("closed the connection before sending a complete reply ({cut} bytes received)");
+    assert!(text.contains(&expected) && text.contains("(aws)") && !text.contains("close_notify"), "{text}");
+}
+
+#[test]
+fn peer_closing_early_is_explained_through_the_runner_with_attempts() {
+    // A server that closes every connection after part of the reply, with retries where the library has them.
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, |_| Reply::CutOff(encrypt_reply(), 20));
+    let transport = transport_to(&pki, kms.addr()).build().unwrap();
+    let crypt = crypt(true);
+    let err = run(&mut aws_datakey(&crypt), &ExampleIo::new(transport)).unwrap_err();
+    let attempts = if retries() { 4 } else { 1 };
+    let RunError::Io { source, .. } = &err else { panic!("not an I/O error: {err}") };
+    let kms_error = source.downcast_ref::<KmsIoError>().expect("the runner keeps the KmsIoError as its source");
+    assert_eq!((kms_error.endpoint(), kms_error.provider(), kms_error.attempts()), (AWS_ENDPOINT, "aws", attempts));
+    let text = err.to_string();
+    assert!(text.contains("closed the connection before sending a complete reply (20 bytes received)"), "{text}");
+    assert!(text.contains(AWS_ENDPOINT) && text.contains("(aws)") && !text.contains("close_notify"), "{text}");
+    if retries() {
+        assert!(text.contains("failed after 4 attempts"), "{text}");
+    }
+    assert_eq!(kms.stop().len(), attempts as usize);
 }
 
 #[test]
@@ -771,4 +802,90 @@ fn retry_max_attempts_caps_the_transport() {
         // One attempt only before 1.12.
         assert!(matches!(err.kind(), KmsIoErrorKind::Connect { .. }) && err.attempts() == 1, "{err}");
     }
+}
+
+#[test]
+fn http_error_bodies_are_cut_and_keep_their_status() {
+    let page = format!("<html><body>{}</body></html>", "<p>Service error</p>".repeat(400));
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, move |_| Reply::Bytes(server::http(400, &page)));
+    let transport = transport_to(&pki, kms.addr()).build().unwrap();
+    let crypt = crypt(false);
+    let err = drive_datakey(&mut aws_datakey(&crypt), &transport).unwrap_err();
+    assert_eq!(err.http_status(), Some(400), "{err}");
+    let text = err.to_string();
+    assert!(text.len() < 800 && text.contains("HTTP status 400") && text.contains("more bytes)"), "{text}");
+
+    // Through the runner: libmongocrypt's error, cut too, with the endpoint.
+    let err = run(&mut aws_datakey(&crypt), &ExampleIo::new(transport)).unwrap_err();
+    let message = err.as_mongocrypt().expect("a libmongocrypt error").message().to_owned();
+    assert!(message.len() < 800 && message.contains("HTTP status=400") && message.contains(AWS_ENDPOINT), "{message}");
+    assert_eq!(kms.stop().len(), 2);
+}
+
+#[test]
+fn a_ready_client_config_is_used_per_provider_and_for_all() {
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let addr = kms.addr();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    // TLS 1.3 only, and the mock's CA: the caller's own choices.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    // The TLS options trust another CA: only the given configuration reaches the mock.
+    let other = Pki::new("another CA");
+    let base = || {
+        KmsTransport::builder()
+            .default_tls_options(TlsOptions::new().ca_pem(other.ca_pem.as_bytes()).unwrap())
+            .resolver(move |_, _| Ok(vec![addr]))
+            .timeout(Duration::from_secs(5))
+    };
+    let crypt = crypt(false);
+    let per_provider = base().client_config("aws", config.clone()).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &per_provider).unwrap());
+    let for_all = base().default_client_config(config.clone()).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &for_all).unwrap());
+    let elsewhere = base().client_config("azure", config).build().unwrap();
+    let err = drive_datakey(&mut aws_datakey(&crypt), &elsewhere).unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Tls(_)), "{err}");
+    assert_eq!(kms.stop().len(), 2);
+}
+
+#[test]
+fn an_expired_server_certificate_shows_its_dates() {
+    use mongocrypt::kms_tls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    // A CA, and a server certificate for the AWS host that expired at the end of 2021.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["kms.us-east-1.amazonaws.com".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 12, 31);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let server_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = server::tls_config(vec![cert.der().clone()], server_key, None);
+    let kms = MockServer::start(server::Options { tls: Some(config), ..server::Options::default() }, aws_replies);
+    let addr = kms.addr();
+    let transport = KmsTransport::builder()
+        .default_tls_options(TlsOptions::new().ca_pem(ca.pem().as_bytes()).unwrap())
+        .resolver(move |_, _| Ok(vec![addr]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = drive_datakey(&mut aws_datakey(&crypt(false)), &transport).unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Tls(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("expired: not valid after 2021-12-31 00:00:00 UTC"), "{text}");
+    assert!(text.contains(" UTC now") && !text.contains("(UNIX)"), "{text}");
+    assert!(kms.stop().is_empty());
 }
