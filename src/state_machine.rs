@@ -61,6 +61,7 @@
 //! hold key material and credentials) only at trace level. [`Runner::on_state`] also hands every state entered to a
 //! callback, so that a driver can test the path an operation took.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -74,7 +75,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use crate::ctx::{Ctx, State};
 use crate::error::{Error, Result};
-use crate::kms::KmsCtx;
+use crate::kms::{KmsCtx, KmsScope};
 
 /// The `log` target of the runner.
 const LOG_TARGET: &str = "mongocrypt::state_machine";
@@ -293,19 +294,33 @@ pub trait AsyncStateMachineIo {
 #[derive(Clone)]
 pub struct Runner {
     max_concurrent_kms: NonZeroUsize,
+    max_kms_attempts: Option<u32>,
     on_state: Option<Arc<dyn Fn(State) + Send + Sync>>,
 }
 
 impl Runner {
     /// At most 16 KMS requests at once, and no state callback.
     pub fn new() -> Runner {
-        Runner { max_concurrent_kms: NonZeroUsize::new(16).expect("16 is not zero"), on_state: None }
+        Runner {
+            max_concurrent_kms: NonZeroUsize::new(16).expect("16 is not zero"),
+            max_kms_attempts: None,
+            on_state: None,
+        }
     }
 
     /// Serves at most `limit` KMS requests of a round at once (threads for [`Runner::run_concurrent`], futures
     /// for [`Runner::run_async`]); 0 counts as 1. [`Runner::run`] serves one at a time regardless.
     pub fn max_concurrent_kms(mut self, limit: usize) -> Runner {
         self.max_concurrent_kms = NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN);
+        self
+    }
+
+    /// Makes at most `attempts` attempts at each KMS request, whatever libmongocrypt allows (default: as many as
+    /// libmongocrypt allows, which is 4 with [`CryptBuilder::retry_kms`](crate::CryptBuilder::retry_kms) and 1
+    /// otherwise); 0 counts as 1. When a request would be sent once more, the run fails with the error of its last
+    /// attempt.
+    pub fn max_kms_attempts(mut self, attempts: u32) -> Runner {
+        self.max_kms_attempts = Some(attempts.max(1));
         self
     }
 
@@ -347,6 +362,7 @@ impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runner")
             .field("max_concurrent_kms", &self.max_concurrent_kms)
+            .field("max_kms_attempts", &self.max_kms_attempts)
             .field("on_state", &self.on_state.as_ref().map(|_| "Fn(State)"))
             .finish()
     }
@@ -521,14 +537,14 @@ trait Driver {
     fn kms_request(&self, kms: &mut KmsCtx<'_>) -> impl Future<Output = IoResult<()>>;
     fn sleep(&self, delay: Duration) -> impl Future<Output = ()>;
     /// Serves one round's requests, each with [`serve_kms`], at most `limit` at once; errors in request order.
-    fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult>;
+    fn serve_round(&self, round: &mut [Request<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult>;
 }
 
 /// The result of serving one KMS request, or one round of them.
 type RoundResult = std::result::Result<(), RunError>;
 
 /// How [`Blocking`] serves a round: [`one_by_one`] or [`on_threads`].
-type ServeRound<'i, I> = fn(&Blocking<'i, I>, &mut [KmsCtx<'_>], NonZeroUsize) -> RoundResult;
+type ServeRound<'i, I> = fn(&Blocking<'i, I>, &mut [Request<'_>], NonZeroUsize) -> RoundResult;
 
 /// [`run`] and [`run_concurrent`]: a [`StateMachineIo`] on the calling thread, with a round's KMS requests served
 /// one by one ([`one_by_one`]) or on scoped threads ([`on_threads`], which needs `I: Sync`).
@@ -567,14 +583,14 @@ impl<I: StateMachineIo + ?Sized> Driver for Blocking<'_, I> {
         std::future::ready(())
     }
 
-    fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult> {
+    fn serve_round(&self, round: &mut [Request<'_>], limit: NonZeroUsize) -> impl Future<Output = RoundResult> {
         std::future::ready((self.serve_round)(self, round, limit))
     }
 }
 
 fn one_by_one<I: StateMachineIo + ?Sized>(
     blocking: &Blocking<'_, I>,
-    round: &mut [KmsCtx<'_>],
+    round: &mut [Request<'_>],
     _limit: NonZeroUsize,
 ) -> RoundResult {
     round.iter_mut().try_for_each(|kms| complete(serve_kms(blocking, kms)))
@@ -582,7 +598,7 @@ fn one_by_one<I: StateMachineIo + ?Sized>(
 
 fn on_threads<I: StateMachineIo + Sync + ?Sized>(
     blocking: &Blocking<'_, I>,
-    round: &mut [KmsCtx<'_>],
+    round: &mut [Request<'_>],
     limit: NonZeroUsize,
 ) -> RoundResult {
     round.chunks_mut(limit.get()).try_for_each(|chunk| match chunk {
@@ -639,7 +655,7 @@ where
         (self.sleep)(delay)
     }
 
-    async fn serve_round(&self, round: &mut [KmsCtx<'_>], limit: NonZeroUsize) -> RoundResult {
+    async fn serve_round(&self, round: &mut [Request<'_>], limit: NonZeroUsize) -> RoundResult {
         // `stream::iter(..).map(|kms| serve_kms(..)).buffered(limit)` does the same, but rustc cannot prove a
         // future holding that closure `Send` ("implementation of `FnOnce` is not general enough", rust-lang/rust
         // issue 64552), so the bounded window is filled by hand.
@@ -703,16 +719,7 @@ async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResu
             }
             State::NeedKms => {
                 let mut scope = ctx.kms_scope()?;
-                // Hand out every request of the round before serving any ("It is not safe to iterate KMS contexts
-                // while operating on KMS contexts"); requests to retry come back in the next pass.
-                loop {
-                    let mut round = scope.kms_ctxs();
-                    if round.is_empty() {
-                        break;
-                    }
-                    log::debug!(target: LOG_TARGET, "{} KMS request(s)", round.len());
-                    driver.serve_round(&mut round, runner.max_concurrent_kms).await?;
-                }
+                serve_scope(&mut scope, driver, runner).await?;
                 scope.done()?;
             }
             State::NeedKmsCredentials => {
@@ -748,9 +755,121 @@ fn feed_all(ctx: &mut Ctx, docs: &[RawDocumentBuf]) -> Result<()> {
     ctx.mongo_done()
 }
 
+/// A KMS request of a round, with what is known of its earlier attempts.
+struct Request<'k> {
+    kms: KmsCtx<'k>,
+    /// This attempt's number, from 1.
+    attempt: u32,
+    /// Why the previous attempt is being retried.
+    last_error: Option<IoError>,
+}
+
+/// Serves every request of one NEED_KMS state, without ending it: the one loop over KMS rounds, for every face
+/// and for [`KmsTransport::serve`](crate::kms_tls::KmsTransport::serve). Every request of a round is handed out
+/// before any is served ("It is not safe to iterate KMS contexts while operating on KMS contexts"); requests to
+/// retry come back in the next pass, as the same kms ctx, which is how attempts are counted.
+async fn serve_scope<D: Driver>(scope: &mut KmsScope<'_>, driver: &D, runner: &Runner) -> RoundResult {
+    // Attempts made and the last attempt's error, by kms ctx address (stable while the scope lives).
+    let mut history: HashMap<usize, (u32, Option<IoError>)> = HashMap::new();
+    loop {
+        let mut round: Vec<Request<'_>> = scope
+            .kms_ctxs()
+            .into_iter()
+            .map(|kms| {
+                let (made, last_error) = history.remove(&(kms.as_raw() as usize)).unwrap_or_default();
+                Request { kms, attempt: made + 1, last_error }
+            })
+            .collect();
+        if round.is_empty() {
+            return Ok(());
+        }
+        if let Some(max) = runner.max_kms_attempts {
+            if let Some(request) = round.iter_mut().find(|request| request.attempt > max) {
+                return Err(attempts_exhausted(request, max));
+            }
+        }
+        log::debug!(target: LOG_TARGET, "{} KMS request(s)", round.len());
+        driver.serve_round(&mut round, runner.max_concurrent_kms).await?;
+        for request in round {
+            history.insert(request.kms.as_raw() as usize, (request.attempt, request.last_error));
+        }
+    }
+}
+
+/// The error of a request that [`Runner::max_kms_attempts`] stops: its last attempt's.
+fn attempts_exhausted(request: &mut Request<'_>, max: u32) -> RunError {
+    let source = match request.last_error.take() {
+        Some(source) => with_attempts(source, max),
+        None => format!(
+            "KMS request to {} ({}) given up after {max} attempts",
+            request.kms.endpoint().unwrap_or("<no endpoint>"),
+            request.kms.kms_provider()
+        )
+        .into(),
+    };
+    RunError::Io { state: State::NeedKms, source }
+}
+
+/// Records the number of attempts in the errors that report it ([`KmsIoError`](crate::kms_tls::KmsIoError)).
+fn with_attempts(mut source: IoError, attempts: u32) -> IoError {
+    #[cfg(feature = "kms-tls")]
+    if let Some(error) = source.downcast_mut::<crate::kms_tls::KmsIoError>() {
+        error.set_attempts(attempts);
+    }
+    #[cfg(not(feature = "kms-tls"))]
+    let _ = attempts;
+    source
+}
+
+/// The error of a `kms_request` that libmongocrypt has already scheduled a retry for (a retryable HTTP status fed
+/// with `feed_with_retry`): the request is handed out again without [`KmsCtx::fail`], and the error is kept as the
+/// attempt's. Only this crate's transports return it, from the exchange of their `serve`.
+#[derive(Debug)]
+pub(crate) struct RetryScheduled(pub(crate) IoError);
+
+impl fmt::Display for RetryScheduled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (libmongocrypt retries it)", self.0)
+    }
+}
+
+impl std::error::Error for RetryScheduled {}
+
+/// How a failed `kms_request` is handled: the one classification of KMS errors.
+enum Failure {
+    /// libmongocrypt's own error: the run fails with it.
+    Mongocrypt(Error),
+    /// libmongocrypt already scheduled a retry.
+    RetryScheduled(IoError),
+    /// A network error: reported with [`KmsCtx::fail`], retried if libmongocrypt allows.
+    Network(IoError),
+    /// Anything else the transport says is not worth retrying (an HTTP error status, a reply libmongocrypt
+    /// rejected, kept with the transport's context).
+    Final(IoError),
+}
+
+fn classify(source: IoError) -> Failure {
+    let source = match source.downcast::<Error>() {
+        Ok(e) => return Failure::Mongocrypt(*e),
+        Err(source) => source,
+    };
+    let source = match source.downcast::<RetryScheduled>() {
+        Ok(retry) => return Failure::RetryScheduled(retry.0),
+        Err(source) => source,
+    };
+    #[cfg(feature = "kms-tls")]
+    if let Some(error) = source.downcast_ref::<crate::kms_tls::KmsIoError>() {
+        if !error.is_network() {
+            return Failure::Final(source);
+        }
+    }
+    Failure::Network(source)
+}
+
 /// One attempt at one KMS request, for every face: the back-off, the exchange, and the classification of its error
 /// (libmongocrypt's own, or a network error reported with `fail` and retried if libmongocrypt allows).
-async fn serve_kms<D: Driver>(driver: &D, kms: &mut KmsCtx<'_>) -> RoundResult {
+async fn serve_kms<D: Driver>(driver: &D, request: &mut Request<'_>) -> RoundResult {
+    let kms = &mut request.kms;
     // Back-off before a retry; always zero before libmongocrypt 1.12 (where the call is unsupported).
     let delay = kms.sleep_duration().unwrap_or_default();
     if !delay.is_zero() {
@@ -759,24 +878,73 @@ async fn serve_kms<D: Driver>(driver: &D, kms: &mut KmsCtx<'_>) -> RoundResult {
     }
     if log::log_enabled!(target: LOG_TARGET, log::Level::Debug) {
         let endpoint = kms.endpoint().unwrap_or("<no endpoint>");
-        log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({})", kms.kms_provider());
+        log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({}), attempt {}", kms.kms_provider(), request.attempt);
     }
     if log::log_enabled!(target: LOG_TARGET, log::Level::Trace) {
         let message = kms.message().map(String::from_utf8_lossy).unwrap_or_default();
         log::trace!(target: LOG_TARGET, "KMS message: {message}");
     }
-    match driver.kms_request(kms).await {
-        Ok(()) => Ok(()),
-        Err(source) => match RunError::from_io(State::NeedKms, source) {
-            // A network error: libmongocrypt hands the request out again if it may be retried.
-            RunError::Io { state, source } => match kms.fail() {
-                Ok(true) => {
-                    log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
-                    Ok(())
-                }
-                _ => Err(RunError::Io { state, source }),
-            },
-            other => Err(other),
+    let source = match driver.kms_request(kms).await {
+        Ok(()) => return Ok(()),
+        Err(source) => source,
+    };
+    let io = |source| RunError::Io { state: State::NeedKms, source: with_attempts(source, request.attempt) };
+    match classify(source) {
+        Failure::Mongocrypt(e) => Err(RunError::Mongocrypt(e)),
+        Failure::RetryScheduled(source) => {
+            log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
+            request.last_error = Some(source);
+            Ok(())
+        }
+        // A network error: libmongocrypt hands the request out again if it may be retried.
+        Failure::Network(source) => match kms.fail() {
+            Ok(true) => {
+                log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
+                request.last_error = Some(source);
+                Ok(())
+            }
+            // No retry allowed (disabled, attempts used up), or unsupported (libmongocrypt < 1.12).
+            _ => Err(io(source)),
         },
+        Failure::Final(source) => Err(io(source)),
+    }
+}
+
+/// Serves every request of `scope` (without ending it) on threads, at most `limit` at once, each attempt with
+/// `request`; at most `max_attempts` attempts per request if given. The entry point of the blocking
+/// [`KmsTransport`](crate::kms_tls::KmsTransport): the same loop, back-off, attempt counting and error
+/// classification as the runners.
+#[cfg_attr(not(feature = "kms-tls"), allow(dead_code))]
+pub(crate) fn serve_scope_blocking<F>(
+    scope: &mut KmsScope<'_>,
+    limit: usize,
+    max_attempts: Option<u32>,
+    request: F,
+) -> RoundResult
+where
+    F: Fn(&mut KmsCtx<'_>) -> IoResult<()> + Sync,
+{
+    let runner = Runner { max_kms_attempts: max_attempts, ..Runner::new().max_concurrent_kms(limit) };
+    complete(serve_scope(scope, &Blocking { io: &KmsOnly(request), serve_round: on_threads }, &runner))
+}
+
+/// A [`StateMachineIo`] that only serves KMS requests, for [`serve_scope_blocking`].
+struct KmsOnly<F>(F);
+
+impl<F: Fn(&mut KmsCtx<'_>) -> IoResult<()>> StateMachineIo for KmsOnly<F> {
+    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("only KMS requests are served here".into())
+    }
+
+    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+        Err("only KMS requests are served here".into())
+    }
+
+    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("only KMS requests are served here".into())
+    }
+
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        (self.0)(kms)
     }
 }

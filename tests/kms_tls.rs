@@ -613,6 +613,13 @@ fn tls_cert_option_errors_are_clear() {
 
     let err = KmsTransport::builder().tls_options_document(&doc! { "kmip": { "tlsInsecure": true } }).unwrap_err();
     assert!(err.to_string().contains("tlsInsecure"), "{err}");
+    assert!(err.to_string().contains("Insecure TLS options prohibited"), "{err}");
+    let err = KmsTransport::builder().tls_options_document(&doc! { "aws": { "tls": false } }).unwrap_err();
+    assert!(err.to_string().contains("TLS is required"), "{err}");
+    // The spec: no error for tlsDisableOCSPEndpointCheck; the other options keep working beside it.
+    let ca = dir.write("ca-ocsp.pem", &pki.ca_pem);
+    let doc = doc! { "kmip": { "tlsCAFile": ca, "tlsDisableOCSPEndpointCheck": true } };
+    KmsTransport::builder().tls_options_document(&doc).unwrap().build().unwrap();
 
     // A key that does not belong to the certificate is refused when the configuration is built.
     let mismatched = TlsOptions::new().client_auth(vec![pki.client.cert.clone()], pki.server.key());
@@ -692,6 +699,30 @@ fn reply_cut_off_mid_body_is_a_network_error() {
     let KmsIoErrorKind::Io(io) = err.kind() else { panic!("not an I/O error: {err}") };
     assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert!(err.is_network() && err.to_string().contains(AWS_ENDPOINT), "{err}");
+    let text = err.to_string();
+    let expected = format!("closed the connection before sending a complete reply ({cut} bytes received)");
+    assert!(text.contains(&expected) && text.contains("(aws)") && !text.contains("close_notify"), "{text}");
+}
+
+#[test]
+fn peer_closing_early_is_explained_through_the_runner_with_attempts() {
+    // A server that closes every connection after part of the reply, with retries where the library has them.
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, |_| Reply::CutOff(encrypt_reply(), 20));
+    let transport = transport_to(&pki, kms.addr()).build().unwrap();
+    let crypt = crypt(true);
+    let err = run(&mut aws_datakey(&crypt), &ExampleIo::new(transport)).unwrap_err();
+    let attempts = if retries() { 4 } else { 1 };
+    let RunError::Io { source, .. } = &err else { panic!("not an I/O error: {err}") };
+    let kms_error = source.downcast_ref::<KmsIoError>().expect("the runner keeps the KmsIoError as its source");
+    assert_eq!((kms_error.endpoint(), kms_error.provider(), kms_error.attempts()), (AWS_ENDPOINT, "aws", attempts));
+    let text = err.to_string();
+    assert!(text.contains("closed the connection before sending a complete reply (20 bytes received)"), "{text}");
+    assert!(text.contains(AWS_ENDPOINT) && text.contains("(aws)") && !text.contains("close_notify"), "{text}");
+    if retries() {
+        assert!(text.contains("failed after 4 attempts"), "{text}");
+    }
+    assert_eq!(kms.stop().len(), attempts as usize);
 }
 
 #[test]

@@ -1,0 +1,134 @@
+//! The blocking exchange: one attempt at one KMS request over a `TcpStream` and rustls, with its timeouts. No
+//! back-off, no retry, no [`KmsCtx::fail`]: those are the state-machine core's.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, StreamOwned};
+
+use super::connect::{closed_early, Feeder, Target};
+use super::transport::Exchanged;
+use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
+use crate::kms::KmsCtx;
+
+impl KmsTransport {
+    pub(super) fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
+        let target = Target::of(kms)?;
+        let fail = |kind| target.fail(kind);
+        let deadline = self.request_timeout.map(|t| (Instant::now() + t, t));
+
+        let sock = self.connect(&target.host, target.port, deadline).map_err(fail)?;
+        let _ = sock.set_nodelay(true);
+        let conn = ClientConnection::new(self.config_for(&target.provider), target.server_name.clone())
+            .map_err(|e| fail(KmsIoErrorKind::Tls(e)))?;
+        let mut tls = StreamOwned::new(conn, sock);
+
+        let during = "the TLS handshake";
+        self.arm(&tls.sock, deadline, during).map_err(fail)?;
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| fail(self.classify(e, during, deadline)))?;
+        }
+
+        let during = "writing the request";
+        self.arm(&tls.sock, deadline, during).map_err(fail)?;
+        // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
+        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
+        tls.write_all(message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
+
+        let during = "reading the reply";
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut feeder = Feeder::default();
+        loop {
+            let wanted = feeder.wanted(kms, buf.len());
+            if wanted == 0 {
+                return Ok(Exchanged::Complete);
+            }
+            self.arm(&tls.sock, deadline, during).map_err(fail)?;
+            let n = match tls.read(&mut buf[..wanted]) {
+                Ok(0) => return Err(fail(closed_early(feeder.received()))),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(fail(closed_early(feeder.received())))
+                }
+                Err(e) => return Err(fail(self.classify(e, during, deadline))),
+            };
+            if let Some(end) = feeder.feed(kms, &buf[..n]).map_err(fail)? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// Sets the socket's timeouts for the next step: the I/O timeout, capped by what is left of the request
+    /// timeout.
+    fn arm(
+        &self,
+        sock: &TcpStream,
+        deadline: Option<(Instant, Duration)>,
+        during: &'static str,
+    ) -> Result<(), KmsIoErrorKind> {
+        let mut timeout = self.io_timeout;
+        if let Some((at, total)) = deadline {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KmsIoErrorKind::Timeout { during, after: total });
+            }
+            timeout = timeout.min(left);
+        }
+        // A zero timeout means "block forever" to set_read_timeout; it is refused instead, so never pass one.
+        let timeout = timeout.max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(timeout))
+            .and_then(|()| sock.set_write_timeout(Some(timeout)))
+            .map_err(KmsIoErrorKind::Io)
+    }
+
+    fn classify(&self, e: io::Error, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
+        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return KmsIoErrorKind::Tls(tls.clone());
+        }
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            let after = match deadline {
+                Some((at, total)) if Instant::now() + Duration::from_millis(5) >= at => total,
+                _ => self.io_timeout,
+            };
+            return KmsIoErrorKind::Timeout { during, after };
+        }
+        KmsIoErrorKind::Io(e)
+    }
+
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<TcpStream, KmsIoErrorKind> {
+        let addrs = match &self.resolver {
+            Some(resolve) => resolve(host, port),
+            None => (host, port).to_socket_addrs().map(Iterator::collect),
+        }
+        .map_err(KmsIoErrorKind::Resolve)?;
+        let mut last = None;
+        for addr in addrs {
+            let mut timeout = self.connect_timeout;
+            if let Some((at, total)) = deadline {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(KmsIoErrorKind::Timeout { during: "connecting", after: total });
+                }
+                timeout = timeout.min(left);
+            }
+            match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
+                Ok(sock) => return Ok(sock),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    last = Some(KmsIoErrorKind::Timeout { during: "connecting", after: timeout });
+                }
+                Err(source) => last = Some(KmsIoErrorKind::Connect { addr, source }),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            KmsIoErrorKind::Resolve(io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
+        }))
+    }
+}

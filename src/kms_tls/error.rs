@@ -1,0 +1,193 @@
+//! [`KmsIoError`]: why a KMS request failed, with its endpoint, provider and attempt count.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::state_machine::RunError;
+
+/// Why one KMS request failed: the endpoint, the provider, how many attempts were made, and the last error.
+/// (Boxed inside, so that a `Result` carrying it stays small.)
+#[derive(Debug)]
+pub struct KmsIoError(Box<KmsIoErrorInner>);
+
+#[derive(Debug)]
+struct KmsIoErrorInner {
+    endpoint: String,
+    provider: String,
+    attempts: u32,
+    kind: KmsIoErrorKind,
+}
+
+/// What went wrong in a KMS exchange.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsIoErrorKind {
+    /// The endpoint is not `host:port`, or the host is not a valid TLS server name.
+    #[error("invalid endpoint: {0}")]
+    Endpoint(String),
+    /// The host name could not be resolved.
+    #[error("cannot resolve host: {0}")]
+    Resolve(#[source] io::Error),
+    /// No address of the host accepted a connection (the last address's error).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The last address tried.
+        addr: SocketAddr,
+        /// Its error.
+        #[source]
+        source: io::Error,
+    },
+    /// TLS failed: an untrusted or mismatched server certificate, a client certificate the server refused, an
+    /// alert, a protocol error.
+    #[error("TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    /// A timeout elapsed.
+    #[error("timed out after {after:?} while {during}")]
+    Timeout {
+        /// What was under way: `connecting`, `the TLS handshake`, `writing the request`, `reading the reply`.
+        during: &'static str,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// Any other I/O error, including a connection closed before the reply was complete.
+    #[error("{0}")]
+    Io(#[source] io::Error),
+    /// The KMS answered with an HTTP error status; `error` is libmongocrypt's report of it.
+    #[error("HTTP status {status}: {error}")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// libmongocrypt's error.
+        #[source]
+        error: Error,
+    },
+    /// libmongocrypt rejected the reply or the request (an unparsable reply, a bad KMS ctx, ...).
+    #[error("{0}")]
+    Mongocrypt(#[source] Error),
+}
+
+impl KmsIoError {
+    pub(super) fn new(endpoint: &str, provider: &str, kind: KmsIoErrorKind) -> KmsIoError {
+        KmsIoError(Box::new(KmsIoErrorInner {
+            endpoint: endpoint.to_owned(),
+            provider: provider.to_owned(),
+            attempts: 1,
+            kind,
+        }))
+    }
+
+    /// The `host:port` of the request.
+    pub fn endpoint(&self) -> &str {
+        &self.0.endpoint
+    }
+
+    /// The KMS provider of the request, as [`KmsCtx::kms_provider`] reported it.
+    pub fn provider(&self) -> &str {
+        &self.0.provider
+    }
+
+    /// How many attempts were made (1 without retries).
+    pub fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+
+    /// The last error.
+    pub fn kind(&self) -> &KmsIoErrorKind {
+        &self.0.kind
+    }
+
+    /// The last error, by value.
+    pub fn into_kind(self) -> KmsIoErrorKind {
+        self.0.kind
+    }
+
+    /// Records how many attempts were made (the state-machine core counts them).
+    pub(crate) fn set_attempts(&mut self, attempts: u32) {
+        self.0.attempts = attempts;
+    }
+
+    /// The [`KmsIoError`] of a failed [`KmsTransport::serve`](super::KmsTransport::serve): the exchange's own, as
+    /// the core returned it, or the core's error wrapped.
+    pub(super) fn from_run_error(error: RunError) -> KmsIoError {
+        match error {
+            RunError::Io { source, .. } => match source.downcast::<KmsIoError>() {
+                Ok(error) => *error,
+                Err(other) => KmsIoError::new("<unknown endpoint>", "", KmsIoErrorKind::Io(io::Error::other(other))),
+            },
+            RunError::Mongocrypt(e) => KmsIoError::new("<unknown endpoint>", "", KmsIoErrorKind::Mongocrypt(e)),
+            other => KmsIoError::new("<unknown endpoint>", "", KmsIoErrorKind::Io(io::Error::other(other))),
+        }
+    }
+
+    /// Whether this is a network error (resolve, connect, TLS, timeout, I/O), which libmongocrypt may retry after
+    /// [`KmsCtx::fail`].
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self.0.kind,
+            KmsIoErrorKind::Resolve(_)
+                | KmsIoErrorKind::Connect { .. }
+                | KmsIoErrorKind::Tls(_)
+                | KmsIoErrorKind::Timeout { .. }
+                | KmsIoErrorKind::Io(_)
+        )
+    }
+
+    /// Whether this is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.0.kind, KmsIoErrorKind::Timeout { .. })
+    }
+
+    /// The HTTP status of an HTTP error.
+    pub fn http_status(&self) -> Option<u16> {
+        match self.0.kind {
+            KmsIoErrorKind::Http { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// libmongocrypt's error, for [`KmsIoErrorKind::Http`] and [`KmsIoErrorKind::Mongocrypt`].
+    pub fn mongocrypt_error(&self) -> Option<&Error> {
+        match &self.0.kind {
+            KmsIoErrorKind::Http { error, .. } | KmsIoErrorKind::Mongocrypt(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// libmongocrypt's error, with this error's endpoint added to its message, for the errors libmongocrypt
+    /// raised; `Err(self)` for transport errors.
+    pub fn into_mongocrypt_error(self) -> Result<Error, KmsIoError> {
+        let inner = *self.0;
+        let endpoint = inner.endpoint.clone();
+        let error = match inner.kind {
+            KmsIoErrorKind::Http { error, .. } | KmsIoErrorKind::Mongocrypt(error) => error,
+            kind => return Err(KmsIoError(Box::new(KmsIoErrorInner { kind, ..inner }))),
+        };
+        let with_endpoint = |message: String| format!("{message} (KMS endpoint {endpoint})");
+        Ok(match error {
+            Error::Client { code, message } => Error::Client { code, message: with_endpoint(message) },
+            Error::Kms { code, message } => Error::Kms { code, message: with_endpoint(message) },
+            other => other,
+        })
+    }
+}
+
+impl fmt::Display for KmsIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.0;
+        write!(f, "KMS request to {} ({})", inner.endpoint, inner.provider)?;
+        if inner.attempts > 1 {
+            write!(f, " failed after {} attempts: {}", inner.attempts, inner.kind)
+        } else {
+            write!(f, " failed: {}", inner.kind)
+        }
+    }
+}
+
+impl std::error::Error for KmsIoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0.kind)
+    }
+}

@@ -1,0 +1,286 @@
+//! [`KmsTransport`] and its builder: the configuration, and the entry points that hand the request loop to the
+//! state-machine core.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::Document;
+use rustls::ClientConfig;
+
+use super::{KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
+use crate::error::Error;
+use crate::kms::{KmsCtx, KmsScope};
+use crate::state_machine::{IoResult, RetryScheduled};
+
+/// Serves KMS requests over TLS. Cheap to clone (the configuration is shared), `Send + Sync`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mongocrypt::kms_tls::{KmsTransport, TlsOptions};
+///
+/// let transport = KmsTransport::builder()
+///     .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)
+///     .timeout(Duration::from_secs(10))
+///     .build()?;
+/// # Ok::<(), mongocrypt::kms_tls::TlsConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct KmsTransport {
+    pub(super) default_config: Arc<ClientConfig>,
+    pub(super) provider_configs: Arc<HashMap<String, Arc<ClientConfig>>>,
+    pub(super) connect_timeout: Duration,
+    pub(super) io_timeout: Duration,
+    pub(super) request_timeout: Option<Duration>,
+    pub(super) resolver: Option<Arc<Resolver>>,
+    pub(super) max_attempts: u32,
+}
+
+impl fmt::Debug for KmsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut providers: Vec<_> = self.provider_configs.keys().collect();
+        providers.sort();
+        f.debug_struct("KmsTransport")
+            .field("tls_options_for", &providers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("custom_resolver", &self.resolver.is_some())
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+/// Configures a [`KmsTransport`].
+pub struct KmsTransportBuilder {
+    default_options: TlsOptions,
+    provider_options: HashMap<String, TlsOptions>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    request_timeout: Option<Duration>,
+    resolver: Option<Arc<Resolver>>,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for KmsTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut providers: Vec<_> = self.provider_options.keys().collect();
+        providers.sort();
+        f.debug_struct("KmsTransportBuilder")
+            .field("default_options", &self.default_options)
+            .field("tls_options_for", &providers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("custom_resolver", &self.resolver.is_some())
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+/// Default [`KmsTransportBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`KmsTransportBuilder::io_timeout`].
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`KmsTransportBuilder::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+impl Default for KmsTransportBuilder {
+    fn default() -> KmsTransportBuilder {
+        KmsTransportBuilder {
+            default_options: TlsOptions::new(),
+            provider_options: HashMap::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            request_timeout: None,
+            resolver: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl KmsTransportBuilder {
+    /// The TLS options of requests to provider `provider`. Requests are matched by [`KmsCtx::kms_provider`]:
+    /// first the full name (`aws:name` for a named provider on libraries that report it), then the type (`aws`).
+    pub fn tls_options(mut self, provider: &str, options: TlsOptions) -> KmsTransportBuilder {
+        self.provider_options.insert(provider.to_owned(), options);
+        self
+    }
+
+    /// The TLS options of every provider of a spec `tlsOptions` document: `{"kmip": {"tlsCAFile": ...,
+    /// "tlsCertificateKeyFile": ...}, "aws": {...}}` (see [`TlsOptions::from_document`]).
+    pub fn tls_options_document(mut self, doc: &Document) -> Result<KmsTransportBuilder, TlsConfigError> {
+        for (provider, value) in doc {
+            let bson::Bson::Document(options) = value else {
+                return Err(TlsConfigError::Document(format!("tlsOptions.{provider} is not a document")));
+            };
+            self = self.tls_options(provider, TlsOptions::from_document(options)?);
+        }
+        Ok(self)
+    }
+
+    /// The TLS options of providers without their own (default: Mozilla's roots, no client certificate).
+    pub fn default_tls_options(mut self, options: TlsOptions) -> KmsTransportBuilder {
+        self.default_options = options;
+        self
+    }
+
+    /// How long to wait for a TCP connection, per address tried (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one read or write may block: the TLS handshake, writing the request, each read of the reply
+    /// (default 30 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// An upper bound on one whole attempt, from connecting to the last byte of the reply (default: none, each
+    /// step bounded by its own timeout only). It guards against a server that trickles its reply.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> KmsTransportBuilder {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect, I/O and request timeouts at once.
+    pub fn timeout(self, timeout: Duration) -> KmsTransportBuilder {
+        self.connect_timeout(timeout).io_timeout(timeout).request_timeout(Some(timeout))
+    }
+
+    /// Resolves `host`, `port` to the addresses to connect to, instead of the system resolver. The TLS server
+    /// name stays `host`.
+    pub fn resolver(
+        mut self,
+        resolver: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> KmsTransportBuilder {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// At most this many attempts per request in [`KmsTransport::serve`], whatever libmongocrypt allows
+    /// (default 10; libmongocrypt itself stops after 4). At least 1.
+    pub fn max_attempts(mut self, attempts: u32) -> KmsTransportBuilder {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Builds the rustls configurations.
+    pub fn build(self) -> Result<KmsTransport, TlsConfigError> {
+        let provider_configs = self
+            .provider_options
+            .iter()
+            .map(|(name, options)| Ok((name.clone(), Arc::new(options.client_config()?))))
+            .collect::<Result<HashMap<_, _>, TlsConfigError>>()?;
+        Ok(KmsTransport {
+            default_config: Arc::new(self.default_options.client_config()?),
+            provider_configs: Arc::new(provider_configs),
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            request_timeout: self.request_timeout,
+            resolver: self.resolver,
+            max_attempts: self.max_attempts,
+        })
+    }
+}
+
+/// How one exchange ended, when it did not fail.
+pub(super) enum Exchanged {
+    /// The reply was fed in full.
+    Complete,
+    /// libmongocrypt asked for the request to be retried (a retryable HTTP status, if the reply had one).
+    RetryRequested(Option<u16>),
+}
+
+impl KmsTransport {
+    /// A transport with the default options: Mozilla's roots for every provider, default timeouts.
+    pub fn new() -> Result<KmsTransport, TlsConfigError> {
+        KmsTransport::builder().build()
+    }
+
+    /// Starts configuring a transport.
+    pub fn builder() -> KmsTransportBuilder {
+        KmsTransportBuilder::default()
+    }
+
+    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (one
+    /// scoped thread per request when there are several), waiting [`KmsCtx::sleep_duration`] before each attempt
+    /// and retrying as libmongocrypt allows (at most [`max_attempts`](KmsTransportBuilder::max_attempts) times),
+    /// until libmongocrypt hands out no more. Returns the first error in request order.
+    ///
+    /// The rounds, back-off, attempt counting and error classification are the state-machine runner's own
+    /// (`crate::state_machine`): this transport only makes the exchanges.
+    ///
+    /// Then call [`KmsScope::done`], or use [`serve_and_done`](Self::serve_and_done).
+    pub fn serve(&self, scope: &mut KmsScope<'_>) -> Result<(), KmsIoError> {
+        crate::state_machine::serve_scope_blocking(scope, usize::MAX, Some(self.max_attempts), |kms| self.attempt(kms))
+            .map_err(KmsIoError::from_run_error)
+    }
+
+    /// [`serve`](Self::serve), then [`KmsScope::done`]; an error of `done` is returned as
+    /// [`KmsIoErrorKind::Mongocrypt`] with endpoint `"kms_done"`.
+    pub fn serve_and_done(&self, mut scope: KmsScope<'_>) -> Result<(), KmsIoError> {
+        self.serve(&mut scope)?;
+        scope.done().map_err(|e| KmsIoError::new("kms_done", "", KmsIoErrorKind::Mongocrypt(e)))
+    }
+
+    /// One attempt for [`serve`](Self::serve): the exchange, with a retry libmongocrypt scheduled reported as
+    /// such, so that the core keeps its HTTP status as the attempt's error.
+    fn attempt(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        match self.exchange_inner(kms) {
+            Ok(Exchanged::Complete) => Ok(()),
+            Ok(Exchanged::RetryRequested(status)) => {
+                Err(Box::new(RetryScheduled(Box::new(retry_requested_error(kms, status)))))
+            }
+            Err(error) => Err(Box::new(error)),
+        }
+    }
+
+    /// One exchange with the request's endpoint: connect, TLS handshake, write the message, read and feed the
+    /// reply until libmongocrypt needs no more bytes. No back-off, no [`KmsCtx::fail`]: the caller's job.
+    ///
+    /// Returns `Ok` when the reply was fed in full, and also when libmongocrypt asked for a retry (a retryable
+    /// HTTP status, retries enabled): it then hands the request out again from [`KmsScope::next_kms_ctx`].
+    pub fn exchange(&self, kms: &mut KmsCtx<'_>) -> Result<(), KmsIoError> {
+        self.exchange_inner(kms).map(|_| ())
+    }
+
+    /// [`exchange`](Self::exchange) for [`StateMachineIo::kms_request`](crate::state_machine::StateMachineIo::kms_request):
+    /// errors that libmongocrypt raised (an HTTP error status, a bad reply) are returned as [`crate::Error`], with
+    /// the endpoint added to the message, so that the runner reports them as
+    /// [`RunError::Mongocrypt`](crate::state_machine::RunError::Mongocrypt) and does not call [`KmsCtx::fail`] on
+    /// them; network errors stay a [`KmsIoError`], for which it does.
+    pub fn kms_request(&self, kms: &mut KmsCtx<'_>) -> crate::state_machine::IoResult<()> {
+        match self.exchange(kms) {
+            Ok(()) => Ok(()),
+            Err(error) => match error.into_mongocrypt_error() {
+                Ok(mongocrypt) => Err(Box::new(mongocrypt)),
+                Err(io) => Err(Box::new(io)),
+            },
+        }
+    }
+
+    pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.provider_configs
+            .get(provider)
+            .or_else(|| self.provider_configs.get(kind))
+            .unwrap_or(&self.default_config)
+            .clone()
+    }
+}
+
+/// The error of an attempt whose reply libmongocrypt retries (a retryable HTTP status).
+fn retry_requested_error(kms: &KmsCtx<'_>, status: Option<u16>) -> KmsIoError {
+    let message = match status {
+        Some(status) => format!("HTTP status {status}, which libmongocrypt retries"),
+        None => "libmongocrypt asked for a retry".to_owned(),
+    };
+    let kind = KmsIoErrorKind::Http { status: status.unwrap_or(0), error: Error::Kms { code: 0, message } };
+    KmsIoError::new(kms.endpoint().unwrap_or("<unknown endpoint>"), kms.kms_provider().as_str(), kind)
+}
