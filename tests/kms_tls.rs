@@ -803,3 +803,22 @@ fn retry_max_attempts_caps_the_transport() {
         assert!(matches!(err.kind(), KmsIoErrorKind::Connect { .. }) && err.attempts() == 1, "{err}");
     }
 }
+
+#[test]
+fn http_error_bodies_are_cut_and_keep_their_status() {
+    let page = format!("<html><body>{}</body></html>", "<p>Service error</p>".repeat(400));
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, move |_| Reply::Bytes(server::http(400, &page)));
+    let transport = transport_to(&pki, kms.addr()).build().unwrap();
+    let crypt = crypt(false);
+    let err = drive_datakey(&mut aws_datakey(&crypt), &transport).unwrap_err();
+    assert_eq!(err.http_status(), Some(400), "{err}");
+    let text = err.to_string();
+    assert!(text.len() < 800 && text.contains("HTTP status 400") && text.contains("more bytes)"), "{text}");
+
+    // Through the runner: libmongocrypt's error, cut too, with the endpoint.
+    let err = run(&mut aws_datakey(&crypt), &ExampleIo::new(transport)).unwrap_err();
+    let message = err.as_mongocrypt().expect("a libmongocrypt error").message().to_owned();
+    assert!(message.len() < 800 && message.contains("HTTP status=400") && message.contains(AWS_ENDPOINT), "{message}");
+    assert_eq!(kms.stop().len(), 2);
+}

@@ -42,7 +42,7 @@ pub enum KmsIoErrorKind {
     },
     /// TLS failed: an untrusted or mismatched server certificate, a client certificate the server refused, an
     /// alert, a protocol error.
-    #[error("TLS: {0}")]
+    #[error("TLS: {}", tls_text(.0))]
     Tls(#[source] rustls::Error),
     /// A timeout elapsed.
     #[error("timed out after {after:?} while {during}")]
@@ -56,7 +56,7 @@ pub enum KmsIoErrorKind {
     #[error("{0}")]
     Io(#[source] io::Error),
     /// The KMS answered with an HTTP error status; `error` is libmongocrypt's report of it.
-    #[error("HTTP status {status}: {error}")]
+    #[error("HTTP status {status}: {}", cut_body(&error.to_string()))]
     Http {
         /// The HTTP status code.
         status: u16,
@@ -165,7 +165,7 @@ impl KmsIoError {
             KmsIoErrorKind::Http { error, .. } | KmsIoErrorKind::Mongocrypt(error) => error,
             kind => return Err(KmsIoError(Box::new(KmsIoErrorInner { kind, ..inner }))),
         };
-        let with_endpoint = |message: String| format!("{message} (KMS endpoint {endpoint})");
+        let with_endpoint = |message: String| format!("{} (KMS endpoint {endpoint})", cut_body(&message));
         Ok(match error {
             Error::Client { code, message } => Error::Client { code, message: with_endpoint(message) },
             Error::Kms { code, message } => Error::Kms { code, message: with_endpoint(message) },
@@ -189,5 +189,91 @@ impl fmt::Display for KmsIoError {
 impl std::error::Error for KmsIoError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0.kind)
+    }
+}
+
+/// At most this many bytes of an HTTP error reply's body are quoted in an error message.
+pub const MAX_QUOTED_BODY: usize = 300;
+
+/// `text` cut to [`MAX_QUOTED_BODY`] bytes (at a character boundary), saying how much was left out: KMS error
+/// replies can be whole HTML pages.
+fn cut_body(text: &str) -> String {
+    if text.len() <= MAX_QUOTED_BODY {
+        return text.to_owned();
+    }
+    let mut end = MAX_QUOTED_BODY;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
+}
+
+/// rustls's error, with certificate validity times as dates and a hint for a handshake the server refused.
+fn tls_text(error: &rustls::Error) -> String {
+    use rustls::{AlertDescription, CertificateError};
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { time, not_after }) => format!(
+            "invalid peer certificate: expired: not valid after {}, and it is {} now",
+            date(not_after.as_secs()),
+            date(time.as_secs())
+        ),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext { time, not_before }) => format!(
+            "invalid peer certificate: not valid yet: not valid before {}, and it is {} now",
+            date(not_before.as_secs()),
+            date(time.as_secs())
+        ),
+        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => format!(
+            "{error}: the server refused the handshake; it may want a client certificate (tlsCertificateKeyFile), or \
+             cipher suites or TLS versions this transport does not offer (rustls offers TLS 1.3 and TLS 1.2 ECDHE \
+             suites with AES-GCM or ChaCha20-Poly1305, no CBC or RSA key exchange)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Seconds since the Unix epoch as a UTC date and time.
+fn date(secs: u64) -> String {
+    match i64::try_from(secs).ok().and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok()) {
+        Some(t) => format!("{} {:02}:{:02}:{:02} UTC", t.date(), t.hour(), t.minute(), t.second()),
+        None => format!("{secs} s after 1970"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::UnixTime;
+    use rustls::{AlertDescription, CertificateError};
+
+    use super::*;
+
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn certificate_validity_times_are_dates() {
+        let expired = rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: at(1_700_000_000),
+            not_after: at(1_600_000_000),
+        });
+        let text = KmsIoErrorKind::Tls(expired).to_string();
+        assert!(text.contains("not valid after 2020-09-13 12:26:40 UTC"), "{text}");
+        assert!(text.contains("2023-11-14 22:13:20 UTC now"), "{text}");
+        let early = rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
+            time: at(1_600_000_000),
+            not_before: at(1_700_000_000),
+        });
+        let text = KmsIoErrorKind::Tls(early).to_string();
+        assert!(text.contains("not valid before 2023-11-14 22:13:20 UTC"), "{text}");
+        let refused = KmsIoErrorKind::Tls(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure));
+        assert!(refused.to_string().contains("may want a client certificate"), "{refused}");
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let body = "é".repeat(1000);
+        let cut = cut_body(&body);
+        assert!(cut.len() < MAX_QUOTED_BODY + 40 && cut.ends_with("(1700 more bytes)"), "{cut}");
+        assert_eq!(cut_body("short"), "short");
     }
 }

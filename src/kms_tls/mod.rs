@@ -123,12 +123,23 @@
 //! # Layout
 //!
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
-//! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connect` (endpoints).
+//! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connect` (what both
+//! exchanges share: the endpoint, the feeding of the reply), `tokio` (the async exchange, `TokioKmsTransport`,
+//! with the `tokio` feature).
+//!
+//! # Async, on tokio
+//!
+//! With the `tokio` feature, `TokioKmsTransport` is the same transport with async I/O (tokio-rustls): an
+//! [`AsyncStateMachineIo`](crate::state_machine::AsyncStateMachineIo) forwards `kms_request` to it, and
+//! [`run_tokio`](crate::state_machine::run_tokio) does the back-off, retries and attempt counting, as for the
+//! blocking runners.
 
 mod blocking;
 mod connect;
 mod error;
 mod options;
+#[cfg(feature = "tokio")]
+mod tokio;
 mod transport;
 
 use std::io;
@@ -136,7 +147,9 @@ use std::net::SocketAddr;
 
 use crate::crypt::CryptBuilder;
 
-pub use error::{KmsIoError, KmsIoErrorKind};
+#[cfg(feature = "tokio")]
+pub use self::tokio::TokioKmsTransport;
+pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
 pub use options::{TlsConfigError, TlsOptions};
 pub use transport::{
     KmsTransport, KmsTransportBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_ATTEMPTS,

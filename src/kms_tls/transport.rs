@@ -256,13 +256,7 @@ impl KmsTransport {
     /// [`RunError::Mongocrypt`](crate::state_machine::RunError::Mongocrypt) and does not call [`KmsCtx::fail`] on
     /// them; network errors stay a [`KmsIoError`], for which it does.
     pub fn kms_request(&self, kms: &mut KmsCtx<'_>) -> crate::state_machine::IoResult<()> {
-        match self.exchange(kms) {
-            Ok(()) => Ok(()),
-            Err(error) => match error.into_mongocrypt_error() {
-                Ok(mongocrypt) => Err(Box::new(mongocrypt)),
-                Err(io) => Err(Box::new(io)),
-            },
-        }
+        for_runner(self.exchange(kms))
     }
 
     pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {
@@ -283,4 +277,16 @@ fn retry_requested_error(kms: &KmsCtx<'_>, status: Option<u16>) -> KmsIoError {
     };
     let kind = KmsIoErrorKind::Http { status: status.unwrap_or(0), error: Error::Kms { code: 0, message } };
     KmsIoError::new(kms.endpoint().unwrap_or("<unknown endpoint>"), kms.kms_provider().as_str(), kind)
+}
+
+/// An exchange's result as a runner's `kms_request` returns it: libmongocrypt's errors as [`crate::Error`] (with the
+/// endpoint added), transport errors as the [`KmsIoError`].
+pub(super) fn for_runner(result: Result<(), KmsIoError>) -> IoResult<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => match error.into_mongocrypt_error() {
+            Ok(mongocrypt) => Err(Box::new(mongocrypt)),
+            Err(io) => Err(Box::new(io)),
+        },
+    }
 }

@@ -1,0 +1,187 @@
+//! The async exchange on tokio (features `kms-tls` and `tokio`): [`TokioKmsTransport`], one attempt at one KMS
+//! request over `tokio::net::TcpStream` and tokio-rustls, with the same configuration, timeouts and errors as the
+//! blocking [`KmsTransport`]. No back-off, no retry, no [`KmsCtx::fail`]: the state-machine core does those for
+//! [`run_async`](crate::state_machine::run_async) and [`run_tokio`](crate::state_machine::run_tokio).
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+use super::connect::{closed_early, Feeder, Target};
+use super::transport::{for_runner, Exchanged};
+use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
+use crate::kms::KmsCtx;
+use crate::state_machine::IoResult;
+
+/// A [`KmsTransport`] on tokio: the same TLS options, resolver and timeouts, with async I/O. Cheap to clone,
+/// `Send + Sync`; its futures are `Send`. Needs a tokio runtime with its I/O and timer enabled.
+///
+/// An [`AsyncStateMachineIo`](crate::state_machine::AsyncStateMachineIo) serves NEED_KMS with it in one line:
+///
+/// ```
+/// use bson::{RawDocument, RawDocumentBuf};
+/// use mongocrypt::kms_tls::TokioKmsTransport;
+/// use mongocrypt::state_machine::{AsyncStateMachineIo, IoResult};
+/// use mongocrypt::KmsCtx;
+///
+/// struct Driver {
+///     kms: TokioKmsTransport,
+/// }
+///
+/// impl AsyncStateMachineIo for Driver {
+///     # async fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { Err("not here".into()) }
+///     # async fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> { Err("not here".into()) }
+///     # async fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> { Err("not here".into()) }
+///     // list_collections, mark_command, find_keys: the driver's own.
+///     async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+///         self.kms.kms_request(kms).await
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct TokioKmsTransport {
+    inner: KmsTransport,
+}
+
+impl From<KmsTransport> for TokioKmsTransport {
+    fn from(inner: KmsTransport) -> TokioKmsTransport {
+        TokioKmsTransport { inner }
+    }
+}
+
+impl TokioKmsTransport {
+    /// The async face of `transport` (its configuration is shared).
+    pub fn new(transport: KmsTransport) -> TokioKmsTransport {
+        TokioKmsTransport { inner: transport }
+    }
+
+    /// The blocking transport of the same configuration.
+    pub fn blocking(&self) -> &KmsTransport {
+        &self.inner
+    }
+
+    /// [`KmsTransport::kms_request`], async: for
+    /// [`AsyncStateMachineIo::kms_request`](crate::state_machine::AsyncStateMachineIo::kms_request). Errors that
+    /// libmongocrypt raised are returned as [`crate::Error`] with the endpoint added; network errors stay a
+    /// [`KmsIoError`], which the runner reports with [`KmsCtx::fail`] and keeps as the source of
+    /// [`RunError::Io`](crate::state_machine::RunError::Io), with the attempt count.
+    pub async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        for_runner(self.exchange(kms).await)
+    }
+
+    /// [`KmsTransport::exchange`], async: one exchange with the request's endpoint.
+    pub async fn exchange(&self, kms: &mut KmsCtx<'_>) -> Result<(), KmsIoError> {
+        self.exchange_inner(kms).await.map(|_| ())
+    }
+
+    async fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
+        let config = &self.inner;
+        let target = Target::of(kms)?;
+        let fail = |kind| target.fail(kind);
+        let deadline = config.request_timeout.map(|t| (Instant::now() + t, t));
+
+        let sock = self.connect(&target, deadline).await.map_err(fail)?;
+        let _ = sock.set_nodelay(true);
+        let connector = TlsConnector::from(config.config_for(&target.provider));
+        let handshake = connector.connect(target.server_name.clone(), sock);
+        let mut tls = self.step(deadline, "the TLS handshake", handshake).await.map_err(fail)?;
+
+        // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
+        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
+        let write = async {
+            tls.write_all(message).await?;
+            tls.flush().await
+        };
+        self.step(deadline, "writing the request", write).await.map_err(fail)?;
+
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut feeder = Feeder::default();
+        loop {
+            let wanted = feeder.wanted(kms, buf.len());
+            if wanted == 0 {
+                return Ok(Exchanged::Complete);
+            }
+            let n = match self.step(deadline, "reading the reply", tls.read(&mut buf[..wanted])).await {
+                Ok(0) => return Err(fail(closed_early(feeder.received()))),
+                Ok(n) => n,
+                // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
+                Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(fail(closed_early(feeder.received())))
+                }
+                Err(kind) => return Err(fail(kind)),
+            };
+            if let Some(end) = feeder.feed(kms, &buf[..n]).map_err(fail)? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// The timeout of the next step: the I/O timeout (or `per_step`), capped by what is left of the request
+    /// timeout; and whether it is the request timeout that binds.
+    fn budget(
+        &self,
+        deadline: Option<(Instant, Duration)>,
+        per_step: Duration,
+        during: &'static str,
+    ) -> Result<(Duration, Duration), KmsIoErrorKind> {
+        match deadline {
+            None => Ok((per_step, per_step)),
+            Some((at, total)) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(KmsIoErrorKind::Timeout { during, after: total });
+                }
+                Ok(if left < per_step { (left, total) } else { (per_step, per_step) })
+            }
+        }
+    }
+
+    /// One step of the exchange, bounded by its timeout; I/O errors classified as the blocking transport does.
+    async fn step<T>(
+        &self,
+        deadline: Option<(Instant, Duration)>,
+        during: &'static str,
+        step: impl Future<Output = io::Result<T>>,
+    ) -> Result<T, KmsIoErrorKind> {
+        let (timeout, after) = self.budget(deadline, self.inner.io_timeout, during)?;
+        match tokio::time::timeout(timeout, step).await {
+            Err(_elapsed) => Err(KmsIoErrorKind::Timeout { during, after }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                Some(tls) => KmsIoErrorKind::Tls(tls.clone()),
+                None if e.kind() == io::ErrorKind::TimedOut => KmsIoErrorKind::Timeout { during, after },
+                None => KmsIoErrorKind::Io(e),
+            }),
+        }
+    }
+
+    async fn connect(
+        &self,
+        target: &Target,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<TcpStream, KmsIoErrorKind> {
+        let (host, port) = (target.host.as_str(), target.port);
+        let addrs = match &self.inner.resolver {
+            Some(resolve) => resolve(host, port),
+            None => tokio::net::lookup_host((host, port)).await.map(Iterator::collect),
+        }
+        .map_err(KmsIoErrorKind::Resolve)?;
+        let mut last = None;
+        for addr in addrs {
+            let (timeout, after) = self.budget(deadline, self.inner.connect_timeout, "connecting")?;
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(sock)) => return Ok(sock),
+                Ok(Err(source)) => last = Some(KmsIoErrorKind::Connect { addr, source }),
+                Err(_elapsed) => last = Some(KmsIoErrorKind::Timeout { during: "connecting", after }),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            KmsIoErrorKind::Resolve(io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
+        }))
+    }
+}
