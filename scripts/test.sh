@@ -158,6 +158,11 @@ provision() {
   vendor/provision system >/dev/null
   # The dynamic build's memcheck run; valgrind is on this kind of machine, but install it where it is missing.
   command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  # tests/kms_proxy.rs starts its own tinyproxy (HTTP CONNECT proxy) on a free loopback port; a few seconds, once.
+  command -v tinyproxy >/dev/null || [ -x /usr/sbin/tinyproxy ] || {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null; }
+  }
   system_version=$(pkg-config --modversion libmongocrypt)
   system_lib_dir=$(pkg-config --variable=libdir libmongocrypt)
   echo "system: libmongocrypt $system_version in $system_lib_dir"

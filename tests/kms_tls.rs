@@ -822,3 +822,36 @@ fn http_error_bodies_are_cut_and_keep_their_status() {
     assert!(message.len() < 800 && message.contains("HTTP status=400") && message.contains(AWS_ENDPOINT), "{message}");
     assert_eq!(kms.stop().len(), 2);
 }
+
+#[test]
+fn a_ready_client_config_is_used_per_provider_and_for_all() {
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let addr = kms.addr();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    // TLS 1.3 only, and the mock's CA: the caller's own choices.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    // The TLS options trust another CA: only the given configuration reaches the mock.
+    let other = Pki::new("another CA");
+    let base = || {
+        KmsTransport::builder()
+            .default_tls_options(TlsOptions::new().ca_pem(other.ca_pem.as_bytes()).unwrap())
+            .resolver(move |_, _| Ok(vec![addr]))
+            .timeout(Duration::from_secs(5))
+    };
+    let crypt = crypt(false);
+    let per_provider = base().client_config("aws", config.clone()).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &per_provider).unwrap());
+    let for_all = base().default_client_config(config.clone()).build().unwrap();
+    assert_aws_key(&drive_datakey(&mut aws_datakey(&crypt), &for_all).unwrap());
+    let elsewhere = base().client_config("azure", config).build().unwrap();
+    let err = drive_datakey(&mut aws_datakey(&crypt), &elsewhere).unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Tls(_)), "{err}");
+    assert_eq!(kms.stop().len(), 2);
+}

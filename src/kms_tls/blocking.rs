@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConnection, StreamOwned};
 
 use super::connect::{closed_early, Feeder, Target};
+use super::connector::KmsStream;
 use super::transport::Exchanged;
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use crate::kms::KmsCtx;
@@ -18,20 +19,19 @@ impl KmsTransport {
         let fail = |kind| target.fail(kind);
         let deadline = self.request_timeout.map(|t| (Instant::now() + t, t));
 
-        let sock = self.connect(&target.host, target.port, deadline).map_err(fail)?;
-        let _ = sock.set_nodelay(true);
+        let sock = self.open(&target, deadline).map_err(fail)?;
         let conn = ClientConnection::new(self.config_for(&target.provider), target.server_name.clone())
             .map_err(|e| fail(KmsIoErrorKind::Tls(e)))?;
         let mut tls = StreamOwned::new(conn, sock);
 
         let during = "the TLS handshake";
-        self.arm(&tls.sock, deadline, during).map_err(fail)?;
+        self.arm(&*tls.sock, deadline, during).map_err(fail)?;
         while tls.conn.is_handshaking() {
             tls.conn.complete_io(&mut tls.sock).map_err(|e| fail(self.classify(e, during, deadline)))?;
         }
 
         let during = "writing the request";
-        self.arm(&tls.sock, deadline, during).map_err(fail)?;
+        self.arm(&*tls.sock, deadline, during).map_err(fail)?;
         // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
         let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
         tls.write_all(message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
@@ -44,7 +44,7 @@ impl KmsTransport {
             if wanted == 0 {
                 return Ok(Exchanged::Complete);
             }
-            self.arm(&tls.sock, deadline, during).map_err(fail)?;
+            self.arm(&*tls.sock, deadline, during).map_err(fail)?;
             let n = match tls.read(&mut buf[..wanted]) {
                 Ok(0) => return Err(fail(closed_early(feeder.received()))),
                 Ok(n) => n,
@@ -65,7 +65,7 @@ impl KmsTransport {
     /// timeout.
     fn arm(
         &self,
-        sock: &TcpStream,
+        sock: &dyn KmsStream,
         deadline: Option<(Instant, Duration)>,
         during: &'static str,
     ) -> Result<(), KmsIoErrorKind> {
@@ -79,9 +79,7 @@ impl KmsTransport {
         }
         // A zero timeout means "block forever" to set_read_timeout; it is refused instead, so never pass one.
         let timeout = timeout.max(Duration::from_millis(1));
-        sock.set_read_timeout(Some(timeout))
-            .and_then(|()| sock.set_write_timeout(Some(timeout)))
-            .map_err(KmsIoErrorKind::Io)
+        sock.set_io_timeout(timeout).map_err(KmsIoErrorKind::Io)
     }
 
     fn classify(&self, e: io::Error, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
@@ -96,6 +94,33 @@ impl KmsTransport {
             return KmsIoErrorKind::Timeout { during, after };
         }
         KmsIoErrorKind::Io(e)
+    }
+
+    /// The stream of one attempt: the provider's connector's, or a TCP connection.
+    fn open(
+        &self,
+        target: &Target,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Box<dyn KmsStream>, KmsIoErrorKind> {
+        let Some(connector) = self.connector_for(&target.provider) else {
+            let sock = self.connect(&target.host, target.port, deadline)?;
+            let _ = sock.set_nodelay(true);
+            return Ok(Box::new(sock));
+        };
+        let mut timeout = self.connect_timeout;
+        if let Some((at, total)) = deadline {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KmsIoErrorKind::Timeout { during: "connecting", after: total });
+            }
+            timeout = timeout.min(left);
+        }
+        connector.connect(&target.host, target.port, timeout).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                KmsIoErrorKind::Timeout { during: "connecting", after: timeout }
+            }
+            _ => KmsIoErrorKind::Connector(e),
+        })
     }
 
     fn connect(

@@ -40,6 +40,9 @@ pub enum KmsIoErrorKind {
         #[source]
         source: io::Error,
     },
+    /// The caller's [`Connector`](super::Connector) (a proxy, ...) could not open the stream.
+    #[error("cannot connect through the connector: {0}")]
+    Connector(#[source] io::Error),
     /// TLS failed: an untrusted or mismatched server certificate, a client certificate the server refused, an
     /// alert, a protocol error.
     #[error("TLS: {}", tls_text(.0))]
@@ -129,6 +132,7 @@ impl KmsIoError {
             self.0.kind,
             KmsIoErrorKind::Resolve(_)
                 | KmsIoErrorKind::Connect { .. }
+                | KmsIoErrorKind::Connector(_)
                 | KmsIoErrorKind::Tls(_)
                 | KmsIoErrorKind::Timeout { .. }
                 | KmsIoErrorKind::Io(_)

@@ -120,10 +120,23 @@
 //! [`KmsCtx::fail`].
 
 //!
+//! # Connections: proxies and ready TLS configurations
+//!
+//! Per provider or for all, [`KmsTransportBuilder`] takes:
+//!
+//! - a ready rustls `ClientConfig` ([`client_config`](KmsTransportBuilder::client_config),
+//!   [`default_client_config`](KmsTransportBuilder::default_client_config)): cipher suites, protocol versions,
+//!   crypto provider, roots, client certificate, all the caller's;
+//! - a [`Connector`] ([`connector`](KmsTransportBuilder::connector),
+//!   [`provider_connector`](KmsTransportBuilder::provider_connector)) that returns the byte stream for an endpoint,
+//!   called again for each retry: a proxy tunnel, an in-process test server, a socket of the caller's making.
+//!   [`HttpProxy`] is the one for HTTP CONNECT proxies. TLS runs over the stream end to end with the KMS host:
+//!   SNI and certificate verification name the KMS host, never the proxy.
+//!
 //! # Layout
 //!
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
-//! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connect` (what both
+//! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connector` (pluggable connections, [`HttpProxy`]), `connect` (what both
 //! exchanges share: the endpoint, the feeding of the reply), `tokio` (the async exchange, `TokioKmsTransport`,
 //! with the `tokio` feature).
 //!
@@ -136,6 +149,7 @@
 
 mod blocking;
 mod connect;
+mod connector;
 mod error;
 mod options;
 #[cfg(feature = "tokio")]
@@ -149,6 +163,7 @@ use crate::crypt::CryptBuilder;
 
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioKmsTransport;
+pub use connector::{Connector, HttpProxy, KmsStream};
 pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
 pub use options::{TlsConfigError, TlsOptions};
 pub use transport::{

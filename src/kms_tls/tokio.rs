@@ -166,6 +166,11 @@ impl TokioKmsTransport {
         deadline: Option<(Instant, Duration)>,
     ) -> Result<TcpStream, KmsIoErrorKind> {
         let (host, port) = (target.host.as_str(), target.port);
+        if self.inner.connector_for(&target.provider).is_some() {
+            return Err(KmsIoErrorKind::Connector(io::Error::other(
+                "a connector is configured for this provider; connectors are blocking: use KmsTransport",
+            )));
+        }
         let addrs = match &self.inner.resolver {
             Some(resolve) => resolve(host, port),
             None => tokio::net::lookup_host((host, port)).await.map(Iterator::collect),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bson::Document;
 use rustls::ClientConfig;
 
-use super::{KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
+use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
 use crate::error::Error;
 use crate::kms::{KmsCtx, KmsScope};
 use crate::state_machine::{IoResult, RetryScheduled};
@@ -37,6 +37,8 @@ pub struct KmsTransport {
     pub(super) request_timeout: Option<Duration>,
     pub(super) resolver: Option<Arc<Resolver>>,
     pub(super) max_attempts: u32,
+    pub(super) default_connector: Option<Arc<dyn Connector>>,
+    pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
 }
 
 impl fmt::Debug for KmsTransport {
@@ -63,6 +65,10 @@ pub struct KmsTransportBuilder {
     request_timeout: Option<Duration>,
     resolver: Option<Arc<Resolver>>,
     max_attempts: u32,
+    default_client_config: Option<Arc<ClientConfig>>,
+    provider_client_configs: HashMap<String, Arc<ClientConfig>>,
+    default_connector: Option<Arc<dyn Connector>>,
+    provider_connectors: HashMap<String, Arc<dyn Connector>>,
 }
 
 impl fmt::Debug for KmsTransportBuilder {
@@ -98,6 +104,10 @@ impl Default for KmsTransportBuilder {
             request_timeout: None,
             resolver: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            default_client_config: None,
+            provider_client_configs: HashMap::new(),
+            default_connector: None,
+            provider_connectors: HashMap::new(),
         }
     }
 }
@@ -170,15 +180,53 @@ impl KmsTransportBuilder {
         self
     }
 
+    /// A ready rustls configuration for requests to `provider` (matched as for
+    /// [`tls_options`](Self::tls_options)), used as is: its roots, client certificate, cipher suites, protocol
+    /// versions and crypto provider. It takes the place of the provider's [`TlsOptions`].
+    pub fn client_config(mut self, provider: &str, config: Arc<ClientConfig>) -> KmsTransportBuilder {
+        self.provider_client_configs.insert(provider.to_owned(), config);
+        self
+    }
+
+    /// A ready rustls configuration for the providers without their own, instead of
+    /// [`default_tls_options`](Self::default_tls_options).
+    pub fn default_client_config(mut self, config: Arc<ClientConfig>) -> KmsTransportBuilder {
+        self.default_client_config = Some(config);
+        self
+    }
+
+    /// Opens every request's stream with `connector` (a proxy, ...) instead of a TCP connection to the endpoint,
+    /// for the providers without their own ([`provider_connector`](Self::provider_connector)). TLS runs over the
+    /// stream with the KMS host. Used by [`KmsTransport`]; `TokioKmsTransport` refuses requests that would need
+    /// one.
+    pub fn connector(mut self, connector: impl Connector + 'static) -> KmsTransportBuilder {
+        self.default_connector = Some(Arc::new(connector));
+        self
+    }
+
+    /// Opens the streams of requests to `provider` (matched as for [`tls_options`](Self::tls_options)) with
+    /// `connector`.
+    pub fn provider_connector(mut self, provider: &str, connector: impl Connector + 'static) -> KmsTransportBuilder {
+        self.provider_connectors.insert(provider.to_owned(), Arc::new(connector));
+        self
+    }
+
     /// Builds the rustls configurations.
     pub fn build(self) -> Result<KmsTransport, TlsConfigError> {
-        let provider_configs = self
+        let mut provider_configs = self
             .provider_options
             .iter()
             .map(|(name, options)| Ok((name.clone(), Arc::new(options.client_config()?))))
             .collect::<Result<HashMap<_, _>, TlsConfigError>>()?;
+        provider_configs.extend(self.provider_client_configs);
+        let default_config = match self.default_client_config {
+            Some(config) => config,
+            None => Arc::new(self.default_options.client_config()?),
+        };
         Ok(KmsTransport {
-            default_config: Arc::new(self.default_options.client_config()?),
+            default_connector: self.default_connector,
+            provider_connectors: Arc::new(self.provider_connectors),
+            default_config,
             provider_configs: Arc::new(provider_configs),
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
@@ -257,6 +305,14 @@ impl KmsTransport {
     /// them; network errors stay a [`KmsIoError`], for which it does.
     pub fn kms_request(&self, kms: &mut KmsCtx<'_>) -> crate::state_machine::IoResult<()> {
         for_runner(self.exchange(kms))
+    }
+
+    pub(super) fn connector_for(&self, provider: &str) -> Option<&Arc<dyn Connector>> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.provider_connectors
+            .get(provider)
+            .or_else(|| self.provider_connectors.get(kind))
+            .or(self.default_connector.as_ref())
     }
 
     pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {
