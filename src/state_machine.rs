@@ -52,7 +52,7 @@
 //! KMS back-off (the runtime's timer, such as `tokio::time::sleep`). It depends on no executor; with the `tokio`
 //! feature, [`run_tokio`] is the one-line form. Its future is `Send` when the I/O type is `Sync`, so it can run
 //! inside `tokio::spawn`. Dropping it cancels the operation: the ctx is left in whatever state it had reached (a
-//! NEED_KMS state is ended, see [`KmsScope`](crate::KmsScope)), and should be dropped.
+//! NEED_KMS state is ended, see [`KmsScope`]), and should be dropped.
 //!
 //! # Observing a run
 //!
@@ -811,13 +811,17 @@ fn attempts_exhausted(request: &mut Request<'_>, max: u32) -> RunError {
 }
 
 /// Records the number of attempts in the errors that report it ([`KmsIoError`](crate::kms_tls::KmsIoError)).
+#[cfg(feature = "kms-tls")]
 fn with_attempts(mut source: IoError, attempts: u32) -> IoError {
-    #[cfg(feature = "kms-tls")]
     if let Some(error) = source.downcast_mut::<crate::kms_tls::KmsIoError>() {
         error.set_attempts(attempts);
     }
-    #[cfg(not(feature = "kms-tls"))]
-    let _ = attempts;
+    source
+}
+
+/// Without `kms-tls` there is no error type that records attempts.
+#[cfg(not(feature = "kms-tls"))]
+fn with_attempts(source: IoError, _attempts: u32) -> IoError {
     source
 }
 
@@ -845,6 +849,7 @@ enum Failure {
     Network(IoError),
     /// Anything else the transport says is not worth retrying (an HTTP error status, a reply libmongocrypt
     /// rejected, kept with the transport's context).
+    #[cfg_attr(not(feature = "kms-tls"), allow(dead_code))]
     Final(IoError),
 }
 

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::Error;
+// For the links of the documentation.
+#[allow(unused_imports)]
+use crate::kms::KmsCtx;
 use crate::state_machine::RunError;
 
 /// Why one KMS request failed: the endpoint, the provider, how many attempts were made, and the last error.

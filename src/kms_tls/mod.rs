@@ -160,6 +160,9 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::crypt::CryptBuilder;
+// For the links of the module documentation.
+#[allow(unused_imports)]
+use crate::kms::{KmsCtx, KmsScope};
 
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioKmsTransport;
