@@ -883,7 +883,10 @@ async fn serve_kms<D: Driver>(driver: &D, request: &mut Request<'_>) -> RoundRes
     }
     if log::log_enabled!(target: LOG_TARGET, log::Level::Debug) {
         let endpoint = kms.endpoint().unwrap_or("<no endpoint>");
-        log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({}), attempt {}", kms.kms_provider(), request.attempt);
+        match request.attempt {
+            1 => log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({})", kms.kms_provider()),
+            n => log::debug!(target: LOG_TARGET, "KMS request to {endpoint} ({}), attempt {n}", kms.kms_provider()),
+        }
     }
     if log::log_enabled!(target: LOG_TARGET, log::Level::Trace) {
         let message = kms.message().map(String::from_utf8_lossy).unwrap_or_default();
