@@ -76,7 +76,7 @@ struct ServerStats {
 
 /// The mock AWS KMS: loopback only, on its own 2-thread runtime; every connection is one request, held
 /// [`LATENCY`] with `tokio::time::sleep` (other requests go on meanwhile), answered with the fixture and closed.
-/// Every connection is bounded by 5 s; the server stops when dropped.
+/// Every connection is bounded by 5 s; the server stops when dropped (or after 5 minutes or 200,000 connections).
 struct MockKms {
     addr: SocketAddr,
     stats: Arc<ServerStats>,
@@ -107,11 +107,15 @@ impl MockKms {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (stats.clone(), stop.clone());
         runtime.spawn(async move {
-            while !st.load(Ordering::Relaxed) {
+            // Bounded: until dropped, at most 5 minutes, at most 200,000 connections.
+            let until = Instant::now() + Duration::from_secs(300);
+            let mut accepted_total = 0usize;
+            while !st.load(Ordering::Relaxed) && Instant::now() < until && accepted_total < 200_000 {
                 let Ok(accepted) = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await else {
                     continue;
                 };
                 let Ok((sock, _)) = accepted else { continue };
+                accepted_total += 1;
                 let _ = sock.set_nodelay(true);
                 let (acceptor, reply, stats) = (acceptor.clone(), reply.clone(), s.clone());
                 tokio::spawn(async move {
