@@ -389,6 +389,24 @@ mod async_fetch {
         assert!(async_error.contains("404: (empty body)"), "{async_error}");
     }
 
+    /// Outside any tokio runtime (here polled by hand, as another executor would), the async fetch still works.
+    #[test]
+    fn aws_imds_async_without_a_tokio_runtime() {
+        let imds_server = serve(imds(200));
+        let fetcher = chain(&[]).aws_imds_endpoint(format!("http://{}", imds_server.addr()));
+        let mut future = std::pin::pin!(fetcher.fetch_async());
+        let waker = std::task::Waker::noop();
+        let document = loop {
+            if let std::task::Poll::Ready(result) =
+                std::future::Future::poll(future.as_mut(), &mut std::task::Context::from_waker(waker))
+            {
+                break result.unwrap();
+            }
+        };
+        assert_eq!(document.get_document("aws").unwrap().get_str("accessKeyId").unwrap(), "ASIAEC2");
+        assert_eq!(imds_server.stop().len(), 3);
+    }
+
     struct AsyncProvider;
 
     impl AwsCredentialProvider for AsyncProvider {

@@ -133,8 +133,12 @@ impl Transport for Tokio {
     fn send(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, CredentialsErrorKind>> + Send {
         let timeout = self.timeout;
         async move {
+            // Outside a tokio runtime (another executor), the request runs inline rather than panicking.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return send_blocking(&request, timeout);
+            };
             let url = request.url.clone();
-            tokio::task::spawn_blocking(move || send_blocking(&request, timeout)).await.unwrap_or_else(|e| {
+            runtime.spawn_blocking(move || send_blocking(&request, timeout)).await.unwrap_or_else(|e| {
                 Err(CredentialsErrorKind::Reply { url, message: format!("the request's blocking task failed: {e}") })
             })
         }

@@ -368,8 +368,8 @@ impl CredentialsFetcher {
     }
 
     /// [`fetch`](Self::fetch) without blocking the executor: each HTTP request runs on tokio's blocking pool, and
-    /// a custom provider's [`credentials_async`](AwsCredentialProvider::credentials_async) is awaited. Needs a
-    /// tokio runtime.
+    /// a custom provider's [`credentials_async`](AwsCredentialProvider::credentials_async) is awaited. Polled
+    /// outside a tokio runtime (another executor), it still works, but each request then blocks the polling thread.
     #[cfg(feature = "tokio")]
     pub async fn fetch_async(&self) -> Result<Document, CredentialsError> {
         self.fetch_with(&http::Tokio { timeout: self.timeout }).await
