@@ -352,13 +352,19 @@ impl CredentialsFetcher {
 
     /// The KMS providers document with fresh credentials for every provider of this fetcher, fetched on the
     /// calling thread.
+    /// The document is the caller's copy; the fetcher's own copies are wiped.
     pub fn fetch(&self) -> Result<Document, CredentialsError> {
-        http::complete(self.fetch_with(&http::Blocking { timeout: self.timeout }))
+        Ok(self.fetch_blocking()?.as_document().clone())
     }
 
     /// [`fetch`](Self::fetch) as BSON bytes.
     pub fn fetch_raw(&self) -> Result<RawDocumentBuf, CredentialsError> {
-        to_raw(self.fetch()?)
+        to_raw(&self.fetch_blocking()?)
+    }
+
+    /// The blocking face.
+    fn fetch_blocking(&self) -> Result<KmsProviders, CredentialsError> {
+        http::complete(self.fetch_with(&http::Blocking { timeout: self.timeout }))
     }
 
     /// [`fetch_raw`](Self::fetch_raw) for
@@ -372,25 +378,26 @@ impl CredentialsFetcher {
     /// outside a tokio runtime (another executor), it still works, but each request then blocks the polling thread.
     #[cfg(feature = "tokio")]
     pub async fn fetch_async(&self) -> Result<Document, CredentialsError> {
-        self.fetch_with(&http::Tokio { timeout: self.timeout }).await
+        Ok(self.fetch_with(&http::Tokio { timeout: self.timeout }).await?.as_document().clone())
     }
 
     /// [`fetch_async`](Self::fetch_async) as BSON bytes, for
     /// [`AsyncStateMachineIo::kms_credentials`](crate::state_machine::AsyncStateMachineIo::kms_credentials).
     #[cfg(feature = "tokio")]
     pub async fn kms_credentials_async(&self) -> crate::state_machine::IoResult<RawDocumentBuf> {
-        Ok(to_raw(self.fetch_async().await?)?)
+        Ok(to_raw(&self.fetch_with(&http::Tokio { timeout: self.timeout }).await?)?)
     }
 
     /// Fetches and passes the credentials to a ctx in NEED_KMS_CREDENTIALS ([`Ctx::provide_kms_providers`]).
     pub fn provide(&self, ctx: &mut Ctx) -> Result<(), CredentialsError> {
-        let doc = self.fetch()?;
-        ctx.provide_kms_providers(&doc).map_err(|e| CredentialsError::new("all", CredentialsErrorKind::Mongocrypt(e)))
+        let providers = self.fetch_blocking()?;
+        ctx.provide_kms_providers(providers.as_document())
+            .map_err(|e| CredentialsError::new("all", CredentialsErrorKind::Mongocrypt(e)))
     }
 
-    /// The one fetch, for both transports.
-    async fn fetch_with<T: Transport>(&self, transport: &T) -> Result<Document, CredentialsError> {
-        let mut out = Document::new();
+    /// The one fetch, for both transports. A [`KmsProviders`], so that the credentials are wiped when it drops.
+    async fn fetch_with<T: Transport>(&self, transport: &T) -> Result<KmsProviders, CredentialsError> {
+        let mut out = KmsProviders::new();
         for provider in &self.providers {
             let credentials = match provider.as_str() {
                 "aws" => self.aws_with(transport).await?.document(),
@@ -398,14 +405,14 @@ impl CredentialsFetcher {
                 "azure" => doc! { "accessToken": self.azure_with(transport).await?.as_str() },
                 _ => return Err(CredentialsError::new(provider, CredentialsErrorKind::Unsupported)),
             };
-            out.insert(provider.clone(), credentials);
+            out = out.provider(provider, credentials);
         }
         Ok(out)
     }
 }
 
-fn to_raw(doc: Document) -> Result<RawDocumentBuf, CredentialsError> {
-    RawDocumentBuf::try_from(&doc)
+fn to_raw(providers: &KmsProviders) -> Result<RawDocumentBuf, CredentialsError> {
+    RawDocumentBuf::try_from(providers.as_document())
         .map_err(|e| CredentialsError::new("all", CredentialsErrorKind::Mongocrypt(Error::from(e))))
 }
 
