@@ -169,9 +169,13 @@ fn aws_ecs_full_uri_on_loopback() {
         fetcher.fetch().unwrap(),
         doc! { "aws": { "accessKeyId": "ASIAECS", "secretAccessKey": "secret-ASIAECS", "sessionToken": "token-ASIAECS" } }
     );
+    // `localhost` resolves to both loopback addresses; the server listens on 127.0.0.1 only.
+    let url = format!("http://localhost:{}/v2/credentials/full", ecs.addr().port());
+    assert_eq!(key_id(&chain(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)])), "ASIAECS");
     let requests = ecs.stop();
-    assert_eq!(requests.len(), 1);
+    assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].request_line(), "GET /v2/credentials/full HTTP/1.1");
+    assert_eq!(requests[1].header("Authorization"), None);
     assert_eq!(requests[0].header("Authorization"), Some("ecs-auth"));
 }
 

@@ -494,9 +494,6 @@ pub struct CredentialsError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredentialsErrorKind {
-    /// An environment variable is not set (or empty).
-    #[error("{0} is not set")]
-    MissingEnvironment(&'static str),
     /// The provider has no on-demand credentials: only `aws`, `gcp` and `azure` do, never a named one.
     #[error("not a provider with on-demand credentials (aws, gcp, azure; never a named provider)")]
     Unsupported,
