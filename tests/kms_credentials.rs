@@ -187,6 +187,21 @@ fn credentials_timeout_stalled_metadata_server() {
     assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(2), "took {elapsed:?}");
 }
 
+/// The same on the async face: the timeout is tokio's, and the error the same kind.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn credentials_timeout_stalled_metadata_server_async() {
+    let metadata = metadata_server(|_| Reply::Stall(Duration::from_secs(20)));
+    let timeout = Duration::from_millis(300);
+    let fetcher =
+        CredentialsFetcher::new(["gcp"]).gcp_endpoint(format!("http://{}{GCP_PATH}", metadata.addr())).timeout(timeout);
+    let started = Instant::now();
+    let err = fetcher.fetch_async().await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "{err}");
+    assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(2), "took {elapsed:?}");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // NEED_KMS_CREDENTIALS, end to end: credentials fetched on demand, then the KMS request over TLS.
 

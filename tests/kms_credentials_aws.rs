@@ -411,6 +411,53 @@ mod async_fetch {
         assert_eq!(imds_server.stop().len(), 3);
     }
 
+    /// The async fetch does not wait on tokio's blocking pool: on a current-thread runtime whose one blocking
+    /// thread is held until the fetch has ended, the three IMDSv2 requests still complete (a fetch that sent them
+    /// with `spawn_blocking` would queue behind the held thread and time out here).
+    #[test]
+    fn aws_imds_async_does_not_use_the_blocking_pool() {
+        let imds_server = serve(imds(200));
+        let fetcher = chain(&[]).aws_imds_endpoint(format!("http://{}", imds_server.addr()));
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(1).build().unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let document = runtime.block_on(async {
+            let blocker = tokio::task::spawn_blocking(move || {
+                started.send(()).unwrap();
+                held.recv_timeout(Duration::from_secs(30))
+            });
+            has_started.recv_timeout(Duration::from_secs(10)).expect("the blocking pool's thread started");
+            let fetched = tokio::time::timeout(Duration::from_secs(10), fetcher.fetch_async()).await;
+            release.send(()).unwrap();
+            // The blocking thread was held for the whole fetch: released by us, not by its own timeout.
+            assert_eq!(blocker.await.unwrap(), Ok(()));
+            fetched.expect("the async fetch waited on the blocking pool").unwrap()
+        });
+        assert_eq!(document.get_document("aws").unwrap().get_str("accessKeyId").unwrap(), "ASIAEC2");
+        assert_eq!(imds_server.stop().len(), 3);
+    }
+
+    /// The async face's requests run on the thread that polls the fetch: no thread of tokio's blocking pool.
+    #[test]
+    fn aws_imds_async_runs_on_the_polling_thread() {
+        let imds_server = serve(imds(200));
+        let fetcher = chain(&[]).aws_imds_endpoint(format!("http://{}", imds_server.addr()));
+        let threads = Arc::new(AtomicUsize::new(0));
+        let counter = threads.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .unwrap();
+        let document = runtime.block_on(fetcher.fetch_async()).unwrap();
+        assert_eq!(document.get_document("aws").unwrap().get_str("accessKeyId").unwrap(), "ASIAEC2");
+        assert_eq!(threads.load(Ordering::SeqCst), 0, "the runtime started a thread for the fetch");
+        assert_eq!(imds_server.stop().len(), 3);
+    }
+
     struct AsyncProvider;
 
     impl AwsCredentialProvider for AsyncProvider {

@@ -1,14 +1,12 @@
 //! The HTTP faces of the credentials core: the core builds [`HttpRequest`]s and parses [`HttpResponse`]s, and a
-//! [`Transport`] only moves them. [`Blocking`] sends on the calling thread with `ureq`; [`Tokio`] (features
-//! `kms-tls` and `tokio`) sends the same way on tokio's blocking pool, so an async driver's executor never blocks.
+//! [`Transport`] only moves them. [`Blocking`] sends on the calling thread with `ureq`; the async face
+//! (`http_async`, features `kms-tls` and `tokio`) sends the same requests with hyper on tokio's sockets.
 //!
-//! Why `ureq`: the metadata servers and STS need a few small requests with a timeout, plain HTTP and (STS) HTTPS.
-//! `ureq` is a blocking client of a handful of crates, and uses the rustls, ring and webpki-roots that `kms_tls`
-//! already compiles, so it adds eight small crates and 4.3 s of debug compile (`cargo build --timings`, two
-//! shared cores); `reqwest` or `hyper` would add tokio's
-//! networking, `hyper-util`, `tower` and a second TLS adapter for three requests. The async face reuses it on
-//! `spawn_blocking`: every request is bounded by the fetcher's timeout, so a blocking-pool thread is held at most
-//! that long.
+//! Why `ureq` for the blocking face: the metadata servers and STS need a few small requests with a timeout, plain
+//! HTTP and (STS) HTTPS. `ureq` is a blocking client of a handful of crates, and uses the rustls, ring and
+//! webpki-roots that `kms_tls` already compiles, so it adds eight small crates and 4.3 s of debug compile
+//! (`cargo build --timings`, two shared cores). The module docs of `kms_credentials` say why hyper for the async
+//! face.
 
 use std::future::Future;
 use std::pin::pin;
@@ -21,7 +19,7 @@ use super::{AwsCredentialProvider, AwsCredentials, CredentialsErrorKind};
 use crate::state_machine::IoError;
 
 /// The largest reply accepted.
-const MAX_REPLY: u64 = 1 << 20;
+pub(crate) const MAX_REPLY: u64 = 1 << 20;
 
 /// How much of an error reply's body an error keeps.
 pub(crate) const MAX_ERROR_BODY: usize = 300;
@@ -122,39 +120,9 @@ pub(crate) fn complete<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The async face (tokio).
-#[cfg(feature = "tokio")]
-pub(crate) struct Tokio {
-    pub timeout: Duration,
-}
-
-#[cfg(feature = "tokio")]
-impl Transport for Tokio {
-    fn send(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, CredentialsErrorKind>> + Send {
-        let timeout = self.timeout;
-        async move {
-            // Outside a tokio runtime (another executor), the request runs inline rather than panicking.
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return send_blocking(&request, timeout);
-            };
-            let url = request.url.clone();
-            runtime.spawn_blocking(move || send_blocking(&request, timeout)).await.unwrap_or_else(|e| {
-                Err(CredentialsErrorKind::Reply { url, message: format!("the request's blocking task failed: {e}") })
-            })
-        }
-    }
-
-    fn custom_aws<'a>(
-        &'a self,
-        provider: &'a dyn AwsCredentialProvider,
-    ) -> impl Future<Output = Result<AwsCredentials, IoError>> + Send + 'a {
-        provider.credentials_async()
-    }
-}
-
 /// One request with `ureq`: no proxy (the metadata servers are link-local), no redirects, error statuses returned
 /// as replies, the whole exchange bounded by `timeout` and the reply by [`MAX_REPLY`].
-fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<HttpResponse, CredentialsErrorKind> {
+pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<HttpResponse, CredentialsErrorKind> {
     let url = &request.url;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))

@@ -41,15 +41,25 @@
 //!
 //! The steps, their requests, their reply parsing and the caches are written once, as code generic over how a
 //! request is sent; [`CredentialsFetcher::fetch`] sends on the calling thread, and
-//! [`CredentialsFetcher::fetch_async`] (features `kms-tls` and `tokio`) sends on tokio's blocking pool, so that
-//! an async driver's executor threads never wait on a metadata server. Each request is bounded by
-//! [`CredentialsFetcher::timeout`].
+//! [`CredentialsFetcher::fetch_async`] (features `kms-tls` and `tokio`) sends with an async client on tokio's
+//! sockets, so that neither an async driver's executor threads nor tokio's blocking pool ever wait on a metadata
+//! server. Each request is bounded by [`CredentialsFetcher::timeout`].
 //!
-//! The HTTP client is [`ureq`](https://docs.rs/ureq): small, blocking, on the rustls and ring that `kms_tls`
+//! The blocking client is [`ureq`](https://docs.rs/ureq): small, blocking, on the rustls and ring that `kms_tls`
 //! already uses (STS is HTTPS), so it adds eight small crates, 4.3 s of debug compile in all (measured with
-//! `cargo build --timings` on a shared two-core machine). An async client (`hyper`,
-//! `reqwest`) would add tokio's networking, `hyper-util` and a second TLS adapter for a handful of requests that a
-//! blocking-pool thread serves as well.
+//! `cargo build --timings` on a shared two-core machine).
+//!
+//! The async client is [`hyper`](https://docs.rs/hyper) 1's low-level HTTP/1.1 client, one connection per request
+//! over a tokio `TcpStream` (`hyper-util`'s `TokioIo`), with `tokio-rustls` for HTTPS on the same rustls, ring and
+//! webpki roots, and `http-body-util` to read the reply. It adds eleven crates (hyper, hyper-util, http-body,
+//! http-body-util, tokio-rustls, mio, socket2, want, try-lock, atomic-waker, smallvec) and tokio's `net` module:
+//! 12.4 s of debug compile for those crates (`cargo build --timings`, two shared cores; hyper 3.8 s, socket2 2.3 s,
+//! mio 2.2 s, tokio-rustls 1.1 s, the rest under a second each). `reqwest` (even with `default-features = false`
+//! and rustls) would add `hyper-util`'s pooled legacy client, `tower`, `url` with its IDNA tables, `hyper-rustls`
+//! and more, for the three or four requests of a fetch that need no pool, no redirects and no proxy; the legacy
+//! client of `hyper-util` would add `tower-service` and a connector per scheme (`hyper-rustls`) for the same.
+//! Polled outside a tokio runtime (another executor), the async fetch falls back to the blocking client on the
+//! polling thread.
 //!
 //! ```no_run
 //! use mongocrypt::kms_credentials::CredentialsFetcher;
@@ -78,6 +88,8 @@ mod azure;
 mod cache;
 mod gcp;
 mod http;
+#[cfg(feature = "tokio")]
+mod http_async;
 
 use std::fmt;
 use std::future::Future;
@@ -373,19 +385,21 @@ impl CredentialsFetcher {
         Ok(self.fetch_raw()?)
     }
 
-    /// [`fetch`](Self::fetch) without blocking the executor: each HTTP request runs on tokio's blocking pool, and
-    /// a custom provider's [`credentials_async`](AwsCredentialProvider::credentials_async) is awaited. Polled
-    /// outside a tokio runtime (another executor), it still works, but each request then blocks the polling thread.
+    /// [`fetch`](Self::fetch) without blocking: each HTTP request is async I/O on tokio's sockets (no thread of
+    /// the blocking pool is used), and a custom provider's
+    /// [`credentials_async`](AwsCredentialProvider::credentials_async) is awaited. In a tokio runtime, it needs the
+    /// runtime's I/O and time drivers (`enable_all`, as `#[tokio::main]` does). Polled outside a tokio runtime
+    /// (another executor), it still works, but each request then blocks the polling thread.
     #[cfg(feature = "tokio")]
     pub async fn fetch_async(&self) -> Result<Document, CredentialsError> {
-        Ok(self.fetch_with(&http::Tokio { timeout: self.timeout }).await?.as_document().clone())
+        Ok(self.fetch_with(&http_async::Tokio { timeout: self.timeout }).await?.as_document().clone())
     }
 
     /// [`fetch_async`](Self::fetch_async) as BSON bytes, for
     /// [`AsyncStateMachineIo::kms_credentials`](crate::state_machine::AsyncStateMachineIo::kms_credentials).
     #[cfg(feature = "tokio")]
     pub async fn kms_credentials_async(&self) -> crate::state_machine::IoResult<RawDocumentBuf> {
-        Ok(to_raw(&self.fetch_with(&http::Tokio { timeout: self.timeout }).await?)?)
+        Ok(to_raw(&self.fetch_with(&http_async::Tokio { timeout: self.timeout }).await?)?)
     }
 
     /// Fetches and passes the credentials to a ctx in NEED_KMS_CREDENTIALS ([`Ctx::provide_kms_providers`]).
