@@ -42,6 +42,24 @@ impl CredentialsFetcher {
         if let Some(cached) = self.aws_cache.get(self.aws_refresh_margin) {
             return Ok(cached);
         }
+        // Feature aws-sdk: aws-config's default chain instead of the steps below.
+        #[cfg(feature = "aws-sdk")]
+        let credentials = transport.aws_sdk().await.map_err(fail)?;
+        #[cfg(not(feature = "aws-sdk"))]
+        let credentials = self.aws_chain(transport, fail).await?;
+        if let Some(expiration) = credentials.expiration() {
+            self.aws_cache.put(credentials.clone(), expiration);
+        }
+        Ok(credentials)
+    }
+
+    /// The chain's own steps (without feature `aws-sdk`).
+    #[cfg_attr(feature = "aws-sdk", allow(dead_code))]
+    async fn aws_chain<T: Transport>(
+        &self,
+        transport: &T,
+        fail: impl Fn(CredentialsErrorKind) -> CredentialsError,
+    ) -> Result<AwsCredentials, CredentialsError> {
         let mut skipped = Vec::new();
         for step in [AwsStep::Environment, AwsStep::WebIdentity, AwsStep::Ecs, AwsStep::Ec2] {
             let found = match step {
@@ -51,12 +69,7 @@ impl CredentialsFetcher {
                 AwsStep::Ec2 => self.aws_ec2(transport).await.map(Found::Credentials),
             };
             match found {
-                Ok(Found::Credentials(credentials)) => {
-                    if let Some(expiration) = credentials.expiration() {
-                        self.aws_cache.put(credentials.clone(), expiration);
-                    }
-                    return Ok(credentials);
-                }
+                Ok(Found::Credentials(credentials)) => return Ok(credentials),
                 Ok(Found::NotConfigured(why)) => skipped.push((step, why)),
                 // A step that is configured and fails ends the chain: its error is the one to fix.
                 Err(source) => {

@@ -92,6 +92,10 @@ pub(crate) trait Transport: Sync {
         &'a self,
         provider: &'a dyn AwsCredentialProvider,
     ) -> impl Future<Output = Result<AwsCredentials, IoError>> + Send + 'a;
+
+    /// Feature `aws-sdk`: `aws-config`'s default credential chain, which does its own I/O.
+    #[cfg(feature = "aws-sdk")]
+    fn aws_sdk(&self) -> impl Future<Output = Result<AwsCredentials, CredentialsErrorKind>> + Send;
 }
 
 /// The blocking face: each future is ready at its first poll.
@@ -109,6 +113,11 @@ impl Transport for Blocking {
         provider: &'a dyn AwsCredentialProvider,
     ) -> impl Future<Output = Result<AwsCredentials, IoError>> + Send + 'a {
         std::future::ready(provider.credentials())
+    }
+
+    #[cfg(feature = "aws-sdk")]
+    fn aws_sdk(&self) -> impl Future<Output = Result<AwsCredentials, CredentialsErrorKind>> + Send {
+        std::future::ready(super::aws_sdk::credentials_blocking(self.timeout))
     }
 }
 

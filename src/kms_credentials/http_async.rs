@@ -53,6 +53,17 @@ impl Transport for Tokio {
     ) -> impl Future<Output = Result<AwsCredentials, IoError>> + Send + 'a {
         provider.credentials_async()
     }
+
+    #[cfg(feature = "aws-sdk")]
+    fn aws_sdk(&self) -> impl Future<Output = Result<AwsCredentials, CredentialsErrorKind>> + Send {
+        let timeout = self.timeout;
+        async move {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return super::aws_sdk::credentials_blocking(timeout);
+            }
+            super::aws_sdk::credentials(timeout).await
+        }
+    }
 }
 
 /// Aborts the spawned connection task when the exchange ends, however it ends (reply read, error, timeout).

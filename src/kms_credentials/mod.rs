@@ -37,6 +37,23 @@
 //! an `Expiration` are cached until [`aws_refresh_margin`](CredentialsFetcher::aws_refresh_margin) (five minutes)
 //! before it; those from the environment are read each time, and a custom provider's are not cached.
 //!
+//! ## Feature `aws-sdk`
+//!
+//! With the `aws-sdk` feature (which implies `kms-tls` and `tokio`), steps 2 to 5 are replaced by `aws-config`'s
+//! default credential chain (`aws_config::defaults(BehaviorVersion::latest())`, its `credentials_provider()`):
+//! environment, shared config and credentials files, web identity, ECS, IMDS, as the AWS SDKs order them, reading
+//! the process environment itself (so [`CredentialsFetcher::env`] and the endpoint overrides do not apply to it). A
+//! custom provider still replaces it, its credentials are cached like the chain's, each fetch is bounded by
+//! [`CredentialsFetcher::timeout`], and its failure is [`CredentialsErrorKind::AwsSdk`]. The async fetch awaits it
+//! on the current runtime; the blocking fetch runs it on a current-thread runtime of its own (on a scoped thread
+//! when called from inside a tokio runtime). Its HTTPS client is `aws-smithy-http-client` on rustls with ring:
+//! `default-features = false` leaves out aws-lc-sys (the SDK's default TLS), SSO and `credential_process`.
+//!
+//! It is not free: 2 min 11 s of debug build on top of a `kms-tls,tokio` build (`cargo build --timings`, two
+//! shared cores; 123 crates, aws-smithy-http-client 25 s, aws-config 12 s, h2 10 s, aws-sdk-sts 8 s), and
+//! `aws-config` 1.13 needs Rust 1.94.1, above this crate's minimum. Its test:
+//! `cargo test -p mongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk`.
+//!
 //! # Blocking and async
 //!
 //! The steps, their requests, their reply parsing and the caches are written once, as code generic over how a
@@ -45,11 +62,11 @@
 //! sockets, so that neither an async driver's executor threads nor tokio's blocking pool ever wait on a metadata
 //! server. Each request is bounded by [`CredentialsFetcher::timeout`].
 //!
-//! The blocking client is [`ureq`](https://docs.rs/ureq): small, blocking, on the rustls and ring that `kms_tls`
+//! The blocking client is `ureq`: small, blocking, on the rustls and ring that `kms_tls`
 //! already uses (STS is HTTPS), so it adds eight small crates, 4.3 s of debug compile in all (measured with
 //! `cargo build --timings` on a shared two-core machine).
 //!
-//! The async client is [`hyper`](https://docs.rs/hyper) 1's low-level HTTP/1.1 client, one connection per request
+//! The async client is `hyper` 1's low-level HTTP/1.1 client, one connection per request
 //! over a tokio `TcpStream` (`hyper-util`'s `TokioIo`), with `tokio-rustls` for HTTPS on the same rustls, ring and
 //! webpki roots, and `http-body-util` to read the reply. It adds eleven crates (hyper, hyper-util, http-body,
 //! http-body-util, tokio-rustls, mio, socket2, want, try-lock, atomic-waker, smallvec) and tokio's `net` module:
@@ -84,6 +101,8 @@
 //! `fetcher.kms_credentials_async().await`.
 
 mod aws;
+#[cfg(feature = "aws-sdk")]
+mod aws_sdk;
 mod azure;
 mod cache;
 mod gcp;
@@ -522,6 +541,9 @@ pub enum CredentialsErrorKind {
         #[source]
         source: Box<CredentialsErrorKind>,
     },
+    /// Feature `aws-sdk`: `aws-config`'s default credential chain found no credentials.
+    #[error("the AWS SDK's default credential chain failed: {0}")]
+    AwsSdk(String),
     /// The custom AWS credential provider failed.
     #[error("the custom AWS credential provider failed: {0}")]
     AwsProvider(#[source] IoError),
