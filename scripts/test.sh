@@ -2,7 +2,8 @@
 # The test command of this repository: on a fresh Debian 12 machine (as root, or with sudo), it provisions every
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
-#   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind
+#   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
+#              aws-sdk feature's test (aws-config's credential chain)
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
@@ -228,6 +229,9 @@ if want dynamic; then
     suite dynamic dynamic "$system_lib_dir" yes
     # The reliability check of the same build: every test binary and the example under valgrind memcheck.
     run scripts/valgrind.sh
+    # Feature aws-sdk (aws-config's credential chain), once: about two minutes of extra build.
+    export CARGO_TARGET_DIR="$target"
+    run cargo test -p mongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
   )
   timings+=("dynamic: $((SECONDS - t0))s")
 fi

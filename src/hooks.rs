@@ -133,7 +133,7 @@ pub trait CryptoProvider: Send + Sync + 'static {
     /// RSASSA-PKCS1-v1_5 signature with SHA-256 of `input`, used to sign the JWT that requests a Google Cloud
     /// OAuth token.
     ///
-    /// `private_key` is the GCP KMS provider's `privateKey`: an RSA key as PKCS#8 DER bytes. libmongocrypt
+    /// `private_key` is the GCP KMS provider's `privateKey`: an RSA key as PKCS#8 or PKCS#1 DER bytes. libmongocrypt
     /// preallocates 256 bytes of `output`, the signature length of a 2048-bit key; the signature is written to the
     /// first modulus-length bytes of `output`.
     fn sign_rsassa_pkcs1_v1_5_sha256(
@@ -279,8 +279,12 @@ impl CryptoProvider for RustCrypto {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let key_pair = RsaKeyPair::from_pkcs8(private_key)
-            .map_err(|e| CryptoError::new(format!("invalid PKCS#8 RSA private key: {e}")))?;
+        // PKCS#8 first, then a bare PKCS#1 RSAPrivateKey (ring's `from_der`), as OpenSSL's native crypto accepts both.
+        let key_pair = RsaKeyPair::from_pkcs8(private_key).or_else(|pkcs8| {
+            RsaKeyPair::from_der(private_key).map_err(|pkcs1| {
+                CryptoError::new(format!("invalid PKCS#8 RSA private key: {pkcs8}; as PKCS#1: {pkcs1}"))
+            })
+        })?;
         let len = key_pair.public().modulus_len();
         // libmongocrypt sends all of `output` as the signature: a shorter one (a smaller key) would go out padded
         // with zeros, so only a key whose signature fills it is accepted.

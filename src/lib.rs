@@ -155,9 +155,10 @@
 //! # KMS I/O and on-demand credentials
 //!
 //! With the `kms-tls` feature, `kms_tls` serves NEED_KMS over TLS (rustls) with per-provider TLS options and
-//! retries, and `kms_credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (AWS environment, GCP
-//! and Azure metadata servers). Both plug into the blocking [`state_machine`] runners; from async code, call them
-//! inside an [`AsyncStateMachineIo`] method through the runtime's `spawn_blocking`.
+//! retries, and `kms_credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (the AWS chain: a custom
+//! provider, environment, web identity, ECS, EC2 IMDSv2; the GCP and Azure metadata servers). Both plug into the
+//! blocking [`state_machine`] runners; from async code, call `kms_tls` inside an [`AsyncStateMachineIo`] method
+//! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
 #![warn(missing_docs)]
 
 mod binary;
