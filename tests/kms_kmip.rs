@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bson::{rawdoc, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::{KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder};
+use mongocrypt::kms_tls::{KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
 use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
 use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
 
@@ -158,6 +158,36 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     assert!(!master.get_str("keyId").unwrap().is_empty(), "{master}");
     assert!(io.kms_requests.load(Ordering::SeqCst) >= 2, "register (and activate) and get");
     round_trip(&providers, &key, &transport);
+
+    // OpenSSL for every provider, from the default TLS options.
+    let for_all = builder_to(&server)
+        .default_tls_options(
+            TlsOptions::new()
+                .ca_pem(pki.ca_pem.as_bytes())
+                .unwrap()
+                .certificate_key_pem(pki.client_cert_key_pem().as_bytes(), None)
+                .unwrap(),
+        )
+        .openssl_for_all()
+        .build()
+        .unwrap();
+    assert!(format!("{for_all:?}").contains("openssl_for_all: true"), "{for_all:?}");
+    let key = create_key(&crypt, &KeyEncryptionKey::kmip("kmip"), &KmipIo::new(for_all.clone()));
+    round_trip(&providers, &key, &for_all);
+
+    // The OpenSSL backend is blocking: the tokio transport refuses its providers' requests, clearly.
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let tokio_transport = mongocrypt::kms_tls::TokioKmsTransport::new(transport.clone());
+        let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).unwrap().datakey().unwrap();
+        let mut scope = ctx.kms_scope().unwrap();
+        let mut batch = scope.kms_ctxs();
+        let err = runtime.block_on(tokio_transport.exchange(&mut batch[0])).unwrap_err();
+        assert!(err.to_string().contains("OpenSSL backend is chosen for this provider"), "{err}");
+        drop(batch);
+        drop(scope);
+    }
 
     // `delegated: true` (libmongocrypt ≥ 1.10): the KMIP server creates an AES key and encrypts the data key
     // with it; decryption asks it again.

@@ -61,14 +61,21 @@ impl fmt::Debug for KmsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut providers: Vec<_> = self.provider_configs.keys().collect();
         providers.sort();
-        f.debug_struct("KmsTransport")
+        let mut debug = f.debug_struct("KmsTransport");
+        debug
             .field("tls_options_for", &providers)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
-            .field("max_attempts", &self.max_attempts)
-            .finish()
+            .field("max_attempts", &self.max_attempts);
+        #[cfg(feature = "kms-openssl")]
+        {
+            let mut openssl: Vec<_> = self.openssl.providers.keys().collect();
+            openssl.sort();
+            debug.field("openssl_for", &openssl).field("openssl_for_all", &self.openssl.all.is_some());
+        }
+        debug.finish()
     }
 }
 
