@@ -159,6 +159,25 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     assert!(io.kms_requests.load(Ordering::SeqCst) >= 2, "register (and activate) and get");
     round_trip(&providers, &key, &transport);
 
+    // A password-protected client key (tlsCertificateKeyFilePassword), as `openssl pkcs8 -topk8 -v2 aes-256-cbc`
+    // writes it: decrypted by the TLS options, handed to OpenSSL.
+    let key_pem = openssl::pkey::PKey::private_key_from_pem(pki.client_key_pem.as_bytes()).unwrap();
+    let encrypted =
+        key_pem.private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"kmip password").unwrap();
+    let client =
+        files.write("client-encrypted.pem", &(pki.client_pem.clone() + std::str::from_utf8(&encrypted).unwrap()));
+    let protected = bson::doc! {
+        "kmip": {
+            "tlsCAFile": tls.get_str("tlsCAFile").unwrap(),
+            "tlsCertificateKeyFile": client,
+            "tlsCertificateKeyFilePassword": "kmip password",
+        }
+    };
+    let with_password =
+        builder_to(&server).tls_options_document(&protected).unwrap().openssl_for("kmip").build().unwrap();
+    let key = create_key(&crypt, &KeyEncryptionKey::kmip("kmip"), &KmipIo::new(with_password.clone()));
+    round_trip(&providers, &key, &with_password);
+
     // OpenSSL for every provider, from the default TLS options.
     let for_all = builder_to(&server)
         .default_tls_options(
@@ -242,6 +261,23 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     assert!(text.contains("may want a client certificate (tlsCertificateKeyFile)"), "{text}");
     assert!(text.contains("other cipher suites"), "{text}");
     assert!(text.contains("offered TLS 1.2 and TLS 1.3") && text.contains("AES128-SHA256"), "{text}");
+
+    // With retries on (where the linked library has them, RETRIES_SUPPORTED): the TLS failure is a network error,
+    // reported to libmongocrypt by the one retry core with `mongocrypt_kms_ctx_fail`; libmongocrypt does not
+    // retry KMIP requests (its retries are for the HTTP providers; seen on 1.17 and 1.21), so the same clear error
+    // comes back after one attempt, at once.
+    if mongocrypt::kms_tls::RETRIES_SUPPORTED {
+        let retrying = mongocrypt::kms_tls::enable_retries(Crypt::builder().kms_providers(&providers).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = datakey_error(&retrying, &KeyEncryptionKey::kmip("kmip"), &no_client);
+        eprintln!("with retries, after {:?}: {err}", started.elapsed());
+        assert!(matches!(err.kind(), KmsIoErrorKind::OpenSsl(_)), "{err}");
+        assert_eq!(err.attempts(), 1, "{err}");
+        assert!(err.to_string().contains("may want a client certificate"), "{err}");
+    }
 
     // A wrong host: the endpoint's name is not in the server certificate.
     let wrong = KeyEncryptionKey::kmip("kmip").endpoint(&format!("kmip.wrong.example:{}", server.addr.port()));
