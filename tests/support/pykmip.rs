@@ -1,10 +1,11 @@
 //! A real KMIP server for the `kms-openssl` tests: PyKMIP (`pykmip-server`, from PyPI; scripts/test.sh installs a
 //! pinned copy into `target/pykmip-venv`), started on a free loopback port with a generated configuration, RSA
 //! certificates made here (a test CA, the server's, a client's for mutual TLS), and PyKMIP's default TLS 1.2
-//! cipher suites (`AES128-SHA256`, `AES256-SHA256`, ... with RSA key exchange). It is stopped, by its own process
-//! id, when dropped.
+//! cipher suites (`AES128-SHA256`, `AES256-SHA256`, ... with RSA key exchange). It is stopped, with the helper
+//! processes it forks (its process group, by the group's id), when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,7 +95,7 @@ fn server_binary() -> PathBuf {
     venv
 }
 
-/// A PyKMIP server child process on loopback.
+/// A PyKMIP server child process on loopback, with the helper processes it forks, all killed when dropped.
 pub struct PyKmip {
     child: Child,
     pub addr: SocketAddr,
@@ -137,6 +138,9 @@ impl PyKmip {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap())
             .env("PYTHONWARNINGS", "ignore")
+            // Its own process group: pykmip-server forks helpers (a multiprocessing manager, the policy directory
+            // monitor) that outlive it if only it is killed; Drop kills the group, by its id.
+            .process_group(0)
             .spawn()
             .expect("start pykmip-server");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -165,6 +169,9 @@ impl PyKmip {
 
 impl Drop for PyKmip {
     fn drop(&mut self) {
+        // The server's process group (its id is the server's): the server and the helpers it forked.
+        let _ =
+            Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
