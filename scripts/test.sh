@@ -46,8 +46,10 @@ export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
-# Every build tests the optional KMS I/O too; `static` is the other feature, chosen per build by MONGOCRYPT_STATIC.
-features=(--features mongocrypt/kms-tls,mongocrypt/tokio)
+# Every build tests the optional KMS I/O too, and its OpenSSL backend (kms-openssl: the system's OpenSSL, through
+# libssl-dev; tests/kms_kmip.rs runs a real PyKMIP server); `static` is the other feature, chosen per build by
+# MONGOCRYPT_STATIC.
+features=(--features mongocrypt/kms-tls,mongocrypt/tokio,mongocrypt/kms-openssl)
 
 target="$root/target/matrix"
 log=$(mktemp)
@@ -153,6 +155,27 @@ suite() {
   fi
 }
 
+# provision_pykmip: the KMIP server of tests/kms_kmip.rs, PyKMIP from PyPI, in a virtual environment of its own
+# (target/pykmip-venv; tests/support/pykmip.rs runs its pykmip-server). Pinned: PyKMIP 0.10.0 is the last release
+# (2021), unmaintained since. SQLAlchemy 1.4, the last 1.x, because PyKMIP 0.10 was written against SQLAlchemy 1.x
+# (declarative models, Query API; 2.x starts but was not tested here). cryptography at the release tested here on
+# Python 3.11: PyKMIP's crypto engine imports TripleDES, Camellia, ARC4, OFB and CFB from their old modules, which
+# this release only warns about (they move to cryptography's "decrepit" modules); a release that removes them stops
+# pykmip-server at start-up. Reinstalled only when the pins change.
+pykmip_pins=(pykmip==0.10.0 sqlalchemy==1.4.54 cryptography==50.0.2)
+provision_pykmip() {
+  local venv="$root/target/pykmip-venv" stamp
+  stamp="${pykmip_pins[*]}"
+  if [ -x "$venv/bin/pykmip-server" ] && [ "$(cat "$venv/.pins" 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pykmip_pins[@]}"
+  echo "$stamp" >"$venv/.pins"
+  echo "PyKMIP: ${pykmip_pins[*]} in $venv"
+}
+
 provision() {
   header "provision: vendor/provision system ${wheel_builds[*]}"
   local t0=$SECONDS flavor pc
@@ -164,6 +187,12 @@ provision() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null ||
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null; }
   }
+  # kms-openssl builds the openssl crate against the system's OpenSSL: its headers and pkg-config file.
+  dpkg -s libssl-dev >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev >/dev/null; }
+  }
+  provision_pykmip
   system_version=$(pkg-config --modversion libmongocrypt)
   system_lib_dir=$(pkg-config --variable=libdir libmongocrypt)
   # 1.7 cannot say whether it has native crypto (mongocrypt_is_crypto_available is 1.9's): read it from the

@@ -13,6 +13,24 @@ use super::transport::Exchanged;
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use crate::kms::KmsCtx;
 
+/// A TLS stream after its handshake, rustls's or OpenSSL's, and the stream it runs over (for its timeouts).
+trait TlsSession: Read + Write {
+    fn sock(&self) -> &dyn KmsStream;
+}
+
+impl TlsSession for StreamOwned<ClientConnection, Box<dyn KmsStream>> {
+    fn sock(&self) -> &dyn KmsStream {
+        &*self.sock
+    }
+}
+
+#[cfg(feature = "kms-openssl")]
+impl TlsSession for openssl::ssl::SslStream<Box<dyn KmsStream>> {
+    fn sock(&self) -> &dyn KmsStream {
+        &**self.get_ref()
+    }
+}
+
 impl KmsTransport {
     pub(super) fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
         let target = Target::of(kms)?;
@@ -20,18 +38,33 @@ impl KmsTransport {
         let deadline = self.request_timeout.map(|t| (Instant::now() + t, t));
 
         let sock = self.open(&target, deadline).map_err(fail)?;
+        let during = "the TLS handshake";
+        self.arm(&*sock, deadline, during).map_err(fail)?;
+        #[cfg(feature = "kms-openssl")]
+        if let Some(connector) = self.openssl_for(&target.provider) {
+            let mut tls = self.openssl_handshake(connector, &target, sock, deadline).map_err(fail)?;
+            return self.converse(&mut tls, kms, &target, deadline);
+        }
         let conn = ClientConnection::new(self.config_for(&target.provider), target.server_name.clone())
             .map_err(|e| fail(KmsIoErrorKind::Tls(e)))?;
         let mut tls = StreamOwned::new(conn, sock);
-
-        let during = "the TLS handshake";
-        self.arm(&*tls.sock, deadline, during).map_err(fail)?;
         while tls.conn.is_handshaking() {
             tls.conn.complete_io(&mut tls.sock).map_err(|e| fail(self.classify(e, during, deadline)))?;
         }
+        self.converse(&mut tls, kms, &target, deadline)
+    }
 
+    /// After the handshake, whatever the TLS backend: write the request, read and feed the reply.
+    fn converse(
+        &self,
+        tls: &mut dyn TlsSession,
+        kms: &mut KmsCtx<'_>,
+        target: &Target,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Exchanged, KmsIoError> {
+        let fail = |kind| target.fail(kind);
         let during = "writing the request";
-        self.arm(&*tls.sock, deadline, during).map_err(fail)?;
+        self.arm(tls.sock(), deadline, during).map_err(fail)?;
         // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
         let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
         tls.write_all(message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
@@ -44,7 +77,7 @@ impl KmsTransport {
             if wanted == 0 {
                 return Ok(Exchanged::Complete);
             }
-            self.arm(&*tls.sock, deadline, during).map_err(fail)?;
+            self.arm(tls.sock(), deadline, during).map_err(fail)?;
             let n = match tls.read(&mut buf[..wanted]) {
                 Ok(0) => return Err(fail(closed_early(feeder.received()))),
                 Ok(n) => n,
@@ -57,6 +90,39 @@ impl KmsTransport {
             };
             if let Some(end) = feeder.feed(kms, &buf[..n]).map_err(fail)? {
                 return Ok(end);
+            }
+        }
+    }
+
+    /// The OpenSSL handshake (feature `kms-openssl`): SNI and hostname verification name the KMS host.
+    #[cfg(feature = "kms-openssl")]
+    fn openssl_handshake(
+        &self,
+        connector: &openssl::ssl::SslConnector,
+        target: &Target,
+        sock: Box<dyn KmsStream>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<openssl::ssl::SslStream<Box<dyn KmsStream>>, KmsIoErrorKind> {
+        use openssl::ssl::HandshakeError;
+        let mut config = connector
+            .configure()
+            .map_err(|e| KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: e.to_string() }))?;
+        let failed_cert = super::openssl::record_failed_certificate(&mut config);
+        match config.connect(&target.host, sock) {
+            Ok(stream) => Ok(stream),
+            Err(HandshakeError::SetupFailure(e)) => {
+                Err(KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: e.to_string() }))
+            }
+            // A blocking socket's read timed out (EAGAIN).
+            Err(HandshakeError::WouldBlock(_)) => {
+                let after = match deadline {
+                    Some((at, total)) if Instant::now() + Duration::from_millis(5) >= at => total,
+                    _ => self.io_timeout,
+                };
+                Err(KmsIoErrorKind::Timeout { during: "the TLS handshake", after })
+            }
+            Err(HandshakeError::Failure(mid)) => {
+                Err(super::openssl::handshake_error(mid.error(), mid.ssl(), &failed_cert))
             }
         }
     }
@@ -85,6 +151,13 @@ impl KmsTransport {
     fn classify(&self, e: io::Error, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             return KmsIoErrorKind::Tls(tls.clone());
+        }
+        #[cfg(feature = "kms-openssl")]
+        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>()) {
+            if let Some(stack) = tls.ssl_error() {
+                let message = format!("{stack}");
+                return KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message });
+            }
         }
         if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
             let after = match deadline {

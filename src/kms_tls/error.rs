@@ -50,6 +50,11 @@ pub enum KmsIoErrorKind {
     /// alert, a protocol error.
     #[error("TLS: {}", tls_text(.0))]
     Tls(#[source] rustls::Error),
+    /// TLS failed in the OpenSSL backend (feature `kms-openssl`): OpenSSL's error, with the certificate
+    /// verification result, and what was offered when the server refused the handshake.
+    #[cfg(feature = "kms-openssl")]
+    #[error("TLS (OpenSSL): {0}")]
+    OpenSsl(#[source] super::openssl::OpenSslError),
     /// A timeout elapsed.
     #[error("timed out after {after:?} while {during}")]
     Timeout {
@@ -139,7 +144,17 @@ impl KmsIoError {
                 | KmsIoErrorKind::Tls(_)
                 | KmsIoErrorKind::Timeout { .. }
                 | KmsIoErrorKind::Io(_)
-        )
+        ) || self.is_openssl()
+    }
+
+    #[cfg(feature = "kms-openssl")]
+    fn is_openssl(&self) -> bool {
+        matches!(self.0.kind, KmsIoErrorKind::OpenSsl(_))
+    }
+
+    #[cfg(not(feature = "kms-openssl"))]
+    fn is_openssl(&self) -> bool {
+        false
     }
 
     /// Whether this is a timeout.

@@ -133,6 +133,28 @@
 //!   [`HttpProxy`] is the one for HTTP CONNECT proxies. TLS runs over the stream end to end with the KMS host:
 //!   SNI and certificate verification name the KMS host, never the proxy.
 //!
+//! # OpenSSL, for KMIP servers (feature `kms-openssl`)
+//!
+//! KMIP servers often offer only TLS 1.2 CBC suites with RSA key exchange (`TLS_RSA_WITH_AES_128_CBC_SHA256`,
+//! `TLS_RSA_WITH_AES_256_CBC_SHA256`: PyKMIP's defaults, the KMIP profiles' mandatory suites), which rustls does
+//! not implement: the handshake then fails with a `HandshakeFailure` alert. With the `kms-openssl` feature,
+//! `KmsTransportBuilder::openssl_for("kmip")` (or `openssl_for_all`) serves those providers' requests with
+//! OpenSSL (the `openssl` crate, the system's library), configured from the same [`TlsOptions`]. rustls stays the
+//! default; only the handshake differs, and the one retry core serves both.
+//!
+//! ```no_run
+//! # #[cfg(feature = "kms-openssl")]
+//! # fn f() -> Result<(), mongocrypt::kms_tls::TlsConfigError> {
+//! use mongocrypt::kms_tls::{KmsTransport, TlsOptions};
+//!
+//! let transport = KmsTransport::builder()
+//!     .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)
+//!     .openssl_for("kmip")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
@@ -151,6 +173,8 @@ mod blocking;
 mod connect;
 mod connector;
 mod error;
+#[cfg(feature = "kms-openssl")]
+mod openssl;
 mod options;
 #[cfg(feature = "tokio")]
 mod tokio;
@@ -164,6 +188,8 @@ use crate::crypt::CryptBuilder;
 #[allow(unused_imports)]
 use crate::kms::{KmsCtx, KmsScope};
 
+#[cfg(feature = "kms-openssl")]
+pub use self::openssl::{OpenSslError, OPENSSL_TLS12_CIPHERS};
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioKmsTransport;
 pub use connector::{Connector, HttpProxy, KmsStream};

@@ -62,6 +62,15 @@ impl Clone for ClientKey {
 }
 
 impl ClientKey {
+    /// The key's DER, borrowed.
+    #[cfg(feature = "kms-openssl")]
+    fn der(&self) -> &[u8] {
+        match self {
+            ClientKey::Der(key) => key.secret_der(),
+            ClientKey::DecryptedPkcs8(der) => der.as_slice(),
+        }
+    }
+
     /// rustls's signing key (ring provider) for this key, parsed from a borrowed DER: no copy of the key is left
     /// behind outside this value.
     fn signing_key(&self) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
@@ -206,6 +215,18 @@ impl TlsOptions {
             return Err(TlsConfigError::Document("tlsCertificateKeyFilePassword without tlsCertificateKeyFile".into()));
         }
         Ok(options)
+    }
+
+    /// The CA certificates, in DER, when some were given.
+    #[cfg(feature = "kms-openssl")]
+    pub(super) fn ca_certs_der(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        self.ca_certs.as_ref().map(|certs| certs.iter().map(|c| c.as_ref()))
+    }
+
+    /// The client certificate chain and key, in DER (the key borrowed: no copy).
+    #[cfg(feature = "kms-openssl")]
+    pub(super) fn client_auth_der(&self) -> Option<(Vec<&[u8]>, &[u8])> {
+        self.client_auth.as_ref().map(|(chain, key)| (chain.iter().map(|c| c.as_ref()).collect(), key.der()))
     }
 
     /// The rustls client configuration of these options (ring provider, TLS 1.2 and 1.3).
@@ -470,4 +491,9 @@ pub enum TlsConfigError {
     /// rustls rejected the configuration (a bad CA certificate, a key that does not fit the certificate, ...).
     #[error("TLS configuration: {0}")]
     Rustls(#[source] rustls::Error),
+    /// OpenSSL rejected the configuration of the `kms-openssl` backend (a bad CA certificate, a key that does not
+    /// fit the certificate, ...).
+    #[cfg(feature = "kms-openssl")]
+    #[error("TLS configuration (OpenSSL): {0}")]
+    OpenSsl(String),
 }

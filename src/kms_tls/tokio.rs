@@ -171,6 +171,12 @@ impl TokioKmsTransport {
                 "a connector is configured for this provider; connectors are blocking: use KmsTransport",
             )));
         }
+        #[cfg(feature = "kms-openssl")]
+        if self.inner.openssl_for(&target.provider).is_some() {
+            return Err(KmsIoErrorKind::Connector(io::Error::other(
+                "the OpenSSL backend is chosen for this provider (openssl_for); it is blocking: use KmsTransport",
+            )));
+        }
         let addrs = match &self.inner.resolver {
             Some(resolve) => resolve(host, port),
             None => tokio::net::lookup_host((host, port)).await.map(Iterator::collect),

@@ -39,20 +39,43 @@ pub struct KmsTransport {
     pub(super) max_attempts: u32,
     pub(super) default_connector: Option<Arc<dyn Connector>>,
     pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
+    #[cfg(feature = "kms-openssl")]
+    pub(super) openssl: Arc<OpenSslChoice<openssl::ssl::SslConnector>>,
+}
+
+/// Which providers the OpenSSL backend serves (feature `kms-openssl`), and their connectors.
+#[cfg(feature = "kms-openssl")]
+pub(super) struct OpenSslChoice<T> {
+    pub(super) all: Option<T>,
+    pub(super) providers: HashMap<String, T>,
+}
+
+#[cfg(feature = "kms-openssl")]
+impl<T> Default for OpenSslChoice<T> {
+    fn default() -> Self {
+        OpenSslChoice { all: None, providers: HashMap::new() }
+    }
 }
 
 impl fmt::Debug for KmsTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut providers: Vec<_> = self.provider_configs.keys().collect();
         providers.sort();
-        f.debug_struct("KmsTransport")
+        let mut debug = f.debug_struct("KmsTransport");
+        debug
             .field("tls_options_for", &providers)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
-            .field("max_attempts", &self.max_attempts)
-            .finish()
+            .field("max_attempts", &self.max_attempts);
+        #[cfg(feature = "kms-openssl")]
+        {
+            let mut openssl: Vec<_> = self.openssl.providers.keys().collect();
+            openssl.sort();
+            debug.field("openssl_for", &openssl).field("openssl_for_all", &self.openssl.all.is_some());
+        }
+        debug.finish()
     }
 }
 
@@ -69,6 +92,8 @@ pub struct KmsTransportBuilder {
     provider_client_configs: HashMap<String, Arc<ClientConfig>>,
     default_connector: Option<Arc<dyn Connector>>,
     provider_connectors: HashMap<String, Arc<dyn Connector>>,
+    #[cfg(feature = "kms-openssl")]
+    openssl: OpenSslChoice<()>,
 }
 
 impl fmt::Debug for KmsTransportBuilder {
@@ -108,6 +133,8 @@ impl Default for KmsTransportBuilder {
             provider_client_configs: HashMap::new(),
             default_connector: None,
             provider_connectors: HashMap::new(),
+            #[cfg(feature = "kms-openssl")]
+            openssl: OpenSslChoice::default(),
         }
     }
 }
@@ -211,8 +238,51 @@ impl KmsTransportBuilder {
         self
     }
 
-    /// Builds the rustls configurations.
+    /// Serves requests to `provider` (matched as for [`tls_options`](Self::tls_options): `"kmip"` for every KMIP
+    /// provider, `"kmip:name"` for one) with OpenSSL instead of rustls (feature `kms-openssl`), with the same
+    /// [`TlsOptions`]: for KMIP servers that offer only TLS 1.2 CBC suites with RSA key exchange
+    /// (`TLS_RSA_WITH_AES_128_CBC_SHA256`, ...), which rustls does not implement. It offers TLS 1.2 and 1.3 and
+    /// [`OPENSSL_TLS12_CIPHERS`](super::OPENSSL_TLS12_CIPHERS); SNI and hostname verification name the KMS host;
+    /// without `tlsCAFile`, server certificates are checked against the system's roots (OpenSSL's default
+    /// paths). A ready rustls [`client_config`](Self::client_config) of the provider is then unused. Only the
+    /// blocking [`KmsTransport`] has this backend: `TokioKmsTransport` refuses requests to such providers.
+    #[cfg(feature = "kms-openssl")]
+    pub fn openssl_for(mut self, provider: &str) -> KmsTransportBuilder {
+        self.openssl.providers.insert(provider.to_owned(), ());
+        self
+    }
+
+    /// [`openssl_for`](Self::openssl_for) every provider.
+    #[cfg(feature = "kms-openssl")]
+    pub fn openssl_for_all(mut self) -> KmsTransportBuilder {
+        self.openssl.all = Some(());
+        self
+    }
+
+    /// Builds the TLS configurations.
     pub fn build(self) -> Result<KmsTransport, TlsConfigError> {
+        #[cfg(feature = "kms-openssl")]
+        let openssl = {
+            let options_of = |provider: &str| {
+                let kind = provider.split(':').next().unwrap_or(provider);
+                self.provider_options
+                    .get(provider)
+                    .or_else(|| self.provider_options.get(kind))
+                    .unwrap_or(&self.default_options)
+            };
+            let mut choice = OpenSslChoice::default();
+            for provider in self.openssl.providers.keys() {
+                choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+            }
+            if self.openssl.all.is_some() {
+                // Per provider: the provider's own options; every other provider: the defaults.
+                for (provider, options) in &self.provider_options {
+                    choice.providers.entry(provider.clone()).or_insert(options.openssl_connector()?);
+                }
+                choice.all = Some(self.default_options.openssl_connector()?);
+            }
+            Arc::new(choice)
+        };
         let mut provider_configs = self
             .provider_options
             .iter()
@@ -233,6 +303,8 @@ impl KmsTransportBuilder {
             request_timeout: self.request_timeout,
             resolver: self.resolver,
             max_attempts: self.max_attempts,
+            #[cfg(feature = "kms-openssl")]
+            openssl,
         })
     }
 }
@@ -313,6 +385,13 @@ impl KmsTransport {
             .get(provider)
             .or_else(|| self.provider_connectors.get(kind))
             .or(self.default_connector.as_ref())
+    }
+
+    /// The OpenSSL connector of `provider`'s requests, when OpenSSL serves them.
+    #[cfg(feature = "kms-openssl")]
+    pub(super) fn openssl_for(&self, provider: &str) -> Option<&openssl::ssl::SslConnector> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.openssl.providers.get(provider).or_else(|| self.openssl.providers.get(kind)).or(self.openssl.all.as_ref())
     }
 
     pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {

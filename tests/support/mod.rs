@@ -8,6 +8,8 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 pub mod pki;
+#[cfg(feature = "kms-openssl")]
+pub mod pykmip;
 pub mod server;
 
 use std::net::SocketAddr;
