@@ -1,6 +1,7 @@
 //! `mongocrypt_ctx_t`: one operation's state machine. [`CtxBuilder`] sets its options and initialises it as one
 //! of the six kinds; [`Ctx`] is then driven state by state until it is done.
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 
 use bson::{doc, RawDocument, RawDocumentBuf};
@@ -71,7 +72,7 @@ impl CtxBuilder {
         // SAFETY: `crypt` is initialised; the ctx must not outlive it, and it does not: the Ctx holds a clone of the
         // handle, dropped only after mongocrypt_ctx_destroy.
         let raw = unsafe { sys::mongocrypt_ctx_new(crypt.as_raw()) };
-        let ctx = Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: crypt.clone() };
+        let ctx = Ctx::new(NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), crypt);
         CtxBuilder { ctx, aws_master_key: false }
     }
 
@@ -296,17 +297,32 @@ type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::m
 /// after the next such call.
 pub struct Ctx {
     raw: NonNull<sys::mongocrypt_ctx_t>,
+    /// The view the last `mongocrypt_ctx_mongo_op` of this state returned (pointer, length), so libmongocrypt's
+    /// mongo_op runs once per state: in NEED_MONGO_COLLINFO each call re-encodes the filter over the previous one
+    /// without freeing it (a leak per call, 1.7.2 to 1.21.0). The data is "valid until ctx is destroyed"; every
+    /// `&mut self` call that can change the state clears it ([`Ctx::state_may_change`]).
+    mongo_op_view: Cell<Option<NonNull<RawDocument>>>,
     /// Dropped after the ctx is destroyed (Drop runs before the fields are dropped).
     _crypt: Crypt,
 }
 
-// SAFETY: the ctx is used by one thread at a time (it is not Sync, and every call takes &self or &mut self), and
-// the Crypt it holds is Send + Sync.
+// SAFETY: the ctx is used by one thread at a time (it is not Sync, and every call takes &self or &mut self), the
+// Crypt it holds is Send + Sync, and the cached mongo_op view points into the ctx's own data, which moves with it.
 unsafe impl Send for Ctx {}
 
 impl Ctx {
+    fn new(raw: NonNull<sys::mongocrypt_ctx_t>, crypt: &Crypt) -> Ctx {
+        Ctx { raw, mongo_op_view: Cell::new(None), _crypt: crypt.clone() }
+    }
+
     pub(crate) fn ptr(&self) -> *mut sys::mongocrypt_ctx_t {
         self.raw.as_ptr()
+    }
+
+    /// Forgets the cached [`mongo_op`](Ctx::mongo_op) view; called by every `&mut self` method before it calls
+    /// into libmongocrypt in a way that can change the state (the borrow checker has already ended every view).
+    pub(crate) fn state_may_change(&mut self) {
+        self.mongo_op_view.set(None);
     }
 
     /// The ctx's error status as an [`Error`], after a call that reported failure.
@@ -345,16 +361,24 @@ impl Ctx {
     /// The document for the current NEED_MONGO_* state: a listCollections filter, a mongocryptd command, or a key
     /// vault find filter.
     ///
-    /// Call it once per state and keep the view: libmongocrypt re-encodes the document on every call, and in
-    /// NEED_MONGO_COLLINFO it does not free the previous encoding.
+    /// libmongocrypt's `mongocrypt_ctx_mongo_op` runs once per state: later calls in the same state return the same
+    /// view (in NEED_MONGO_COLLINFO, libmongocrypt would otherwise re-encode the filter and leak the previous one).
     pub fn mongo_op(&self) -> Result<&RawDocument> {
+        if let Some(doc) = self.mongo_op_view.get() {
+            // SAFETY: the document came from a successful mongocrypt_ctx_mongo_op in this state (the cache is
+            // cleared by every call that can change it), whose data is "valid until ctx is destroyed"; the ctx
+            // outlives the &self borrow.
+            return Ok(unsafe { doc.as_ref() });
+        }
         let out = BinaryOut::new();
         // SAFETY: the ctx is live; on success `out` views data "valid until ctx is destroyed", so borrowing it for
         // as long as &self (and no state change, which needs &mut self) is sound.
         let ok = unsafe { sys::mongocrypt_ctx_mongo_op(self.ptr(), out.as_ptr()) };
         self.check(ok)?;
         // SAFETY: as above.
-        unsafe { out.document() }
+        let doc = unsafe { out.document() }?;
+        self.mongo_op_view.set(Some(NonNull::from(doc)));
+        Ok(doc)
     }
 
     /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB. libmongocrypt ≥ 1.10.
@@ -377,11 +401,16 @@ impl Ctx {
         let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_ctx_mongo_feed(self.ptr(), bin.as_ptr()) };
+        if !ok {
+            // A failed feed moves the ctx to the error state; a successful one keeps the state (and its op).
+            self.state_may_change();
+        }
         self.check(ok)
     }
 
     /// Ends the current NEED_MONGO_* state.
     pub fn mongo_done(&mut self) -> Result<()> {
+        self.state_may_change();
         // SAFETY: the ctx is live and exclusively borrowed.
         let ok = unsafe { sys::mongocrypt_ctx_mongo_done(self.ptr()) };
         self.check(ok)
@@ -393,6 +422,7 @@ impl Ctx {
     ///
     /// In any other state this is [`Error::WrongState`] and the ctx is left as it was.
     pub fn kms_scope(&mut self) -> Result<KmsScope<'_>> {
+        self.state_may_change();
         match self.state() {
             State::NeedKms => Ok(KmsScope::new(self)),
             state => Err(Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state }),
@@ -402,6 +432,7 @@ impl Ctx {
     /// Supplies KMS credentials in NEED_KMS_CREDENTIALS: a [`KmsProviders`](crate::KmsProviders) or raw document;
     /// providers it leaves out keep the `Crypt`'s settings.
     pub fn provide_kms_providers(&mut self, providers: &(impl BsonInput + ?Sized)) -> Result<()> {
+        self.state_may_change();
         let arg = BsonArg::new(providers)?;
         let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; the document is copied.
@@ -411,6 +442,7 @@ impl Ctx {
 
     /// Finishes the operation in READY and returns its result, borrowed from the ctx.
     pub fn finalize(&mut self) -> Result<&RawDocument> {
+        self.state_may_change();
         let out = BinaryOut::new();
         // SAFETY: the ctx is live and exclusively borrowed; "The data viewed by out is guaranteed to be valid until
         // ctx is destroyed", and the returned borrow keeps the ctx alive and unchanged.
@@ -425,7 +457,9 @@ impl Ctx {
         self.finalize().map(ToOwned::to_owned)
     }
 
-    /// The raw ctx, for other FFI layers. It stays owned by this `Ctx`.
+    /// The raw ctx, for other FFI layers. It stays owned by this `Ctx`. [`mongo_op`](Ctx::mongo_op) caches its
+    /// view until one of this `Ctx`'s state-changing methods runs, so it does not see a state changed through this
+    /// pointer.
     pub fn as_raw(&self) -> *mut sys::mongocrypt_ctx_t {
         self.ptr()
     }
@@ -437,7 +471,7 @@ impl Ctx {
     /// `raw` must come from `mongocrypt_ctx_new(crypt.as_raw())`, be owned by no one else, and not be used through
     /// any other pointer afterwards.
     pub unsafe fn from_raw(crypt: &Crypt, raw: *mut sys::mongocrypt_ctx_t) -> Ctx {
-        Ctx { raw: NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), _crypt: crypt.clone() }
+        Ctx::new(NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), crypt)
     }
 }
 
