@@ -178,6 +178,11 @@ impl Drop for BsonArg<'_> {
     }
 }
 
+/// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
+pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    check_document(bytes, 0)
+}
+
 /// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
 const MAX_DEPTH: usize = 200;
 

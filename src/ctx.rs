@@ -4,7 +4,8 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::{doc, RawDocument, RawDocumentBuf};
+use bson::spec::BinarySubtype;
+use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
@@ -13,6 +14,7 @@ use crate::crypt::{str_arg, Crypt};
 use crate::error::{requires, Error, Result, Status};
 use crate::kms::KmsScope;
 use crate::options::{Algorithm, QueryType};
+use crate::version::Version;
 
 /// The state of a [`Ctx`] (`mongocrypt_ctx_state_t`): what the driver must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,6 +287,82 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     Ok(doc)
 }
 
+/// Refuses a mongocryptd reply holding a marking (a binary of subtype 6 whose first byte is 0, then BSON) that
+/// libmongocrypt aborts on while it copies the marked value out (`_mongocrypt_buffer_from_iter` `BSON_ASSERT`s):
+/// - a top-level value of zero length: null, undefined, MinKey or MaxKey (1.7.2 and 1.21.0; explicit encryption
+///   rejects these types, markings are not checked);
+/// - BSON inside the marking that is malformed (1.7.2: "wrapper.len >= offset + NULL_BYTE_LEN"). 1.21.0 did not abort
+///   on these in 1,000,000 fuzz cases, but cannot use such a marking either, so they are refused on every version.
+///
+/// The reply was already checked to be well-formed BSON ([`BsonArg::new`]); markings are looked for at every level.
+fn check_markings(reply: &[u8]) -> Result<()> {
+    fn walk(doc: &RawDocument, depth: usize) -> Result<()> {
+        for element in doc {
+            let Ok((_, value)) = element else { return Ok(()) }; // checked before: cannot happen
+            walk_value(value, depth)?;
+        }
+        Ok(())
+    }
+    fn walk_value(value: RawBsonRef<'_>, depth: usize) -> Result<()> {
+        match value {
+            RawBsonRef::Document(d) => walk(d, depth + 1),
+            RawBsonRef::Array(a) => a.into_iter().try_for_each(|v| v.map_or(Ok(()), |v| walk_value(v, depth + 1))),
+            RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Encrypted && b.bytes.first() == Some(&0) => {
+                check_marking(&b.bytes[1..])
+            }
+            _ => Ok(()),
+        }
+    }
+    let Ok(doc) = RawDocument::from_bytes(reply) else { return Ok(()) }; // a bad frame: libmongocrypt reports it
+    walk(doc, 0)
+}
+
+fn check_marking(marking: &[u8]) -> Result<()> {
+    let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
+    if let Err(why) = crate::binary::well_formed(marking) {
+        return refuse(&format!("malformed BSON inside it ({why})"));
+    }
+    let Ok(doc) = RawDocument::from_bytes(marking) else { return refuse("malformed BSON inside it") };
+    for element in doc {
+        let Ok((name, value)) = element else { return refuse("malformed BSON inside it") };
+        if matches!(value, RawBsonRef::Null | RawBsonRef::Undefined | RawBsonRef::MinKey | RawBsonRef::MaxKey) {
+            return refuse(&format!("its {name:?} is {:?}, which libmongocrypt cannot encrypt", value.element_type()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
+/// libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `_mongocrypt_unwrap_key` for a short one and
+/// `_mongocrypt_buffer_resize` `BSON_ASSERT`s (one bad document in the key vault aborts every client that fetches
+/// it). 1.21.0 fails the key instead; the versions between are not known to be fixed. A real `keyMaterial` is 160
+/// bytes or more.
+fn check_key_material(key: &[u8]) -> Result<()> {
+    let Ok(doc) = RawDocument::from_bytes(key) else { return Ok(()) };
+    for element in doc {
+        let Ok((name, value)) = element else { return Ok(()) };
+        if name != "keyMaterial" {
+            continue;
+        }
+        match value {
+            RawBsonRef::Binary(b) if b.bytes.len() >= 64 => {}
+            RawBsonRef::Binary(b) => {
+                return Err(Error::invalid(format!(
+                    "key document refused by the binding: keyMaterial of {} bytes (libmongocrypt before 1.21 aborts on                      one shorter than 64)",
+                    b.bytes.len()
+                )))
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "key document refused by the binding: keyMaterial is {:?}, not binary",
+                    other.element_type()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::mongocrypt_binary_t) -> bool;
 
 /// One initialised operation: `Send + 'static`, so it can be built in one task or thread and driven or finalized
@@ -398,6 +476,11 @@ impl Ctx {
     /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
         let arg = BsonArg::new(reply)?;
+        match self.state() {
+            State::NeedMongoMarkings => check_markings(arg.bytes())?,
+            State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => check_key_material(arg.bytes())?,
+            _ => {}
+        }
         let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_ctx_mongo_feed(self.ptr(), bin.as_ptr()) };
