@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::spec::BinarySubtype;
 use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
 use zeroize::Zeroizing;
@@ -296,25 +295,10 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 ///
 /// The reply was already checked to be well-formed BSON ([`BsonArg::new`]); markings are looked for at every level.
 fn check_markings(reply: &[u8]) -> Result<()> {
-    fn walk(doc: &RawDocument, depth: usize) -> Result<()> {
-        for element in doc {
-            let Ok((_, value)) = element else { return Ok(()) }; // checked before: cannot happen
-            walk_value(value, depth)?;
-        }
-        Ok(())
-    }
-    fn walk_value(value: RawBsonRef<'_>, depth: usize) -> Result<()> {
-        match value {
-            RawBsonRef::Document(d) => walk(d, depth + 1),
-            RawBsonRef::Array(a) => a.into_iter().try_for_each(|v| v.map_or(Ok(()), |v| walk_value(v, depth + 1))),
-            RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Encrypted && b.bytes.first() == Some(&0) => {
-                check_marking(&b.bytes[1..])
-            }
-            _ => Ok(()),
-        }
-    }
-    let Ok(doc) = RawDocument::from_bytes(reply) else { return Ok(()) }; // a bad frame: libmongocrypt reports it
-    walk(doc, 0)
+    crate::binary::for_each_binary(reply, &mut |subtype, bytes| match bytes.split_first() {
+        Some((0, marking)) if subtype == 6 => check_marking(marking),
+        _ => Ok(()),
+    })
 }
 
 fn check_marking(marking: &[u8]) -> Result<()> {
@@ -322,14 +306,15 @@ fn check_marking(marking: &[u8]) -> Result<()> {
     if let Err(why) = crate::binary::well_formed(marking) {
         return refuse(&format!("malformed BSON inside it ({why})"));
     }
-    let Ok(doc) = RawDocument::from_bytes(marking) else { return refuse("malformed BSON inside it") };
-    for element in doc {
-        let Ok((name, value)) = element else { return refuse("malformed BSON inside it") };
-        if matches!(value, RawBsonRef::Null | RawBsonRef::Undefined | RawBsonRef::MinKey | RawBsonRef::MaxKey) {
-            return refuse(&format!("its {name:?} is {:?}, which libmongocrypt cannot encrypt", value.element_type()));
+    crate::binary::for_each_element(marking, &mut |kind, name, _| {
+        // null, undefined, MaxKey, MinKey: the values of zero length.
+        if matches!(kind, 0x0A | 0x06 | 0x7F | 0xFF) {
+            let name = String::from_utf8_lossy(name);
+            let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
+            return refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"));
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
