@@ -179,11 +179,36 @@ impl Drop for BsonArg<'_> {
 }
 
 /// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
+#[cfg(test)]
 pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
     check_document(bytes, 0)
 }
 
-/// Calls `f` with the subtype and bytes of every binary value of `bytes`, a document that [`well_formed`] accepted,
+/// [`check_document`], and the type of the first top-level element whose type is one of `kinds`, with its name, in
+/// the same pass.
+pub(crate) fn well_formed_without<'b>(
+    bytes: &'b [u8],
+    kinds: &[u8],
+) -> std::result::Result<Option<(u8, &'b [u8])>, &'static str> {
+    let len = read_len(bytes, 0)?;
+    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
+        return Err("bad document length or terminator");
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    let mut found = None;
+    while pos < end {
+        let kind = bytes[pos];
+        let value_at = skip_cstring(bytes, pos + 1, end)?;
+        if found.is_none() && kinds.contains(&kind) {
+            found = Some((kind, &bytes[pos + 1..value_at - 1]));
+        }
+        pos = skip_value(bytes, kind, value_at, end, 0)?;
+    }
+    Ok(found)
+}
+
+/// Calls `f` with the subtype and bytes of every binary value of `bytes`, a document that [`check_document`] accepted,
 /// at every level of nested documents and arrays. A walk of the element headers, as cheap as the check.
 pub(crate) fn for_each_binary<E>(
     bytes: &[u8],
@@ -197,7 +222,7 @@ pub(crate) fn for_each_binary<E>(
 }
 
 /// Calls `f` with the type, name and value bytes of each top-level element of `bytes`, a document that
-/// [`well_formed`] accepted (on anything else the walk stops early, without error).
+/// [`check_document`] accepted (on anything else the walk stops early, without error).
 pub(crate) fn for_each_element<E>(
     bytes: &[u8],
     f: &mut impl FnMut(u8, &[u8], &[u8]) -> std::result::Result<(), E>,

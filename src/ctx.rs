@@ -303,18 +303,16 @@ fn check_markings(reply: &[u8]) -> Result<()> {
 
 fn check_marking(marking: &[u8]) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
-    if let Err(why) = crate::binary::well_formed(marking) {
-        return refuse(&format!("malformed BSON inside it ({why})"));
-    }
-    crate::binary::for_each_element(marking, &mut |kind, name, _| {
-        // null, undefined, MaxKey, MinKey: the values of zero length.
-        if matches!(kind, 0x0A | 0x06 | 0x7F | 0xFF) {
+    // null, undefined, MaxKey, MinKey: the values of zero length.
+    match crate::binary::well_formed_without(marking, &[0x0A, 0x06, 0x7F, 0xFF]) {
+        Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
+        Ok(Some((kind, name))) => {
             let name = String::from_utf8_lossy(name);
             let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
-            return refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"));
+            refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
         }
-        Ok(())
-    })
+        Ok(None) => Ok(()),
+    }
 }
 
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
