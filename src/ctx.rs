@@ -249,12 +249,16 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        self.init_with(doc, sys::mongocrypt_ctx_decrypt_init)
+        let arg = BsonArg::new(doc)?;
+        check_short_indexed_values(arg.bytes())?;
+        self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        self.init_with(value, sys::mongocrypt_ctx_explicit_decrypt_init)
+        let arg = BsonArg::new(value)?;
+        check_short_indexed_values(arg.bytes())?;
+        self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
     /// Rewrapping of the data keys matching `filter` under the [`key_encryption_key`](Self::key_encryption_key)
@@ -313,6 +317,25 @@ fn check_marking(marking: &[u8]) -> Result<()> {
         }
         Ok(None) => Ok(()),
     }
+}
+
+/// Refuses, before libmongocrypt 1.21, a Queryable Encryption indexed value (binary subtype 6, blob type 7 or 9)
+/// shorter than 64 bytes: with its data key cached, libmongocrypt 1.7.2 resizes a buffer to 0 bytes in
+/// `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz; one
+/// such value in a server reply aborts the client). 1.21.0 fails it instead; the versions between are not known to
+/// be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
+fn check_short_indexed_values(doc: &[u8]) -> Result<()> {
+    if *Version::linked() >= Version::new(1, 21, 0) {
+        return Ok(());
+    }
+    crate::binary::for_each_binary(doc, &mut |subtype, bytes| match bytes.first() {
+        Some(7 | 9) if subtype == 6 && bytes.len() < 64 => Err(Error::invalid(format!(
+            "Queryable Encryption indexed value of {} bytes refused by the binding (libmongocrypt before 1.21 aborts \
+             on one shorter than 64)",
+            bytes.len()
+        ))),
+        _ => Ok(()),
+    })
 }
 
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
