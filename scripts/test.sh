@@ -3,6 +3,8 @@
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind
+#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (20) each on the same 1.7.2; fails on
+#              a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
@@ -16,7 +18,7 @@
 # Rust types and on the header, and the other builds share a header with one of those two.
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
-#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, static, 1.10.1, 1.13.1,
+#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, fuzz, static, 1.10.1, 1.13.1,
 #                                         1.17.0, latest
 #
 # Fails fast: the first failing command stops the run.
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
-all_steps=(lint notfound dynamic static "${wheel_builds[@]}")
+all_steps=(lint notfound dynamic fuzz static "${wheel_builds[@]}")
 steps=()
 for step in "$@"; do
   [ "$step" = nocrypto ] && step=latest
@@ -222,6 +224,18 @@ if want dynamic; then
     run scripts/valgrind.sh
   )
   timings+=("dynamic: $((SECONDS - t0))s")
+fi
+
+if want fuzz; then
+  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-20} s, Debian libmongocrypt $system_version"
+  t0=$SECONDS
+  (
+    export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
+    for fuzz_target in $(scripts/fuzz.sh list); do
+      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-20}"
+    done
+  )
+  timings+=("fuzz: $((SECONDS - t0))s")
 fi
 
 if want static; then
