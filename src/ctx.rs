@@ -386,6 +386,9 @@ pub struct Ctx {
     /// without freeing it (a leak per call, 1.7.2 to 1.21.0). The data is "valid until ctx is destroyed"; every
     /// `&mut self` call that can change the state clears it ([`Ctx::state_may_change`]).
     mongo_op_view: Cell<Option<NonNull<RawDocument>>>,
+    /// Whether the mongocryptd reply of this NEED_MONGO_MARKINGS state was fed: a second one is refused, as
+    /// libmongocrypt (1.21.0 at least; found by the fuzz under LeakSanitizer) leaks the first when fed another.
+    markings_fed: bool,
     /// Dropped after the ctx is destroyed (Drop runs before the fields are dropped).
     _crypt: Crypt,
 }
@@ -396,7 +399,7 @@ unsafe impl Send for Ctx {}
 
 impl Ctx {
     fn new(raw: NonNull<sys::mongocrypt_ctx_t>, crypt: &Crypt) -> Ctx {
-        Ctx { raw, mongo_op_view: Cell::new(None), _crypt: crypt.clone() }
+        Ctx { raw, mongo_op_view: Cell::new(None), markings_fed: false, _crypt: crypt.clone() }
     }
 
     pub(crate) fn ptr(&self) -> *mut sys::mongocrypt_ctx_t {
@@ -407,6 +410,7 @@ impl Ctx {
     /// into libmongocrypt in a way that can change the state (the borrow checker has already ended every view).
     pub(crate) fn state_may_change(&mut self) {
         self.mongo_op_view.set(None);
+        self.markings_fed = false;
     }
 
     /// The ctx's error status as an [`Error`], after a call that reported failure.
@@ -482,7 +486,13 @@ impl Ctx {
     /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
         let arg = BsonArg::new(reply)?;
-        match self.state() {
+        let state = self.state();
+        match state {
+            State::NeedMongoMarkings if self.markings_fed => {
+                return Err(Error::invalid(
+                    "the mongocryptd reply of this NEED_MONGO_MARKINGS state was already fed: call mongo_done",
+                ))
+            }
             State::NeedMongoMarkings => check_markings(arg.bytes())?,
             State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => check_key_material(arg.bytes())?,
             _ => {}
@@ -493,6 +503,8 @@ impl Ctx {
         if !ok {
             // A failed feed moves the ctx to the error state; a successful one keeps the state (and its op).
             self.state_may_change();
+        } else if state == State::NeedMongoMarkings {
+            self.markings_fed = true;
         }
         self.check(ok)
     }

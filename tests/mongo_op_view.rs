@@ -48,3 +48,21 @@ fn mongo_op_follows_the_state() {
         assert!(ctx.mongo_op().is_err());
     }
 }
+
+#[test]
+fn a_second_mongocryptd_reply_is_refused() {
+    // libmongocrypt 1.21.0 leaks the first reply when a second is fed in NEED_MONGO_MARKINGS (LeakSanitizer, fuzz
+    // target mongo_feed); one reply per state is the protocol, so the binding refuses the second.
+    let crypt = crypt();
+    let cmd = raw(&doc! { "find": "test", "filter": { "ssn": "457-55-5462" } });
+    let mut ctx = crypt.ctx().encrypt("test", &cmd).unwrap();
+    ctx.mongo_feed(&example::read_json(&data_path("example/collection-info.json")).unwrap()).unwrap();
+    ctx.mongo_done().unwrap();
+    assert_eq!(ctx.state(), State::NeedMongoMarkings);
+    let reply = example::read_json(&data_path("example/mongocryptd-reply.json")).unwrap();
+    ctx.mongo_feed(&reply).unwrap();
+    let second = ctx.mongo_feed(&reply);
+    assert!(matches!(&second, Err(mongocrypt::Error::InvalidArgument(m)) if m.contains("already fed")), "{second:?}");
+    ctx.mongo_done().unwrap();
+    assert_eq!(ctx.state(), State::NeedMongoKeys);
+}
