@@ -17,9 +17,12 @@ fuzz_target!(|data: &[u8]| {
     let ctx = match which % 3 {
         0 => f.crypt.ctx().encrypt("test", &cmd[..]),
         1 => f.crypt_with_schema.ctx().encrypt("test", &cmd[..]),
-        _ => f.crypt.ctx().key_id(&f.key_id).and_then(|b| b.algorithm(&Algorithm::Deterministic)).and_then(|b| {
-            b.explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
-        }),
+        _ => f
+            .crypt
+            .ctx()
+            .key_id(&f.key_id)
+            .and_then(|b| b.algorithm(&Algorithm::Deterministic))
+            .and_then(|b| b.explicit_encrypt(&rawdoc! { "v": "457-55-5462" })),
     };
     let Some(mut ctx) = ok(ctx) else { return };
     // The key is cached after the first explicit encryption: then there is no NEED_MONGO_KEYS to feed.

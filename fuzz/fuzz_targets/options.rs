@@ -56,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
             else {
                 return;
             };
-            let Some(mut ctx) = ok(crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local")).and_then(|b| b.datakey())) else {
+            let Some(mut ctx) =
+                ok(crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local")).and_then(|b| b.datakey()))
+            else {
                 return;
             };
             if ctx.state() == State::NeedKmsCredentials {

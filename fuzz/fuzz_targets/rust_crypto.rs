@@ -34,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
             let patch = rest.get(1..).unwrap_or(&[]);
             let n = patch.len().min(bytes.len() - at);
             bytes[at..at + n].copy_from_slice(&patch[..n]);
-            let doc = bson::serialize_to_vec(&doc! { "v": Binary { subtype: BinarySubtype::Encrypted, bytes } }).unwrap();
+            let doc =
+                bson::serialize_to_vec(&doc! { "v": Binary { subtype: BinarySubtype::Encrypted, bytes } }).unwrap();
             if let Some(mut ctx) = ok(f.crypt.ctx().explicit_decrypt(&doc[..])) {
                 let _ = drive(&mut ctx, &f.key);
             }
