@@ -3,13 +3,14 @@
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind
-#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (20) each on the same 1.7.2; fails on
+#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2; fails on
 #              a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
 #   1.17.0     older than their header, so the build leaves out the functions they lack and the tests check
 #   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
+#   asan       the workspace's tests under AddressSanitizer on 1.21.0 (scripts/asan.sh; nightly, skipped without it)
 #
 # plus `cargo fmt --check`, clippy and rustdoc (once), and a build with nothing to find, which must fail with a
 # readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
@@ -19,7 +20,7 @@
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
 #   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, fuzz, static, 1.10.1, 1.13.1,
-#                                         1.17.0, latest
+#                                         1.17.0, latest, asan
 #
 # Fails fast: the first failing command stops the run.
 set -euo pipefail
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
-all_steps=(lint notfound dynamic fuzz static "${wheel_builds[@]}")
+all_steps=(lint notfound dynamic fuzz static "${wheel_builds[@]}" asan)
 steps=()
 for step in "$@"; do
   [ "$step" = nocrypto ] && step=latest
@@ -227,12 +228,12 @@ if want dynamic; then
 fi
 
 if want fuzz; then
-  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-20} s, Debian libmongocrypt $system_version"
+  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-10} s, Debian libmongocrypt $system_version"
   t0=$SECONDS
   (
     export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
     for fuzz_target in $(scripts/fuzz.sh list); do
-      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-20}"
+      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-10}"
     done
   )
   timings+=("fuzz: $((SECONDS - t0))s")
@@ -260,6 +261,17 @@ for flavor in "${wheel_builds[@]}"; do
   )
   timings+=("$flavor: $((SECONDS - t0))s")
 done
+
+if want asan; then
+  header "asan: the workspace's tests under AddressSanitizer, libmongocrypt 1.21.0 (scripts/asan.sh)"
+  t0=$SECONDS
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    run scripts/asan.sh
+  else
+    echo "asan: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+  fi
+  timings+=("asan: $((SECONDS - t0))s")
+fi
 
 header "summary"
 for t in "${timings[@]}"; do echo "  $t"; done
