@@ -4,11 +4,14 @@
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
 #              aws-sdk feature's test (aws-config's credential chain)
+#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2; fails on
+#              a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
 #   1.17.0     older than their header, so the build leaves out the functions they lack and the tests check
 #   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
+#   asan       the workspace's tests under AddressSanitizer on 1.21.0 (scripts/asan.sh; nightly, skipped without it)
 #
 # plus `cargo fmt --check`, clippy and rustdoc (once), and a build with nothing to find, which must fail with a
 # readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
@@ -17,8 +20,8 @@
 # Rust types and on the header, and the other builds share a header with one of those two.
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
-#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, static, 1.10.1, 1.13.1,
-#                                         1.17.0, latest
+#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, fuzz, static, 1.10.1, 1.13.1,
+#                                         1.17.0, latest, asan
 #
 # Fails fast: the first failing command stops the run.
 set -euo pipefail
@@ -26,7 +29,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
-all_steps=(lint notfound dynamic static "${wheel_builds[@]}")
+all_steps=(lint notfound dynamic fuzz static "${wheel_builds[@]}" asan)
 steps=()
 for step in "$@"; do
   [ "$step" = nocrypto ] && step=latest
@@ -265,6 +268,18 @@ if want dynamic; then
   timings+=("dynamic: $((SECONDS - t0))s")
 fi
 
+if want fuzz; then
+  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-10} s, Debian libmongocrypt $system_version"
+  t0=$SECONDS
+  (
+    export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
+    for fuzz_target in $(scripts/fuzz.sh list); do
+      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-10}"
+    done
+  )
+  timings+=("fuzz: $((SECONDS - t0))s")
+fi
+
 if want static; then
   header "static: Debian libmongocrypt $system_version, linked statically (MONGOCRYPT_STATIC=1)"
   t0=$SECONDS
@@ -288,6 +303,17 @@ for flavor in "${wheel_builds[@]}"; do
   )
   timings+=("$flavor: $((SECONDS - t0))s")
 done
+
+if want asan; then
+  header "asan: the workspace's tests under AddressSanitizer, libmongocrypt 1.21.0 (scripts/asan.sh)"
+  t0=$SECONDS
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    run scripts/asan.sh
+  else
+    echo "asan: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+  fi
+  timings+=("asan: $((SECONDS - t0))s")
+fi
 
 header "summary"
 for t in "${timings[@]}"; do echo "  $t"; done

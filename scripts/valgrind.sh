@@ -16,9 +16,9 @@
 #   VALGRIND_JOBS=1 scripts/valgrind.sh one binary at a time
 #   scripts/valgrind.sh stress fuzz     only the binaries whose file name contains one of these words
 #
-# Each binary's full valgrind log is kept in target/valgrind/logs/. scripts/valgrind.supp suppresses eight definite
+# Each binary's full valgrind log is kept in target/valgrind/logs/. scripts/valgrind.supp suppresses seven definite
 # leaks inside libmongocrypt 1.7.2 itself, on error and misuse paths that tests take on purpose (a KMS provider set
-# twice, a second listCollections result or mongo_op call, a cached collection info that encrypt_init rejects, a
+# twice, a second listCollections result, a cached collection info that encrypt_init rejects, a
 # malformed Queryable Encryption value); it names the libmongocrypt function of each and explains it. Nothing else
 # is suppressed: glibc 2.36, OpenSSL 3.0 and libbson 1.23 on Debian 12 need no suppressions. The last lines are the
 # summary: the suppressions used (records and bytes per entry), then one line "valgrind summary: PASS|FAIL: ..." with

@@ -178,6 +178,76 @@ impl Drop for BsonArg<'_> {
     }
 }
 
+/// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
+#[cfg(test)]
+pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    check_document(bytes, 0)
+}
+
+/// [`check_document`], and the type of the first top-level element whose type is one of `kinds`, with its name, in
+/// the same pass.
+pub(crate) fn well_formed_without<'b>(
+    bytes: &'b [u8],
+    kinds: &[u8],
+) -> std::result::Result<Option<(u8, &'b [u8])>, &'static str> {
+    let len = read_len(bytes, 0)?;
+    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
+        return Err("bad document length or terminator");
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    let mut found = None;
+    while pos < end {
+        let kind = bytes[pos];
+        let value_at = skip_cstring(bytes, pos + 1, end)?;
+        if found.is_none() && kinds.contains(&kind) {
+            found = Some((kind, &bytes[pos + 1..value_at - 1]));
+        }
+        pos = skip_value(bytes, kind, value_at, end, 0)?;
+    }
+    Ok(found)
+}
+
+/// Calls `f` with the subtype and bytes of every binary value of `bytes`, a document that [`check_document`] accepted,
+/// at every level of nested documents and arrays. A walk of the element headers, as cheap as the check.
+pub(crate) fn for_each_binary<E>(
+    bytes: &[u8],
+    f: &mut impl FnMut(u8, &[u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    for_each_element(bytes, &mut |kind, _, value| match kind {
+        0x05 => f(value[4], &value[5..]),
+        0x03 | 0x04 => for_each_binary(value, f),
+        _ => Ok(()),
+    })
+}
+
+/// Calls `f` with the type, name and value bytes of each top-level element of `bytes`, a document that
+/// [`check_document`] accepted (on anything else the walk stops early, without error).
+pub(crate) fn for_each_element<E>(
+    bytes: &[u8],
+    f: &mut impl FnMut(u8, &[u8], &[u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let Ok(len) = read_len(bytes, 0) else { return Ok(()) };
+    if len < 5 || len != bytes.len() {
+        return Ok(());
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    while pos < end {
+        let kind = bytes[pos];
+        let Ok(value_at) = skip_cstring(bytes, pos + 1, end) else { return Ok(()) };
+        // Nested documents were checked already: their length is enough (skip_value would check them again).
+        let next = match kind {
+            0x03 | 0x04 => read_len(bytes, value_at).ok().and_then(|n| value_at.checked_add(n)).filter(|&n| n <= end),
+            _ => skip_value(bytes, kind, value_at, end, 0).ok(),
+        };
+        let Some(next) = next else { return Ok(()) };
+        f(kind, &bytes[pos + 1..value_at - 1], &bytes[value_at..next])?;
+        pos = next;
+    }
+    Ok(())
+}
+
 /// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
 const MAX_DEPTH: usize = 200;
 
@@ -560,5 +630,21 @@ mod tests {
         assert!(matches!(BsonArg::new(&inner), Err(Error::InvalidArgument(m)) if m.starts_with("malformed BSON")));
         // A bad frame is left to libmongocrypt, which reports it in its own words.
         assert!(BsonArg::new(&[6u8, 0, 0, 0, 0][..]).is_ok());
+    }
+
+    #[test]
+    fn binaries_are_found_at_every_level() {
+        use bson::{doc, Binary};
+        let bin = |b: u8| Binary { subtype: bson::spec::BinarySubtype::Encrypted, bytes: vec![b, 1, 2] };
+        let d = doc! { "a": bin(1), "b": { "c": [1, bin(2), { "d": bin(3) }] }, "e": "x" };
+        let bytes = bson::serialize_to_vec(&d).unwrap();
+        well_formed(&bytes).unwrap();
+        let mut seen = vec![];
+        for_each_binary(&bytes, &mut |subtype, b| {
+            seen.push((subtype, b[0]));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(6, 1), (6, 2), (6, 3)]);
     }
 }

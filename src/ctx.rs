@@ -1,9 +1,10 @@
 //! `mongocrypt_ctx_t`: one operation's state machine. [`CtxBuilder`] sets its options and initialises it as one
 //! of the six kinds; [`Ctx`] is then driven state by state until it is done.
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::{doc, RawDocument, RawDocumentBuf};
+use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
@@ -12,6 +13,7 @@ use crate::crypt::{str_arg, Crypt};
 use crate::error::{requires, Error, Result, Status};
 use crate::kms::KmsScope;
 use crate::options::{Algorithm, QueryType};
+use crate::version::Version;
 
 /// The state of a [`Ctx`] (`mongocrypt_ctx_state_t`): what the driver must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +73,7 @@ impl CtxBuilder {
         // SAFETY: `crypt` is initialised; the ctx must not outlive it, and it does not: the Ctx holds a clone of the
         // handle, dropped only after mongocrypt_ctx_destroy.
         let raw = unsafe { sys::mongocrypt_ctx_new(crypt.as_raw()) };
-        let ctx = Ctx { raw: NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), _crypt: crypt.clone() };
+        let ctx = Ctx::new(NonNull::new(raw).expect("mongocrypt_ctx_new returned NULL"), crypt);
         CtxBuilder { ctx, aws_master_key: false }
     }
 
@@ -247,12 +249,16 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        self.init_with(doc, sys::mongocrypt_ctx_decrypt_init)
+        let arg = BsonArg::new(doc)?;
+        check_short_indexed_values(arg.bytes())?;
+        self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        self.init_with(value, sys::mongocrypt_ctx_explicit_decrypt_init)
+        let arg = BsonArg::new(value)?;
+        check_short_indexed_values(arg.bytes())?;
+        self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
     /// Rewrapping of the data keys matching `filter` under the [`key_encryption_key`](Self::key_encryption_key)
@@ -284,6 +290,85 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     Ok(doc)
 }
 
+/// Refuses a mongocryptd reply holding a marking (a binary of subtype 6 whose first byte is 0, then BSON) that
+/// libmongocrypt aborts on while it copies the marked value out (`_mongocrypt_buffer_from_iter` `BSON_ASSERT`s):
+/// - a top-level value of zero length: null, undefined, MinKey or MaxKey (1.7.2 and 1.21.0; explicit encryption
+///   rejects these types, markings are not checked);
+/// - BSON inside the marking that is malformed (1.7.2: "wrapper.len >= offset + NULL_BYTE_LEN"). 1.21.0 did not abort
+///   on these in 1,000,000 fuzz cases, but cannot use such a marking either, so they are refused on every version.
+///
+/// The reply was already checked to be well-formed BSON ([`BsonArg::new`]); markings are looked for at every level.
+fn check_markings(reply: &[u8]) -> Result<()> {
+    crate::binary::for_each_binary(reply, &mut |subtype, bytes| match bytes.split_first() {
+        Some((0, marking)) if subtype == 6 => check_marking(marking),
+        _ => Ok(()),
+    })
+}
+
+fn check_marking(marking: &[u8]) -> Result<()> {
+    let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
+    // null, undefined, MaxKey, MinKey: the values of zero length.
+    match crate::binary::well_formed_without(marking, &[0x0A, 0x06, 0x7F, 0xFF]) {
+        Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
+        Ok(Some((kind, name))) => {
+            let name = String::from_utf8_lossy(name);
+            let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
+            refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
+        }
+        Ok(None) => Ok(()),
+    }
+}
+
+/// Refuses, before libmongocrypt 1.21, a Queryable Encryption indexed value (binary subtype 6, blob type 7 or 9)
+/// shorter than 64 bytes: with its data key cached, libmongocrypt 1.7.2 resizes a buffer to 0 bytes in
+/// `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz; one
+/// such value in a server reply aborts the client). 1.21.0 fails it instead; the versions between are not known to
+/// be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
+fn check_short_indexed_values(doc: &[u8]) -> Result<()> {
+    if *Version::linked() >= Version::new(1, 21, 0) {
+        return Ok(());
+    }
+    crate::binary::for_each_binary(doc, &mut |subtype, bytes| match bytes.first() {
+        Some(7 | 9) if subtype == 6 && bytes.len() < 64 => Err(Error::invalid(format!(
+            "Queryable Encryption indexed value of {} bytes refused by the binding (libmongocrypt before 1.21 aborts \
+             on one shorter than 64)",
+            bytes.len()
+        ))),
+        _ => Ok(()),
+    })
+}
+
+/// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
+/// libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `_mongocrypt_unwrap_key` for a short one and
+/// `_mongocrypt_buffer_resize` `BSON_ASSERT`s (one bad document in the key vault aborts every client that fetches
+/// it). 1.21.0 fails the key instead; the versions between are not known to be fixed. A real `keyMaterial` is 160
+/// bytes or more.
+fn check_key_material(key: &[u8]) -> Result<()> {
+    let Ok(doc) = RawDocument::from_bytes(key) else { return Ok(()) };
+    for element in doc {
+        let Ok((name, value)) = element else { return Ok(()) };
+        if name != "keyMaterial" {
+            continue;
+        }
+        match value {
+            RawBsonRef::Binary(b) if b.bytes.len() >= 64 => {}
+            RawBsonRef::Binary(b) => {
+                return Err(Error::invalid(format!(
+                    "key document refused by the binding: keyMaterial of {} bytes (libmongocrypt before 1.21 aborts on                      one shorter than 64)",
+                    b.bytes.len()
+                )))
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "key document refused by the binding: keyMaterial is {:?}, not binary",
+                    other.element_type()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::mongocrypt_binary_t) -> bool;
 
 /// One initialised operation: `Send + 'static`, so it can be built in one task or thread and driven or finalized
@@ -296,17 +381,36 @@ type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::m
 /// after the next such call.
 pub struct Ctx {
     raw: NonNull<sys::mongocrypt_ctx_t>,
+    /// The view the last `mongocrypt_ctx_mongo_op` of this state returned (pointer, length), so libmongocrypt's
+    /// mongo_op runs once per state: in NEED_MONGO_COLLINFO each call re-encodes the filter over the previous one
+    /// without freeing it (a leak per call, 1.7.2 to 1.21.0). The data is "valid until ctx is destroyed"; every
+    /// `&mut self` call that can change the state clears it ([`Ctx::state_may_change`]).
+    mongo_op_view: Cell<Option<NonNull<RawDocument>>>,
+    /// Whether the mongocryptd reply of this NEED_MONGO_MARKINGS state was fed: a second one is refused, as
+    /// libmongocrypt (1.21.0 at least; found by the fuzz under LeakSanitizer) leaks the first when fed another.
+    markings_fed: bool,
     /// Dropped after the ctx is destroyed (Drop runs before the fields are dropped).
     _crypt: Crypt,
 }
 
-// SAFETY: the ctx is used by one thread at a time (it is not Sync, and every call takes &self or &mut self), and
-// the Crypt it holds is Send + Sync.
+// SAFETY: the ctx is used by one thread at a time (it is not Sync, and every call takes &self or &mut self), the
+// Crypt it holds is Send + Sync, and the cached mongo_op view points into the ctx's own data, which moves with it.
 unsafe impl Send for Ctx {}
 
 impl Ctx {
+    fn new(raw: NonNull<sys::mongocrypt_ctx_t>, crypt: &Crypt) -> Ctx {
+        Ctx { raw, mongo_op_view: Cell::new(None), markings_fed: false, _crypt: crypt.clone() }
+    }
+
     pub(crate) fn ptr(&self) -> *mut sys::mongocrypt_ctx_t {
         self.raw.as_ptr()
+    }
+
+    /// Forgets the cached [`mongo_op`](Ctx::mongo_op) view; called by every `&mut self` method before it calls
+    /// into libmongocrypt in a way that can change the state (the borrow checker has already ended every view).
+    pub(crate) fn state_may_change(&mut self) {
+        self.mongo_op_view.set(None);
+        self.markings_fed = false;
     }
 
     /// The ctx's error status as an [`Error`], after a call that reported failure.
@@ -345,16 +449,24 @@ impl Ctx {
     /// The document for the current NEED_MONGO_* state: a listCollections filter, a mongocryptd command, or a key
     /// vault find filter.
     ///
-    /// Call it once per state and keep the view: libmongocrypt re-encodes the document on every call, and in
-    /// NEED_MONGO_COLLINFO it does not free the previous encoding.
+    /// libmongocrypt's `mongocrypt_ctx_mongo_op` runs once per state: later calls in the same state return the same
+    /// view (in NEED_MONGO_COLLINFO, libmongocrypt would otherwise re-encode the filter and leak the previous one).
     pub fn mongo_op(&self) -> Result<&RawDocument> {
+        if let Some(doc) = self.mongo_op_view.get() {
+            // SAFETY: the document came from a successful mongocrypt_ctx_mongo_op in this state (the cache is
+            // cleared by every call that can change it), whose data is "valid until ctx is destroyed"; the ctx
+            // outlives the &self borrow.
+            return Ok(unsafe { doc.as_ref() });
+        }
         let out = BinaryOut::new();
         // SAFETY: the ctx is live; on success `out` views data "valid until ctx is destroyed", so borrowing it for
         // as long as &self (and no state change, which needs &mut self) is sound.
         let ok = unsafe { sys::mongocrypt_ctx_mongo_op(self.ptr(), out.as_ptr()) };
         self.check(ok)?;
         // SAFETY: as above.
-        unsafe { out.document() }
+        let doc = unsafe { out.document() }?;
+        self.mongo_op_view.set(Some(NonNull::from(doc)));
+        Ok(doc)
     }
 
     /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB. libmongocrypt ≥ 1.10.
@@ -374,14 +486,32 @@ impl Ctx {
     /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
         let arg = BsonArg::new(reply)?;
+        let state = self.state();
+        match state {
+            State::NeedMongoMarkings if self.markings_fed => {
+                return Err(Error::invalid(
+                    "the mongocryptd reply of this NEED_MONGO_MARKINGS state was already fed: call mongo_done",
+                ))
+            }
+            State::NeedMongoMarkings => check_markings(arg.bytes())?,
+            State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => check_key_material(arg.bytes())?,
+            _ => {}
+        }
         let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_ctx_mongo_feed(self.ptr(), bin.as_ptr()) };
+        if !ok {
+            // A failed feed moves the ctx to the error state; a successful one keeps the state (and its op).
+            self.state_may_change();
+        } else if state == State::NeedMongoMarkings {
+            self.markings_fed = true;
+        }
         self.check(ok)
     }
 
     /// Ends the current NEED_MONGO_* state.
     pub fn mongo_done(&mut self) -> Result<()> {
+        self.state_may_change();
         // SAFETY: the ctx is live and exclusively borrowed.
         let ok = unsafe { sys::mongocrypt_ctx_mongo_done(self.ptr()) };
         self.check(ok)
@@ -393,6 +523,7 @@ impl Ctx {
     ///
     /// In any other state this is [`Error::WrongState`] and the ctx is left as it was.
     pub fn kms_scope(&mut self) -> Result<KmsScope<'_>> {
+        self.state_may_change();
         match self.state() {
             State::NeedKms => Ok(KmsScope::new(self)),
             state => Err(Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state }),
@@ -402,6 +533,7 @@ impl Ctx {
     /// Supplies KMS credentials in NEED_KMS_CREDENTIALS: a [`KmsProviders`](crate::KmsProviders) or raw document;
     /// providers it leaves out keep the `Crypt`'s settings.
     pub fn provide_kms_providers(&mut self, providers: &(impl BsonInput + ?Sized)) -> Result<()> {
+        self.state_may_change();
         let arg = BsonArg::new(providers)?;
         let bin = arg.view()?;
         // SAFETY: the ctx is live and exclusively borrowed; the document is copied.
@@ -411,6 +543,7 @@ impl Ctx {
 
     /// Finishes the operation in READY and returns its result, borrowed from the ctx.
     pub fn finalize(&mut self) -> Result<&RawDocument> {
+        self.state_may_change();
         let out = BinaryOut::new();
         // SAFETY: the ctx is live and exclusively borrowed; "The data viewed by out is guaranteed to be valid until
         // ctx is destroyed", and the returned borrow keeps the ctx alive and unchanged.
@@ -425,7 +558,9 @@ impl Ctx {
         self.finalize().map(ToOwned::to_owned)
     }
 
-    /// The raw ctx, for other FFI layers. It stays owned by this `Ctx`.
+    /// The raw ctx, for other FFI layers. It stays owned by this `Ctx`. [`mongo_op`](Ctx::mongo_op) caches its
+    /// view until one of this `Ctx`'s state-changing methods runs, so it does not see a state changed through this
+    /// pointer.
     pub fn as_raw(&self) -> *mut sys::mongocrypt_ctx_t {
         self.ptr()
     }
@@ -437,7 +572,7 @@ impl Ctx {
     /// `raw` must come from `mongocrypt_ctx_new(crypt.as_raw())`, be owned by no one else, and not be used through
     /// any other pointer afterwards.
     pub unsafe fn from_raw(crypt: &Crypt, raw: *mut sys::mongocrypt_ctx_t) -> Ctx {
-        Ctx { raw: NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), _crypt: crypt.clone() }
+        Ctx::new(NonNull::new(raw).expect("Ctx::from_raw: NULL ctx"), crypt)
     }
 }
 

@@ -4,6 +4,7 @@ use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mongocrypt_sys as sys;
@@ -11,6 +12,7 @@ use mongocrypt_sys as sys;
 use crate::binary::{BinaryOut, BinaryView};
 use crate::ctx::Ctx;
 use crate::error::{requires, Error, Result, Status};
+use crate::kms_reply::{Provider, ReplyCheck};
 use crate::options::KmsProvider;
 
 /// The KMS requests of one NEED_KMS state, from [`Ctx::kms_scope`]. It holds the ctx exclusively, so the ctx
@@ -23,12 +25,15 @@ use crate::options::KmsProvider;
 /// "KMS response unfinished" for a request that was never fed) stays in its [`status`](Ctx::status).
 pub struct KmsScope<'a> {
     ctx: &'a mut Ctx,
+    /// The reply check of each request handed out so far, by kms ctx address: a request handed out again (a retry)
+    /// is the same kms ctx, and keeps its check (reset when libmongocrypt discards what was fed).
+    checks: Mutex<Vec<(usize, Arc<Mutex<ReplyCheck>>)>>,
 }
 
 impl<'a> KmsScope<'a> {
     /// The ctx must be in NEED_KMS ([`Ctx::kms_scope`] checks).
     pub(crate) fn new(ctx: &'a mut Ctx) -> KmsScope<'a> {
-        KmsScope { ctx }
+        KmsScope { ctx, checks: Mutex::new(Vec::new()) }
     }
 
     /// The next request to serve, or `None` when all were handed out.
@@ -50,12 +55,26 @@ impl<'a> KmsScope<'a> {
         // KmsCtx of an earlier batch is alive while libmongocrypt walks (and, for retries, resets) its requests.
         // "The returned KMS handle does not outlive ctx": KmsCtx borrows the scope.
         let raw = unsafe { sys::mongocrypt_ctx_next_kms_ctx(self.ctx.ptr()) };
-        NonNull::new(raw).map(|raw| KmsCtx { raw, _scope: PhantomData })
+        let raw = NonNull::new(raw)?;
+        let mut checks = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = raw.as_ptr() as usize;
+        let check = match checks.iter().find(|(k, _)| *k == key) {
+            Some((_, check)) => check.clone(),
+            None => {
+                let provider = Provider::from_id(kms_provider(raw).as_str());
+                let check = Arc::new(Mutex::new(ReplyCheck::new(provider)));
+                checks.push((key, check.clone()));
+                check
+            }
+        };
+        Some(KmsCtx { raw, check, _scope: PhantomData })
     }
 
     /// Ends the NEED_KMS state (`mongocrypt_ctx_kms_done`), after every request was fed its reply.
     pub fn done(self) -> Result<()> {
         let mut this = ManuallyDrop::new(self);
+        // ManuallyDrop skips Drop (which would call kms_done again) and the fields' drops too: free the checks here.
+        drop(std::mem::take(this.checks.get_mut().unwrap_or_else(PoisonError::into_inner)));
         let ok = kms_done(this.ctx);
         this.ctx.check(ok)
     }
@@ -76,6 +95,21 @@ fn kms_done(ctx: &mut Ctx) -> bool {
     unsafe { sys::mongocrypt_ctx_kms_done(ctx.ptr()) }
 }
 
+/// The KMS provider of a live kms ctx.
+fn kms_provider(raw: NonNull<sys::mongocrypt_kms_ctx_t>) -> KmsProvider {
+    let mut len = 0u32;
+    // SAFETY: the kms ctx is live (its scope is); returns "One of the NULL terminated static strings" (from 1.9 the
+    // provider's name, owned by the kms ctx), copied out below.
+    let ptr = unsafe { sys::mongocrypt_kms_ctx_get_kms_provider(raw.as_ptr(), &mut len) };
+    let id = if ptr.is_null() {
+        ""
+    } else {
+        // SAFETY: a NUL-terminated string, valid for this call at least.
+        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap_or("")
+    };
+    KmsProvider::from_id(id)
+}
+
 /// One KMS request: connect to [`endpoint`](KmsCtx::endpoint), send [`message`](KmsCtx::message), and
 /// [`feed`](KmsCtx::feed) the reply until [`bytes_needed`](KmsCtx::bytes_needed) is 0.
 ///
@@ -84,6 +118,8 @@ fn kms_done(ctx: &mut Ctx) -> bool {
 /// next `&mut self` call.
 pub struct KmsCtx<'s> {
     raw: NonNull<sys::mongocrypt_kms_ctx_t>,
+    /// This request's reply check ([`ReplyCheck`]), shared with the scope so a retried request keeps it.
+    check: Arc<Mutex<ReplyCheck>>,
     _scope: PhantomData<&'s ()>,
 }
 
@@ -152,17 +188,7 @@ impl KmsCtx<'_> {
     /// The KMS provider of this request: `aws`, `azure`, `gcp` or `kmip`, with its name for a named provider
     /// (`aws:name`, libmongocrypt ≥ 1.9). It compares equal to its string form: `kms.kms_provider() == "aws"`.
     pub fn kms_provider(&self) -> KmsProvider {
-        let mut len = 0u32;
-        // SAFETY: the kms ctx is live; returns "One of the NULL terminated static strings" (from 1.9 the provider's
-        // name, owned by the kms ctx), copied out below.
-        let ptr = unsafe { sys::mongocrypt_kms_ctx_get_kms_provider(self.ptr(), &mut len) };
-        let id = if ptr.is_null() {
-            ""
-        } else {
-            // SAFETY: a NUL-terminated string, valid for this call at least.
-            unsafe { CStr::from_ptr(ptr) }.to_str().unwrap_or("")
-        };
-        KmsProvider::from_id(id)
+        kms_provider(self.raw)
     }
 
     /// How long to wait before sending this request (a retry back-off). libmongocrypt ≥ 1.12.
@@ -174,8 +200,26 @@ impl KmsCtx<'_> {
         })
     }
 
+    /// Checks the next reply bytes before libmongocrypt sees them; see [`feed`](Self::feed).
+    fn check_reply(&self, bytes: &[u8]) -> Result<()> {
+        self.check.lock().unwrap_or_else(PoisonError::into_inner).check(bytes)
+    }
+
+    /// Forgets the reply fed so far, as libmongocrypt does on a retry.
+    #[cfg_attr(not(any(mongocrypt_has_kms_ctx_fail, mongocrypt_has_kms_ctx_feed_with_retry)), allow(dead_code))]
+    fn reset_reply(&self) {
+        self.check.lock().unwrap_or_else(PoisonError::into_inner).reset();
+    }
+
     /// Feeds reply bytes; feeding more than [`bytes_needed`](Self::bytes_needed) is an error.
+    ///
+    /// Replies on which libmongocrypt would abort the process are refused first with an [`Error::Kms`] ("malformed
+    /// KMS reply, refused by the binding"), and the bytes are not fed; every later feed of the request is refused
+    /// too. The binding follows the HTTP framing of each reply (chunk sizes and the CRLF after each chunk), checks
+    /// the base64 fields of GCP and Azure replies before the byte that completes them is fed, and, before 1.21, the
+    /// length of KMIP replies.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_reply(bytes)?;
         let bin = BinaryView::new(bytes)?;
         // SAFETY: the kms ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_kms_ctx_feed(self.ptr(), bin.as_ptr()) };
@@ -190,11 +234,16 @@ impl KmsCtx<'_> {
             "mongocrypt_kms_ctx_feed_with_retry",
             "1.17.0",
             {
+                self.check_reply(bytes)?;
                 let bin = BinaryView::new(bytes)?;
                 let mut should_retry = false;
                 // SAFETY: the kms ctx is live and exclusively borrowed; the bytes are copied.
                 let ok =
                     unsafe { sys::mongocrypt_kms_ctx_feed_with_retry(self.ptr(), bin.as_ptr(), &mut should_retry) };
+                if should_retry {
+                    // libmongocrypt discarded the reply to send the request again.
+                    self.reset_reply();
+                }
                 self.check(ok).map(|()| should_retry)
             },
             unused(bytes)
@@ -206,7 +255,10 @@ impl KmsCtx<'_> {
     pub fn fail(&mut self) -> Result<bool> {
         requires!(mongocrypt_has_kms_ctx_fail, "mongocrypt_kms_ctx_fail", "1.12.0", {
             // SAFETY: the kms ctx is live and exclusively borrowed.
-            Ok(unsafe { sys::mongocrypt_kms_ctx_fail(self.ptr()) })
+            let retry = unsafe { sys::mongocrypt_kms_ctx_fail(self.ptr()) };
+            // "discards what was fed": so does the reply check.
+            self.reset_reply();
+            Ok(retry)
         })
     }
 

@@ -169,6 +169,7 @@ pub mod hooks;
 mod kms;
 #[cfg(feature = "kms-tls")]
 pub mod kms_credentials;
+mod kms_reply;
 #[cfg(feature = "kms-tls")]
 pub mod kms_tls;
 mod log;

@@ -23,8 +23,11 @@
 //! - `MONGOCRYPT_FUZZ_TRACE=1`: write each case's target and number to stderr (uncaptured) before running it, so
 //!   that the last line names the input of a crash.
 //!
-//! Inputs that crash libmongocrypt itself are kept out on the versions they crash (each filter names the bug and
-//! the versions); `MONGOCRYPT_FUZZ_UNFILTERED=1` lets them through.
+//! Inputs that crash libmongocrypt itself are refused by the binding (a chunked KMS reply with a bad chunk, a GCP
+//! reply with bad base64, mongocryptd markings with null-like values or malformed BSON, huge KMIP lengths and short
+//! `keyMaterial` before 1.21; the `refused_*` tests below feed each and expect `Err`), or, for the two Queryable
+//! Encryption decryption aborts the binding does not check, kept out on the versions they crash (each filter names
+//! the bug and the versions); `MONGOCRYPT_FUZZ_UNFILTERED=1` lets those through.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -889,68 +892,7 @@ fn build_corpus() -> Corpus {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// HTTP replies
-
-/// LIBMONGOCRYPT BUGS in kms-message's HTTP response parser, in chunked replies (`Transfer-Encoding: chunked`):
-///
-/// 1. A chunk length of 0x7ffffffe or 0x7fffffff overflows `chunk_size + 2` (`int`) and the parser reads out of
-///    bounds: SIGSEGV inside `mongocrypt_kms_ctx_feed` (MONGOCRYPT-910, fixed in 1.19; MANIFEST case #13).
-/// 2. (1.7.2 and 1.21.0; reported) The two bytes after a chunk are taken for its CRLF without a check. When they are
-///    followed by `\r\n` such that the next chunk-length line would end before it starts (e.g. a chunk whose
-///    declared length is one less than its data), `_parse_hex_from_view` gets length -1 and `KMS_ASSERT (len >= 0)`
-///    aborts.
-///
-/// The check is conservative: (1) any run of hex digits that ends at a CRLF, read from any starting point the way
-/// kms-message's `unhexlify` reads it (wrapping `int` arithmetic, as the C does in practice), that comes to one of
-/// those lengths; (2) a replay of the parser's chunk walk over the whole reply.
-fn crashes_kms_http_parser(reply: &[u8]) -> bool {
-    if !reply.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked")) {
-        return false;
-    }
-    let unhexlify = |digits: &[u8]| -> Option<i32> {
-        let (mut total, mut multiplier) = (0i32, 1i32);
-        for &c in digits.iter().rev() {
-            let digit = (c as char).to_digit(16)? as i32;
-            total = total.wrapping_add(digit.wrapping_mul(multiplier));
-            multiplier = multiplier.wrapping_mul(16);
-        }
-        Some(total)
-    };
-    // (1) Overflowing chunk lengths anywhere (before 1.19).
-    if !mongocrypt_at_least(1, 19) {
-        for end in 0..reply.len().saturating_sub(1) {
-            if &reply[end..end + 2] != b"\r\n" {
-                continue;
-            }
-            let mut start = end;
-            while start > 0 && reply[start - 1].is_ascii_hexdigit() {
-                start -= 1;
-            }
-            if (start..end).any(|s| unhexlify(&reply[s..end]).is_some_and(|n| n >= 0x7fff_fffe)) {
-                return true;
-            }
-        }
-    }
-    // (2) The chunk walk: after the headers, a length line, the chunk and two bytes, and so on.
-    let Some(headers_end) = reply.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
-    let mut start = headers_end + 4;
-    loop {
-        let Some(line_len) = reply[start..].windows(2).position(|w| w == b"\r\n") else { return false };
-        let Some(size) = unhexlify(&reply[start..start + line_len]).filter(|n| *n >= 0) else { return false };
-        start += line_len + 2;
-        if size >= 0x7fff_fffe {
-            return true; // bug 1, whatever the version: the walk cannot go on
-        }
-        let next = start + size as usize + 2;
-        if next > reply.len() || size == 0 {
-            return false;
-        }
-        start = next;
-        if start < reply.len() && reply[start - 1] == b'\r' && reply[start] == b'\n' {
-            return true;
-        }
-    }
-}
+// Filters of the inputs that crash libmongocrypt and that the binding does not refuse (yet)
 
 /// The candidate binary elements of a BSON byte string, found by shape at every offset: an int32 length `n`, a
 /// subtype byte, then `n` bytes. Conservative: it finds every real one, and some that are not.
@@ -972,39 +914,6 @@ fn aborts_on_fle2_blob(bytes: &[u8]) -> bool {
     binary_candidates(bytes).any(|(subtype, p)| subtype == 6 && p.len() < 64 && matches!(p.first(), Some(7 | 9)))
 }
 
-/// LIBMONGOCRYPT BUG (1.7.2; reported): a key document whose `keyMaterial` is shorter than 64 bytes (a local-KEK
-/// key's is 160) makes `_mongocrypt_unwrap_key` resize a buffer to 0 bytes and `_mongocrypt_buffer_resize`
-/// `BSON_ASSERT`s: one malformed document in the key vault aborts every client that fetches it. Conservative: any
-/// `keyMaterial` key followed by an int32 below 64, whatever its type byte.
-fn aborts_on_key_material(key_doc: &[u8]) -> bool {
-    let name = b"keyMaterial\0";
-    key_doc
-        .windows(name.len() + 4)
-        .any(|w| w.starts_with(name) && i32::from_le_bytes(w[name.len()..].try_into().unwrap()) < 64)
-}
-
-/// LIBMONGOCRYPT BUGS in mongocryptd markings (subtype 6, first byte 0, then BSON), `BSON_ASSERT`s in
-/// `_mongocrypt_buffer_from_iter` while the marked value is copied out:
-/// - (1.7.2 and 1.21.0; reported) a value of zero length: `v` null, undefined, MinKey or MaxKey (explicit encryption
-///   rejects these types with "BSON type invalid for encryption"; markings are not checked). The marking is
-///   well-formed BSON, so the binding's check cannot help.
-/// - (1.7.2; reported) an element that libbson iterates but cannot copy (e.g. a `v` sub-document without its
-///   terminating NUL): "precondition failed: wrapper.len >= (uint32_t) offset + NULL_BYTE_LEN". The binding checks
-///   the reply document, but a marking is the payload of a binary value, opaque to it. With this part of the filter
-///   off, 1.7.2 aborted at FeedMarkings case 18768; 1.21.0 ran 1,000,000 FeedMarkings cases without an abort. Kept
-///   out on both, to be safe.
-///
-/// Conservative: every marking must be valid BSON without such a value at its top level.
-fn aborts_on_marking(reply: &[u8]) -> bool {
-    binary_candidates(reply).any(|(subtype, p)| {
-        subtype == 6
-            && p.first() == Some(&0)
-            && RawDocument::from_bytes(&p[1..]).ok().and_then(|d| Document::try_from(d).ok()).is_none_or(|d| {
-                d.values().any(|v| matches!(v, Bson::Null | Bson::Undefined | Bson::MinKey | Bson::MaxKey))
-            })
-    })
-}
-
 /// LIBMONGOCRYPT BUG (seen on 1.13.1, not on 1.21.0): decrypting a malformed Queryable Encryption v2 indexed value
 /// (subtype 6, blob type 14 equality, 15 range or 17 text, which carry metadata blocks) fails to parse it and then
 /// `BSON_ASSERT_PARAM`s in `mc_FLE2TagAndEncryptedMetadataBlock_cleanup` on the block it never allocated ("The
@@ -1017,37 +926,6 @@ fn aborts_on_fle2_v2_indexed_blob(bytes: &[u8]) -> bool {
 /// Before 1.21.0, the first release after 1.7 this suite ran against, for the bugs above that 1.21.0 no longer has.
 fn old_library() -> bool {
     !mongocrypt_at_least(1, 21)
-}
-
-/// kms-message's KMIP response parser takes the big-endian length at bytes 4..8 of a reply on trust and then
-/// `KMS_ASSERT`s (abort) in `mongocrypt_kms_ctx_bytes_needed` when the bytes it still wants exceed `INT32_MAX`: any
-/// KMIP reply claiming more than about 2 GiB kills the process instead of failing the request (LIBMONGOCRYPT BUG in
-/// 1.7.2; 1.21.0 does not abort on these in the unfiltered fuzz). Kept out before 1.21.
-fn aborts_kmip_parser(reply: &[u8]) -> bool {
-    reply.len() >= 8 && u32::from_be_bytes(reply[4..8].try_into().unwrap()) >= 0x7fff_0000
-}
-
-/// LIBMONGOCRYPT BUG (1.7.2 and 1.21.0; reported): `_ctx_done_gcp` asserts `outlen <= UINT32_MAX` on the result of
-/// `kms_message_b64_pton`, which is -1 for a `ciphertext`/`plaintext` that is not base64 (or empty), so a GCP KMS
-/// reply with a bad value aborts the process instead of failing the request (AWS and Azure report "Failed to base64
-/// decode"). Conservative: any GCP reply that mentions either field must carry exactly one well-formed, non-empty
-/// base64 `ciphertext` in a JSON body that parses.
-fn aborts_gcp_reply(reply: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(reply);
-    let fields = text.matches("ciphertext").count() + text.matches("plaintext").count();
-    if fields == 0 {
-        return false;
-    }
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let value: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let ciphertext = value.as_ref().and_then(|v| v.get("ciphertext")).and_then(|v| v.as_str());
-    let strict_base64 = |s: &str| {
-        !s.is_empty()
-            && s.len() & 3 == 0
-            && s.trim_end_matches('=').bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
-            && s.len() - s.trim_end_matches('=').len() <= 2
-    };
-    !(fields == 1 && ciphertext.is_some_and(strict_base64))
 }
 
 /// `MONGOCRYPT_FUZZ_UNFILTERED=1` lets the known-crashing inputs through (to check whether a library still crashes).
@@ -1164,10 +1042,6 @@ fn fuzz_http(rng: &mut Rng, seed: &[u8], corpus: &Corpus) -> Vec<u8> {
             b
         }
     };
-    if !unfiltered() && crashes_kms_http_parser(&reply) {
-        // Known crash of libmongocrypt (see crashes_kms_http_parser); a plain error reply instead.
-        return corpus.kms_test_replies[3].clone();
-    }
     reply
 }
 
@@ -1186,15 +1060,7 @@ fn serve_kms(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize)
             "gcp" => corpus.gcp_encrypt_reply.clone(),
             _ => rng.bytes_below(64),
         };
-        let mut reply = if rng.chance(fuzz_percent) { fuzz_http(rng, &seed, corpus) } else { seed };
-        if !unfiltered() && old_library() && provider == "kmip" && aborts_kmip_parser(&reply) {
-            // Known abort of libmongocrypt (see aborts_kmip_parser): an equally broken but short length instead.
-            reply[4..8].copy_from_slice(&0x100_u32.to_be_bytes());
-        }
-        if !unfiltered() && provider == "gcp" && !message.contains("oauth") && aborts_gcp_reply(&reply) {
-            // Known abort of libmongocrypt (see aborts_gcp_reply): the valid reply instead.
-            reply = corpus.gcp_encrypt_reply.clone();
-        }
+        let reply = if rng.chance(fuzz_percent) { fuzz_http(rng, &seed, corpus) } else { seed };
         if std::env::var_os("MONGOCRYPT_FUZZ_TRACE").is_some() {
             let _ = writeln!(std::io::stderr(), "KMS reply ({provider}): {:?}", String::from_utf8_lossy(&reply));
         }
@@ -1289,11 +1155,6 @@ fn feed_markings(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: us
     } else {
         fuzz_bson(rng, &corpus.markings)
     };
-    let reply = if !unfiltered() && aborts_on_marking(&reply) {
-        corpus.markings[0].clone().into_bytes() // known abort: see aborts_on_marking
-    } else {
-        reply
-    };
     if std::env::var_os("MONGOCRYPT_FUZZ_TRACE").is_some() {
         let _ = writeln!(std::io::stderr(), "markings: {reply:?}");
     }
@@ -1315,11 +1176,6 @@ fn feed_keys(ctx: &mut Ctx, rng: &mut Rng, corpus: &Corpus, fuzz_percent: usize,
             fuzz_bson(rng, &[rawbuf(d)])
         } else {
             seed.clone().into_bytes()
-        };
-        let key = if !unfiltered() && old_library() && aborts_on_key_material(&key) {
-            seed.clone().into_bytes() // known abort: see aborts_on_key_material
-        } else {
-            key
         };
         expect_checked(&[], &[&key], ctx.mongo_feed(&key))?;
     }
@@ -1687,23 +1543,6 @@ fn fuzz_decrypt() {
     assert_still_works(crypts.get());
 }
 
-/// The KMS reply filter itself: it must catch the MANIFEST's crashing input, wrapped forms of its length, and a
-/// misaligned chunk, and let ordinary chunked replies through.
-#[test]
-fn kms_crash_filter() {
-    let chunked = |body: &str| format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}").into_bytes();
-    for bad in ["7fffffff\r\nX", "7ffffffe\r\nX", "07FFFFFFF\r\nX", "2\r\nabc\r\n0\r\n\r\n"] {
-        assert!(crashes_kms_http_parser(&chunked(bad)), "{bad:?}");
-    }
-    if !mongocrypt_at_least(1, 19) {
-        assert!(crashes_kms_http_parser(&chunked("1\r\nX\r\n17ffffffe\r\nX")));
-    }
-    for good in ["3\r\nabc\r\n0\r\n\r\n", "7ffffffd\r\nX", "10\r\nX", "ffffffff\r\nX", "80000000\r\nX"] {
-        assert!(!crashes_kms_http_parser(&chunked(good)), "{good:?}");
-    }
-    assert!(!crashes_kms_http_parser(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n7fffffff\r\n"));
-}
-
 /// String arguments need no NUL after them, and may be empty: the binding passes NUL-terminated copies. (Fixed
 /// binding bug: they went to C as (pointer, length), and libmongocrypt's `bson_strndup` read one byte past each, or
 /// through the dangling pointer of an empty one: SIGSEGV.) Each string is a heap allocation of exactly its length,
@@ -1753,4 +1592,239 @@ fn string_arguments_need_no_nul_after_them() {
     // The legacy endpoint setter without an AWS master key (crashes 1.21.0): refused by the binding.
     let result = crypt.ctx().masterkey_aws_endpoint(&endpoint).map(drop);
     assert!(matches!(&result, Err(Error::InvalidArgument(m)) if m.contains("masterkey_aws")), "{result:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Inputs that abort libmongocrypt: refused by the binding with a typed error (these were filters of the fuzz)
+
+/// A ctx in NEED_KMS for a new data key under `kek`, on a crypt with every provider.
+fn datakey_in_need_kms(crypt: &Crypt, kek: &Document) -> Ctx {
+    let ctx = crypt.ctx().key_encryption_key(kek).unwrap().datakey().unwrap();
+    assert_eq!(ctx.state(), State::NeedKms, "{kek}");
+    ctx
+}
+
+fn assert_refused_kms(result: Result<(), Error>, what: &str) {
+    match result {
+        Err(Error::Kms { message, .. }) if message.contains("refused by the binding") => {}
+        other => panic!("{what}: expected the binding's refusal, got {other:?}"),
+    }
+}
+
+/// Feeds `reply` to the first request that is not an OAuth one (those, for GCP and Azure, get the valid token
+/// reply first, in a NEED_KMS round of their own), in one piece or byte by byte; the first error (the refusal), or
+/// the end of the round (an error or not, never an abort).
+fn feed_reply(kek: &Document, reply: &[u8], bytewise: bool) -> Result<(), Error> {
+    let crypt = valid_crypt();
+    let mut ctx = datakey_in_need_kms(&crypt, kek);
+    let c = corpus();
+    for _ in 0..3 {
+        if ctx.state() != State::NeedKms {
+            break;
+        }
+        let mut scope = ctx.kms_scope().unwrap();
+        let mut result = Ok(());
+        let mut fed_reply = false;
+        while let Some(mut kms) = scope.next_kms_ctx() {
+            let oauth = String::from_utf8_lossy(kms.message().unwrap()).contains("oauth");
+            let bytes = if oauth { &c.oauth_reply[..] } else { reply };
+            fed_reply |= !oauth;
+            result = if bytewise {
+                bytes.iter().try_for_each(|b| kms.feed(std::slice::from_ref(b)))
+            } else {
+                kms.feed(bytes)
+            };
+            if result.is_err() {
+                // Every later feed of this request is refused too.
+                assert!(kms.feed(b"\r\n").is_err());
+                break;
+            }
+        }
+        let done = scope.done();
+        if fed_reply || result.is_err() {
+            return result.and(done);
+        }
+        done?;
+    }
+    panic!("{kek}: no request to feed the reply to");
+}
+
+/// kms-message (1.7.2 and 1.21.0) takes the two bytes after a chunk for its CRLF without a check: a chunk longer
+/// than declared (`1\r\nXY\r\n`) or an early CRLF then gives the next chunk-size line length -1 and
+/// `KMS_ASSERT (len >= 0)` aborts. A chunk size of 0x7ffffffe or more overflowed before 1.19 (MONGOCRYPT-910,
+/// SIGSEGV). These were filtered out of the fuzz; the binding now refuses them in `KmsCtx::feed`.
+#[test]
+fn refused_chunked_kms_replies() {
+    let kek = doc! { "provider": "aws", "region": "us-east-1", "key": AWS_ARN };
+    let chunked = |body: &str| format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}").into_bytes();
+    for bad in ["1\r\nXY\r\n", "1\r\nXY\r\n0\r\n\r\n", "2\r\nabc\r\n0\r\n\r\n", "3\r\nab\r\n\r\n0\r\n\r\n"]
+        .into_iter()
+        // Sizes that overflow before 1.19 (MONGOCRYPT-910); 1.19 reports them itself ("Failed to parse hex chunk length",
+        // tests/fixtures_kms_replies.rs case #13).
+        .chain(if mongocrypt_at_least(1, 19) {
+            vec![]
+        } else {
+            vec!["7fffffff\r\nX", "7ffffffe\r\nX", "07FFFFFFF\r\nX", "1\r\nX\r\n17ffffffe\r\nX"]
+        })
+    {
+        for bytewise in [false, true] {
+            assert_refused_kms(feed_reply(&kek, &chunked(bad), bytewise), &format!("{bad:?} bytewise={bytewise}"));
+        }
+    }
+    if mongocrypt_at_least(1, 19) {
+        for huge in ["7fffffff\r\nX", "7ffffffe\r\nX", "1\r\nX\r\n17ffffffe\r\nX"] {
+            assert!(feed_reply(&kek, &chunked(huge), false).is_err(), "{huge:?}: libmongocrypt's own error");
+        }
+    }
+    // A well-framed chunked reply still goes through to libmongocrypt (which fails it on its content: not JSON).
+    let good = feed_reply(&kek, &chunked("3\r\nabc\r\n0\r\n\r\n"), false);
+    assert!(
+        !matches!(&good, Err(Error::Kms { message, .. }) if message.contains("refused by the binding")),
+        "{good:?}"
+    );
+}
+
+/// GCP: `_ctx_done_gcp` asserts `outlen <= UINT32_MAX` on the -1 that `kms_message_b64_pton` returns for a
+/// `ciphertext` that is not base64 (even `"AA"`, unpadded) or is empty (1.7.2 and 1.21.0). Azure's `value` is
+/// checked the same way (libmongocrypt reports those itself). Filtered out of the fuzz before; refused now, before
+/// the byte that completes the reply is fed.
+#[test]
+fn refused_gcp_and_azure_base64() {
+    let gcp = doc! { "provider": "gcp", "projectId": "p", "location": "global", "keyRing": "r", "keyName": "k" };
+    let azure = doc! { "provider": "azure", "keyVaultEndpoint": "example.vault.azure.net", "keyName": "k" };
+    for (kek, body) in [
+        (&gcp, r#"{"ciphertext":"AA"}"#),
+        (&gcp, r#"{"ciphertext":""}"#),
+        (&gcp, r#"{"ciphertext":"AB=="}"#),
+        (&gcp, r#"{"name":"k","ciphertext":"not base64!"}"#),
+        (&gcp, r#"{"ciphertext":"c2VjcmV0IGtleSBtYXRlcmlhbA==","ciphertext":"AA"}"#),
+        (&gcp, r#"{"ciphertext":"AA""#),
+        (&azure, r#"{"kid":"k","value":"A"}"#),
+        (&azure, r#"{"kid":"k","value":"*"}"#),
+    ] {
+        let reply = http_json("200 OK", body);
+        for bytewise in [false, true] {
+            assert_refused_kms(feed_reply(kek, &reply, bytewise), &format!("{kek} {body} bytewise={bytewise}"));
+        }
+        let chunked =
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        assert_refused_kms(feed_reply(kek, chunked.as_bytes(), false), &format!("chunked {body}"));
+    }
+    // Valid replies are not refused (libmongocrypt may still fail them: the corpus's wrapped key is not 96 bytes).
+    for (kek, reply) in [(&gcp, &corpus().gcp_encrypt_reply), (&azure, &corpus().azure_wrap_reply)] {
+        let result = feed_reply(kek, reply, false);
+        assert!(
+            !matches!(&result, Err(Error::Kms { message, .. }) if message.contains("refused by the binding")),
+            "{kek}: {result:?}"
+        );
+    }
+}
+
+/// KMIP: before 1.21 kms-message takes the length at bytes 4..8 on trust and `KMS_ASSERT`s
+/// (`want_bytes_pending <= INT32_MAX`) once it exceeds about 2 GiB. Filtered out of the fuzz before 1.21; refused
+/// there now. 1.21.0 fails such a request itself (any typed outcome, no abort).
+#[test]
+fn refused_huge_kmip_lengths() {
+    let kek = doc! { "provider": "kmip", "keyId": "1" };
+    for len in [0x7fff_0000_u32, 0x7fff_ffff, 0xffff_ffff] {
+        let mut reply = vec![0x42, 0x00, 0x7b, 0x01];
+        reply.extend_from_slice(&len.to_be_bytes());
+        reply.extend_from_slice(&[0; 8]);
+        for bytewise in [false, true] {
+            let result = feed_reply(&kek, &reply, bytewise);
+            if old_library() {
+                assert_refused_kms(result, &format!("KMIP length {len:#x}"));
+            } else {
+                // 1.21.0 does not abort on these (checked by its fuzz without the filter); any typed result.
+                let _ = ok(result);
+            }
+        }
+    }
+}
+
+/// A crypt whose schema map makes `find` on test.test ask mongocryptd for markings.
+fn markings_ctx() -> (Crypt, Ctx) {
+    let c = corpus();
+    let crypt = Crypt::builder()
+        .kms_providers(&all_providers())
+        .unwrap()
+        .schema_map(&c.schema_maps[0])
+        .unwrap()
+        .build()
+        .unwrap();
+    let ctx = crypt.ctx().encrypt("test", &c.commands[0]).unwrap();
+    assert_eq!(ctx.state(), State::NeedMongoMarkings);
+    (crypt, ctx)
+}
+
+/// `_mongocrypt_buffer_from_iter` `BSON_ASSERT`s on a marking whose value has zero length (null, undefined, MinKey,
+/// MaxKey; 1.7.2 and 1.21.0) or whose BSON is malformed inside (1.7.2). Filtered out of the fuzz before; refused by
+/// `mongo_feed` in NEED_MONGO_MARKINGS now, and the ctx keeps its state.
+#[test]
+fn refused_markings() {
+    let key_id = &corpus().local_key_id;
+    let reply = |marking: Binary| {
+        rawbuf(doc! {
+            "schemaRequiresEncryption": true, "ok": 1, "hasEncryptedPlaceholders": true,
+            "result": { "find": "test", "filter": { "ssn": marking } },
+        })
+    };
+    let mut bad = vec![];
+    for v in [Bson::Null, Bson::Undefined, Bson::MinKey, Bson::MaxKey] {
+        let inner = rawbuf(doc! { "a": 1, "ki": uuid(key_id), "v": v });
+        bad.push(reply(placeholder_binary(inner.as_bytes(), 0)));
+    }
+    // A nested value in an array, and malformed BSON inside the marking (a sub-document without its NUL).
+    let inner = rawbuf(doc! { "a": 1, "ki": uuid(key_id), "v": Bson::MaxKey });
+    bad.push(rawbuf(doc! { "ok": 1, "result": { "insert": "test", "documents": [ { "x": [ placeholder_binary(inner.as_bytes(), 0) ] } ] } }));
+    let mut malformed = rawbuf(doc! { "a": 1, "ki": uuid(key_id), "v": { "x": 1 } }).into_bytes();
+    let n = malformed.len();
+    malformed[n - 2] = 1; // the sub-document's NUL
+    bad.push(reply(placeholder_binary(&malformed, 0)));
+    bad.push(reply(placeholder_binary(&[5, 0, 0], 0)));
+    for reply in &bad {
+        let (_crypt, mut ctx) = markings_ctx();
+        match ctx.mongo_feed(reply) {
+            Err(Error::InvalidArgument(m)) if m.contains("marking refused by the binding") => {}
+            other => panic!("{reply:?}: expected the binding's refusal, got {other:?}"),
+        }
+        assert_eq!(ctx.state(), State::NeedMongoMarkings);
+    }
+    // The valid markings still go through.
+    let (_crypt, mut ctx) = markings_ctx();
+    ctx.mongo_feed(&corpus().markings[0]).unwrap();
+}
+
+/// Before 1.21, a key document whose `keyMaterial` is shorter than 64 bytes makes `_mongocrypt_unwrap_key` resize a
+/// buffer to 0 and `_mongocrypt_buffer_resize` `BSON_ASSERT`s (1.7.2). Filtered out of the fuzz there before;
+/// refused by `mongo_feed` in NEED_MONGO_KEYS now. 1.21.0 fails the key itself.
+#[test]
+fn refused_short_key_material() {
+    let c = corpus();
+    let crypt = valid_crypt();
+    for material in [Bson::Binary(generic(&[1; 63])), Bson::Binary(generic(&[])), Bson::String("short".into())] {
+        let mut key = Document::try_from(c.local_key.as_ref()).unwrap();
+        key.insert("keyMaterial", material.clone());
+        let key = rawbuf(key);
+        let mut ctx = crypt
+            .ctx()
+            .key_id(&c.local_key_id)
+            .unwrap()
+            .algorithm(&Algorithm::Deterministic)
+            .unwrap()
+            .explicit_encrypt(&rawdoc! { "v": SSN })
+            .unwrap();
+        assert_eq!(ctx.state(), State::NeedMongoKeys);
+        let fed = ctx.mongo_feed(&key);
+        if old_library() {
+            match fed {
+                Err(Error::InvalidArgument(m)) if m.contains("key document refused by the binding") => {}
+                other => panic!("{material}: expected the binding's refusal, got {other:?}"),
+            }
+        } else {
+            // 1.21.0 reports the bad key itself, at the feed or when the key is used: an error, no abort.
+            let rest = fed.and_then(|()| ctx.mongo_done()).and_then(|()| ctx.finalize().map(drop));
+            assert!(rest.is_err(), "{material}: a key with a bad keyMaterial was used");
+        }
+    }
 }
