@@ -146,6 +146,13 @@ pub(crate) struct BsonArg<'a>(Cow<'a, [u8]>);
 
 impl<'a> BsonArg<'a> {
     pub(crate) fn new(input: &'a (impl BsonInput + ?Sized)) -> Result<BsonArg<'a>> {
+        BsonArg::visiting(input, &mut |_, _| Ok(()))
+    }
+
+    /// As [`new`](Self::new), and `visit` sees the subtype and bytes of every binary value, at every level, in the
+    /// same walk that checks the document: the binding's checks of what libmongocrypt would abort on (markings,
+    /// short Queryable Encryption values) cost no second pass.
+    pub(crate) fn visiting(input: &'a (impl BsonInput + ?Sized), visit: &mut impl Visit) -> Result<BsonArg<'a>> {
         let bytes = input.bson_bytes()?;
         // libmongocrypt reports malformed BSON itself, except an empty buffer, on which libbson aborts the process
         // (seen in encrypt, decrypt and schema map inits of 1.7.2 and 1.21).
@@ -156,7 +163,10 @@ impl<'a> BsonArg<'a> {
         // that is malformed within a valid frame aborts it. So the elements are checked here, frame errors left to
         // libmongocrypt's own message.
         if RawDocument::from_bytes(&bytes).is_ok() {
-            check_document(&bytes, 0).map_err(|what| Error::invalid(format!("malformed BSON: {what}")))?;
+            check_document(&bytes, 0, visit).map_err(|walk| match walk {
+                Walk::Malformed(what) => Error::invalid(format!("malformed BSON: {what}")),
+                Walk::Refused(error) => error,
+            })?;
         }
         Ok(BsonArg(bytes))
     }
@@ -181,7 +191,7 @@ impl Drop for BsonArg<'_> {
 /// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
 #[cfg(test)]
 pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
-    check_document(bytes, 0)
+    check_document(bytes, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)
 }
 
 /// [`check_document`], and the type of the first top-level element whose type is one of `kinds`, with its name, in
@@ -203,49 +213,9 @@ pub(crate) fn well_formed_without<'b>(
         if found.is_none() && kinds.contains(&kind) {
             found = Some((kind, &bytes[pos + 1..value_at - 1]));
         }
-        pos = skip_value(bytes, kind, value_at, end, 0)?;
+        pos = skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)?;
     }
     Ok(found)
-}
-
-/// Calls `f` with the subtype and bytes of every binary value of `bytes`, a document that [`check_document`] accepted,
-/// at every level of nested documents and arrays. A walk of the element headers, as cheap as the check.
-pub(crate) fn for_each_binary<E>(
-    bytes: &[u8],
-    f: &mut impl FnMut(u8, &[u8]) -> std::result::Result<(), E>,
-) -> std::result::Result<(), E> {
-    for_each_element(bytes, &mut |kind, _, value| match kind {
-        0x05 => f(value[4], &value[5..]),
-        0x03 | 0x04 => for_each_binary(value, f),
-        _ => Ok(()),
-    })
-}
-
-/// Calls `f` with the type, name and value bytes of each top-level element of `bytes`, a document that
-/// [`check_document`] accepted (on anything else the walk stops early, without error).
-pub(crate) fn for_each_element<E>(
-    bytes: &[u8],
-    f: &mut impl FnMut(u8, &[u8], &[u8]) -> std::result::Result<(), E>,
-) -> std::result::Result<(), E> {
-    let Ok(len) = read_len(bytes, 0) else { return Ok(()) };
-    if len < 5 || len != bytes.len() {
-        return Ok(());
-    }
-    let end = len - 1;
-    let mut pos = 4;
-    while pos < end {
-        let kind = bytes[pos];
-        let Ok(value_at) = skip_cstring(bytes, pos + 1, end) else { return Ok(()) };
-        // Nested documents were checked already: their length is enough (skip_value would check them again).
-        let next = match kind {
-            0x03 | 0x04 => read_len(bytes, value_at).ok().and_then(|n| value_at.checked_add(n)).filter(|&n| n <= end),
-            _ => skip_value(bytes, kind, value_at, end, 0).ok(),
-        };
-        let Some(next) = next else { return Ok(()) };
-        f(kind, &bytes[pos + 1..value_at - 1], &bytes[value_at..next])?;
-        pos = next;
-    }
-    Ok(())
 }
 
 /// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
@@ -254,51 +224,89 @@ const MAX_DEPTH: usize = 200;
 /// Checks that `bytes` is one well-formed BSON document all the way down: lengths, terminators and element types,
 /// nested documents included. Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time
 /// per byte where the rest costs time per element.
-fn check_document(bytes: &[u8], depth: usize) -> std::result::Result<(), &'static str> {
+fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Visit) -> std::result::Result<(), Walk> {
     let len = read_len(bytes, 0)?;
     if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
-        return Err("bad document length or terminator");
+        return Err(Walk::Malformed("bad document length or terminator"));
     }
     if depth > MAX_DEPTH {
-        return Err("documents nested too deeply");
+        return Err(Walk::Malformed("documents nested too deeply"));
     }
     let end = len - 1;
     let mut pos = 4;
     while pos < end {
         let kind = bytes[pos];
         pos = skip_cstring(bytes, pos + 1, end)?;
-        pos = skip_value(bytes, kind, pos, end, depth)?;
+        pos = skip_value(bytes, kind, pos, end, depth, visit)?;
     }
     Ok(())
 }
 
+/// What [`BsonArg::visiting`] calls with the subtype and bytes of each binary value; an `Err` refuses the document.
+pub(crate) trait Visit: FnMut(u8, &[u8]) -> Result<()> {}
+
+impl<F: FnMut(u8, &[u8]) -> Result<()>> Visit for F {}
+
+/// Why [`check_document`] stopped: the BSON is malformed, or the visitor refused a binary value.
+enum Walk {
+    Malformed(&'static str),
+    Refused(Error),
+}
+
+impl Walk {
+    /// For walks whose visitor refuses nothing.
+    fn malformed(self) -> &'static str {
+        match self {
+            Walk::Malformed(what) => what,
+            Walk::Refused(_) => "refused",
+        }
+    }
+}
+
+impl From<&'static str> for Walk {
+    fn from(what: &'static str) -> Walk {
+        Walk::Malformed(what)
+    }
+}
+
 /// The position after the value of type `kind` at `pos`, which must end by `end`.
-fn skip_value(b: &[u8], kind: u8, pos: usize, end: usize, depth: usize) -> std::result::Result<usize, &'static str> {
+fn skip_value(
+    b: &[u8],
+    kind: u8,
+    pos: usize,
+    end: usize,
+    depth: usize,
+    visit: &mut impl Visit,
+) -> std::result::Result<usize, Walk> {
     let past = |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
-    match kind {
-        0x06 | 0x0A | 0x7F | 0xFF => Ok(pos),
-        0x08 => past(pos, 1),
-        0x10 => past(pos, 4),
-        0x01 | 0x09 | 0x11 | 0x12 => past(pos, 8),
-        0x07 => past(pos, 12),
-        0x13 => past(pos, 16),
-        0x02 | 0x0D | 0x0E => skip_string(b, pos, end),
+    Ok(match kind {
+        0x06 | 0x0A | 0x7F | 0xFF => pos,
+        0x08 => past(pos, 1)?,
+        0x10 => past(pos, 4)?,
+        0x01 | 0x09 | 0x11 | 0x12 => past(pos, 8)?,
+        0x07 => past(pos, 12)?,
+        0x13 => past(pos, 16)?,
+        0x02 | 0x0D | 0x0E => skip_string(b, pos, end)?,
         0x03 | 0x04 => {
             let next = past(pos, read_len(b, pos)?)?;
-            check_document(&b[pos..next], depth + 1)?;
-            Ok(next)
+            check_document(&b[pos..next], depth + 1, visit)?;
+            next
         }
-        0x05 => past(pos, 5 + read_len(b, pos)?),
-        0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end),
-        0x0C => past(skip_string(b, pos, end)?, 12),
+        0x05 => {
+            let next = past(pos, 5 + read_len(b, pos)?)?;
+            visit(b[pos + 4], &b[pos + 5..next]).map_err(Walk::Refused)?;
+            next
+        }
+        0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end)?,
+        0x0C => past(skip_string(b, pos, end)?, 12)?,
         0x0F => {
             let next = past(pos, read_len(b, pos)?)?;
             let scope = skip_string(b, pos + 4, next)?;
-            check_document(&b[scope..next], depth + 1)?;
-            Ok(next)
+            check_document(&b[scope..next], depth + 1, visit)?;
+            next
         }
-        _ => Err("unknown element type"),
-    }
+        _ => return Err(Walk::Malformed("unknown element type")),
+    })
 }
 
 /// A non-negative little-endian int32 length at `pos`.
@@ -557,7 +565,7 @@ mod tests {
 
     #[test]
     fn every_element_type_passes() {
-        assert_eq!(check_document(&bytes(&all_types()), 0), Ok(()));
+        assert_eq!(well_formed(&bytes(&all_types())), Ok(()));
     }
 
     #[test]
@@ -595,16 +603,16 @@ mod tests {
         let inner_end = good.len() - 2;
         no_terminator[inner_end] = 1;
         assert!(RawDocument::from_bytes(&no_terminator).is_ok());
-        assert_eq!(check_document(&no_terminator, 0), Err("bad document length or terminator"));
+        assert_eq!(well_formed(&no_terminator), Err("bad document length or terminator"));
         // An element type that does not exist.
         let mut bad_type = good.clone();
         bad_type[4] = 0x42;
-        assert_eq!(check_document(&bad_type, 0), Err("unknown element type"));
+        assert_eq!(well_formed(&bad_type), Err("unknown element type"));
         // A string length past the document.
         let mut long_string = good.clone();
         long_string[10] = 0x7f;
-        assert_eq!(check_document(&long_string, 0), Err("bad string length"));
-        assert_eq!(check_document(&good, 0), Ok(()));
+        assert_eq!(well_formed(&long_string), Err("bad string length"));
+        assert_eq!(well_formed(&good), Ok(()));
     }
 
     #[test]
@@ -613,12 +621,12 @@ mod tests {
         for _ in 0..MAX_DEPTH + 1 {
             d = doc! { "d": d };
         }
-        assert_eq!(check_document(&bytes(&d), 0), Err("documents nested too deeply"));
+        assert_eq!(well_formed(&bytes(&d)), Err("documents nested too deeply"));
         let mut d = doc! {};
         for _ in 0..MAX_DEPTH {
             d = doc! { "d": d };
         }
-        assert_eq!(check_document(&bytes(&d), 0), Ok(()));
+        assert_eq!(well_formed(&bytes(&d)), Ok(()));
     }
 
     #[test]
@@ -638,13 +646,17 @@ mod tests {
         let bin = |b: u8| Binary { subtype: bson::spec::BinarySubtype::Encrypted, bytes: vec![b, 1, 2] };
         let d = doc! { "a": bin(1), "b": { "c": [1, bin(2), { "d": bin(3) }] }, "e": "x" };
         let bytes = bson::serialize_to_vec(&d).unwrap();
-        well_formed(&bytes).unwrap();
         let mut seen = vec![];
-        for_each_binary(&bytes, &mut |subtype, b| {
+        BsonArg::visiting(&bytes, &mut |subtype, b: &[u8]| {
             seen.push((subtype, b[0]));
-            Ok::<(), ()>(())
+            Ok(())
         })
         .unwrap();
         assert_eq!(seen, [(6, 1), (6, 2), (6, 3)]);
+        let refused = BsonArg::visiting(&bytes, &mut |_, b: &[u8]| match b[0] {
+            2 => Err(Error::invalid("two")),
+            _ => Ok(()),
+        });
+        assert_eq!(refused.err(), Some(Error::invalid("two")));
     }
 }

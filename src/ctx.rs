@@ -249,15 +249,13 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::new(doc)?;
-        check_short_indexed_values(arg.bytes())?;
+        let arg = BsonArg::visiting(doc, &mut refuse_short_indexed_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::new(value)?;
-        check_short_indexed_values(arg.bytes())?;
+        let arg = BsonArg::visiting(value, &mut refuse_short_indexed_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
@@ -297,12 +295,12 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 /// - BSON inside the marking that is malformed (1.7.2: "wrapper.len >= offset + NULL_BYTE_LEN"). 1.21.0 did not abort
 ///   on these in 1,000,000 fuzz cases, but cannot use such a marking either, so they are refused on every version.
 ///
-/// The reply was already checked to be well-formed BSON ([`BsonArg::new`]); markings are looked for at every level.
-fn check_markings(reply: &[u8]) -> Result<()> {
-    crate::binary::for_each_binary(reply, &mut |subtype, bytes| match bytes.split_first() {
+/// A [`BsonArg::visiting`] visitor: markings are looked for at every level, in the walk that checks the reply.
+fn refuse_bad_marking(subtype: u8, bytes: &[u8]) -> Result<()> {
+    match bytes.split_first() {
         Some((0, marking)) if subtype == 6 => check_marking(marking),
         _ => Ok(()),
-    })
+    }
 }
 
 fn check_marking(marking: &[u8]) -> Result<()> {
@@ -324,18 +322,18 @@ fn check_marking(marking: &[u8]) -> Result<()> {
 /// `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz; one
 /// such value in a server reply aborts the client). 1.21.0 fails it instead; the versions between are not known to
 /// be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
-fn check_short_indexed_values(doc: &[u8]) -> Result<()> {
-    if *Version::linked() >= Version::new(1, 21, 0) {
-        return Ok(());
-    }
-    crate::binary::for_each_binary(doc, &mut |subtype, bytes| match bytes.first() {
-        Some(7 | 9) if subtype == 6 && bytes.len() < 64 => Err(Error::invalid(format!(
-            "Queryable Encryption indexed value of {} bytes refused by the binding (libmongocrypt before 1.21 aborts \
-             on one shorter than 64)",
-            bytes.len()
-        ))),
+/// A [`BsonArg::visiting`] visitor.
+fn refuse_short_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
+    match bytes.first() {
+        Some(7 | 9) if subtype == 6 && bytes.len() < 64 && *Version::linked() < Version::new(1, 21, 0) => {
+            Err(Error::invalid(format!(
+                "Queryable Encryption indexed value of {} bytes refused by the binding (libmongocrypt before 1.21 \
+                 aborts on one shorter than 64)",
+                bytes.len()
+            )))
+        }
         _ => Ok(()),
-    })
+    }
 }
 
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
@@ -485,15 +483,17 @@ impl Ctx {
 
     /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
-        let arg = BsonArg::new(reply)?;
         let state = self.state();
+        let arg = match state {
+            State::NeedMongoMarkings => BsonArg::visiting(reply, &mut refuse_bad_marking)?,
+            _ => BsonArg::new(reply)?,
+        };
         match state {
             State::NeedMongoMarkings if self.markings_fed => {
                 return Err(Error::invalid(
                     "the mongocryptd reply of this NEED_MONGO_MARKINGS state was already fed: call mongo_done",
                 ))
             }
-            State::NeedMongoMarkings => check_markings(arg.bytes())?,
             State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => check_key_material(arg.bytes())?,
             _ => {}
         }
