@@ -194,12 +194,9 @@ pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str>
     check_document(bytes, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)
 }
 
-/// [`check_document`], and the type of the first top-level element whose type is one of `kinds`, with its name, in
-/// the same pass.
-pub(crate) fn well_formed_without<'b>(
-    bytes: &'b [u8],
-    kinds: &[u8],
-) -> std::result::Result<Option<(u8, &'b [u8])>, &'static str> {
+/// [`check_document`], and the first top-level element of a type without a value (null, undefined, MinKey,
+/// MaxKey), as its type and name, in the same pass.
+pub(crate) fn well_formed_first_valueless(bytes: &[u8]) -> std::result::Result<Option<(u8, &[u8])>, &'static str> {
     let len = read_len(bytes, 0)?;
     if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
         return Err("bad document length or terminator");
@@ -210,10 +207,13 @@ pub(crate) fn well_formed_without<'b>(
     while pos < end {
         let kind = bytes[pos];
         let value_at = skip_cstring(bytes, pos + 1, end)?;
-        if found.is_none() && kinds.contains(&kind) {
-            found = Some((kind, &bytes[pos + 1..value_at - 1]));
-        }
-        pos = skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)?;
+        pos = match kind {
+            0x06 | 0x0A | 0x7F | 0xFF => {
+                found = found.or(Some((kind, &bytes[pos + 1..value_at - 1])));
+                value_at
+            }
+            _ => skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)?,
+        };
     }
     Ok(found)
 }
@@ -270,6 +270,7 @@ impl From<&'static str> for Walk {
 }
 
 /// The position after the value of type `kind` at `pos`, which must end by `end`.
+#[inline(always)]
 fn skip_value(
     b: &[u8],
     kind: u8,
@@ -310,18 +311,21 @@ fn skip_value(
 }
 
 /// A non-negative little-endian int32 length at `pos`.
+#[inline(always)]
 fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
     let bytes = b.get(pos..pos + 4).ok_or("truncated length")?;
     usize::try_from(i32::from_le_bytes(bytes.try_into().unwrap())).map_err(|_| "negative length")
 }
 
 /// The position after the NUL-terminated string at `pos`, which must end by `end`.
+#[inline(always)]
 fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
     let nul = b.get(pos..end).and_then(|rest| rest.iter().position(|&c| c == 0)).ok_or("unterminated name")?;
     Ok(pos + nul + 1)
 }
 
 /// The position after the length-prefixed, NUL-terminated string at `pos`, which must end by `end`.
+#[inline(always)]
 fn skip_string(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
     let len = read_len(b, pos)?;
     let next = (pos + 4).checked_add(len).filter(|&p| len > 0 && p <= end).ok_or("bad string length")?;

@@ -306,7 +306,7 @@ fn refuse_bad_marking(subtype: u8, bytes: &[u8]) -> Result<()> {
 fn check_marking(marking: &[u8]) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
     // null, undefined, MaxKey, MinKey: the values of zero length.
-    match crate::binary::well_formed_without(marking, &[0x0A, 0x06, 0x7F, 0xFF]) {
+    match crate::binary::well_formed_first_valueless(marking) {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
             let name = String::from_utf8_lossy(name);
