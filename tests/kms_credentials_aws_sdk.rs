@@ -6,16 +6,16 @@
 mod support;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bson::{Document, RawDocument, RawDocumentBuf};
+use bson::{Document, RawDocumentBuf};
 use mongocrypt::kms_credentials::{AwsCredentials, CredentialsFetcher};
-use mongocrypt::kms_tls::KmsTransport;
-use mongocrypt::state_machine::{run, run_async, AsyncStateMachineIo, IoResult, StateMachineIo};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+use mongocrypt::state_machine::{run, run_async};
+use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
+use support::credentials::{ecs_server, CredentialsIo};
 use support::pki::Pki;
-use support::server::{self, MockServer, Options, Reply, Request};
+use support::server::Request;
 use support::*;
 
 static ENV: Mutex<()> = Mutex::new(());
@@ -37,65 +37,6 @@ fn clean_env() -> MutexGuard<'static, ()> {
     guard
 }
 
-/// An ECS credentials endpoint on loopback.
-fn ecs_server() -> MockServer {
-    let expiration = bson::DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
-    let body = format!(
-        r#"{{"AccessKeyId": "ASIASDKECS", "SecretAccessKey": "ecsSecret", "Token": "ecsSessionToken", "Expiration": "{}"}}"#,
-        expiration.try_to_rfc3339_string().unwrap()
-    );
-    MockServer::start(Options::default(), move |_| Reply::Bytes(server::http(200, &body)))
-}
-
-struct Io {
-    kms: KmsTransport,
-    credentials: CredentialsFetcher,
-}
-
-impl StateMachineIo for Io {
-    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        Err("no mongod".into())
-    }
-
-    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
-        Err("no mongocryptd".into())
-    }
-
-    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        Err("no key vault".into())
-    }
-
-    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
-        self.kms.kms_request(kms)
-    }
-
-    fn kms_credentials(&self) -> IoResult<RawDocumentBuf> {
-        self.credentials.kms_credentials()
-    }
-}
-
-impl AsyncStateMachineIo for Io {
-    async fn list_collections(&self, db: Option<&str>, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        StateMachineIo::list_collections(self, db, filter)
-    }
-
-    async fn mark_command(&self, command: &RawDocument) -> IoResult<RawDocumentBuf> {
-        StateMachineIo::mark_command(self, command)
-    }
-
-    async fn find_keys(&self, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        StateMachineIo::find_keys(self, filter)
-    }
-
-    async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
-        StateMachineIo::kms_request(self, kms)
-    }
-
-    async fn kms_credentials(&self) -> IoResult<RawDocumentBuf> {
-        self.credentials.kms_credentials_async().await
-    }
-}
-
 fn assert_signed_by(requests: &[Request], access_key_id: &str, token: Option<&str>) {
     assert_eq!(requests.len(), 1, "{requests:?}");
     let authorization = requests[0].header("Authorization").unwrap();
@@ -115,7 +56,7 @@ fn datakey(is_async: bool) -> Vec<Request> {
     let kms = tls_kms(&pki, false, 0, aws_replies);
     let providers = KmsProviders::new().on_demand("aws");
     let crypt = Crypt::builder().kms_providers(&providers).unwrap().use_need_kms_credentials_state().build().unwrap();
-    let io = Io {
+    let io = CredentialsIo {
         kms: transport_to(&pki, kms.addr()).build().unwrap(),
         credentials: CredentialsFetcher::for_kms_providers(&providers),
     };
@@ -137,7 +78,7 @@ fn datakey(is_async: bool) -> Vec<Request> {
 fn sdk_ecs_full_uri_signs_the_kms_request() {
     let _env = clean_env();
     for is_async in [false, true] {
-        let ecs = ecs_server();
+        let ecs = ecs_server("ASIASDKECS");
         std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/v2/credentials", ecs.addr()));
         assert_signed_by(&datakey(is_async), "ASIASDKECS", Some("ecsSessionToken"));
         let requests = ecs.stop();

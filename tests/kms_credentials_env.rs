@@ -5,16 +5,15 @@
 mod support;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
 
-use bson::{doc, Document, RawDocument, RawDocumentBuf};
+use bson::{doc, Document, RawDocumentBuf};
 use mongocrypt::kms_credentials::{CredentialsErrorKind, CredentialsFetcher};
-use mongocrypt::kms_tls::KmsTransport;
-use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+use mongocrypt::state_machine::run;
+use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
+use support::credentials::{ecs_server, CredentialsIo};
 use support::pki::Pki;
-use support::server::{self, MockServer, Options, Reply, Request};
+use support::server::Request;
 use support::*;
 
 /// Every variable the AWS chain reads.
@@ -65,44 +64,6 @@ fn credentials_aws_from_process_environment() {
     assert!(err.to_string().contains("environment: AWS_ACCESS_KEY_ID is not set; web identity not configured; ECS: "));
 }
 
-/// An ECS credentials endpoint on loopback.
-fn ecs_server() -> MockServer {
-    let expiration = bson::DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
-    let body = format!(
-        r#"{{"AccessKeyId": "ASIAECSFULLURI", "SecretAccessKey": "ecsSecret", "Token": "ecsSessionToken", "Expiration": "{}"}}"#,
-        expiration.try_to_rfc3339_string().unwrap()
-    );
-    MockServer::start(Options::default(), move |_| Reply::Bytes(server::http(200, &body)))
-}
-
-/// A data-key driver: KMS over TLS, credentials from the default fetcher.
-struct Io {
-    kms: KmsTransport,
-    credentials: CredentialsFetcher,
-}
-
-impl StateMachineIo for Io {
-    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        Err("no mongod".into())
-    }
-
-    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
-        Err("no mongocryptd".into())
-    }
-
-    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-        Err("no key vault".into())
-    }
-
-    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
-        self.kms.kms_request(kms)
-    }
-
-    fn kms_credentials(&self) -> IoResult<RawDocumentBuf> {
-        self.credentials.kms_credentials()
-    }
-}
-
 fn assert_signed_with_ecs_credentials(requests: &[Request]) {
     assert_eq!(requests.len(), 1, "{requests:?}");
     let authorization = requests[0].header("Authorization").unwrap();
@@ -120,14 +81,14 @@ fn assert_aws_key(key: Option<RawDocumentBuf>) {
 #[test]
 fn credentials_ecs_full_uri_sign_the_kms_request() {
     let _env = clean_env();
-    let ecs = ecs_server();
+    let ecs = ecs_server("ASIAECSFULLURI");
     std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/v2/credentials", ecs.addr()));
 
     let pki = Pki::new("mock CA");
     let kms = tls_kms(&pki, false, 0, aws_replies);
     let providers = KmsProviders::new().on_demand("aws");
     let crypt = Crypt::builder().kms_providers(&providers).unwrap().use_need_kms_credentials_state().build().unwrap();
-    let io = Io {
+    let io = CredentialsIo {
         kms: transport_to(&pki, kms.addr()).build().unwrap(),
         credentials: CredentialsFetcher::for_kms_providers(&providers),
     };
@@ -143,29 +104,7 @@ fn credentials_ecs_full_uri_sign_the_kms_request() {
 #[cfg(feature = "tokio")]
 mod async_run {
     use super::*;
-    use mongocrypt::state_machine::{run_async, AsyncStateMachineIo};
-
-    impl AsyncStateMachineIo for Io {
-        async fn list_collections(&self, db: Option<&str>, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-            StateMachineIo::list_collections(self, db, filter)
-        }
-
-        async fn mark_command(&self, command: &RawDocument) -> IoResult<RawDocumentBuf> {
-            StateMachineIo::mark_command(self, command)
-        }
-
-        async fn find_keys(&self, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
-            StateMachineIo::find_keys(self, filter)
-        }
-
-        async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
-            StateMachineIo::kms_request(self, kms)
-        }
-
-        async fn kms_credentials(&self) -> IoResult<RawDocumentBuf> {
-            self.credentials.kms_credentials_async().await
-        }
-    }
+    use mongocrypt::state_machine::run_async;
 
     /// The same as [`credentials_ecs_full_uri_sign_the_kms_request`], through `run_async` and the async fetch. A
     /// plain test that builds its runtime: the environment lock is held by the test, not across an await.
@@ -177,7 +116,7 @@ mod async_run {
     }
 
     async fn ecs_full_uri_async() {
-        let ecs = ecs_server();
+        let ecs = ecs_server("ASIAECSFULLURI");
         std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/v2/credentials", ecs.addr()));
 
         let pki = Pki::new("mock CA");
@@ -185,7 +124,7 @@ mod async_run {
         let providers = KmsProviders::new().on_demand("aws");
         let crypt =
             Crypt::builder().kms_providers(&providers).unwrap().use_need_kms_credentials_state().build().unwrap();
-        let io = Io {
+        let io = CredentialsIo {
             kms: transport_to(&pki, kms.addr()).build().unwrap(),
             credentials: CredentialsFetcher::for_kms_providers(&providers),
         };

@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 pub mod common;
+pub mod credentials;
 pub mod pki;
 #[cfg(feature = "kms-openssl")]
 pub mod pykmip;
