@@ -162,11 +162,17 @@ impl<'a> BsonArg<'a> {
         // libmongocrypt checks a document's frame and reports it, but trusts what is inside: an encrypt command
         // that is malformed within a valid frame aborts it. So the elements are checked here, frame errors left to
         // libmongocrypt's own message.
-        if RawDocument::from_bytes(&bytes).is_ok() {
-            check_document(&bytes, 0, visit).map_err(|walk| match walk {
-                Walk::Malformed(what) => Error::invalid(format!("malformed BSON: {what}")),
-                Walk::Refused(error) => error,
-            })?;
+        // The walk's errors stay a `&'static str` (small results on the hot path); a refusal's Error waits here.
+        let mut refused = None;
+        let mut keep = |subtype, value: &[u8]| {
+            visit(subtype, value).map_err(|error| {
+                refused = Some(error);
+                "refused"
+            })
+        };
+        match check_document(&bytes, 0, &mut keep) {
+            Ok(()) | Err(BAD_FRAME) => {}
+            Err(what) => return Err(refused.unwrap_or_else(|| Error::invalid(format!("malformed BSON: {what}")))),
         }
         Ok(BsonArg(bytes))
     }
@@ -191,7 +197,7 @@ impl Drop for BsonArg<'_> {
 /// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
 #[cfg(test)]
 pub(crate) fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
-    check_document(bytes, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)
+    check_document(bytes, 0, &mut |_, _| Ok(()))
 }
 
 /// [`check_document`], and the first top-level element of a type without a value (null, undefined, MinKey,
@@ -212,11 +218,15 @@ pub(crate) fn well_formed_first_valueless(bytes: &[u8]) -> std::result::Result<O
                 found = found.or(Some((kind, &bytes[pos + 1..value_at - 1])));
                 value_at
             }
-            _ => skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(())).map_err(Walk::malformed)?,
+            _ => skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(()))?,
         };
     }
     Ok(found)
 }
+
+/// [`check_document`]'s error for a top-level document whose frame (length prefix, terminator) is wrong: left to
+/// libmongocrypt, which reports it with its own message.
+const BAD_FRAME: &str = "bad frame";
 
 /// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
 const MAX_DEPTH: usize = 200;
@@ -224,13 +234,14 @@ const MAX_DEPTH: usize = 200;
 /// Checks that `bytes` is one well-formed BSON document all the way down: lengths, terminators and element types,
 /// nested documents included. Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time
 /// per byte where the rest costs time per element.
-fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Visit) -> std::result::Result<(), Walk> {
-    let len = read_len(bytes, 0)?;
+fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Walker) -> std::result::Result<(), &'static str> {
+    let frame_error = if depth == 0 { BAD_FRAME } else { "bad document length or terminator" };
+    let len = read_len(bytes, 0).map_err(|_| frame_error)?;
     if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
-        return Err(Walk::Malformed("bad document length or terminator"));
+        return Err(frame_error);
     }
     if depth > MAX_DEPTH {
-        return Err(Walk::Malformed("documents nested too deeply"));
+        return Err("documents nested too deeply");
     }
     let end = len - 1;
     let mut pos = 4;
@@ -247,27 +258,10 @@ pub(crate) trait Visit: FnMut(u8, &[u8]) -> Result<()> {}
 
 impl<F: FnMut(u8, &[u8]) -> Result<()>> Visit for F {}
 
-/// Why [`check_document`] stopped: the BSON is malformed, or the visitor refused a binary value.
-enum Walk {
-    Malformed(&'static str),
-    Refused(Error),
-}
+/// What [`check_document`] calls with each binary value: [`Visit`] behind [`BsonArg::visiting`]'s adapter.
+trait Walker: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str> {}
 
-impl Walk {
-    /// For walks whose visitor refuses nothing.
-    fn malformed(self) -> &'static str {
-        match self {
-            Walk::Malformed(what) => what,
-            Walk::Refused(_) => "refused",
-        }
-    }
-}
-
-impl From<&'static str> for Walk {
-    fn from(what: &'static str) -> Walk {
-        Walk::Malformed(what)
-    }
-}
+impl<F: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str>> Walker for F {}
 
 /// The position after the value of type `kind` at `pos`, which must end by `end`.
 #[inline(always)]
@@ -277,8 +271,8 @@ fn skip_value(
     pos: usize,
     end: usize,
     depth: usize,
-    visit: &mut impl Visit,
-) -> std::result::Result<usize, Walk> {
+    visit: &mut impl Walker,
+) -> std::result::Result<usize, &'static str> {
     let past = |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
     Ok(match kind {
         0x06 | 0x0A | 0x7F | 0xFF => pos,
@@ -295,7 +289,7 @@ fn skip_value(
         }
         0x05 => {
             let next = past(pos, 5 + read_len(b, pos)?)?;
-            visit(b[pos + 4], &b[pos + 5..next]).map_err(Walk::Refused)?;
+            visit(b[pos + 4], &b[pos + 5..next])?;
             next
         }
         0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end)?,
@@ -306,7 +300,7 @@ fn skip_value(
             check_document(&b[scope..next], depth + 1, visit)?;
             next
         }
-        _ => return Err(Walk::Malformed("unknown element type")),
+        _ => return Err("unknown element type"),
     })
 }
 

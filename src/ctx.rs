@@ -323,6 +323,7 @@ fn check_marking(marking: &[u8]) -> Result<()> {
 /// such value in a server reply aborts the client). 1.21.0 fails it instead; the versions between are not known to
 /// be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
 /// A [`BsonArg::visiting`] visitor.
+#[inline]
 fn refuse_short_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
     match bytes.first() {
         Some(7 | 9) if subtype == 6 && bytes.len() < 64 && *Version::linked() < Version::new(1, 21, 0) => {
