@@ -8,6 +8,7 @@
 //! libmongocrypt's own copies live on the C heap and are not scanned.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -30,6 +31,12 @@ const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY-mongocrypt-rs-secret-co
 struct Scanning;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Whether this thread armed the scan: frees on the other test threads (another test's documents, dropped
+    /// outside its own scan) must not count. A const `Cell` has no destructor, so the allocator can always read it.
+    static ARMED_HERE: Cell<bool> = const { Cell::new(false) };
+}
 static HITS: AtomicUsize = AtomicUsize::new(0);
 static HIT_SIZE: AtomicUsize = AtomicUsize::new(0);
 
@@ -52,7 +59,7 @@ unsafe impl GlobalAlloc for Scanning {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::SeqCst) {
+        if ARMED.load(Ordering::SeqCst) && ARMED_HERE.try_with(Cell::get).unwrap_or(false) {
             // SAFETY: `ptr` is a live block of `layout.size()` bytes, zeroed by `alloc` and written since.
             let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
             if holds_a_secret(block) {
@@ -75,9 +82,11 @@ static SCAN: Mutex<()> = Mutex::new(());
 fn unwiped_frees(f: impl FnOnce()) -> usize {
     let _one_at_a_time = SCAN.lock().unwrap_or_else(|e| e.into_inner());
     HITS.store(0, Ordering::SeqCst);
+    ARMED_HERE.set(true);
     ARMED.store(true, Ordering::SeqCst);
     f();
     ARMED.store(false, Ordering::SeqCst);
+    ARMED_HERE.set(false);
     HITS.load(Ordering::SeqCst)
 }
 
