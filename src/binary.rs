@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use bson::spec::BinarySubtype;
@@ -122,20 +123,23 @@ impl CallbackBinary {
     /// The out-parameter's bytes, zeroed: what libmongocrypt preallocated is uninitialised memory (a fresh
     /// `bson_malloc`, or a reused block holding stale heap bytes), which safe code must never see.
     pub(crate) fn zeroed_output(&mut self) -> &mut [u8] {
+        crate::hooks::zeroed(self.uninit_output())
+    }
+
+    /// The out-parameter's bytes as they are, possibly uninitialised: to be written, never read before.
+    pub(crate) fn uninit_output(&mut self) -> &mut [MaybeUninit<u8>] {
         if self.0.is_null() {
             return &mut [];
         }
         // SAFETY: `new`'s contract: out-parameters of hooks are "a preallocated byte array for the output" (see
         // mongocrypt_binary_data), `len` writable bytes at `data` that libmongocrypt does not touch during the call,
-        // so this is the only reference to them. They may be uninitialised, so they are written through the raw
-        // pointer (write_bytes) before any `&mut [u8]` to them exists.
+        // so this is the only reference to them. They may be uninitialised, which `MaybeUninit` allows.
         unsafe {
             let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
             if data.is_null() {
                 return &mut [];
             }
-            std::ptr::write_bytes(data, 0, len as usize);
-            std::slice::from_raw_parts_mut(data, len as usize)
+            std::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), len as usize)
         }
     }
 }

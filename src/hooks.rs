@@ -7,15 +7,20 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use aes::Aes256;
 use cbc::cipher::block_padding::NoPadding;
+use cbc::cipher::inout::InOutBuf;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit, StreamCipher};
 use mongocrypt_sys as sys;
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use zeroize::Zeroize;
+
+mod hmac_sha512;
 
 use crate::binary::CallbackBinary;
 use crate::error::{self, Error, Status};
@@ -36,7 +41,8 @@ const HMAC_SHA_512_LEN: usize = 64;
 /// operation that needed the primitive; a panic is caught and reported the same way.
 ///
 /// Output buffers are preallocated by libmongocrypt and zeroed before the call, so a provider never sees stale
-/// memory. Every method writes its result at the start of `output` and must return an error, never panic, when
+/// memory (the `_uninit` variants of the CBC methods hand them over as they are, for providers that write without
+/// reading). Every method writes its result at the start of `output` and must return an error, never panic, when
 /// `output` is too small. The sizes are checked after the call: a cipher must report exactly its input's length,
 /// and a misreported count fails the operation with a client error rather than reaching libmongocrypt.
 ///
@@ -69,6 +75,31 @@ pub trait CryptoProvider: Send + Sync + 'static {
         output: &mut [u8],
     ) -> Result<usize, CryptoError> {
         RustCrypto.aes_256_cbc_decrypt(key, iv, input, output)
+    }
+
+    /// [`aes_256_cbc_encrypt`](CryptoProvider::aes_256_cbc_encrypt) into libmongocrypt's output buffer as it is,
+    /// uninitialised, which is what the hook calls. The default zeroes it and calls `aes_256_cbc_encrypt`;
+    /// [`RustCrypto`] writes it without that extra pass over the output (a large value's ciphertext).
+    fn aes_256_cbc_encrypt_uninit(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [MaybeUninit<u8>],
+    ) -> Result<usize, CryptoError> {
+        self.aes_256_cbc_encrypt(key, iv, input, zeroed(output))
+    }
+
+    /// [`aes_256_cbc_decrypt`](CryptoProvider::aes_256_cbc_decrypt) into libmongocrypt's uninitialised output
+    /// buffer, which is what the hook calls. The default zeroes it and calls `aes_256_cbc_decrypt`.
+    fn aes_256_cbc_decrypt_uninit(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [MaybeUninit<u8>],
+    ) -> Result<usize, CryptoError> {
+        self.aes_256_cbc_decrypt(key, iv, input, zeroed(output))
     }
 
     /// AES-256-CTR encryption, as OpenSSL's `EVP_aes_256_ctr`: `iv` is the 16-byte initial counter block,
@@ -180,11 +211,12 @@ impl CryptoError {
 }
 
 /// A [`CryptoProvider`] built on the RustCrypto crates for AES (`aes`, with AES-NI where the CPU has it, `cbc`,
-/// `ctr`, `ecb`), `ring` for HMAC, SHA-256 and RSA signatures (its SHA-2 is assembly, the `sha2` crate's SHA-512
-/// is not), and `getrandom` for randomness.
+/// `ctr`, `ecb`), `ring` for SHA-256, HMAC-SHA-256 and RSA signatures (assembly), an HMAC-SHA-512 of this crate's
+/// own on x86-64 CPUs with AVX2 and BMI2 (fewer instructions than OpenSSL's; ring's elsewhere), and `getrandom`
+/// for randomness.
 ///
 /// AES keys are used in place, never copied; the AES key schedules are wiped when dropped (the `aes` crate's
-/// `zeroize` feature), ring's HMAC key states are not.
+/// `zeroize` feature), and so are the HMAC-SHA-512 key blocks and states; ring's HMAC key states are not.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCrypto;
 
@@ -217,6 +249,30 @@ impl CryptoProvider for RustCrypto {
             .decrypt_padded_b2b_mut::<NoPadding>(input, output)
             .map_err(|_| not_whole_blocks(input))?;
         Ok(input.len())
+    }
+
+    fn aes_256_cbc_encrypt_uninit(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [MaybeUninit<u8>],
+    ) -> Result<usize, CryptoError> {
+        let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
+        let mut cipher = cbc::Encryptor::<Aes256>::new(key.into(), iv.into());
+        through_stack_blocks(input, output, |blocks| cipher.encrypt_blocks_inout_mut(blocks))
+    }
+
+    fn aes_256_cbc_decrypt_uninit(
+        &self,
+        key: &[u8],
+        iv: &[u8],
+        input: &[u8],
+        output: &mut [MaybeUninit<u8>],
+    ) -> Result<usize, CryptoError> {
+        let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
+        let mut cipher = cbc::Decryptor::<Aes256>::new(key.into(), iv.into());
+        through_stack_blocks(input, output, |blocks| cipher.decrypt_blocks_inout_mut(blocks))
     }
 
     fn aes_256_ctr_encrypt(
@@ -256,11 +312,14 @@ impl CryptoProvider for RustCrypto {
     }
 
     fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        mac_into(ring::hmac::HMAC_SHA512, key, input, output)
+        output_prefix(output, 64)?.copy_from_slice(&hmac_sha512::hmac_sha512(key, input));
+        Ok(())
     }
 
     fn hmac_sha_256(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        mac_into(ring::hmac::HMAC_SHA256, key, input, output)
+        let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), input);
+        output_prefix(output, tag.as_ref().len())?.copy_from_slice(tag.as_ref());
+        Ok(())
     }
 
     fn sha_256(&self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
@@ -309,24 +368,48 @@ fn fixed<'a, const N: usize>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8; N],
 }
 
 /// The first `len` bytes of `output`, or an error if it is shorter.
-fn output_prefix(output: &mut [u8], len: usize) -> Result<&mut [u8], CryptoError> {
+fn output_prefix<T>(output: &mut [T], len: usize) -> Result<&mut [T], CryptoError> {
     let available = output.len();
     output
         .get_mut(..len)
         .ok_or_else(|| CryptoError::new(format!("output buffer too small: need {len} bytes, have {available}")))
 }
 
-fn not_whole_blocks(input: &[u8]) -> CryptoError {
-    CryptoError::new(format!("input length {} is not a multiple of the {AES_BLOCK_LEN}-byte AES block", input.len()))
+/// `output`, zeroed: what a provider method taking `&mut [u8]` gets of libmongocrypt's uninitialised buffer.
+pub(crate) fn zeroed(output: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    output.fill(MaybeUninit::new(0));
+    // SAFETY: not a mongocrypt.h rule: every byte was initialised just above, and `MaybeUninit<u8>` has the layout
+    // of `u8`.
+    unsafe { &mut *(output as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
-/// Writes the MAC `M` of `input` under `key` to the start of `output`.
-/// HMAC with ring's assembly SHA-2 (the `sha2` crate's portable SHA-512 takes about 1.8 times OpenSSL's
-/// instructions, and HMAC-SHA-512 over the ciphertext is most of an FLE1 operation's cost on large values).
-fn mac_into(algorithm: ring::hmac::Algorithm, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(algorithm, key), input);
-    output_prefix(output, tag.as_ref().len())?.copy_from_slice(tag.as_ref());
-    Ok(())
+/// Runs a block cipher mode over `input` into the uninitialised `output` through a 1 KiB buffer on the stack: the
+/// `cbc` crate writes only to initialised blocks, and zeroing all of `output` first would be one more pass over a
+/// large value than copying the buffer out. The buffer is wiped afterwards (it held plaintext).
+fn through_stack_blocks(
+    input: &[u8],
+    output: &mut [MaybeUninit<u8>],
+    mut mode: impl FnMut(InOutBuf<'_, '_, cbc::cipher::Block<Aes256>>),
+) -> Result<usize, CryptoError> {
+    if !input.len().is_multiple_of(AES_BLOCK_LEN) {
+        return Err(not_whole_blocks(input));
+    }
+    let output = output_prefix(output, input.len())?;
+    let mut buffer = [0u8; 64 * AES_BLOCK_LEN];
+    for (input, output) in input.chunks(buffer.len()).zip(output.chunks_mut(buffer.len())) {
+        let out = &mut buffer[..input.len()];
+        let (blocks, _) = InOutBuf::new(input, out).expect("equal lengths").into_chunks();
+        mode(blocks);
+        // SAFETY: not a mongocrypt.h rule: `out` is `output.len()` initialised bytes, and the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), output.as_mut_ptr().cast(), output.len()) };
+    }
+    let used = input.len().min(buffer.len());
+    buffer[..used].zeroize();
+    Ok(input.len())
+}
+
+fn not_whole_blocks(input: &[u8]) -> CryptoError {
+    CryptoError::new(format!("input length {} is not a multiple of the {AES_BLOCK_LEN}-byte AES block", input.len()))
 }
 
 /// Owns the provider that the hooks installed on a `mongocrypt_t` point at. It must be dropped only after that
@@ -457,7 +540,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 #[allow(clippy::too_many_arguments)] // mirrors mongocrypt_crypto_fn, plus the hook's name and operation
 unsafe fn cipher_hook(
     name: &str,
-    op: impl FnOnce(&dyn CryptoProvider, &[u8], &[u8], &[u8], &mut [u8]) -> Result<usize, CryptoError>,
+    op: impl FnOnce(&dyn CryptoProvider, &[u8], &[u8], &[u8], &mut [MaybeUninit<u8>]) -> Result<usize, CryptoError>,
     ctx: *mut c_void,
     key: *mut sys::mongocrypt_binary_t,
     iv: Option<*mut sys::mongocrypt_binary_t>,
@@ -485,8 +568,9 @@ unsafe fn cipher_hook(
         };
         let input = input.as_slice();
         // Every cipher libmongocrypt asks for (CBC without padding, CTR, ECB) writes exactly as many bytes as it
-        // reads, so the provider gets exactly that much output.
-        let out = output_prefix(out.zeroed_output(), input.len())?;
+        // reads, so the provider gets exactly that much output (uninitialised: each trampoline zeroes it unless the
+        // method takes MaybeUninit).
+        let out = output_prefix(out.uninit_output(), input.len())?;
         let written = op(provider, key, iv, input, out)?;
         // libmongocrypt trusts bytes_written: a short count makes it strip padding it never got (and assert), a
         // zero trips BSON_ASSERT (*bytes_written > 0). Any count but the input's length is refused here.
@@ -567,15 +651,15 @@ macro_rules! cipher_trampolines {
 
 cipher_trampolines! {
     /// `mongocrypt_crypto_fn` for AES-256-CBC encryption.
-    aes_256_cbc_encrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_encrypt(key, iv, input, out), iv: true;
+    aes_256_cbc_encrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_encrypt_uninit(key, iv, input, out), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-CBC decryption.
-    aes_256_cbc_decrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_decrypt(key, iv, input, out), iv: true;
+    aes_256_cbc_decrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_decrypt_uninit(key, iv, input, out), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-CTR encryption.
-    aes_256_ctr_encrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, out), iv: true;
+    aes_256_ctr_encrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, zeroed(out)), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-CTR decryption.
-    aes_256_ctr_decrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, out), iv: true;
+    aes_256_ctr_decrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, zeroed(out)), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-ECB encryption; libmongocrypt passes a NULL `iv`, which is not read.
-    aes_256_ecb_encrypt_hook => |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, out), iv: false;
+    aes_256_ecb_encrypt_hook => |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, zeroed(out)), iv: false;
 }
 
 /// Defines the `mongocrypt_hmac_fn` trampolines through [`mac_hook`].

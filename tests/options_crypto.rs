@@ -74,6 +74,22 @@ fn rust_crypto_deterministic_equals_native_byte_for_byte() {
 }
 
 #[test]
+fn rust_crypto_equals_native_on_values_across_its_buffer_and_block_sizes() {
+    // RustCrypto's CBC runs through a 1 KiB stack buffer and its HMAC-SHA-512 pairs 128-byte blocks: values whose
+    // ciphertexts end just before, at and after those edges, and one of many buffers.
+    let (native, rust) = (native(), rust());
+    for len in [990, 1000, 1007, 1008, 1009, 1024, 1040, 2047, 2048, 2100, 70_000] {
+        let value = Bson::String("x".repeat(len));
+        let a = encrypt(&native, &Algorithm::Deterministic, value.clone());
+        let b = encrypt(&rust, &Algorithm::Deterministic, value.clone());
+        assert_eq!(a.as_bytes(), b.as_bytes(), "Deterministic of a {len}-byte string differs");
+        assert_bson_eq(&decrypt(&rust, &a), &raw(&doc! { "v": value.clone() }));
+        let by_rust = encrypt(&rust, &Algorithm::Random, value.clone());
+        assert_bson_eq(&decrypt(&native, &by_rust), &raw(&doc! { "v": value }));
+    }
+}
+
+#[test]
 fn random_crosses_between_providers() {
     let (native, rust) = (native(), rust());
     for value in
