@@ -3,9 +3,11 @@
 //!
 //! Why by hand: HMAC-SHA-512 is most of what an FLE1 operation on a large value costs, and no crate's SHA-512 is as
 //! cheap as the OpenSSL 3.0 code libmongocrypt's native crypto uses (AVX2 message schedule for two blocks at once,
-//! BMI2 rotates in the rounds). Instructions per 128-byte block under callgrind, HMAC-SHA-512 of 64 KiB: OpenSSL
+//! interleaved with BMI2 rounds). Instructions per 128-byte block under callgrind, HMAC-SHA-512 of 64 KiB: OpenSSL
 //! 3.0 about 2,410; ring 0.17 and aws-lc-rs 1 about 2,950 (AVX schedule of one block, no BMI2); the `sha2` crate's
-//! AVX2 backend (0.10 and 0.11) about 4,300; this file about 2,380 (BENCHMARKS.md has the whole operations).
+//! AVX2 backend (0.10 and 0.11) about 4,300; this file about 2,390, at about OpenSSL's speed natively once the
+//! schedule of the next pair of blocks runs interleaved with the rounds of this one (BENCHMARKS.md has the whole
+//! operations).
 //! It follows FIPS 180-4 (SHA-512) and RFC 2104 (HMAC); the tests compare it with ring's on every length that
 //! matters and with the FIPS and RFC 4231 vectors.
 //!
@@ -79,11 +81,11 @@ mod avx2_bmi2 {
     /// HMAC-SHA-512 (RFC 2104 with SHA-512's 128-byte block).
     #[target_feature(enable = "avx2,bmi1,bmi2")]
     pub(super) fn hmac(key: &[u8], input: &[u8]) -> [u8; 64] {
-        let mut wk = [[0u64; 80]; 2];
+        let mut wk = [[[0u64; 80]; 2]; 2];
         let mut key_block = [0u8; BLOCK];
         if key.len() > BLOCK {
             let mut state = H0;
-            hash_into(&mut state, &[], key, 0, &mut wk);
+            hash_into(&mut state, None, key, &mut wk);
             key_block[..64].copy_from_slice(&digest_bytes(&state));
             state.zeroize();
         } else {
@@ -91,19 +93,30 @@ mod avx2_bmi2 {
         }
         let mut pad = key_block.map(|b| b ^ 0x36);
         let mut inner = H0;
-        hash_into(&mut inner, &pad, input, BLOCK, &mut wk);
+        hash_into(&mut inner, Some(&pad), input, &mut wk);
         pad = key_block.map(|b| b ^ 0x5c);
         let mut inner_digest = digest_bytes(&inner);
         let mut outer = H0;
-        hash_into(&mut outer, &pad, &inner_digest, BLOCK, &mut wk);
+        hash_into(&mut outer, Some(&pad), &inner_digest, &mut wk);
         let tag = digest_bytes(&outer);
-        key_block.zeroize();
-        pad.zeroize();
+        wipe(&mut key_block);
+        wipe(&mut pad);
         inner.zeroize();
-        inner_digest.zeroize();
+        wipe(&mut inner_digest);
         outer.zeroize();
         wk.zeroize();
         tag
+    }
+
+    /// Wipes a copy of secret bytes (the `zeroize` crate's volatile writes), eight at a time where aligned: a byte
+    /// at a time, the buffers here would cost as much to wipe as a short value costs to hash.
+    fn wipe(bytes: &mut [u8]) {
+        // SAFETY: not a mongocrypt.h rule: every bit pattern is a valid u64 and a valid u8, so viewing the aligned
+        // middle of the bytes as u64s is sound.
+        let (head, middle, tail) = unsafe { bytes.align_to_mut::<u64>() };
+        head.zeroize();
+        middle.zeroize();
+        tail.zeroize();
     }
 
     fn digest_bytes(state: &[u64; 8]) -> [u8; 64] {
@@ -114,84 +127,127 @@ mod avx2_bmi2 {
         out
     }
 
-    /// Runs SHA-512 over `first` (empty or one block), then `message`, then the padding for a message of
-    /// `first.len() + message.len()` bytes whose first `prefix_len` bytes are `first`.
+    /// Runs SHA-512 over `first` (if any), then `message`, then their padding.
+    ///
+    /// Blocks go by pairs (see [`schedule`]), pipelined: the rounds of one pair run interleaved with the schedule
+    /// of the next ([`rounds_and_steps`]), so that the vector unit works on the next pair while the scalar rounds
+    /// run, as OpenSSL's assembly does; `wk` holds the schedules of both. The pairs come from three places: `start`
+    /// (`first` and the message's first block, copied), the message's blocks in place (an even count), and `end`
+    /// (what is left: `first` if the message has no whole block, an odd block, the last bytes and the padding).
     #[target_feature(enable = "avx2,bmi1,bmi2")]
-    fn hash_into(state: &mut [u64; 8], first: &[u8], message: &[u8], prefix_len: usize, wk: &mut [Wk; 2]) {
+    fn hash_into(state: &mut [u64; 8], first: Option<&[u8; BLOCK]>, message: &[u8], wk: &mut [[Wk; 2]; 2]) {
         let (blocks, rest) = message.as_chunks::<BLOCK>();
-        // The padding: 0x80, zeros, then the length in bits as a 128-bit big-endian number; one or two blocks.
-        let mut tail = [[0u8; BLOCK]; 2];
-        let flat = tail.as_flattened_mut();
-        flat[..rest.len()].copy_from_slice(rest);
-        flat[rest.len()] = 0x80;
-        let tail_blocks = if rest.len() + 1 + 16 <= BLOCK { 1 } else { 2 };
-        let bits = ((prefix_len + message.len()) as u128) << 3;
-        flat[tail_blocks * BLOCK - 16..tail_blocks * BLOCK].copy_from_slice(&bits.to_be_bytes());
-        let first: Option<&[u8; BLOCK]> = first.try_into().ok();
-        let mut all = first.into_iter().chain(blocks).chain(&tail[..tail_blocks]);
-        while let Some(b0) = all.next() {
-            match all.next() {
-                Some(b1) => {
-                    schedule(b0, b1, wk);
-                    rounds(state, &wk[0]);
-                    rounds(state, &wk[1]);
-                }
-                None => {
-                    schedule(b0, b0, wk);
-                    rounds(state, &wk[0]);
+        let mut start = [[0u8; BLOCK]; 2];
+        let (start_blocks, body) = match (first, blocks.split_first()) {
+            (Some(first), Some((block, body))) => {
+                start = [*first, *block];
+                (2, body)
+            }
+            _ => (0, blocks),
+        };
+        let (bulk, odd) = body.split_at(body.len() & !1);
+        // 0x80, zeros, then the length in bits as a 128-bit big-endian number: at most 128 + 127 + 17 bytes with
+        // what precedes it, so one to three blocks.
+        let mut end_buffer = [[0u8; BLOCK]; 3];
+        let flat = end_buffer.as_flattened_mut();
+        let mut used = 0;
+        for part in [first.filter(|_| start_blocks == 0).map_or(&[][..], |f| &f[..]), odd.as_flattened(), rest] {
+            flat[used..used + part.len()].copy_from_slice(part);
+            used += part.len();
+        }
+        flat[used] = 0x80;
+        let end_blocks = (used + 1 + 16).div_ceil(BLOCK);
+        let bits = ((usize::from(first.is_some()) * BLOCK + message.len()) as u128) << 3;
+        flat[end_blocks * BLOCK - 16..end_blocks * BLOCK].copy_from_slice(&bits.to_be_bytes());
+        let end = &end_buffer[..end_blocks];
+        let total = start_blocks + bulk.len() + end_blocks;
+        // Pair `i` (blocks 2i and 2i + 1), the last block paired with itself when the count is odd.
+        let pair = |i: usize| {
+            let i = 2 * i;
+            if i < start_blocks {
+                return (&start[0], &start[1]);
+            }
+            match bulk.get(i - start_blocks..i - start_blocks + 2) {
+                Some([b0, b1]) => (b0, b1),
+                _ => {
+                    let i = i - start_blocks - bulk.len();
+                    (&end[i], &end[(i + 1).min(end.len() - 1)])
                 }
             }
+        };
+        let (mut current, mut next) = {
+            let [current, next] = wk;
+            (current, next)
+        };
+        let mut x = [_mm256_setzero_si256(); 8];
+        let (b0, b1) = pair(0);
+        schedule(b0, b1, current);
+        let mut i = 0;
+        while 2 * i + 2 < total {
+            let following = pair(i + 1);
+            rounds_and_steps::<0>(state, &current[0], &mut x, following, next);
+            rounds_and_steps::<1>(state, &current[1], &mut x, following, next);
+            std::mem::swap(&mut current, &mut next);
+            i += 1;
         }
-        tail.zeroize();
+        // The last pair (or lone block): nothing to schedule meanwhile.
+        rounds(state, &current[0]);
+        if 2 * i + 1 < total {
+            rounds(state, &current[1]);
+        }
+        x.iter_mut().for_each(|x| *x = _mm256_setzero_si256());
+        wipe(&mut start.as_flattened_mut()[..start_blocks * BLOCK]);
+        wipe(&mut end_buffer.as_flattened_mut()[..end_blocks * BLOCK]);
     }
 
     /// The message schedule of two blocks at once: each 256-bit register holds two consecutive words of `b0` in
     /// its low half and the same two of `b1` in its high half, so one step makes four words.
     #[target_feature(enable = "avx2,bmi1,bmi2")]
-    #[allow(unused_assignments)] // the last eight steps' words are only stored
     fn schedule(b0: &[u8; BLOCK], b1: &[u8; BLOCK], wk: &mut [Wk; 2]) {
-        // Byte order: big-endian words, swapped within each 64-bit lane.
-        let swap = _mm256_setr_epi8(
-            7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8,
-        );
         let mut x = [_mm256_setzero_si256(); 8];
-        for (j, x) in x.iter_mut().enumerate() {
-            // SAFETY: not a mongocrypt.h rule: both loads read 16 bytes at 16 * j < 128 of a 128-byte block.
-            let pair = unsafe { _mm256_loadu2_m128i(b1.as_ptr().add(16 * j).cast(), b0.as_ptr().add(16 * j).cast()) };
-            *x = _mm256_shuffle_epi8(pair, swap);
-        }
-        let [wk0, wk1] = wk;
-        for (j, &w) in x.iter().enumerate() {
-            store(j, w, wk0, wk1);
-        }
-        // W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16], two words t = 2j, 2j + 1 per lane; `x[j % 8]` holds
-        // words 2j-16 and 2j-15 before the step, 2j and 2j+1 after. Unrolled in full: `x` stays in registers and
-        // every index is a constant.
-        macro_rules! step {
-            ($j:expr, $i:literal) => {
-                let w16 = x[$i];
-                let w15 = _mm256_alignr_epi8::<8>(x[($i + 1) % 8], w16); // 2j-15, 2j-14
-                let w7 = _mm256_alignr_epi8::<8>(x[($i + 5) % 8], x[($i + 4) % 8]); // 2j-7, 2j-6
-                let w2 = x[($i + 7) % 8]; // 2j-2, 2j-1
-                let w =
-                    _mm256_add_epi64(_mm256_add_epi64(w16, small_sigma0(w15)), _mm256_add_epi64(w7, small_sigma1(w2)));
-                x[$i] = w;
-                store($j + $i, w, wk0, wk1);
-            };
-        }
         macro_rules! eight_steps {
             ($($j:literal)*) => {$(
-                step!($j, 0);
-                step!($j, 1);
-                step!($j, 2);
-                step!($j, 3);
-                step!($j, 4);
-                step!($j, 5);
-                step!($j, 6);
-                step!($j, 7);
+                step($j, &mut x, (b0, b1), wk);
+                step($j + 1, &mut x, (b0, b1), wk);
+                step($j + 2, &mut x, (b0, b1), wk);
+                step($j + 3, &mut x, (b0, b1), wk);
+                step($j + 4, &mut x, (b0, b1), wk);
+                step($j + 5, &mut x, (b0, b1), wk);
+                step($j + 6, &mut x, (b0, b1), wk);
+                step($j + 7, &mut x, (b0, b1), wk);
             )*};
         }
-        eight_steps!(8 16 24 32);
+        eight_steps!(0 8 16 24 32);
+        x.iter_mut().for_each(|x| *x = _mm256_setzero_si256());
+    }
+
+    /// Step `j` (0 to 39) of the schedule of `blocks`: words 2j and 2j + 1 of both, into `x[j % 8]` and, plus their
+    /// round constants, into `wk`. Steps 0 to 7 load the blocks' words; from 8 on, W[t] = σ1(W[t-2]) + W[t-7] +
+    /// σ0(W[t-15]) + W[t-16], where `x[j % 8]` holds words 2j-16 and 2j-15 before the step. Always inlined where
+    /// `j` is a constant, so that `x` stays in registers.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn step(j: usize, x: &mut [__m256i; 8], (b0, b1): (&[u8; BLOCK], &[u8; BLOCK]), wk: &mut [Wk; 2]) {
+        let w = if j < 8 {
+            // Byte order: big-endian words, swapped within each 64-bit lane.
+            let swap = _mm256_setr_epi8(
+                7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10,
+                9, 8,
+            );
+            assert!(16 * j + 16 <= BLOCK);
+            // SAFETY: not a mongocrypt.h rule: both loads read 16 bytes at 16 * j of 128-byte blocks (asserted).
+            let pair = unsafe { _mm256_loadu2_m128i(b1.as_ptr().add(16 * j).cast(), b0.as_ptr().add(16 * j).cast()) };
+            _mm256_shuffle_epi8(pair, swap)
+        } else {
+            let w16 = x[j % 8]; // words 2j-16, 2j-15
+            let w15 = _mm256_alignr_epi8::<8>(x[(j + 1) % 8], w16); // 2j-15, 2j-14
+            let w7 = _mm256_alignr_epi8::<8>(x[(j + 5) % 8], x[(j + 4) % 8]); // 2j-7, 2j-6
+            let w2 = x[(j + 7) % 8]; // 2j-2, 2j-1
+            _mm256_add_epi64(_mm256_add_epi64(w16, small_sigma0(w15)), _mm256_add_epi64(w7, small_sigma1(w2)))
+        };
+        x[j % 8] = w;
+        let [wk0, wk1] = wk;
+        store(j, w, wk0, wk1);
     }
 
     /// Stores words `2j` and `2j + 1` of both blocks, plus their round constants.
@@ -226,38 +282,99 @@ mod avx2_bmi2 {
         _mm256_xor_si256(_mm256_xor_si256(r19, r61), _mm256_srli_epi64::<6>(x))
     }
 
+    /// One round, the eight variables renamed instead of moved: Σ1, Ch, Σ0 and Maj of FIPS 180-4 4.1.3.
+    macro_rules! round {
+        ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $wk:expr) => {
+            let t1 = $h
+                .wrapping_add($e.rotate_right(14) ^ $e.rotate_right(18) ^ $e.rotate_right(41))
+                .wrapping_add((($f ^ $g) & $e) ^ $g) // Ch(e, f, g)
+                .wrapping_add($wk);
+            let t2 = ($a.rotate_right(28) ^ $a.rotate_right(34) ^ $a.rotate_right(39))
+                .wrapping_add((($a ^ $b) & ($b ^ $c)) ^ $b);
+            $d = $d.wrapping_add(t1);
+            $h = t1.wrapping_add(t2);
+        };
+    }
+
+    /// Eight rounds from round `t`, then `$after` if given (the schedule steps interleaved with them). Unrolled
+    /// in full: constant offsets into `wk`, no loop counter to keep in a register.
+    macro_rules! eight_rounds {
+        ($v:ident, $wk:ident, $t:literal $(, $after:expr)?) => {
+            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = $v;
+            round!(a, b, c, d, e, f, g, h, $wk[$t]);
+            round!(h, a, b, c, d, e, f, g, $wk[$t + 1]);
+            round!(g, h, a, b, c, d, e, f, $wk[$t + 2]);
+            round!(f, g, h, a, b, c, d, e, $wk[$t + 3]);
+            round!(e, f, g, h, a, b, c, d, $wk[$t + 4]);
+            round!(d, e, f, g, h, a, b, c, $wk[$t + 5]);
+            round!(c, d, e, f, g, h, a, b, $wk[$t + 6]);
+            round!(b, c, d, e, f, g, h, a, $wk[$t + 7]);
+            $v = [a, b, c, d, e, f, g, h];
+            $($after;)?
+        };
+    }
+
     /// The 80 rounds of one block, given its `W[t] + K[t]`.
     #[target_feature(enable = "avx2,bmi1,bmi2")]
     fn rounds(state: &mut [u64; 8], wk: &Wk) {
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-        // One round, the eight variables renamed instead of moved: Σ1, Ch, Σ0 and Maj of FIPS 180-4 4.1.3.
-        macro_rules! round {
-            ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $wk:expr) => {
-                let t1 = $h
-                    .wrapping_add($e.rotate_right(14) ^ $e.rotate_right(18) ^ $e.rotate_right(41))
-                    .wrapping_add((($f ^ $g) & $e) ^ $g) // Ch(e, f, g)
-                    .wrapping_add($wk);
-                let t2 = ($a.rotate_right(28) ^ $a.rotate_right(34) ^ $a.rotate_right(39))
-                    .wrapping_add((($a ^ $b) & ($b ^ $c)) ^ $b);
-                $d = $d.wrapping_add(t1);
-                $h = t1.wrapping_add(t2);
-            };
+        let mut v = *state;
+        eight_rounds!(v, wk, 0);
+        eight_rounds!(v, wk, 8);
+        eight_rounds!(v, wk, 16);
+        eight_rounds!(v, wk, 24);
+        eight_rounds!(v, wk, 32);
+        eight_rounds!(v, wk, 40);
+        eight_rounds!(v, wk, 48);
+        eight_rounds!(v, wk, 56);
+        eight_rounds!(v, wk, 64);
+        eight_rounds!(v, wk, 72);
+        for (s, v) in state.iter_mut().zip(v) {
+            *s = s.wrapping_add(v);
         }
-        // Unrolled in full: constant offsets into `wk`, no loop counter to keep in a register.
-        macro_rules! eight_rounds {
-            ($($t:literal)*) => {$(
-                round!(a, b, c, d, e, f, g, h, wk[$t]);
-                round!(h, a, b, c, d, e, f, g, wk[$t + 1]);
-                round!(g, h, a, b, c, d, e, f, wk[$t + 2]);
-                round!(f, g, h, a, b, c, d, e, wk[$t + 3]);
-                round!(e, f, g, h, a, b, c, d, wk[$t + 4]);
-                round!(d, e, f, g, h, a, b, c, wk[$t + 5]);
-                round!(c, d, e, f, g, h, a, b, wk[$t + 6]);
-                round!(b, c, d, e, f, g, h, a, wk[$t + 7]);
-            )*};
+    }
+
+    /// [`rounds`] of one block with half of the next pair's schedule interleaved: for `HALF` 0 the eight loads of
+    /// the next blocks first (so that their addresses need no register during the rounds), then steps 8 to 17, one
+    /// per eight rounds; for `HALF` 1 steps 18 to 39, two per eight rounds and the last two at the end.
+    #[target_feature(enable = "avx2,bmi1,bmi2")]
+    fn rounds_and_steps<const HALF: usize>(
+        state: &mut [u64; 8],
+        wk: &Wk,
+        x: &mut [__m256i; 8],
+        blocks: (&[u8; BLOCK], &[u8; BLOCK]),
+        next: &mut [Wk; 2],
+    ) {
+        let mut v = *state;
+        let mut xs = *x;
+        if HALF == 0 {
+            for j in 0..8 {
+                step(j, &mut xs, blocks, next);
+            }
         }
-        eight_rounds!(0 8 16 24 32 40 48 56 64 72);
-        for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+        let mut steps = |g: usize| {
+            if HALF == 0 {
+                step(8 + g, &mut xs, blocks, next);
+            } else {
+                step(18 + 2 * g, &mut xs, blocks, next);
+                step(19 + 2 * g, &mut xs, blocks, next);
+            }
+        };
+        eight_rounds!(v, wk, 0, steps(0));
+        eight_rounds!(v, wk, 8, steps(1));
+        eight_rounds!(v, wk, 16, steps(2));
+        eight_rounds!(v, wk, 24, steps(3));
+        eight_rounds!(v, wk, 32, steps(4));
+        eight_rounds!(v, wk, 40, steps(5));
+        eight_rounds!(v, wk, 48, steps(6));
+        eight_rounds!(v, wk, 56, steps(7));
+        eight_rounds!(v, wk, 64, steps(8));
+        eight_rounds!(v, wk, 72, steps(9));
+        if HALF == 1 {
+            step(38, &mut xs, blocks, next);
+            step(39, &mut xs, blocks, next);
+        }
+        *x = xs;
+        for (s, v) in state.iter_mut().zip(v) {
             *s = s.wrapping_add(v);
         }
     }
