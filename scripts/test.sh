@@ -4,8 +4,8 @@
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
 #              aws-sdk feature's test (aws-config's credential chain)
-#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2; fails on
-#              a crash; skipped with a message when the machine has no nightly toolchain
+#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2, then on
+#              1.21.0; fails on a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
@@ -269,10 +269,17 @@ if want dynamic; then
 fi
 
 if want fuzz; then
-  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-10} s, Debian libmongocrypt $system_version"
+  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-10} s, on Debian libmongocrypt $system_version and on 1.21.0"
   t0=$SECONDS
   (
     export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
+    for fuzz_target in $(scripts/fuzz.sh list); do
+      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-10}"
+    done
+    # The same targets on the nocrypto 1.21.0 (the Rust provider does every primitive; leak detection on); one
+    # target directory, so only the workspace's crates are rebuilt.
+    PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1)
+    export PKG_CONFIG_PATH
     for fuzz_target in $(scripts/fuzz.sh list); do
       run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-10}"
     done

@@ -4,7 +4,11 @@
 //!
 //! - `async`: `run_tokio` with `TokioKmsTransport`, one task per operation in flight, on a tokio runtime with 2
 //!   worker threads;
-//! - `threads`: `run_concurrent` with the blocking `KmsTransport`, one OS thread per operation in flight.
+//! - `threads`: `run_concurrent` with the blocking `KmsTransport`, one OS thread per operation in flight;
+//! - `tls` (the baseline, first): the same exchange with the mock and nothing else: TCP connect, TLS handshake
+//!   (the transport's rustls configuration), one captured libmongocrypt request, its reply read to the end, one
+//!   tokio task per operation on the same runtime. No libmongocrypt, runner or transport: what this machine allows
+//!   at each level, against which the async runner's rate is also given.
 //!
 //! For 1, 16, 64 and 256 operations in flight it prints the achieved rate, the ideal rate (in flight ÷ 20 ms), their
 //! ratio, the most requests the server held at once (so serialized requests would show), CPU time per operation
@@ -29,8 +33,8 @@ use mongocrypt::state_machine::{run_concurrent, run_tokio, AsyncStateMachineIo, 
 use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const LATENCY: Duration = Duration::from_millis(20);
 const KMS_HOST: &str = "kms.us-east-1.amazonaws.com";
@@ -69,6 +73,7 @@ fn pki() -> Pki {
 #[derive(Default)]
 struct ServerStats {
     requests: AtomicUsize,
+    resumed: AtomicUsize,
     holding: AtomicUsize,
     max_holding: AtomicUsize,
     errors: Mutex<Vec<String>>,
@@ -121,6 +126,9 @@ impl MockKms {
                 tokio::spawn(async move {
                     let served = tokio::time::timeout(Duration::from_secs(5), async {
                         let mut tls = acceptor.accept(sock).await?;
+                        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                            stats.resumed.fetch_add(1, Ordering::Relaxed);
+                        }
                         read_request(&mut tls).await?;
                         stats.requests.fetch_add(1, Ordering::Relaxed);
                         let now = stats.holding.fetch_add(1, Ordering::Relaxed) + 1;
@@ -249,6 +257,30 @@ fn thread_op(crypt: &Crypt, io: &KmsOnly<KmsTransport>) -> Result<(), String> {
         Ok(other) => Err(format!("unexpected result {other:?}")),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The baseline's operation: one TLS exchange with the mock, no libmongocrypt; checks the reply's length.
+async fn tls_op(connector: &TlsConnector, addr: SocketAddr, request: &[u8], reply_len: usize) -> Result<(), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(KMS_HOST).expect("server name");
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    tls.write_all(request).await.map_err(|e| e.to_string())?;
+    let mut reply = Vec::with_capacity(reply_len);
+    tls.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
+    if reply.len() == reply_len {
+        Ok(())
+    } else {
+        Err(format!("reply of {} bytes, expected {reply_len}", reply.len()))
+    }
+}
+
+/// The request libmongocrypt makes for one data key (its date and signature vary; its size does not).
+fn captured_request(crypt: &Crypt) -> Vec<u8> {
+    let mut ctx = crypt.ctx().key_encryption_key(&kek()).and_then(|b| b.datakey()).expect("a data key ctx");
+    let mut scope = ctx.kms_scope().expect("NEED_KMS");
+    let kms = scope.next_kms_ctx().expect("one KMS request");
+    kms.message().expect("the request").to_vec()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -411,8 +443,10 @@ fn main() {
     let pki = pki();
     let server = MockKms::start(&pki);
     let addr = server.addr;
+    let tls_options = TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).expect("CA");
+    let connector = TlsConnector::from(Arc::new(tls_options.client_config().expect("client config")));
     let transport = KmsTransport::builder()
-        .default_tls_options(TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).expect("CA"))
+        .default_tls_options(tls_options)
         .resolver(move |_host, _port| Ok(vec![addr]))
         .timeout(Duration::from_secs(5))
         .build()
@@ -429,7 +463,11 @@ fn main() {
     let async_io = Arc::new(KmsOnly { kms: TokioKmsTransport::new(transport.clone()) });
     let blocking_io = KmsOnly { kms: transport };
 
+    let request = Arc::new(captured_request(&crypt));
+    let reply_len = ENCRYPT_REPLY.replace("\r\n", "\n").replace('\n', "\r\n").len();
+
     // Outside the measurements: one of each, checked.
+    runtime.block_on(tls_op(&connector, addr, &request, reply_len)).expect("a TLS exchange");
     runtime.block_on(async_op(&crypt, &async_io)).expect("an async data key");
     thread_op(&crypt, &blocking_io).expect("a blocking data key");
 
@@ -444,6 +482,40 @@ fn main() {
     );
     let start_rss = status_field("VmRSS");
     let mut phases = Vec::new();
+    for &n in levels {
+        let p = phase(
+            "tls",
+            n,
+            &server,
+            |deadline| {
+                runtime.block_on(async {
+                    let tasks: Vec<_> = (0..n)
+                        .map(|_| {
+                            let (connector, request) = (connector.clone(), request.clone());
+                            tokio::spawn(async move {
+                                let mut done = 0;
+                                while done < cap && Instant::now() < deadline {
+                                    if let Err(e) = tls_op(&connector, addr, &request, reply_len).await {
+                                        return (done, Some(e));
+                                    }
+                                    done += 1;
+                                }
+                                (done, None)
+                            })
+                        })
+                        .collect();
+                    let mut results = Vec::with_capacity(n);
+                    for task in tasks {
+                        results.push(task.await.unwrap_or_else(|e| (0, Some(e.to_string()))));
+                    }
+                    collect(results)
+                })
+            },
+            window,
+        );
+        p.print();
+        phases.push(p);
+    }
     for &n in levels {
         let p = phase(
             "async",
@@ -510,22 +582,27 @@ fn main() {
     }
     let errors = server.stats.errors.lock().unwrap().clone();
     println!(
-        "VmRSS at start {:.1}MiB; VmHWM after the async phases {:.1}MiB, after all {:.1}MiB; server requests {}{}",
+        "VmRSS at start {:.1}MiB; VmHWM after the async phases {:.1}MiB, after all {:.1}MiB; server requests {} ({} \
+         on resumed TLS sessions){}",
         start_rss as f64 / 1024.0,
         hwm_async as f64 / 1024.0,
         status_field("VmHWM") as f64 / 1024.0,
         server.stats.requests.load(Ordering::Relaxed),
+        server.stats.resumed.load(Ordering::Relaxed),
         if errors.is_empty() { String::new() } else { format!("; server errors: {errors:?}") },
     );
     let top = *levels.last().expect("levels");
     let at = |runner: &str| phases.iter().find(|p| p.runner == runner && p.in_flight == top).expect("phase");
-    let (a, t) = (at("async"), at("threads"));
+    let (a, t, tls) = (at("async"), at("threads"), at("tls"));
     let met = if a.ratio() >= 0.80 { "met" } else { "MISSED" };
     println!(
-        "kms_latency: async{top}={:.2} threads{top}={:.2} (rate / ideal); target async{top} >= 0.80: {met}; \
-         threads{top} used {} threads",
+        "kms_latency: async{top}={:.2} threads{top}={:.2} tls{top}={:.2} (rate / ideal); target async{top} >= 0.80: \
+         {met}; async{top} / tls{top} = {:.2} (the runner's rate against TLS alone on this machine); threads{top} \
+         used {} threads",
         a.ratio(),
         t.ratio(),
+        tls.ratio(),
+        a.rate() / tls.rate(),
         t.peak_threads,
     );
     if !bench {

@@ -9,7 +9,7 @@
 //! schedule of the next pair of blocks runs interleaved with the rounds of this one (BENCHMARKS.md has the whole
 //! operations).
 //! It follows FIPS 180-4 (SHA-512) and RFC 2104 (HMAC); the tests compare it with ring's on every length that
-//! matters and with the FIPS and RFC 4231 vectors.
+//! matters and with RFC 4231's vectors.
 //!
 //! Every copy of key material or message words this code makes on the stack is wiped before it returns.
 
@@ -20,8 +20,8 @@ pub(super) fn hmac_sha512(key: &[u8], input: &[u8]) -> [u8; 64] {
         && std::is_x86_feature_detected!("bmi1")
         && std::is_x86_feature_detected!("bmi2")
     {
-        // SAFETY: not a mongocrypt.h rule: `avx2_bmi2::hmac` needs the CPU features it is compiled for, and both
-        // were detected just above.
+        // SAFETY: not a mongocrypt.h rule: `avx2_bmi2::hmac` needs the CPU features it is compiled for, and
+        // all three were detected just above.
         return unsafe { avx2_bmi2::hmac(key, input) };
     }
     let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), input);
