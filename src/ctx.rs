@@ -249,13 +249,13 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(doc, &mut refuse_short_indexed_value)?;
+        let arg = BsonArg::visiting(doc, &mut refuse_malformed_indexed_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(value, &mut refuse_short_indexed_value)?;
+        let arg = BsonArg::visiting(value, &mut refuse_malformed_indexed_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
@@ -317,14 +317,21 @@ fn check_marking(marking: &[u8]) -> Result<()> {
     }
 }
 
-/// Refuses, before libmongocrypt 1.21, a Queryable Encryption indexed value (binary subtype 6, blob type 7 or 9)
-/// shorter than 64 bytes: with its data key cached, libmongocrypt 1.7.2 resizes a buffer to 0 bytes in
-/// `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz; one
-/// such value in a server reply aborts the client). 1.21.0 fails it instead; the versions between are not known to
-/// be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
-/// A [`BsonArg::visiting`] visitor.
+/// Refuses the Queryable Encryption indexed values (binary subtype 6) that libmongocrypt aborts on while it decrypts
+/// them, on the versions seen to abort (one such value in a server reply aborts the client). A
+/// [`BsonArg::visiting`] visitor: it runs on every binary of every document to decrypt, so anything but subtype 6
+/// with blob type 7, 9, 14, 15 or 17 returns at the first comparison.
+///
+/// - v1 (blob type 7 or 9) shorter than 64 bytes, before 1.21: with its data key cached, libmongocrypt 1.7.2
+///   resizes a buffer to 0 bytes in `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize`
+///   `BSON_ASSERT`s (found by the fuzz). 1.21.0 fails it instead; the versions between are not known to be fixed.
+///   A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
+/// - v2 (blob type 14, 15 or 17) that is malformed ([`check_indexed_value_v2`]), from 1.11 to before 1.17: seen
+///   to abort on 1.13.1 (found by the fuzz: a 109-byte type-14 value). Not on 1.7.2 (which returns these blob
+///   types undecrypted), 1.10.1, 1.17.0 or 1.21.0, which fail such values themselves. 1.11, 1.12 and 1.14 to
+///   1.16 are untested: refused as on 1.13.
 #[inline]
-fn refuse_short_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
+fn refuse_malformed_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
     match bytes.first() {
         Some(7 | 9) if subtype == 6 && bytes.len() < 64 && *Version::linked() < Version::new(1, 21, 0) => {
             Err(Error::invalid(format!(
@@ -333,8 +340,75 @@ fn refuse_short_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
                 bytes.len()
             )))
         }
+        Some(&blob_type @ (14 | 15 | 17)) if subtype == 6 => {
+            let linked = Version::linked();
+            if *linked < Version::new(1, 11, 0) || *linked >= Version::new(1, 17, 0) {
+                return Ok(());
+            }
+            check_indexed_value_v2(blob_type, bytes).map_err(|why| {
+                Error::invalid(format!(
+                    "Queryable Encryption v2 indexed value of {} bytes (blob type {blob_type}), {why}, refused by the \
+                     binding (libmongocrypt 1.13 aborts on malformed ones)",
+                    bytes.len()
+                ))
+            })
+        }
         _ => Ok(()),
     }
+}
+
+/// Metadata block of a v2 indexed value (`FLE2TagAndEncryptedMetadataBlock`): encrypted count, tag, encrypted
+/// zeros, 32 bytes each.
+const METADATA_BLOCK_LEN: u64 = 96;
+/// Shortest ServerEncryptedValue the parser takes: a 16-byte IV and at least one encrypted byte.
+const MIN_SERVER_ENCRYPTED_VALUE_LEN: u64 = 17;
+
+/// Whether a v2 indexed value (blob type 14 equality, 15 range, 17 text; `bytes` starts with that byte) has the
+/// layout `mc_FLE2IndexedEncryptedValueV2_parse` takes; the reason if not:
+///
+/// ```text
+/// blob type (1) | S_KeyId (16) | original BSON type (1) | counts | ServerEncryptedValue (>= 17) | 96 * edges
+/// counts: equality none (1 edge); range u8 edges; text u32 LE edges, substring tags, suffix tags
+/// ```
+///
+/// libmongocrypt 1.13.1 sets the edge count (1 for equality) as soon as it has read it, and returns on a later
+/// failure before it allocates the metadata blocks; `mc_FLE2IndexedEncryptedValueV2_destroy` then cleans up block
+/// 0 at NULL and `mc_FLE2TagAndEncryptedMetadataBlock_cleanup`'s `BSON_ASSERT_PARAM` aborts. Those later failures
+/// are the conditions here:
+/// - a text value ends inside its tag counts;
+/// - a text value's tag counts leave no block for its exact match (`edges < substr + suffix + 1`);
+/// - the value is shorter than its counts say: a ServerEncryptedValue of 17 bytes or more, then `96 * edges`.
+///
+/// The sums are 64-bit: the parser's 32-bit `96 * edges` wraps, so that a huge text edge count passes its length
+/// check and it allocates gigabytes of blocks. A value that ends before its edge count, or a range edge count of 0,
+/// fails before the count is set (no abort), and is refused as well: no well-formed value has it. The original
+/// BSON type byte is not checked: the parser takes any (one it cannot decode fails after decryption, with the
+/// blocks allocated).
+fn check_indexed_value_v2(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    const PREFIX: usize = 1 + 16 + 1; // blob type, S_KeyId, original BSON type
+    let header = match blob_type {
+        14 => PREFIX,
+        15 => PREFIX + 1,
+        _ => PREFIX + 12,
+    };
+    let Some(counts) = bytes.get(PREFIX..header) else { return Err("shorter than its header") };
+    // Text: edge, substring and suffix tag counts; range: the edge count; equality: one edge.
+    let mut text = counts.chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    let (edges, tags) = match counts {
+        [] => (1, 0),
+        [edges] => (u64::from(*edges), 0),
+        _ => (text.next().unwrap_or(0), text.sum()),
+    };
+    if edges == 0 {
+        return Err("with an edge count of 0");
+    }
+    if edges < tags + 1 {
+        return Err("with more substring and suffix tags than its edge count leaves room for");
+    }
+    if ((bytes.len() - header) as u64) < MIN_SERVER_ENCRYPTED_VALUE_LEN + METADATA_BLOCK_LEN * edges {
+        return Err("shorter than its encrypted value and metadata blocks");
+    }
+    Ok(())
 }
 
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
@@ -588,5 +662,52 @@ impl Drop for Ctx {
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx").field("state", &self.state()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_indexed_value_v2;
+
+    /// Blob type, S_KeyId and BSON type, then `counts`, then `rest` bytes.
+    fn value(blob_type: u8, counts: &[u8], rest: usize) -> Vec<u8> {
+        let mut v = vec![blob_type];
+        v.extend_from_slice(&[0x11; 16]);
+        v.push(0x02);
+        v.extend_from_slice(counts);
+        v.resize(v.len() + rest, 0xab);
+        v
+    }
+
+    fn text_counts(edges: u32, substr: u32, suffix: u32) -> Vec<u8> {
+        [edges, substr, suffix].iter().flat_map(|c| c.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn v2_indexed_value_layout() {
+        // The shortest well-formed value of each kind is taken, one byte less is not.
+        for (blob_type, counts, edges) in [
+            (14, vec![], 1),
+            (15, vec![1], 1),
+            (15, vec![255], 255),
+            (17, text_counts(1, 0, 0), 1),
+            (17, text_counts(4, 1, 2), 4),
+        ] {
+            let rest = 17 + 96 * edges;
+            assert_eq!(check_indexed_value_v2(blob_type, &value(blob_type, &counts, rest)), Ok(()));
+            assert_eq!(check_indexed_value_v2(blob_type, &value(blob_type, &counts, rest + 500)), Ok(()));
+            let short = value(blob_type, &counts, rest - 1);
+            assert!(check_indexed_value_v2(blob_type, &short).is_err(), "{blob_type} {counts:?}");
+            // Every truncation is refused.
+            for len in 1..short.len() {
+                assert!(check_indexed_value_v2(blob_type, &short[..len]).is_err(), "{blob_type} {counts:?} {len}");
+            }
+        }
+        assert_eq!(check_indexed_value_v2(15, &value(15, &[0], 1000)), Err("with an edge count of 0"));
+        for (e, s, x) in [(0, 0, 0), (1, 1, 0), (2, 0, 2), (2, u32::MAX, 0), (u32::MAX, u32::MAX, u32::MAX)] {
+            assert!(check_indexed_value_v2(17, &value(17, &text_counts(e, s, x), 1000)).is_err(), "{e} {s} {x}");
+        }
+        // 96 * 0x02aaaaab wraps to 32 in 32 bits; here it does not.
+        assert!(check_indexed_value_v2(17, &value(17, &text_counts(0x02aa_aaab, 0, 0), 49)).is_err());
     }
 }

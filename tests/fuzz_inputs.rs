@@ -25,9 +25,8 @@
 //!
 //! Inputs that crash libmongocrypt itself are refused by the binding (a chunked KMS reply with a bad chunk, a GCP
 //! reply with bad base64, mongocryptd markings with null-like values or malformed BSON, huge KMIP lengths and short
-//! `keyMaterial` before 1.21; the `refused_*` tests below feed each and expect `Err`), or, for the two Queryable
-//! Encryption decryption aborts the binding does not check, kept out on the versions they crash (each filter names
-//! the bug and the versions); `MONGOCRYPT_FUZZ_UNFILTERED=1` lets those through.
+//! `keyMaterial` before 1.21, short Queryable Encryption v1 indexed values before 1.21 and malformed v2 ones on
+//! 1.13; the `refused_*` tests below feed each and expect `Err`). No input is filtered out of the fuzz.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -892,45 +891,11 @@ fn build_corpus() -> Corpus {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Filters of the inputs that crash libmongocrypt and that the binding does not refuse (yet)
+// Library versions
 
-/// The candidate binary elements of a BSON byte string, found by shape at every offset: an int32 length `n`, a
-/// subtype byte, then `n` bytes. Conservative: it finds every real one, and some that are not.
-fn binary_candidates(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    (4..bytes.len()).filter_map(move |i| {
-        let n = i32::from_le_bytes(bytes[i - 4..i].try_into().unwrap());
-        let n = usize::try_from(n).ok()?;
-        let payload = bytes.get(i + 1..i + 1 + n)?;
-        Some((bytes[i], payload))
-    })
-}
-
-/// LIBMONGOCRYPT BUG (1.7.2; reported): decrypting a Queryable Encryption indexed value (subtype 6, blob type 7 or
-/// 9) whose data key is cached and whose body is shorter than its fixed fields (1 to 30 bytes after the key id)
-/// makes `mc_FLE2IndexedEncryptedValue_add_S_Key` resize a buffer to 0 bytes and `_mongocrypt_buffer_resize`
-/// `BSON_ASSERT`s: a short or truncated encrypted value in a server reply aborts the client. Conservative: any such
-/// blob shorter than 64 bytes.
-fn aborts_on_fle2_blob(bytes: &[u8]) -> bool {
-    binary_candidates(bytes).any(|(subtype, p)| subtype == 6 && p.len() < 64 && matches!(p.first(), Some(7 | 9)))
-}
-
-/// LIBMONGOCRYPT BUG (seen on 1.13.1, not on 1.21.0): decrypting a malformed Queryable Encryption v2 indexed value
-/// (subtype 6, blob type 14 equality, 15 range or 17 text, which carry metadata blocks) fails to parse it and then
-/// `BSON_ASSERT_PARAM`s in `mc_FLE2TagAndEncryptedMetadataBlock_cleanup` on the block it never allocated ("The
-/// parameter: metadata ... cannot be NULL"): one such value from the server aborts the client. Found by Decrypt case
-/// 85, a 109-byte type-14 blob. Conservative: every such blob, kept out before 1.21 ([`old_library`]).
-fn aborts_on_fle2_v2_indexed_blob(bytes: &[u8]) -> bool {
-    binary_candidates(bytes).any(|(subtype, p)| subtype == 6 && matches!(p.first(), Some(14 | 15 | 17)))
-}
-
-/// Before 1.21.0, the first release after 1.7 this suite ran against, for the bugs above that 1.21.0 no longer has.
+/// Before 1.21.0, the first release after 1.7 this suite ran against, for the bugs that 1.21.0 no longer has.
 fn old_library() -> bool {
     !mongocrypt_at_least(1, 21)
-}
-
-/// `MONGOCRYPT_FUZZ_UNFILTERED=1` lets the known-crashing inputs through (to check whether a library still crashes).
-fn unfiltered() -> bool {
-    std::env::var_os("MONGOCRYPT_FUZZ_UNFILTERED").is_some()
 }
 
 fn mongocrypt_at_least(major: u32, minor: u32) -> bool {
@@ -1347,15 +1312,6 @@ fn ctx_step(b: CtxBuilder, rng: &mut Rng, c: &Corpus) -> Option<CtxBuilder> {
     }
 }
 
-/// A fuzzed document to decrypt, unless it is a known abort (see aborts_on_fle2_blob): then a valid ciphertext.
-fn decrypt_input(input: Vec<u8>, c: &Corpus) -> Vec<u8> {
-    if !unfiltered() && old_library() && (aborts_on_fle2_blob(&input) || aborts_on_fle2_v2_indexed_blob(&input)) {
-        c.ciphertexts[0].clone().into_bytes()
-    } else {
-        input
-    }
-}
-
 /// An init of a ctx, fuzzed; `None` if it failed (with a typed error).
 fn ctx_init(b: CtxBuilder, rng: &mut Rng, c: &Corpus) -> Option<Ctx> {
     let input;
@@ -1378,11 +1334,11 @@ fn ctx_init(b: CtxBuilder, rng: &mut Rng, c: &Corpus) -> Option<Ctx> {
             b.explicit_encrypt_expression(&input)
         }
         5 => {
-            input = decrypt_input(fuzz_bson(rng, &c.encrypted_commands), c);
+            input = fuzz_bson(rng, &c.encrypted_commands);
             b.decrypt(&input)
         }
         6 => {
-            input = decrypt_input(fuzz_bson(rng, &c.ciphertexts), c);
+            input = fuzz_bson(rng, &c.ciphertexts);
             b.explicit_decrypt(&input)
         }
         _ => {
@@ -1530,10 +1486,9 @@ fn fuzz_decrypt() {
             } else {
                 fuzz_bson(rng, &c.ciphertexts)
             };
-            let input = decrypt_input(input, c);
             expect_checked(&[], &[&input], crypt.ctx().explicit_decrypt(&input))
         } else {
-            let input = decrypt_input(fuzz_bson(rng, &c.encrypted_commands), c);
+            let input = fuzz_bson(rng, &c.encrypted_commands);
             expect_checked(&[], &[&input], crypt.ctx().decrypt(&input))
         };
         if let Some(mut ctx) = ctx {
@@ -1825,6 +1780,131 @@ fn refused_short_key_material() {
             // 1.21.0 reports the bad key itself, at the feed or when the key is used: an error, no abort.
             let rest = fed.and_then(|()| ctx.mongo_done()).and_then(|()| ctx.finalize().map(drop));
             assert!(rest.is_err(), "{material}: a key with a bad keyMaterial was used");
+        }
+    }
+}
+
+/// A Queryable Encryption v2 indexed value: blob type, the corpus's local key id as S_KeyId, BSON type 2 (string),
+/// `counts`, then `rest` bytes of a ciphertext's (repeated).
+fn v2_indexed_value(blob_type: u8, counts: &[u8], rest: usize) -> Vec<u8> {
+    let c = corpus();
+    let mut v = vec![blob_type];
+    v.extend_from_slice(&c.local_key_id);
+    v.push(0x02);
+    v.extend_from_slice(counts);
+    let filler = c.ciphertexts[3].get_binary("v").unwrap().bytes;
+    v.extend(filler.iter().cycle().take(rest));
+    v
+}
+
+fn text_counts(edges: u32, substr: u32, suffix: u32) -> Vec<u8> {
+    [edges, substr, suffix].iter().flat_map(|c| c.to_le_bytes()).collect()
+}
+
+/// Decrypts `{"v": value}`, automatically (as a server reply) or explicitly, on a new crypt, feeding the local key
+/// once when asked (a second ask, for the garbage K_KeyId a decrypted value names, is answered with no key); with
+/// `cached`, the crypt decrypted a corpus ciphertext under that key first. The first error, if any.
+fn decrypt_v2_indexed(value: &[u8], explicit: bool, cached: bool) -> Result<(), Error> {
+    let c = corpus();
+    let crypt = valid_crypt();
+    if cached {
+        let mut ctx = crypt.ctx().explicit_decrypt(&c.ciphertexts[0]).unwrap();
+        drive_valid(&mut ctx, &[&c.local_key], None);
+    }
+    let doc = rawbuf(doc! { "v": Binary { subtype: BinarySubtype::Encrypted, bytes: value.to_vec() } });
+    let mut ctx = if explicit { crypt.ctx().explicit_decrypt(&doc)? } else { crypt.ctx().decrypt(&doc)? };
+    let mut fed = false;
+    for _ in 0..8 {
+        match ctx.state() {
+            State::NeedMongoKeys => {
+                if !fed {
+                    ctx.mongo_feed(&c.local_key)?;
+                    fed = true;
+                }
+                ctx.mongo_done()?;
+            }
+            State::Ready => drop(ctx.finalize()?),
+            State::Done => return Ok(()),
+            State::Error => return ctx.status(),
+            other => panic!("decrypting a v2 indexed value: {other:?}"),
+        }
+    }
+    panic!("decrypting a v2 indexed value did not finish")
+}
+
+/// The versions on which the binding refuses malformed v2 indexed values (src/ctx.rs): 1.11 to before 1.17.
+fn refuses_malformed_v2_indexed_values() -> bool {
+    mongocrypt_at_least(1, 11) && !mongocrypt_at_least(1, 17)
+}
+
+fn is_v2_refusal(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(Error::InvalidArgument(m))
+        if m.contains("Queryable Encryption v2 indexed value") && m.contains("refused by the binding"))
+}
+
+/// libmongocrypt 1.13.1 aborts decrypting a malformed v2 indexed value (blob type 14, 15, 17) that its parser
+/// fails after it has set the edge count: `BSON_ASSERT_PARAM` in `mc_FLE2TagAndEncryptedMetadataBlock_cleanup` on
+/// the metadata block it never allocated (found by Decrypt case 85, a 109-byte type-14 value; it was filtered out
+/// of the fuzz before 1.21). Seen, in child processes, for every truncation from 18 bytes (equality), 19 (range,
+/// edge count 1 or more) and 22 (text, edge count 1 or more) up to the length the counts need, and for text tag
+/// counts that exceed the edge count; automatic and explicit decryption, key cached or fed, alike. 1.7.2 (returns
+/// them undecrypted), 1.10.1, 1.17.0 and 1.21.0 fail them without an abort: any typed outcome there.
+#[test]
+fn refused_malformed_v2_indexed_values() {
+    let mut bad = vec![("the 109-byte type-14 value of Decrypt case 85".to_string(), v2_indexed_value(14, &[], 91))];
+    let mut truncations = |name: &str, blob_type: u8, counts: &[u8], edges: usize| {
+        let full = v2_indexed_value(blob_type, counts, 17 + 96 * edges);
+        for len in [1, 17, 18, 19, 21, 22, 29, 30, 60, 100, full.len() - 96, full.len() - 1] {
+            bad.push((format!("{name} cut to {len} bytes"), full[..len].to_vec()));
+        }
+    };
+    truncations("equality", 14, &[], 1);
+    truncations("range, 1 edge", 15, &[1], 1);
+    truncations("range, 3 edges", 15, &[3], 3);
+    truncations("text, 1 edge", 17, &text_counts(1, 0, 0), 1);
+    truncations("text, 4 edges", 17, &text_counts(4, 1, 2), 4);
+    bad.push(("range, 255 edges".into(), v2_indexed_value(15, &[255], 300)));
+    bad.push(("range, 0 edges".into(), v2_indexed_value(15, &[0], 300)));
+    for (e, s, x) in [(1, 1, 0), (1, 0, 1), (3, 2, 1), (2, u32::MAX, 0), (2, 0, u32::MAX), (u32::MAX, 0, 0)] {
+        bad.push((format!("text, counts {e} {s} {x}"), v2_indexed_value(17, &text_counts(e, s, x), 300)));
+    }
+    if refuses_malformed_v2_indexed_values() {
+        // 96 * 0x02aaaaab wraps to 32 in 1.13.1's 32-bit length check: it then allocates 3 GB of metadata blocks.
+        bad.push(("text, wrapping edge count".into(), v2_indexed_value(17, &text_counts(0x02aa_aaab, 0, 0), 100)));
+    }
+    for (name, value) in &bad {
+        for (explicit, cached) in [(false, false), (true, false), (false, true), (true, true)] {
+            let result = decrypt_v2_indexed(value, explicit, cached);
+            let what = format!("{name} (explicit {explicit}, key cached {cached})");
+            if refuses_malformed_v2_indexed_values() {
+                assert!(is_v2_refusal(&result), "{what}: expected the binding's refusal, got {result:?}");
+            } else {
+                // libmongocrypt's own outcome, never an abort (1.7.2 returns these blob types undecrypted).
+                assert!(!is_v2_refusal(&result), "{what}: refused on a version that does not abort: {result:?}");
+            }
+        }
+    }
+}
+
+/// Well-formed v2 indexed values (the shortest the layout allows, and longer) reach libmongocrypt on every version:
+/// it asks for their key and fails them only once it decrypts (their ciphertext is not one), with its own error.
+#[test]
+fn well_formed_v2_indexed_values_are_not_refused() {
+    let values = [
+        v2_indexed_value(14, &[], 17 + 96),
+        v2_indexed_value(14, &[], 64 + 96),
+        v2_indexed_value(15, &[1], 17 + 96),
+        v2_indexed_value(15, &[3], 64 + 3 * 96),
+        v2_indexed_value(17, &text_counts(1, 0, 0), 64 + 96),
+        v2_indexed_value(17, &text_counts(4, 1, 2), 64 + 4 * 96),
+    ];
+    for value in &values {
+        for (explicit, cached) in [(false, false), (true, false), (false, true)] {
+            let result = decrypt_v2_indexed(value, explicit, cached);
+            assert!(!is_v2_refusal(&result), "{value:x?} (explicit {explicit}): refused: {result:?}");
+            if let Err(e) = &result {
+                assert!(matches!(e, Error::Client { .. }), "{value:x?}: not libmongocrypt's error: {e:?}");
+            }
         }
     }
 }
