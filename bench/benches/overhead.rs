@@ -682,6 +682,7 @@ fn run_timed(config: &Config) {
 
     println!();
     println!("# the same with larger values (binding vs c: per-byte copies would show here)");
+    let mut rust_large = Vec::new();
     for (i, (label, size)) in LARGE.iter().enumerate() {
         let (es, ds) = (find(Job::Encrypt(i + 1)), find(Job::Decrypt(i + 1)));
         for &v in &variants {
@@ -703,6 +704,8 @@ fn run_timed(config: &Config) {
             if v == Variant::RustCrypto && native {
                 let (re, rd) = (es.ratio(Variant::Binding, v).unwrap().0, ds.ratio(Variant::Binding, v).unwrap().0);
                 line += &format!(" vs native: encrypt {re:.2}x decrypt {rd:.2}x");
+                rust_large.push((format!("encrypt:{label}"), re));
+                rust_large.push((format!("decrypt:{label}"), rd));
             }
             println!("{line}");
         }
@@ -785,6 +788,24 @@ fn run_timed(config: &Config) {
         if let Some(x) = rust_vs_native {
             if x < 0.9 {
                 misses.push(format!("rust-crypto runs at {x:.2}x native, target >= 0.9x"));
+            }
+            // Issue 13: at least native's throughput at every size, small values at least 1.5x, and a second
+            // thread worth at least 0.95x of what it is worth to plain arithmetic.
+            let slower: Vec<String> =
+                rust_large.iter().filter(|(_, r)| *r < 1.0).map(|(w, r)| format!("{w} {r:.2}x")).collect();
+            if !slower.is_empty() {
+                misses.push(format!("rust-crypto below native's throughput: {} (target >= 1.0x)", slower.join(", ")));
+            }
+            if x < 1.5 {
+                misses.push(format!("rust-crypto small values at {x:.2}x native, target >= 1.5x"));
+            }
+        }
+        if let Some((_, rust2)) = speedups.iter().find(|(v, _)| *v == Variant::RustCrypto) {
+            let of_baseline = rust2 / baseline_speedup;
+            if of_baseline < 0.95 {
+                misses.push(format!(
+                    "rust-crypto's 2-thread speedup {rust2:.2}x is {of_baseline:.2}x the baseline's, target >= 0.95x"
+                ));
             }
         }
         if threads2 < 1.8 {
@@ -933,6 +954,8 @@ fn run_callgrind() {
     let mut summary = Vec::new();
     let mut misses = Vec::new();
     let mut own = Vec::new();
+    let mut rust_vs_native = Vec::new();
+    let mut rust_misses = Vec::new();
     for (job, n) in callgrind_jobs() {
         let per_op: Vec<(Variant, Option<(f64, f64)>)> = variants
             .iter()
@@ -962,9 +985,22 @@ fn run_callgrind() {
                 ));
             }
         }
+        if let (Some((r, _)), Some((b, _))) = (get(Variant::RustCrypto), get(Variant::Binding)) {
+            line += &format!(" rust_crypto_vs_native={:.4}x", r / b);
+            rust_vs_native.push(format!("{}={:.4}x", job.label(), r / b));
+            if r > b {
+                rust_misses.push(job.label());
+            }
+        }
         println!("{line}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if !rust_vs_native.is_empty() {
+        let met =
+            if rust_misses.is_empty() { "met".to_string() } else { format!("MISSED ({})", rust_misses.join(", ")) };
+        println!("callgrind: rust-crypto vs native (binding) instructions: {}", rust_vs_native.join(" "));
+        println!("targets: rust-crypto at most 1.0x native's instructions at every size: {met}");
+    }
     for m in &misses {
         println!("target MISSED: {m}");
     }
