@@ -41,8 +41,8 @@ const HMAC_SHA_512_LEN: usize = 64;
 /// operation that needed the primitive; a panic is caught and reported the same way.
 ///
 /// Output buffers are preallocated by libmongocrypt and zeroed before the call, so a provider never sees stale
-/// memory (the `_uninit` variants of the CBC methods hand them over as they are, for providers that write without
-/// reading). Every method writes its result at the start of `output` and must return an error, never panic, when
+/// memory (the `_uninit` variants of the CBC methods hand them over as a [`CipherOutput`], which counts what is
+/// written, for providers that write without reading). Every method writes its result at the start of `output` and must return an error, never panic, when
 /// `output` is too small. The sizes are checked after the call: a cipher must report exactly its input's length,
 /// and a misreported count fails the operation with a client error rather than reaching libmongocrypt.
 ///
@@ -79,15 +79,16 @@ pub trait CryptoProvider: Send + Sync + 'static {
 
     /// [`aes_256_cbc_encrypt`](CryptoProvider::aes_256_cbc_encrypt) into libmongocrypt's output buffer as it is,
     /// uninitialised, which is what the hook calls. The default zeroes it and calls `aes_256_cbc_encrypt`;
-    /// [`RustCrypto`] writes it without that extra pass over the output (a large value's ciphertext).
+    /// [`RustCrypto`] appends its ciphertext without that extra pass over the output (a large value's). The count
+    /// returned must be what was written: a count over it fails the operation.
     fn aes_256_cbc_encrypt_uninit(
         &self,
         key: &[u8],
         iv: &[u8],
         input: &[u8],
-        output: &mut [MaybeUninit<u8>],
+        output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
-        self.aes_256_cbc_encrypt(key, iv, input, zeroed(output))
+        self.aes_256_cbc_encrypt(key, iv, input, output.zeroed())
     }
 
     /// [`aes_256_cbc_decrypt`](CryptoProvider::aes_256_cbc_decrypt) into libmongocrypt's uninitialised output
@@ -97,9 +98,9 @@ pub trait CryptoProvider: Send + Sync + 'static {
         key: &[u8],
         iv: &[u8],
         input: &[u8],
-        output: &mut [MaybeUninit<u8>],
+        output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
-        self.aes_256_cbc_decrypt(key, iv, input, zeroed(output))
+        self.aes_256_cbc_decrypt(key, iv, input, output.zeroed())
     }
 
     /// AES-256-CTR encryption, as OpenSSL's `EVP_aes_256_ctr`: `iv` is the 16-byte initial counter block,
@@ -256,7 +257,7 @@ impl CryptoProvider for RustCrypto {
         key: &[u8],
         iv: &[u8],
         input: &[u8],
-        output: &mut [MaybeUninit<u8>],
+        output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
         let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
         let mut cipher = cbc::Encryptor::<Aes256>::new(key.into(), iv.into());
@@ -268,7 +269,7 @@ impl CryptoProvider for RustCrypto {
         key: &[u8],
         iv: &[u8],
         input: &[u8],
-        output: &mut [MaybeUninit<u8>],
+        output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
         let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
         let mut cipher = cbc::Decryptor::<Aes256>::new(key.into(), iv.into());
@@ -383,29 +384,88 @@ pub(crate) fn zeroed(output: &mut [MaybeUninit<u8>]) -> &mut [u8] {
     unsafe { &mut *(output as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
-/// Runs a block cipher mode over `input` into the uninitialised `output` through a 1 KiB buffer on the stack: the
-/// `cbc` crate writes only to initialised blocks, and zeroing all of `output` first would be one more pass over a
-/// large value than copying the buffer out. The buffer is wiped afterwards (it held plaintext).
+/// Runs a block cipher mode over `input` into `output` through a 1 KiB buffer on the stack: the `cbc` crate writes
+/// only to initialised blocks, and zeroing all of `output` first would be one more pass over a large value than
+/// copying the buffer out. The buffer is wiped afterwards (it held plaintext).
 fn through_stack_blocks(
     input: &[u8],
-    output: &mut [MaybeUninit<u8>],
+    output: &mut CipherOutput<'_>,
     mut mode: impl FnMut(InOutBuf<'_, '_, cbc::cipher::Block<Aes256>>),
 ) -> Result<usize, CryptoError> {
     if !input.len().is_multiple_of(AES_BLOCK_LEN) {
         return Err(not_whole_blocks(input));
     }
-    let output = output_prefix(output, input.len())?;
+    if output.capacity() < input.len() {
+        return Err(CryptoError::new(format!(
+            "output buffer too small: need {} bytes, have {}",
+            input.len(),
+            output.capacity()
+        )));
+    }
     let mut buffer = [0u8; 64 * AES_BLOCK_LEN];
-    for (input, output) in input.chunks(buffer.len()).zip(output.chunks_mut(buffer.len())) {
+    for input in input.chunks(buffer.len()) {
         let out = &mut buffer[..input.len()];
         let (blocks, _) = InOutBuf::new(input, out).expect("equal lengths").into_chunks();
         mode(blocks);
-        // SAFETY: not a mongocrypt.h rule: `out` is `output.len()` initialised bytes, and the two do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), output.as_mut_ptr().cast(), output.len()) };
+        output.append(out)?;
     }
     let used = input.len().min(buffer.len());
     buffer[..used].zeroize();
     Ok(input.len())
+}
+
+/// libmongocrypt's preallocated output buffer of a cipher hook, uninitialised until written, and how much of it has
+/// been: a provider [`append`](CipherOutput::append)s its output, or takes it all [`zeroed`](CipherOutput::zeroed).
+/// The hook refuses a reported length over what was written, so libmongocrypt never reads a byte nobody wrote.
+pub struct CipherOutput<'a> {
+    buffer: &'a mut [MaybeUninit<u8>],
+    written: usize,
+}
+
+impl<'a> CipherOutput<'a> {
+    pub(crate) fn new(buffer: &'a mut [MaybeUninit<u8>]) -> CipherOutput<'a> {
+        CipherOutput { buffer, written: 0 }
+    }
+
+    /// How many bytes it holds.
+    pub fn capacity(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The bytes written so far, from the start.
+    pub fn written(&self) -> &[u8] {
+        // SAFETY: not a mongocrypt.h rule: the first `written` bytes were initialised by `append` or `zeroed`, and
+        // `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { &*(&self.buffer[..self.written] as *const [MaybeUninit<u8>] as *const [u8]) }
+    }
+
+    /// Writes `bytes` after those written so far; an error if they do not fit.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), CryptoError> {
+        let capacity = self.buffer.len();
+        let Some(rest) = self.buffer.get_mut(self.written..self.written + bytes.len()) else {
+            return Err(CryptoError::new(format!(
+                "output buffer too small: need {} bytes, have {capacity}",
+                self.written + bytes.len()
+            )));
+        };
+        // SAFETY: not a mongocrypt.h rule: `rest` is `bytes.len()` writable bytes that do not overlap `bytes` (one
+        // is borrowed mutably, the other shared).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), rest.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        self.written += bytes.len();
+        Ok(())
+    }
+
+    /// All of it, zeroed, for code that writes into a `&mut [u8]`; all of it then counts as written.
+    pub fn zeroed(&mut self) -> &mut [u8] {
+        self.written = self.buffer.len();
+        zeroed(self.buffer)
+    }
+}
+
+impl fmt::Debug for CipherOutput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CipherOutput").field("capacity", &self.capacity()).field("written", &self.written).finish()
+    }
 }
 
 fn not_whole_blocks(input: &[u8]) -> CryptoError {
@@ -540,7 +600,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 #[allow(clippy::too_many_arguments)] // mirrors mongocrypt_crypto_fn, plus the hook's name and operation
 unsafe fn cipher_hook(
     name: &str,
-    op: impl FnOnce(&dyn CryptoProvider, &[u8], &[u8], &[u8], &mut [MaybeUninit<u8>]) -> Result<usize, CryptoError>,
+    op: impl FnOnce(&dyn CryptoProvider, &[u8], &[u8], &[u8], &mut CipherOutput<'_>) -> Result<usize, CryptoError>,
     ctx: *mut c_void,
     key: *mut sys::mongocrypt_binary_t,
     iv: Option<*mut sys::mongocrypt_binary_t>,
@@ -569,9 +629,9 @@ unsafe fn cipher_hook(
         let input = input.as_slice();
         // Every cipher libmongocrypt asks for (CBC without padding, CTR, ECB) writes exactly as many bytes as it
         // reads, so the provider gets exactly that much output (uninitialised: each trampoline zeroes it unless the
-        // method takes MaybeUninit).
-        let out = output_prefix(out.uninit_output(), input.len())?;
-        let written = op(provider, key, iv, input, out)?;
+        // method takes a CipherOutput).
+        let mut out = CipherOutput::new(output_prefix(out.uninit_output(), input.len())?);
+        let written = op(provider, key, iv, input, &mut out)?;
         // libmongocrypt trusts bytes_written: a short count makes it strip padding it never got (and assert), a
         // zero trips BSON_ASSERT (*bytes_written > 0). Any count but the input's length is refused here.
         let written = u32::try_from(written).ok().filter(|&n| n as usize == input.len()).ok_or_else(|| {
@@ -581,6 +641,13 @@ unsafe fn cipher_hook(
                 input.len()
             ))
         })?;
+        // And libmongocrypt reads that many bytes: they must all have been written.
+        if out.written().len() < written as usize {
+            return Err(CryptoError::new(format!(
+                "provider reported {written} bytes written but wrote {}",
+                out.written().len()
+            )));
+        }
         if !bytes_written.is_null() {
             // SAFETY: "bytes_written: Set this to the number of bytes written to out"; checked non-NULL.
             unsafe { *bytes_written = written };
@@ -655,11 +722,11 @@ cipher_trampolines! {
     /// `mongocrypt_crypto_fn` for AES-256-CBC decryption.
     aes_256_cbc_decrypt_hook => |p, key, iv, input, out| p.aes_256_cbc_decrypt_uninit(key, iv, input, out), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-CTR encryption.
-    aes_256_ctr_encrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, zeroed(out)), iv: true;
+    aes_256_ctr_encrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_encrypt(key, iv, input, out.zeroed()), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-CTR decryption.
-    aes_256_ctr_decrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, zeroed(out)), iv: true;
+    aes_256_ctr_decrypt_hook => |p, key, iv, input, out| p.aes_256_ctr_decrypt(key, iv, input, out.zeroed()), iv: true;
     /// `mongocrypt_crypto_fn` for AES-256-ECB encryption; libmongocrypt passes a NULL `iv`, which is not read.
-    aes_256_ecb_encrypt_hook => |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, zeroed(out)), iv: false;
+    aes_256_ecb_encrypt_hook => |p, key, _iv, input, out| p.aes_256_ecb_encrypt(key, input, out.zeroed()), iv: false;
 }
 
 /// Defines the `mongocrypt_hmac_fn` trampolines through [`mac_hook`].

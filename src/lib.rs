@@ -181,7 +181,7 @@ pub use binary::BsonInput;
 pub use crypt::{is_crypto_available, Crypt, CryptBuilder};
 pub use ctx::{Ctx, CtxBuilder, State};
 pub use error::{Error, ErrorKind, Result};
-pub use hooks::{CryptoError, CryptoProvider, IntoCryptoProvider, RustCrypto};
+pub use hooks::{CipherOutput, CryptoError, CryptoProvider, IntoCryptoProvider, RustCrypto};
 pub use kms::{KmsCtx, KmsScope};
 pub use log::LogLevel;
 pub use options::{

@@ -8,6 +8,8 @@
 //! - libmongocrypt trusts the count a cipher reports: a short one made 1.7.2 and 1.21 strip padding it never got
 //!   and assert (1 byte), or trip `BSON_ASSERT (*bytes_written > 0)` (0 bytes). The binding refuses any count but
 //!   the input's length, so the operation fails with a typed error instead of aborting the process.
+//! - A provider that writes the CBC output itself (`aes_256_cbc_*_uninit`, into a `CipherOutput`) must have written
+//!   every byte it reports: libmongocrypt would read the others, never written, as its output.
 
 mod common;
 
@@ -15,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use bson::{rawdoc, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, Error, KeyEncryptionKey, RustCrypto, State};
+use mongocrypt::{
+    Algorithm, CipherOutput, Crypt, CryptoError, CryptoProvider, Error, KeyEncryptionKey, RustCrypto, State,
+};
 
 /// What a [`Probe`] saw: per call, the hook and whether its output buffer was all zeros on entry.
 #[derive(Default)]
@@ -203,4 +207,55 @@ fn cbc_decrypt_reporting_zero_bytes_is_an_error() {
 fn cbc_decrypt_overstating_its_length_is_an_error() {
     assert_misreported_decrypt_fails(17);
     assert_misreported_decrypt_fails(usize::MAX);
+}
+
+/// AES-256-CBC decryption into the uninitialised buffer (`aes_256_cbc_decrypt_uninit`) that writes only `writes`
+/// bytes of its 16 and reports all 16.
+struct WritesPart {
+    writes: usize,
+}
+
+impl CryptoProvider for WritesPart {
+    fn aes_256_cbc_decrypt_uninit(
+        &self,
+        _key: &[u8],
+        _iv: &[u8],
+        input: &[u8],
+        output: &mut CipherOutput<'_>,
+    ) -> Result<usize, CryptoError> {
+        assert_eq!(output.capacity(), input.len());
+        if input.len() == 16 {
+            output.append(&vec![0x10; self.writes])?;
+            assert_eq!(output.written(), &vec![0x10; self.writes][..]);
+            return Ok(16);
+        }
+        RustCrypto.aes_256_cbc_decrypt_uninit(_key, _iv, input, output)
+    }
+}
+
+#[test]
+fn cbc_decrypt_reporting_bytes_it_never_wrote_is_an_error() {
+    // libmongocrypt would read the bytes nobody wrote (stale heap memory) as plaintext: refused, for a count the
+    // provider did not write, whatever it reports.
+    let (honest, _) = probe_crypt(None);
+    let key = local_data_key(&honest);
+    let ciphertext = encrypt(&honest, &key, Algorithm::Deterministic, "x").unwrap();
+    for writes in [0, 8, 15] {
+        let liar = builder().crypto_provider(WritesPart { writes }).build().unwrap();
+        match decrypt(&liar, &key, &ciphertext).expect_err("unwritten bytes must fail the decryption") {
+            Error::Client { message, .. } => {
+                let expected =
+                    format!("aes_256_cbc_decrypt failed: provider reported 16 bytes written but wrote {writes}");
+                assert!(message.contains(&expected), "{message:?} does not carry {expected:?}");
+            }
+            other => panic!("expected a client error, got {other:?}"),
+        }
+    }
+    // Writing past the buffer is an error of `append`, not a write out of bounds.
+    let liar = builder().crypto_provider(WritesPart { writes: 17 }).build().unwrap();
+    let err = decrypt(&liar, &key, &ciphertext).expect_err("17 bytes do not fit in 16");
+    assert!(err.to_string().contains("output buffer too small: need 17 bytes, have 16"), "{err}");
+    // And the whole of them is the truthful case.
+    let truthful = builder().crypto_provider(WritesPart { writes: 16 }).build().unwrap();
+    assert!(decrypt(&truthful, &key, &ciphertext).is_err(), "sixteen 0x10 bytes are not the plaintext");
 }
