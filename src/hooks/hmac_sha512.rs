@@ -11,7 +11,8 @@
 //! It follows FIPS 180-4 (SHA-512) and RFC 2104 (HMAC); the tests compare it with ring's on every length that
 //! matters and with RFC 4231's vectors.
 //!
-//! Every copy of key material or message words this code makes on the stack is wiped before it returns.
+//! Every buffer of key material or message words this code keeps on the stack is wiped before it returns; what
+//! lives in registers (the state, the schedule's last words) is not, nor any spill of it the compiler makes.
 
 /// HMAC-SHA-512 of `input` under `key`.
 pub(super) fn hmac_sha512(key: &[u8], input: &[u8]) -> [u8; 64] {
@@ -119,16 +120,6 @@ mod avx2_bmi2 {
         tail.zeroize();
     }
 
-    /// Wipes the spilled copy of the schedule's registers, which hold message words: volatile stores, which the
-    /// compiler keeps although nothing reads them afterwards.
-    #[target_feature(enable = "avx2")]
-    fn wipe_words(x: &mut [__m256i; 8]) {
-        for x in x {
-            // SAFETY: not a mongocrypt.h rule: `x` is an exclusive reference, valid and aligned for the write.
-            unsafe { std::ptr::write_volatile(x, _mm256_setzero_si256()) };
-        }
-    }
-
     fn digest_bytes(state: &[u64; 8]) -> [u8; 64] {
         let mut out = [0u8; 64];
         for (o, s) in out.chunks_exact_mut(8).zip(state) {
@@ -205,7 +196,6 @@ mod avx2_bmi2 {
         if 2 * i + 1 < total {
             rounds(state, &current[1]);
         }
-        wipe_words(&mut x);
         wipe(&mut start.as_flattened_mut()[..start_blocks * BLOCK]);
         wipe(&mut end_buffer.as_flattened_mut()[..end_blocks * BLOCK]);
     }
@@ -228,7 +218,6 @@ mod avx2_bmi2 {
             )*};
         }
         eight_steps!(0 8 16 24 32);
-        wipe_words(&mut x);
     }
 
     /// Step `j` (0 to 39) of the schedule of `blocks`: words 2j and 2j + 1 of both, into `x[j % 8]` and, plus their
