@@ -20,6 +20,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use zeroize::Zeroize;
 
+mod aes_cbc;
 mod hmac_sha512;
 
 use crate::binary::CallbackBinary;
@@ -260,6 +261,12 @@ impl CryptoProvider for RustCrypto {
         output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
         let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
+        if !input.len().is_multiple_of(AES_BLOCK_LEN) {
+            return Err(not_whole_blocks(input));
+        }
+        if let Some(result) = aes_cbc::encrypt(key, iv, input, output) {
+            return result.map(|()| input.len());
+        }
         let mut cipher = cbc::Encryptor::<Aes256>::new(key.into(), iv.into());
         through_stack_blocks(input, output, |blocks| cipher.encrypt_blocks_inout_mut(blocks))
     }
