@@ -414,6 +414,43 @@ fn phase(
     }
 }
 
+/// `n` tokio tasks on `runtime`, each running `op()` back to back until `deadline` (at most `cap` times, or until
+/// one fails); the operations done, and the errors.
+fn tasks_until<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    n: usize,
+    cap: usize,
+    deadline: Instant,
+    op: F,
+) -> (usize, Vec<String>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    let mut done = 0;
+                    while done < cap && Instant::now() < deadline {
+                        if let Err(e) = op().await {
+                            return (done, Some(e));
+                        }
+                        done += 1;
+                    }
+                    (done, None)
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| (0, Some(e.to_string()))));
+        }
+        collect(results)
+    })
+}
+
 fn collect(results: impl IntoIterator<Item = (usize, Option<String>)>) -> (usize, Vec<String>) {
     let mut total = 0;
     let mut errors = Vec::new();
@@ -483,70 +520,26 @@ fn main() {
     let start_rss = status_field("VmRSS");
     let mut phases = Vec::new();
     for &n in levels {
-        let p = phase(
-            "tls",
-            n,
-            &server,
-            |deadline| {
-                runtime.block_on(async {
-                    let tasks: Vec<_> = (0..n)
-                        .map(|_| {
-                            let (connector, request) = (connector.clone(), request.clone());
-                            tokio::spawn(async move {
-                                let mut done = 0;
-                                while done < cap && Instant::now() < deadline {
-                                    if let Err(e) = tls_op(&connector, addr, &request, reply_len).await {
-                                        return (done, Some(e));
-                                    }
-                                    done += 1;
-                                }
-                                (done, None)
-                            })
-                        })
-                        .collect();
-                    let mut results = Vec::with_capacity(n);
-                    for task in tasks {
-                        results.push(task.await.unwrap_or_else(|e| (0, Some(e.to_string()))));
-                    }
-                    collect(results)
-                })
-            },
-            window,
-        );
+        let (connector, request) = (connector.clone(), request.clone());
+        let work = |deadline| {
+            tasks_until(&runtime, n, cap, deadline, move || {
+                let (connector, request) = (connector.clone(), request.clone());
+                async move { tls_op(&connector, addr, &request, reply_len).await }
+            })
+        };
+        let p = phase("tls", n, &server, work, window);
         p.print();
         phases.push(p);
     }
     for &n in levels {
-        let p = phase(
-            "async",
-            n,
-            &server,
-            |deadline| {
-                runtime.block_on(async {
-                    let tasks: Vec<_> = (0..n)
-                        .map(|_| {
-                            let (crypt, io) = (crypt.clone(), async_io.clone());
-                            tokio::spawn(async move {
-                                let mut done = 0;
-                                while done < cap && Instant::now() < deadline {
-                                    if let Err(e) = async_op(&crypt, &io).await {
-                                        return (done, Some(e));
-                                    }
-                                    done += 1;
-                                }
-                                (done, None)
-                            })
-                        })
-                        .collect();
-                    let mut results = Vec::with_capacity(n);
-                    for task in tasks {
-                        results.push(task.await.unwrap_or_else(|e| (0, Some(e.to_string()))));
-                    }
-                    collect(results)
-                })
-            },
-            window,
-        );
+        let work = |deadline| {
+            let (crypt, io) = (crypt.clone(), async_io.clone());
+            tasks_until(&runtime, n, cap, deadline, move || {
+                let (crypt, io) = (crypt.clone(), io.clone());
+                async move { async_op(&crypt, &io).await }
+            })
+        };
+        let p = phase("async", n, &server, work, window);
         p.print();
         phases.push(p);
     }
