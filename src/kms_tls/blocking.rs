@@ -180,20 +180,24 @@ impl KmsTransport {
             let _ = sock.set_nodelay(true);
             return Ok(Box::new(sock));
         };
-        let mut timeout = self.connect_timeout;
-        if let Some((at, total)) = deadline {
-            let left = at.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(KmsIoErrorKind::Timeout { during: "connecting", after: total });
-            }
-            timeout = timeout.min(left);
-        }
+        let timeout = self.connect_timeout_within(deadline)?;
         connector.connect(&target.host, target.port, timeout).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 KmsIoErrorKind::Timeout { during: "connecting", after: timeout }
             }
             _ => KmsIoErrorKind::Connector(e),
         })
+    }
+
+    /// The connect timeout, cut to what is left of `deadline` (the request's whole budget and its length); a
+    /// timeout error once nothing is left.
+    fn connect_timeout_within(&self, deadline: Option<(Instant, Duration)>) -> Result<Duration, KmsIoErrorKind> {
+        let Some((at, total)) = deadline else { return Ok(self.connect_timeout) };
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(KmsIoErrorKind::Timeout { during: "connecting", after: total });
+        }
+        Ok(self.connect_timeout.min(left))
     }
 
     fn connect(
@@ -209,14 +213,7 @@ impl KmsTransport {
         .map_err(KmsIoErrorKind::Resolve)?;
         let mut last = None;
         for addr in addrs {
-            let mut timeout = self.connect_timeout;
-            if let Some((at, total)) = deadline {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(KmsIoErrorKind::Timeout { during: "connecting", after: total });
-                }
-                timeout = timeout.min(left);
-            }
+            let timeout = self.connect_timeout_within(deadline)?;
             match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
                 Ok(sock) => return Ok(sock),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
