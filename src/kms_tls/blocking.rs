@@ -3,13 +3,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
 use super::connect::{closed_early, Feeder, Target};
 use super::connector::KmsStream;
-use super::transport::Exchanged;
+use super::keep_alive::{nothing_pending, request_cut, Conversed, Failed};
+use super::transport::{BlockingTls, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use crate::kms::KmsCtx;
 
@@ -36,14 +38,32 @@ impl KmsTransport {
         let target = Target::of(kms)?;
         let fail = |kind| target.fail(kind);
         let deadline = self.request_timeout.map(|t| (Instant::now() + t, t));
+        #[cfg(feature = "kms-openssl")]
+        let openssl = self.openssl_for(&target.provider);
+        #[cfg(not(feature = "kms-openssl"))]
+        let openssl: Option<()> = None;
+        let cut = match (self.keep_alive, &openssl) {
+            (Some(_), None) => kms.message().ok().and_then(request_cut),
+            _ => None,
+        };
+
+        if let (Some(max_idle), Some(cut)) = (self.keep_alive, &cut) {
+            if let Some(mut tls) = self.pool.take(&target, max_idle) {
+                match self.converse(&mut tls, kms, Some(cut.clone()), deadline) {
+                    Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
+                    Err(failed) if failed.closed_while_idle() => self.pool.clear(&target),
+                    Err(failed) => return Err(fail(failed.kind)),
+                }
+            }
+        }
 
         let sock = self.open(&target, deadline).map_err(fail)?;
         let during = "the TLS handshake";
         self.arm(&*sock, deadline, during).map_err(fail)?;
         #[cfg(feature = "kms-openssl")]
-        if let Some(connector) = self.openssl_for(&target.provider) {
+        if let Some(connector) = openssl {
             let mut tls = self.openssl_handshake(connector, &target, sock, deadline).map_err(fail)?;
-            return self.converse(&mut tls, kms, &target, deadline);
+            return self.converse(&mut tls, kms, None, deadline).map(|c| c.exchanged).map_err(|f| fail(f.kind));
         }
         let conn = ClientConnection::new(self.config_for(&target.provider), target.server_name.clone())
             .map_err(|e| fail(KmsIoErrorKind::Tls(e)))?;
@@ -51,45 +71,65 @@ impl KmsTransport {
         while tls.conn.is_handshaking() {
             tls.conn.complete_io(&mut tls.sock).map_err(|e| fail(self.classify(e, during, deadline)))?;
         }
-        self.converse(&mut tls, kms, &target, deadline)
+        match self.converse(&mut tls, kms, cut, deadline) {
+            Ok(conversed) => Ok(self.keep(&target, tls, conversed)),
+            Err(failed) => Err(fail(failed.kind)),
+        }
     }
 
-    /// After the handshake, whatever the TLS backend: write the request, read and feed the reply.
+    /// Returns a connection to the pool if its conversation left it reusable.
+    fn keep(&self, target: &Target, mut tls: BlockingTls, conversed: Conversed) -> Exchanged {
+        if conversed.reusable && nothing_pending(&mut tls.conn) {
+            self.pool.put(target, tls);
+        }
+        conversed.exchanged
+    }
+
+    /// After the handshake, whatever the TLS backend: write the request (without the `cut` bytes, on a kept-alive
+    /// connection), read and feed the reply.
     fn converse(
         &self,
         tls: &mut dyn TlsSession,
         kms: &mut KmsCtx<'_>,
-        target: &Target,
+        cut: Option<Range<usize>>,
         deadline: Option<(Instant, Duration)>,
-    ) -> Result<Exchanged, KmsIoError> {
-        let fail = |kind| target.fail(kind);
+    ) -> Result<Conversed, Failed> {
         let during = "writing the request";
-        self.arm(tls.sock(), deadline, during).map_err(fail)?;
+        self.arm(tls.sock(), deadline, during)?;
         // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
-        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
-        tls.write_all(message).and_then(|()| tls.flush()).map_err(|e| fail(self.classify(e, during, deadline)))?;
+        let message = kms.message().map_err(KmsIoErrorKind::Mongocrypt)?;
+        let (before, after) = match &cut {
+            Some(cut) => (&message[..cut.start], &message[cut.end..]),
+            None => (message, &[][..]),
+        };
+        tls.write_all(before)
+            .and_then(|()| tls.write_all(after))
+            .and_then(|()| tls.flush())
+            .map_err(|e| self.classify(e, during, deadline))?;
 
         let during = "reading the reply";
         let mut buf = vec![0u8; 16 * 1024];
         let mut feeder = Feeder::default();
+        let failed = |feeder: &Feeder, kind| Failed { kind, before_reply: feeder.received() == 0 };
         loop {
             let wanted = feeder.wanted(kms, buf.len());
             if wanted == 0 {
-                return Ok(Exchanged::Complete);
+                let reusable = cut.is_some() && feeder.reply_keeps_alive();
+                return Ok(Conversed { exchanged: Exchanged::Complete, reusable });
             }
-            self.arm(tls.sock(), deadline, during).map_err(fail)?;
+            self.arm(tls.sock(), deadline, during).map_err(|kind| failed(&feeder, kind))?;
             let n = match tls.read(&mut buf[..wanted]) {
-                Ok(0) => return Err(fail(closed_early(feeder.received()))),
+                Ok(0) => return Err(failed(&feeder, closed_early(feeder.received()))),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(fail(closed_early(feeder.received())))
+                    return Err(failed(&feeder, closed_early(feeder.received())))
                 }
-                Err(e) => return Err(fail(self.classify(e, during, deadline))),
+                Err(e) => return Err(failed(&feeder, self.classify(e, during, deadline))),
             };
-            if let Some(end) = feeder.feed(kms, &buf[..n]).map_err(fail)? {
-                return Ok(end);
+            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| failed(&feeder, kind))? {
+                return Ok(Conversed { exchanged, reusable: false });
             }
         }
     }

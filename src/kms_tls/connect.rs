@@ -39,11 +39,17 @@ impl Target {
     }
 }
 
+/// The longest reply head kept (to name the HTTP status in errors, and to see whether the connection stays
+/// open); a longer one closes the connection.
+const MAX_HEAD: usize = 16 * 1024;
+
 /// Feeds a reply as it is read: how many bytes to read next, and what each piece means.
 #[derive(Default)]
 pub(super) struct Feeder {
-    /// The start of the reply, to name the HTTP status in errors.
+    /// The reply's status line and headers, through the blank line once it has arrived (no body bytes: a
+    /// Decrypt reply's body holds key material).
     head: Vec<u8>,
+    head_complete: bool,
     received: usize,
 }
 
@@ -58,11 +64,23 @@ impl Feeder {
         self.received
     }
 
+    /// Whether the reply, read in full, leaves its connection open for another request.
+    pub(super) fn reply_keeps_alive(&self) -> bool {
+        self.head_complete && super::keep_alive::reply_keeps_alive(&self.head)
+    }
+
     /// Feeds one piece; `Some` when the exchange is over (libmongocrypt scheduled a retry).
     pub(super) fn feed(&mut self, kms: &mut KmsCtx<'_>, chunk: &[u8]) -> Result<Option<Exchanged>, KmsIoErrorKind> {
         self.received += chunk.len();
-        if self.head.len() < 64 {
-            self.head.extend_from_slice(&chunk[..chunk.len().min(64 - self.head.len())]);
+        // Byte by byte, up to the blank line: no byte of the body is copied, nor more than 5 bytes of a reply that
+        // is not HTTP (a KMIP reply holds the key).
+        for &byte in chunk {
+            let not_http = self.head.len() >= 5 && !self.head.starts_with(b"HTTP/");
+            if self.head_complete || self.head.len() >= MAX_HEAD || not_http {
+                break;
+            }
+            self.head.push(byte);
+            self.head_complete = self.head.ends_with(b"\r\n\r\n");
         }
         let fed = {
             #[cfg(mongocrypt_has_kms_ctx_feed_with_retry)]

@@ -133,6 +133,15 @@
 //!   [`HttpProxy`] is the one for HTTP CONNECT proxies. TLS runs over the stream end to end with the KMS host:
 //!   SNI and certificate verification name the KMS host, never the proxy.
 //!
+//! # Keep-alive
+//!
+//! libmongocrypt writes `Connection: close` into its HTTP requests, and by default every request is a new TCP
+//! connection and TLS handshake, as in MongoDB's other drivers. With
+//! [`keep_alive`](KmsTransportBuilder::keep_alive), requests to the same endpoint share connections: a request
+//! then costs neither handshake's round trips nor their CPU (on 2 cores, the handshakes limit a driver to ~0.45 of
+//! the rate 256 requests in flight at 20 ms allow; kept alive, 0.90: `BENCHMARKS.md`). The decisions (which
+//! requests, which replies, a kept connection found closed) are made once, in `keep_alive`, for both faces.
+//!
 //! # OpenSSL, for KMIP servers (feature `kms-openssl`)
 //!
 //! KMIP servers often offer only TLS 1.2 CBC suites with RSA key exchange (`TLS_RSA_WITH_AES_128_CBC_SHA256`,
@@ -159,7 +168,7 @@
 //!
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
 //! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connector` (pluggable connections, [`HttpProxy`]), `connect` (what both
-//! exchanges share: the endpoint, the feeding of the reply), `tokio` (the async exchange, `TokioKmsTransport`,
+//! exchanges share: the endpoint, the feeding of the reply), `keep_alive` (kept connections, for both), `tokio` (the async exchange, `TokioKmsTransport`,
 //! with the `tokio` feature).
 //!
 //! # Async, on tokio
@@ -173,6 +182,7 @@ mod blocking;
 mod connect;
 mod connector;
 mod error;
+mod keep_alive;
 #[cfg(feature = "kms-openssl")]
 mod openssl;
 mod options;

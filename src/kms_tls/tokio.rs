@@ -5,14 +5,18 @@
 
 use std::future::Future;
 use std::io;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::connect::{closed_early, Feeder, Target};
+use super::keep_alive::{nothing_pending, request_cut, Conversed, Failed, Pool};
 use super::transport::{for_runner, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use crate::kms::KmsCtx;
@@ -46,18 +50,22 @@ use crate::state_machine::IoResult;
 #[derive(Clone, Debug)]
 pub struct TokioKmsTransport {
     inner: KmsTransport,
+    /// Kept-alive connections ([`KmsTransportBuilder::keep_alive`](super::KmsTransportBuilder::keep_alive)): this
+    /// face's own, shared by its clones.
+    pool: Arc<Pool<TlsStream<TcpStream>>>,
 }
 
 impl From<KmsTransport> for TokioKmsTransport {
     fn from(inner: KmsTransport) -> TokioKmsTransport {
-        TokioKmsTransport { inner }
+        TokioKmsTransport::new(inner)
     }
 }
 
 impl TokioKmsTransport {
-    /// The async face of `transport` (its configuration is shared).
+    /// The async face of `transport` (its configuration is shared; kept-alive connections are not: each face keeps
+    /// its own).
     pub fn new(transport: KmsTransport) -> TokioKmsTransport {
-        TokioKmsTransport { inner: transport }
+        TokioKmsTransport { inner: transport, pool: Arc::default() }
     }
 
     /// The blocking transport of the same configuration.
@@ -84,39 +92,79 @@ impl TokioKmsTransport {
         let target = Target::of(kms)?;
         let fail = |kind| target.fail(kind);
         let deadline = config.request_timeout.map(|t| (Instant::now() + t, t));
+        let cut = config.keep_alive.and_then(|_| kms.message().ok().and_then(request_cut));
+
+        if let (Some(max_idle), Some(cut)) = (config.keep_alive, &cut) {
+            if let Some(mut tls) = self.pool.take(&target, max_idle) {
+                match self.converse(&mut tls, kms, Some(cut.clone()), deadline).await {
+                    Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
+                    Err(failed) if failed.closed_while_idle() => self.pool.clear(&target),
+                    Err(failed) => return Err(fail(failed.kind)),
+                }
+            }
+        }
 
         let sock = self.connect(&target, deadline).await.map_err(fail)?;
         let _ = sock.set_nodelay(true);
         let connector = TlsConnector::from(config.config_for(&target.provider));
         let handshake = connector.connect(target.server_name.clone(), sock);
         let mut tls = self.step(deadline, "the TLS handshake", handshake).await.map_err(fail)?;
+        match self.converse(&mut tls, kms, cut, deadline).await {
+            Ok(conversed) => Ok(self.keep(&target, tls, conversed)),
+            Err(failed) => Err(fail(failed.kind)),
+        }
+    }
 
+    /// Returns a connection to the pool if its conversation left it reusable.
+    fn keep(&self, target: &Target, mut tls: TlsStream<TcpStream>, conversed: Conversed) -> Exchanged {
+        if conversed.reusable && nothing_pending(tls.get_mut().1) {
+            self.pool.put(target, tls);
+        }
+        conversed.exchanged
+    }
+
+    /// After the handshake: write the request (without the `cut` bytes, on a kept-alive connection), read and feed
+    /// the reply.
+    async fn converse(
+        &self,
+        tls: &mut TlsStream<TcpStream>,
+        kms: &mut KmsCtx<'_>,
+        cut: Option<Range<usize>>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Conversed, Failed> {
         // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
-        let message = kms.message().map_err(|e| fail(KmsIoErrorKind::Mongocrypt(e)))?;
+        let message = kms.message().map_err(KmsIoErrorKind::Mongocrypt)?;
+        let (before, after) = match &cut {
+            Some(cut) => (&message[..cut.start], &message[cut.end..]),
+            None => (message, &[][..]),
+        };
         let write = async {
-            tls.write_all(message).await?;
+            tls.write_all(before).await?;
+            tls.write_all(after).await?;
             tls.flush().await
         };
-        self.step(deadline, "writing the request", write).await.map_err(fail)?;
+        self.step(deadline, "writing the request", write).await?;
 
         let mut buf = vec![0u8; 16 * 1024];
         let mut feeder = Feeder::default();
+        let failed = |feeder: &Feeder, kind| Failed { kind, before_reply: feeder.received() == 0 };
         loop {
             let wanted = feeder.wanted(kms, buf.len());
             if wanted == 0 {
-                return Ok(Exchanged::Complete);
+                let reusable = cut.is_some() && feeder.reply_keeps_alive();
+                return Ok(Conversed { exchanged: Exchanged::Complete, reusable });
             }
             let n = match self.step(deadline, "reading the reply", tls.read(&mut buf[..wanted])).await {
-                Ok(0) => return Err(fail(closed_early(feeder.received()))),
+                Ok(0) => return Err(failed(&feeder, closed_early(feeder.received()))),
                 Ok(n) => n,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
                 Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(fail(closed_early(feeder.received())))
+                    return Err(failed(&feeder, closed_early(feeder.received())))
                 }
-                Err(kind) => return Err(fail(kind)),
+                Err(kind) => return Err(failed(&feeder, kind)),
             };
-            if let Some(end) = feeder.feed(kms, &buf[..n]).map_err(fail)? {
-                return Ok(end);
+            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| failed(&feeder, kind))? {
+                return Ok(Conversed { exchanged, reusable: false });
             }
         }
     }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::Document;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
+use super::keep_alive::Pool;
+use super::{Connector, KmsIoError, KmsIoErrorKind, KmsStream, Resolver, TlsConfigError, TlsOptions};
 use crate::error::Error;
 use crate::kms::{KmsCtx, KmsScope};
 use crate::state_machine::{IoResult, RetryScheduled};
@@ -41,7 +42,12 @@ pub struct KmsTransport {
     pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
     #[cfg(feature = "kms-openssl")]
     pub(super) openssl: Arc<OpenSslChoice<openssl::ssl::SslConnector>>,
+    pub(super) keep_alive: Option<Duration>,
+    pub(super) pool: Arc<Pool<BlockingTls>>,
 }
+
+/// A rustls connection of the blocking face, as kept between requests.
+pub(super) type BlockingTls = StreamOwned<ClientConnection, Box<dyn KmsStream>>;
 
 /// Which providers the OpenSSL backend serves (feature `kms-openssl`), and their connectors.
 #[cfg(feature = "kms-openssl")]
@@ -68,7 +74,9 @@ impl fmt::Debug for KmsTransport {
             .field("io_timeout", &self.io_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
-            .field("max_attempts", &self.max_attempts);
+            .field("max_attempts", &self.max_attempts)
+            .field("keep_alive", &self.keep_alive)
+            .field("pool", &self.pool);
         #[cfg(feature = "kms-openssl")]
         {
             let mut openssl: Vec<_> = self.openssl.providers.keys().collect();
@@ -94,6 +102,7 @@ pub struct KmsTransportBuilder {
     provider_connectors: HashMap<String, Arc<dyn Connector>>,
     #[cfg(feature = "kms-openssl")]
     openssl: OpenSslChoice<()>,
+    keep_alive: Option<Duration>,
 }
 
 impl fmt::Debug for KmsTransportBuilder {
@@ -108,6 +117,7 @@ impl fmt::Debug for KmsTransportBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }
@@ -135,6 +145,7 @@ impl Default for KmsTransportBuilder {
             provider_connectors: HashMap::new(),
             #[cfg(feature = "kms-openssl")]
             openssl: OpenSslChoice::default(),
+            keep_alive: None,
         }
     }
 }
@@ -182,6 +193,30 @@ impl KmsTransportBuilder {
     /// step bounded by its own timeout only). It guards against a server that trickles its reply.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> KmsTransportBuilder {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Keeps connections open between requests to the same endpoint (and provider), for at most `idle` between
+    /// two requests; `None` (the default) opens a connection for every request, as libmongocrypt's
+    /// `Connection: close` asks.
+    ///
+    /// With keep-alive, an HTTP request goes out without its `Connection: close` line (unless an AWS signature
+    /// covers it), and its connection is kept if the reply was read to its end, framed by its length, and did not
+    /// say `Connection: close` itself: a request then costs no TCP or TLS handshake. A kept connection that the
+    /// server has closed meanwhile is found when the request fails before any byte of the reply; the request then
+    /// goes out again on a new connection, in the same attempt. KMIP requests, the OpenSSL backend
+    /// (`openssl_for`, feature `kms-openssl`) and connections left in an error are never kept. At most 128 idle
+    /// connections are kept per endpoint. Clones of the transport share them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mongocrypt::kms_tls::KmsTransport;
+    ///
+    /// let transport = KmsTransport::builder().keep_alive(Some(Duration::from_secs(30))).build()?;
+    /// # Ok::<(), mongocrypt::kms_tls::TlsConfigError>(())
+    /// ```
+    pub fn keep_alive(mut self, idle: Option<Duration>) -> KmsTransportBuilder {
+        self.keep_alive = idle;
         self
     }
 
@@ -305,6 +340,8 @@ impl KmsTransportBuilder {
             max_attempts: self.max_attempts,
             #[cfg(feature = "kms-openssl")]
             openssl,
+            keep_alive: self.keep_alive,
+            pool: Arc::default(),
         })
     }
 }

@@ -48,6 +48,9 @@ pub enum Reply {
     Stall(Duration),
     /// Write only the first `n` bytes of the reply, then close without a TLS close_notify.
     CutOff(Vec<u8>, usize),
+    /// Write these bytes, wait this long (a server that closes idle connections), then close cleanly, even on a
+    /// keep-alive server.
+    ThenClose(Vec<u8>, Duration),
 }
 
 /// An HTTP reply with a body and its Content-Length.
@@ -63,11 +66,21 @@ pub struct Options {
     pub max_connections: usize,
     pub lifetime: Duration,
     pub ipv6: bool,
+    /// After a `Reply::Bytes`, read the next request on the same connection, unless the request or the reply
+    /// said `Connection: close`.
+    pub keep_alive: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { tls: None, barrier: 0, max_connections: 16, lifetime: Duration::from_secs(30), ipv6: false }
+        Options {
+            tls: None,
+            barrier: 0,
+            max_connections: 16,
+            lifetime: Duration::from_secs(30),
+            ipv6: false,
+            keep_alive: false,
+        }
     }
 }
 
@@ -140,9 +153,9 @@ impl MockServer {
                         Ok((sock, _)) => {
                             let n = shared.connections.fetch_add(1, Ordering::SeqCst);
                             let (shared, responder, tls) = (shared.clone(), responder.clone(), options.tls.clone());
-                            let barrier = options.barrier;
+                            let (barrier, keep_alive) = (options.barrier, options.keep_alive);
                             workers.push(std::thread::spawn(move || {
-                                serve(sock, n, tls, barrier, &shared, &*responder);
+                                serve(sock, n, tls, barrier, keep_alive, &shared, &*responder);
                             }));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
@@ -225,11 +238,41 @@ impl Write for Conn {
     }
 }
 
+impl Conn {
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Waits for the first byte of another request on a kept connection, checking for the server's stop every
+    /// 50 ms; `None` when the client closed the connection or the server stops.
+    fn next_byte(&mut self, shared: &Shared) -> Option<u8> {
+        let _ = self.sock().set_read_timeout(Some(Duration::from_millis(50)));
+        let mut byte = [0u8; 1];
+        let first = loop {
+            match self.read(&mut byte) {
+                Ok(1) => break Some(byte[0]),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if shared.stopping() {
+                        break None;
+                    }
+                }
+                _ => break None,
+            }
+        };
+        let _ = self.sock().set_read_timeout(Some(Duration::from_secs(5)));
+        first
+    }
+}
+
 fn serve(
     sock: TcpStream,
     n: usize,
     tls: Option<Arc<ServerConfig>>,
     barrier: usize,
+    keep_alive: bool,
     shared: &Shared,
     responder: &Responder,
 ) {
@@ -249,49 +292,82 @@ fn serve(
             Conn::Tls(Box::new(tls))
         }
     };
-    let (head, body) = match read_request(&mut conn) {
-        Ok(request) => request,
-        Err(e) => {
-            shared.handshake_errors.lock().unwrap().push(format!("reading the request: {e}"));
-            return;
+    let mut first = Vec::new();
+    loop {
+        let (head, body) = match read_request(&mut conn, first) {
+            Ok(request) => request,
+            Err(e) => {
+                shared.handshake_errors.lock().unwrap().push(format!("reading the request: {e}"));
+                return;
+            }
+        };
+        let mut barrier_met = true;
+        if barrier > 0 {
+            let mut arrived = shared.arrived.lock().unwrap();
+            *arrived += 1;
+            shared.arrived_cv.notify_all();
+            let until = Instant::now() + Duration::from_secs(5);
+            while *arrived < barrier && !shared.stopping() && Instant::now() < until {
+                arrived = shared.arrived_cv.wait_timeout(arrived, Duration::from_millis(50)).unwrap().0;
+            }
+            barrier_met = *arrived >= barrier;
         }
-    };
-    let mut barrier_met = true;
-    if barrier > 0 {
-        let mut arrived = shared.arrived.lock().unwrap();
-        *arrived += 1;
-        shared.arrived_cv.notify_all();
-        let until = Instant::now() + Duration::from_secs(5);
-        while *arrived < barrier && !shared.stopping() && Instant::now() < until {
-            arrived = shared.arrived_cv.wait_timeout(arrived, Duration::from_millis(50)).unwrap().0;
-        }
-        barrier_met = *arrived >= barrier;
-    }
-    let request = Request { head, body, conn: n, barrier_met };
-    shared.requests.lock().unwrap().push(request.clone());
-    match responder(&request) {
-        Reply::Bytes(bytes) => {
-            let _ = conn.write_all(&bytes).and_then(|()| conn.flush());
-            if let Conn::Tls(tls) = &mut conn {
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
+        let request = Request { head, body, conn: n, barrier_met };
+        shared.requests.lock().unwrap().push(request.clone());
+        let closes = |head: &str| {
+            head.split("\r\n").any(|l| {
+                l.split_once(':').is_some_and(|(n, v)| {
+                    n.trim().eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+                })
+            })
+        };
+        match responder(&request) {
+            Reply::Bytes(bytes) => {
+                let _ = conn.write_all(&bytes).and_then(|()| conn.flush());
+                let reply_head = String::from_utf8_lossy(&bytes).split("\r\n\r\n").next().unwrap_or("").to_owned();
+                if keep_alive && !closes(&request.head) && !closes(&reply_head) {
+                    match conn.next_byte(shared) {
+                        Some(byte) => {
+                            first = vec![byte];
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+                close_notify(&mut conn);
+            }
+            Reply::ThenClose(bytes, idle) => {
+                let _ = conn.write_all(&bytes).and_then(|()| conn.flush());
+                let until = Instant::now() + idle;
+                while Instant::now() < until && !shared.stopping() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                close_notify(&mut conn);
+            }
+            Reply::CutOff(bytes, cut) => {
+                let _ = conn.write_all(&bytes[..cut.min(bytes.len())]).and_then(|()| conn.flush());
+                // Dropped without close_notify.
+            }
+            Reply::Stall(d) => {
+                let until = Instant::now() + d;
+                while Instant::now() < until && !shared.stopping() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
-        Reply::CutOff(bytes, cut) => {
-            let _ = conn.write_all(&bytes[..cut.min(bytes.len())]).and_then(|()| conn.flush());
-            // Dropped without close_notify.
-        }
-        Reply::Stall(d) => {
-            let until = Instant::now() + d;
-            while Instant::now() < until && !shared.stopping() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+        return;
     }
 }
 
-fn read_request(conn: &mut Conn) -> io::Result<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
+fn close_notify(conn: &mut Conn) {
+    if let Conn::Tls(tls) = conn {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+}
+
+/// Reads one request whose first bytes, `buf`, were already read.
+fn read_request(conn: &mut Conn, mut buf: Vec<u8>) -> io::Result<(String, Vec<u8>)> {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if conn.read(&mut byte)? == 0 {
