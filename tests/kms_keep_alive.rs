@@ -273,3 +273,73 @@ fn idle_connections_expire() {
         assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 1], "{face:?}");
     }
 }
+
+#[test]
+fn concurrent_requests_share_the_kept_connections() {
+    let pki = Pki::new("mock CA");
+    let tls = server::tls_config(vec![pki.server.cert.clone()], pki.server.key(), None);
+    let options = Options { tls: Some(tls), keep_alive: true, max_connections: 32, ..Options::default() };
+    let kms = MockServer::start(options, |_: &Request| Reply::Bytes(encrypt_reply_kept_alive()));
+    let transport = transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap();
+    let client = Client::new(Face::Tokio, transport);
+    let crypt = crypt();
+    // 8 tasks, 4 data keys each, one after the other.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (crypt, kms) = (crypt.clone(), client.tokio.clone());
+            client.runtime.spawn(async move {
+                let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
+                for _ in 0..4 {
+                    let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
+                    let io = Recording { kms: kms.clone(), messages: Mutex::default() };
+                    assert_aws_key(&run_tokio(&mut ctx, &io).await.unwrap().unwrap());
+                }
+            })
+        })
+        .collect();
+    client.runtime.block_on(async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    // At most one connection per task: without keep-alive there would be 32.
+    let connections = kms.connections();
+    assert!((1..=8).contains(&connections), "{connections} connections for 32 requests");
+    assert_eq!(client.idle(), connections, "every connection kept at the end");
+    let requests = kms.stop();
+    assert_eq!(requests.len(), 32);
+    assert!(requests.iter().all(|r| r.header("Connection").is_none()), "no request said close");
+}
+
+#[test]
+fn an_error_reply_closes_its_connection() {
+    for face in FACES {
+        let pki = Pki::new("mock CA");
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        // The first request gets HTTP 400 (framed, keep-alive): libmongocrypt fails the operation; the next gets the
+        // key.
+        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Reply::Bytes(server::http(400, "{\"__type\": \"mock\", \"message\": \"mock error\"}")),
+            _ => Reply::Bytes(encrypt_reply_kept_alive()),
+        });
+        let client = Client::new(
+            face,
+            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
+        );
+        let crypt = crypt();
+        let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
+        let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
+        let failed = match face {
+            Face::Blocking => run(&mut ctx, &Recording { kms: client.blocking.clone(), messages: Mutex::default() }),
+            Face::Tokio => client
+                .runtime
+                .block_on(run_tokio(&mut ctx, &Recording { kms: client.tokio.clone(), messages: Mutex::default() })),
+        };
+        let error = failed.expect_err("HTTP 400").to_string();
+        assert!(error.contains("mock error"), "{face:?}: libmongocrypt's error quotes the body: {error}");
+        assert_eq!(client.idle(), 0, "{face:?}: a failed exchange's connection is not kept");
+        client.datakey(&crypt);
+        assert_eq!(kms.connections(), 2, "{face:?}");
+        assert_eq!(client.idle(), 1, "{face:?}");
+    }
+}
