@@ -235,8 +235,8 @@ fn a_reply_saying_close_ends_the_connection() {
 fn a_connection_the_server_closed_while_idle_is_replaced() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        // Keeps nothing alive: answers (without saying close), waits 100 ms, closes.
-        let kms = keep_alive_kms(&pki, || Reply::ThenClose(encrypt_reply_kept_alive(), Duration::from_millis(100)));
+        // Keeps nothing alive: answers (without saying close), waits 500 ms, closes.
+        let kms = keep_alive_kms(&pki, || Reply::ThenClose(encrypt_reply_kept_alive(), Duration::from_millis(500)));
         let client = Client::new(
             face,
             transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
@@ -244,14 +244,118 @@ fn a_connection_the_server_closed_while_idle_is_replaced() {
         let crypt = crypt();
         client.datakey(&crypt);
         assert_eq!(client.idle(), 1, "{face:?}: kept (the server had not closed it yet)");
-        std::thread::sleep(Duration::from_millis(400));
-        // The kept connection is closed by now: the request fails on it before any reply byte, and goes out again on
-        // a new connection, in the same attempt, without an error.
+        std::thread::sleep(Duration::from_millis(900));
+        // The kept connection is closed by now: the transport sees it before writing, and opens a new one.
         client.datakey(&crypt);
         assert_eq!(kms.connections(), 2, "{face:?}");
         let requests = kms.stop();
         assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 1], "{face:?}");
     }
+}
+
+#[test]
+fn bytes_sent_on_an_idle_connection_are_not_taken_for_the_next_reply() {
+    for face in FACES {
+        let pki = Pki::new("mock CA");
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        // After the first reply, 100 ms later and unasked, a 408 (as servers send before closing an idle
+        // connection): it must not be read as the second request's reply.
+        let timeout = server::http(408, "{\"message\": \"idle\"}");
+        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Reply::ThenSend(encrypt_reply_kept_alive(), Duration::from_millis(100), timeout.clone()),
+            _ => Reply::Bytes(encrypt_reply_kept_alive()),
+        });
+        let client = Client::new(
+            face,
+            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
+        );
+        let crypt = crypt();
+        client.datakey(&crypt);
+        std::thread::sleep(Duration::from_millis(400));
+        client.datakey(&crypt);
+        assert_eq!(kms.connections(), 2, "{face:?}");
+        let requests = kms.stop();
+        assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 1], "{face:?}");
+    }
+}
+
+#[test]
+fn a_kept_connection_closed_before_the_reply_is_replaced() {
+    for face in FACES {
+        let pki = Pki::new("mock CA");
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        // The second request, on the kept connection, is read and the connection dropped without a byte of reply:
+        // it goes out again on a new connection, in the same attempt (KMS requests are safe to repeat).
+        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            1 => Reply::CutOff(encrypt_reply_kept_alive(), 0),
+            _ => Reply::Bytes(encrypt_reply_kept_alive()),
+        });
+        let client = Client::new(
+            face,
+            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
+        );
+        let crypt = crypt();
+        client.datakey(&crypt);
+        let message = client.datakey(&crypt);
+        assert_eq!(kms.connections(), 2, "{face:?}");
+        let requests = kms.stop();
+        assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 0, 1], "{face:?}");
+        assert_eq!(received(&requests[1]), received(&requests[2]), "{face:?}: the same request again");
+        assert_eq!(received(&requests[2]), without_close(&message), "{face:?}");
+    }
+}
+
+#[test]
+fn a_reply_cut_short_on_a_kept_connection_is_an_error() {
+    for face in FACES {
+        let pki = Pki::new("mock CA");
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        // The second reply stops after 20 bytes: libmongocrypt has been fed them, so nothing is sent again.
+        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            1 => Reply::CutOff(encrypt_reply_kept_alive(), 20),
+            _ => Reply::Bytes(encrypt_reply_kept_alive()),
+        });
+        let client = Client::new(
+            face,
+            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
+        );
+        let crypt = crypt();
+        client.datakey(&crypt);
+        let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
+        let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
+        let failed = match face {
+            Face::Blocking => run(&mut ctx, &Recording { kms: client.blocking.clone(), messages: Mutex::default() }),
+            Face::Tokio => client
+                .runtime
+                .block_on(run_tokio(&mut ctx, &Recording { kms: client.tokio.clone(), messages: Mutex::default() })),
+        };
+        let error = failed.expect_err("a reply cut short").to_string();
+        assert!(error.contains("(20 bytes received)"), "{face:?}: {error}");
+        assert_eq!(client.idle(), 0, "{face:?}");
+        let requests = kms.stop();
+        assert_eq!(requests.len(), 2, "{face:?}: not sent again");
+    }
+}
+
+#[test]
+fn each_runtime_has_its_own_kept_connections() {
+    let pki = Pki::new("mock CA");
+    let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply_kept_alive()));
+    let transport = transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap();
+    // Two clients, so two runtimes, over one TokioKmsTransport (its clones share the kept connections).
+    let first = Client::new(Face::Tokio, transport.clone());
+    let mut second = Client::new(Face::Tokio, transport);
+    second.tokio = first.tokio.clone();
+    let crypt = crypt();
+    first.datakey(&crypt);
+    // A socket of the first runtime would not be polled by the second one's driver: it opens its own.
+    second.datakey(&crypt);
+    first.datakey(&crypt);
+    second.datakey(&crypt);
+    assert_eq!(kms.connections(), 2);
+    assert_eq!(first.idle(), 2, "one kept per runtime");
+    let requests = kms.stop();
+    assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 1, 0, 1]);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use rustls::{ClientConnection, StreamOwned};
 
 use super::connect::{closed_early, Feeder, Target};
 use super::connector::KmsStream;
-use super::keep_alive::{nothing_pending, request_cut, Conversed, Failed};
+use super::keep_alive::{nothing_pending, request_cut, still_idle, Conversed, Failed};
 use super::transport::{BlockingTls, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use crate::kms::KmsCtx;
@@ -48,11 +48,19 @@ impl KmsTransport {
         };
 
         if let (Some(max_idle), Some(cut)) = (self.keep_alive, &cut) {
-            if let Some(mut tls) = self.pool.take(&target, max_idle) {
-                match self.converse(&mut tls, kms, Some(cut.clone()), deadline) {
-                    Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
-                    Err(failed) if failed.closed_while_idle() => self.pool.clear(&target),
-                    Err(failed) => return Err(fail(failed.kind)),
+            if let Some(mut tls) = self.pool.take((), &target, max_idle) {
+                if !still_idle(&mut tls) {
+                    self.pool.clear((), &target);
+                } else {
+                    match self.converse(&mut tls, kms, Some(cut.clone()), deadline) {
+                        Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
+                        Err(failed) => {
+                            self.pool.clear((), &target);
+                            if !failed.closed_while_idle(&target) {
+                                return Err(fail(failed.kind));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -79,8 +87,10 @@ impl KmsTransport {
 
     /// Returns a connection to the pool if its conversation left it reusable.
     fn keep(&self, target: &Target, mut tls: BlockingTls, conversed: Conversed) -> Exchanged {
-        if conversed.reusable && nothing_pending(&mut tls.conn) {
-            self.pool.put(target, tls);
+        if let (true, Some(max_idle)) = (conversed.reusable, self.keep_alive) {
+            if nothing_pending(&mut tls.conn) {
+                self.pool.put((), target, tls, max_idle);
+            }
         }
         conversed.exchanged
     }
@@ -110,25 +120,23 @@ impl KmsTransport {
         let during = "reading the reply";
         let mut buf = vec![0u8; 16 * 1024];
         let mut feeder = Feeder::default();
-        let failed = |feeder: &Feeder, kind| Failed { kind, before_reply: feeder.received() == 0 };
         loop {
             let wanted = feeder.wanted(kms, buf.len());
             if wanted == 0 {
-                let reusable = cut.is_some() && feeder.reply_keeps_alive();
-                return Ok(Conversed { exchanged: Exchanged::Complete, reusable });
+                return Ok(feeder.complete(cut.is_some()));
             }
-            self.arm(tls.sock(), deadline, during).map_err(|kind| failed(&feeder, kind))?;
+            self.arm(tls.sock(), deadline, during).map_err(|kind| feeder.failed(kind))?;
             let n = match tls.read(&mut buf[..wanted]) {
-                Ok(0) => return Err(failed(&feeder, closed_early(feeder.received()))),
+                Ok(0) => return Err(feeder.failed(closed_early(feeder.received()))),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(failed(&feeder, closed_early(feeder.received())))
+                    return Err(feeder.failed(closed_early(feeder.received())))
                 }
-                Err(e) => return Err(failed(&feeder, self.classify(e, during, deadline))),
+                Err(e) => return Err(feeder.failed(self.classify(e, during, deadline))),
             };
-            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| failed(&feeder, kind))? {
+            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| feeder.failed(kind))? {
                 return Ok(Conversed { exchanged, reusable: false });
             }
         }

@@ -3,6 +3,7 @@
 
 use rustls::pki_types::ServerName;
 
+use super::keep_alive::{reply_keeps_alive, Conversed, Failed};
 use super::transport::Exchanged;
 use super::{KmsIoError, KmsIoErrorKind};
 use crate::kms::KmsCtx;
@@ -64,9 +65,16 @@ impl Feeder {
         self.received
     }
 
-    /// Whether the reply, read in full, leaves its connection open for another request.
-    pub(super) fn reply_keeps_alive(&self) -> bool {
-        self.head_complete && super::keep_alive::reply_keeps_alive(&self.head)
+    /// The reply was fed in full; its connection may be kept if the request went out `kept_alive` (without
+    /// `Connection: close`) and the reply keeps it alive too.
+    pub(super) fn complete(&self, kept_alive: bool) -> Conversed {
+        let reusable = kept_alive && self.head_complete && reply_keeps_alive(&self.head);
+        Conversed { exchanged: Exchanged::Complete, reusable }
+    }
+
+    /// The conversation failed with `kind`, after what was received so far.
+    pub(super) fn failed(&self, kind: KmsIoErrorKind) -> Failed {
+        Failed { kind, before_reply: self.received == 0 }
     }
 
     /// Feeds one piece; `Some` when the exchange is over (libmongocrypt scheduled a retry).

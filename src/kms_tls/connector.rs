@@ -17,12 +17,25 @@ pub trait KmsStream: Read + Write + Send {
         let _ = timeout;
         Ok(())
     }
+
+    /// Makes reads return [`io::ErrorKind::WouldBlock`] instead of waiting, or wait again. With
+    /// [`keep_alive`](super::KmsTransportBuilder::keep_alive), the transport checks a kept connection this way
+    /// before reusing it (for what the server sent or closed meanwhile); the default refuses, and connections over
+    /// such a stream are then not kept.
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        let _ = nonblocking;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this stream cannot be made non-blocking"))
+    }
 }
 
 impl KmsStream for TcpStream {
     fn set_io_timeout(&self, timeout: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(timeout))?;
         self.set_write_timeout(Some(timeout))
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, nonblocking)
     }
 }
 

@@ -13,6 +13,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
+use std::io;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use rustls::ClientConnection;
 
 use super::connect::Target;
-use super::transport::Exchanged;
+use super::transport::{BlockingTls, Exchanged};
 use super::KmsIoErrorKind;
 
 /// The most idle connections kept per endpoint; more are closed when returned.
@@ -56,10 +58,12 @@ pub(super) fn request_cut(message: &[u8]) -> Option<Range<usize>> {
         // The line's bounds, from where httparse's slices point into the message.
         let start = header.name.as_ptr() as usize - message.as_ptr() as usize;
         let value_end = header.value.as_ptr() as usize - message.as_ptr() as usize + header.value.len();
-        let end = value_end + message[value_end..].windows(2).position(|w| w == b"\r\n")? + 2;
-        if start < 2 || &message[start - 2..start] != b"\r\n" {
+        // Only blanks may follow the value on its line (a bare LF would make the cut take the next header).
+        let blanks = message[value_end..].iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        if !message[value_end + blanks..].starts_with(b"\r\n") || start < 2 || &message[start - 2..start] != b"\r\n" {
             return None;
         }
+        let end = value_end + blanks + 2;
         cut = Some(start..end);
     }
     Some(cut.unwrap_or(0..0))
@@ -106,6 +110,25 @@ pub(super) fn nothing_pending(conn: &mut ClientConnection) -> bool {
     }
 }
 
+/// Whether a kept connection of the blocking face can carry another request: nothing arrived on it while it was
+/// idle (no bytes, which would be read as the next reply; no close). Checked without waiting, through
+/// [`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking): a stream that refuses it is not reused.
+pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
+    if tls.sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let idle = loop {
+        match tls.conn.read_tls(&mut tls.sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break nothing_pending(&mut tls.conn),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Records that carry no data (a session ticket) leave it idle; anything else does not.
+            Ok(n) if n > 0 && nothing_pending(&mut tls.conn) => {}
+            Ok(_) | Err(_) => break false,
+        }
+    };
+    tls.sock.set_nonblocking(false).is_ok() && idle
+}
+
 /// How a conversation over a connection ended, when it did not fail.
 pub(super) struct Conversed {
     pub(super) exchanged: Exchanged,
@@ -127,54 +150,68 @@ impl From<KmsIoErrorKind> for Failed {
 }
 
 impl Failed {
-    /// A kept connection the server had closed meanwhile (an I/O error or end of stream before any reply byte):
-    /// nothing was fed to libmongocrypt, so the request goes out again on a new connection, as the same attempt.
-    pub(super) fn closed_while_idle(&self) -> bool {
-        self.before_reply && matches!(self.kind, KmsIoErrorKind::Io(_))
+    /// A kept connection the server closed as the request went out (an I/O error or end of stream before any
+    /// reply byte): nothing was fed to libmongocrypt, so the request goes out again on a new connection, as the
+    /// same attempt. The server may have read it (KMS requests are safe to repeat; KMIP's are never kept).
+    pub(super) fn closed_while_idle(&self, target: &Target) -> bool {
+        let closed = self.before_reply && matches!(self.kind, KmsIoErrorKind::Io(_));
+        if closed {
+            log::debug!(
+                target: "mongocrypt::kms_tls",
+                "{}: the kept connection was closed ({}); sending the request again on a new one",
+                target.endpoint,
+                self.kind
+            );
+        }
+        closed
     }
 }
 
-/// Which connections may serve a request: the same provider (so the same TLS configuration) and endpoint.
+/// Which connections may serve a request: the same scope (the async face's runtime: a socket belongs to the
+/// runtime that opened it), provider (so the same TLS configuration) and endpoint.
 #[derive(PartialEq, Eq, Hash)]
-struct Key {
+struct Key<S> {
+    scope: S,
     provider: String,
     host: String,
     port: u16,
 }
 
-impl Key {
-    fn of(target: &Target) -> Key {
-        Key { provider: target.provider.clone(), host: target.host.clone(), port: target.port }
+impl<S> Key<S> {
+    fn of(scope: S, target: &Target) -> Key<S> {
+        Key { scope, provider: target.provider.clone(), host: target.host.clone(), port: target.port }
     }
 }
 
-/// Idle kept-alive connections, per endpoint, most recently returned last.
-pub(super) struct Pool<C> {
-    idle: Mutex<HashMap<Key, Vec<(Instant, C)>>>,
+/// Idle connections since when they were returned, most recently returned last.
+type Idle<C> = Vec<(Instant, C)>;
+
+/// Idle kept-alive connections, per scope and endpoint.
+pub(super) struct Pool<C, S = ()> {
+    idle: Mutex<HashMap<Key<S>, Idle<C>>>,
 }
 
-impl<C> Default for Pool<C> {
+impl<C, S> Default for Pool<C, S> {
     fn default() -> Self {
         Pool { idle: Mutex::new(HashMap::new()) }
     }
 }
 
-impl<C> fmt::Debug for Pool<C> {
+impl<C, S> fmt::Debug for Pool<C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let idle = self.idle.lock().map(|idle| idle.values().map(Vec::len).sum::<usize>()).unwrap_or(0);
         f.debug_struct("Pool").field("idle", &idle).finish()
     }
 }
 
-impl<C> Pool<C> {
-    /// The most recently returned connection to `target`'s endpoint that has been idle at most `max_idle`;
-    /// the older ones are closed.
-    pub(super) fn take(&self, target: &Target, max_idle: Duration) -> Option<C> {
+impl<C, S: Hash + Eq> Pool<C, S> {
+    /// The most recently returned connection to `target`'s endpoint in `scope`; connections idle longer than
+    /// `max_idle`, to any endpoint, are closed first.
+    pub(super) fn take(&self, scope: S, target: &Target, max_idle: Duration) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = Key::of(target);
+        expire(&mut idle, max_idle);
+        let key = Key::of(scope, target);
         let conns = idle.get_mut(&key)?;
-        let now = Instant::now();
-        conns.retain(|(since, _)| now.duration_since(*since) <= max_idle);
         let conn = conns.pop().map(|(_, c)| c);
         if conns.is_empty() {
             idle.remove(&key);
@@ -182,20 +219,31 @@ impl<C> Pool<C> {
         conn
     }
 
-    /// Keeps `conn` for the next request to `target`'s endpoint (or closes it, when enough are kept).
-    pub(super) fn put(&self, target: &Target, conn: C) {
+    /// Keeps `conn` for the next request to `target`'s endpoint in `scope` (or closes it, when enough are kept);
+    /// connections idle longer than `max_idle` are closed.
+    pub(super) fn put(&self, scope: S, target: &Target, conn: C, max_idle: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let conns = idle.entry(Key::of(target)).or_default();
+        expire(&mut idle, max_idle);
+        let conns = idle.entry(Key::of(scope, target)).or_default();
         if conns.len() < MAX_IDLE_PER_ENDPOINT {
             conns.push((Instant::now(), conn));
         }
     }
 
-    /// Closes every idle connection to `target`'s endpoint (one of them was found closed by the server).
-    pub(super) fn clear(&self, target: &Target) {
+    /// Closes every idle connection to `target`'s endpoint in `scope` (one of them failed: the others likely will).
+    pub(super) fn clear(&self, scope: S, target: &Target) {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        idle.remove(&Key::of(target));
+        idle.remove(&Key::of(scope, target));
     }
+}
+
+/// Closes the connections idle longer than `max_idle`.
+fn expire<K, C>(idle: &mut HashMap<K, Idle<C>>, max_idle: Duration) {
+    let now = Instant::now();
+    idle.retain(|_, conns| {
+        conns.retain(|(since, _)| now.duration_since(*since) <= max_idle);
+        !conns.is_empty()
+    });
 }
 
 #[cfg(test)]
@@ -224,6 +272,8 @@ mod tests {
 
     #[test]
     fn requests_that_must_close_are_left_alone() {
+        let bare_lf = b"GET / HTTP/1.1\r\nConnection: close\nHost: x\r\n\r\n";
+        assert_eq!(request_cut(bare_lf), None, "the cut would take the Host line");
         let signed = SIGNED.replace("SignedHeaders=content-length;host", "SignedHeaders=connection;host");
         assert_eq!(request_cut(signed.as_bytes()), None);
         assert_eq!(request_cut(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"), None);

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
@@ -52,7 +52,7 @@ pub struct TokioKmsTransport {
     inner: KmsTransport,
     /// Kept-alive connections ([`KmsTransportBuilder::keep_alive`](super::KmsTransportBuilder::keep_alive)): this
     /// face's own, shared by its clones.
-    pool: Arc<Pool<TlsStream<TcpStream>>>,
+    pool: Arc<Pool<TlsStream<TcpStream>, tokio::runtime::Id>>,
 }
 
 impl From<KmsTransport> for TokioKmsTransport {
@@ -94,12 +94,22 @@ impl TokioKmsTransport {
         let deadline = config.request_timeout.map(|t| (Instant::now() + t, t));
         let cut = config.keep_alive.and_then(|_| kms.message().ok().and_then(request_cut));
 
-        if let (Some(max_idle), Some(cut)) = (config.keep_alive, &cut) {
-            if let Some(mut tls) = self.pool.take(&target, max_idle) {
-                match self.converse(&mut tls, kms, Some(cut.clone()), deadline).await {
-                    Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
-                    Err(failed) if failed.closed_while_idle() => self.pool.clear(&target),
-                    Err(failed) => return Err(fail(failed.kind)),
+        // A socket belongs to the runtime that opened it: each runtime has its own kept connections.
+        let runtime = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
+        if let (Some(max_idle), Some(cut), Some(runtime)) = (config.keep_alive, &cut, runtime) {
+            if let Some(mut tls) = self.pool.take(runtime, &target, max_idle) {
+                if !still_idle(&mut tls).await {
+                    self.pool.clear(runtime, &target);
+                } else {
+                    match self.converse(&mut tls, kms, Some(cut.clone()), deadline).await {
+                        Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
+                        Err(failed) => {
+                            self.pool.clear(runtime, &target);
+                            if !failed.closed_while_idle(&target) {
+                                return Err(fail(failed.kind));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -117,8 +127,11 @@ impl TokioKmsTransport {
 
     /// Returns a connection to the pool if its conversation left it reusable.
     fn keep(&self, target: &Target, mut tls: TlsStream<TcpStream>, conversed: Conversed) -> Exchanged {
-        if conversed.reusable && nothing_pending(tls.get_mut().1) {
-            self.pool.put(target, tls);
+        let runtime = tokio::runtime::Handle::try_current().map(|h| h.id());
+        if let (true, Some(max_idle), Ok(runtime)) = (conversed.reusable, self.inner.keep_alive, runtime) {
+            if nothing_pending(tls.get_mut().1) {
+                self.pool.put(runtime, target, tls, max_idle);
+            }
         }
         conversed.exchanged
     }
@@ -147,23 +160,21 @@ impl TokioKmsTransport {
 
         let mut buf = vec![0u8; 16 * 1024];
         let mut feeder = Feeder::default();
-        let failed = |feeder: &Feeder, kind| Failed { kind, before_reply: feeder.received() == 0 };
         loop {
             let wanted = feeder.wanted(kms, buf.len());
             if wanted == 0 {
-                let reusable = cut.is_some() && feeder.reply_keeps_alive();
-                return Ok(Conversed { exchanged: Exchanged::Complete, reusable });
+                return Ok(feeder.complete(cut.is_some()));
             }
             let n = match self.step(deadline, "reading the reply", tls.read(&mut buf[..wanted])).await {
-                Ok(0) => return Err(failed(&feeder, closed_early(feeder.received()))),
+                Ok(0) => return Err(feeder.failed(closed_early(feeder.received()))),
                 Ok(n) => n,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
                 Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(failed(&feeder, closed_early(feeder.received())))
+                    return Err(feeder.failed(closed_early(feeder.received())))
                 }
-                Err(kind) => return Err(failed(&feeder, kind)),
+                Err(kind) => return Err(feeder.failed(kind)),
             };
-            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| failed(&feeder, kind))? {
+            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| feeder.failed(kind))? {
                 return Ok(Conversed { exchanged, reusable: false });
             }
         }
@@ -243,4 +254,15 @@ impl TokioKmsTransport {
             KmsIoErrorKind::Resolve(io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
         }))
     }
+}
+
+/// Whether a kept connection can carry another request: one poll of a read finds nothing (no bytes, which would be
+/// read as the next reply; no close).
+async fn still_idle(tls: &mut TlsStream<TcpStream>) -> bool {
+    let mut byte = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *tls).poll_read(cx, &mut buf).is_pending())
+    })
+    .await
 }

@@ -201,12 +201,18 @@ impl KmsTransportBuilder {
     /// `Connection: close` asks.
     ///
     /// With keep-alive, an HTTP request goes out without its `Connection: close` line (unless an AWS signature
-    /// covers it), and its connection is kept if the reply was read to its end, framed by its length, and did not
-    /// say `Connection: close` itself: a request then costs no TCP or TLS handshake. A kept connection that the
-    /// server has closed meanwhile is found when the request fails before any byte of the reply; the request then
-    /// goes out again on a new connection, in the same attempt. KMIP requests, the OpenSSL backend
-    /// (`openssl_for`, feature `kms-openssl`) and connections left in an error are never kept. At most 128 idle
-    /// connections are kept per endpoint. Clones of the transport share them.
+    /// covers it), and its connection is kept if the reply was read to its end, framed by its length or chunked,
+    /// and did not say `Connection: close` itself: a request then costs no TCP or TLS handshake. Before reuse, a
+    /// kept connection is checked without waiting: one on which the server sent anything or closed meanwhile is
+    /// closed instead. If the request still fails on it before any byte of the reply (the server closed it as the
+    /// request went out), the request goes out again on a new connection, in the same attempt: the server may then
+    /// see it twice, which KMS requests (encrypt, decrypt, tokens) allow. Any failure on a kept connection closes
+    /// the endpoint's other idle ones. KMIP requests, the OpenSSL backend (`openssl_for`, feature `kms-openssl`),
+    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`]) and
+    /// connections left in an error are never kept. At most 128 idle connections are kept per endpoint.
+    ///
+    /// Clones of the transport share the kept connections; a `TokioKmsTransport` keeps its own, per tokio runtime
+    /// (a socket belongs to the runtime that opened it), shared by its clones: make it once, not per request.
     ///
     /// ```
     /// use std::time::Duration;

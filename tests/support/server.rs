@@ -51,6 +51,9 @@ pub enum Reply {
     /// Write these bytes, wait this long (a server that closes idle connections), then close cleanly, even on a
     /// keep-alive server.
     ThenClose(Vec<u8>, Duration),
+    /// Write the first bytes, wait this long, write the second (unasked: what a server may send on an idle
+    /// connection), then go on as after `Bytes`.
+    ThenSend(Vec<u8>, Duration, Vec<u8>),
 }
 
 /// An HTTP reply with a body and its Content-Length.
@@ -321,7 +324,20 @@ fn serve(
                 })
             })
         };
-        match responder(&request) {
+        let reply = match responder(&request) {
+            Reply::ThenSend(bytes, idle, unasked) => {
+                let _ = conn.write_all(&bytes).and_then(|()| conn.flush());
+                let until = Instant::now() + idle;
+                while Instant::now() < until && !shared.stopping() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                // Written as a reply of its own; its head decides whether the connection stays.
+                Reply::Bytes(unasked)
+            }
+            reply => reply,
+        };
+        match reply {
+            Reply::ThenSend(..) => unreachable!("turned into Bytes above"),
             Reply::Bytes(bytes) => {
                 let _ = conn.write_all(&bytes).and_then(|()| conn.flush());
                 let reply_head = String::from_utf8_lossy(&bytes).split("\r\n\r\n").next().unwrap_or("").to_owned();
