@@ -139,7 +139,7 @@
 //! connection and TLS handshake, as in MongoDB's other drivers. With
 //! [`keep_alive`](KmsTransportBuilder::keep_alive), requests to the same endpoint share connections: a request
 //! then costs neither handshake's round trips nor their CPU (on 2 cores, the handshakes limit a driver to ~0.45 of
-//! the rate 256 requests in flight at 20 ms allow; kept alive, 0.90: `BENCHMARKS.md`). The decisions (which
+//! the rate 256 requests in flight at 20 ms allow; kept alive, 0.86–0.91: `BENCHMARKS.md`). The decisions (which
 //! requests, which replies, a kept connection found closed) are made once, in `keep_alive`, for both faces.
 //!
 //! # OpenSSL, for KMIP servers (feature `kms-openssl`)
