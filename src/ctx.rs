@@ -249,13 +249,13 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(doc, &mut refuse_malformed_indexed_value)?;
+        let arg = BsonArg::visiting(doc, &mut refuse_aborting_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(value, &mut refuse_malformed_indexed_value)?;
+        let arg = BsonArg::visiting(value, &mut refuse_aborting_value)?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
@@ -317,21 +317,23 @@ fn check_marking(marking: &[u8]) -> Result<()> {
     }
 }
 
-/// Refuses the Queryable Encryption indexed values (binary subtype 6) that libmongocrypt aborts on while it decrypts
-/// them, on the versions seen to abort (one such value in a server reply aborts the client). A
-/// [`BsonArg::visiting`] visitor: it runs on every binary of every document to decrypt, so anything but subtype 6
-/// with blob type 7, 9, 14, 15 or 17 returns at the first comparison.
+/// Refuses the Queryable Encryption values (binary subtype 6) that libmongocrypt aborts on while it decrypts them,
+/// on the versions seen to abort (one such value in a server reply aborts the client). A [`BsonArg::visiting`]
+/// visitor: it runs on every binary of every document to decrypt, so anything but subtype 6 with blob type 4, 7, 9,
+/// 11, 14, 15 or 17 returns at the first comparison.
 ///
-/// - v1 (blob type 7 or 9) shorter than 64 bytes, before 1.21: with its data key cached, libmongocrypt 1.7.2
-///   resizes a buffer to 0 bytes in `mc_FLE2IndexedEncryptedValue_add_S_Key` and `_mongocrypt_buffer_resize`
-///   `BSON_ASSERT`s (found by the fuzz). 1.21.0 fails it instead; the versions between are not known to be fixed.
-///   A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
-/// - v2 (blob type 14, 15 or 17) that is malformed ([`check_indexed_value_v2`]), from 1.11 to before 1.17: seen
-///   to abort on 1.13.1 (found by the fuzz: a 109-byte type-14 value). Not on 1.7.2 (which returns these blob
-///   types undecrypted), 1.10.1, 1.17.0 or 1.21.0, which fail such values themselves. 1.11, 1.12 and 1.14 to
-///   1.16 are untested: refused as on 1.13.
+/// - v1 indexed values (blob type 7 or 9) shorter than 64 bytes, before 1.21: with its data key cached,
+///   libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `mc_FLE2IndexedEncryptedValue_add_S_Key` and
+///   `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz). 1.21.0 fails it instead; the versions between
+///   are not known to be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
+/// - v2 indexed values (blob type 14, 15 or 17) that are malformed ([`check_indexed_value_v2`]), from 1.11 to
+///   before 1.17: seen to abort on 1.13.1 (found by the fuzz: a 109-byte type-14 value). Not on 1.7.2 (which
+///   returns these blob types undecrypted), 1.10.1, 1.17.0 or 1.21.0, which fail such values themselves. 1.11, 1.12
+///   and 1.14 to 1.16 are untested: refused as on 1.13.
+/// - insert payloads (blob type 4, and 11 for v2 from 1.8) that libmongocrypt's parser fails, before 1.13, or
+///   whose value is too short to decrypt, before 1.21 ([`check_insert_payload`]).
 #[inline]
-fn refuse_malformed_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
+fn refuse_aborting_value(subtype: u8, bytes: &[u8]) -> Result<()> {
     match bytes.first() {
         Some(7 | 9) if subtype == 6 && bytes.len() < 64 && *Version::linked() < Version::new(1, 21, 0) => {
             Err(Error::invalid(format!(
@@ -339,6 +341,31 @@ fn refuse_malformed_indexed_value(subtype: u8, bytes: &[u8]) -> Result<()> {
                  aborts on one shorter than 64)",
                 bytes.len()
             )))
+        }
+        Some(&blob_type @ (4 | 11)) if subtype == 6 => {
+            let linked = Version::linked();
+            if *linked >= Version::new(1, 21, 0) || (blob_type == 11 && *linked < Version::new(1, 8, 0)) {
+                return Ok(());
+            }
+            let refuse = |what: String, why: &str| {
+                Err(Error::invalid(format!(
+                    "Queryable Encryption insert payload of {} bytes (blob type {blob_type}) {what}, refused by the \
+                     binding (libmongocrypt {why})",
+                    bytes.len()
+                )))
+            };
+            match check_insert_payload(blob_type, bytes) {
+                Ok(()) => Ok(()),
+                Err(PayloadFault::Malformed(what)) if *linked < Version::new(1, 13, 0) => {
+                    refuse(what, "before 1.13 frees twice what it parsed of a payload it then fails")
+                }
+                // Failed by libmongocrypt's parser, without an abort.
+                Err(PayloadFault::Malformed(_)) => Ok(()),
+                Err(PayloadFault::ShortValue { len, min }) => refuse(
+                    format!("with a value of {len} bytes"),
+                    &format!("before 1.21 aborts decrypting one shorter than {min}"),
+                ),
+            }
         }
         Some(&blob_type @ (14 | 15 | 17)) if subtype == 6 => {
             let linked = Version::linked();
@@ -411,6 +438,76 @@ fn check_indexed_value_v2(blob_type: u8, bytes: &[u8]) -> std::result::Result<()
     Ok(())
 }
 
+/// What is wrong with an insert payload.
+enum PayloadFault {
+    /// `mc_FLE2InsertUpdatePayload_parse` (`..V2_parse`) fails it.
+    Malformed(String),
+    /// It parses, and its value is shorter than the shortest that decrypts.
+    ShortValue { len: usize, min: usize },
+}
+
+/// Whether an insert payload (blob type 4, or 11 for v2; `bytes` starts with that byte) is one that libmongocrypt's
+/// parser takes and that it can decrypt:
+///
+/// ```text
+/// blob type (1) | BSON document
+/// v1: d, s, c, p, e binary (subtype 0); u binary (UUID); t int32 in 0..=255; v binary (subtype 0)
+/// v2: d, s, p, e, l binary (subtype 0); u binary (UUID); t int32 in 0..=255; k int64 >= 0; v binary (subtype 0)
+/// each once; other fields are not looked at; v: the user key id (16 bytes), then the ciphertext
+/// ```
+///
+/// Probed in child processes through this API (a payload of each kind below, for every field): 1.7.2 and 1.10.1
+/// (1.10.1 for v2 too; 1.7.2 returns v2 payloads undecrypted) fail a payload their parser rejects after its first
+/// field and free what they parsed of it twice, in the parser and again in the caller (`double free detected in
+/// tcache 2`; the CI fuzz found `[4, 5, 0, 0, 0, 0]`, an empty document); 1.13.1, 1.17.0 and 1.21.0 fail it
+/// without an abort. 1.7.2 to 1.17.0 decrypt a value of 16 to 64 bytes (v1) or 16 to 79 (v2) and
+/// `_mongocrypt_buffer_resize` `BSON_ASSERT`s on the empty plaintext; 1.21.0 says the ciphertext is too small. A
+/// document that is not BSON, or one the `bson` crate cannot walk, is malformed here: libmongocrypt fails the
+/// former before it parses anything (no abort), and no payload libmongocrypt writes is the latter.
+fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), PayloadFault> {
+    use bson::spec::BinarySubtype;
+    let malformed = |what: &str| PayloadFault::Malformed(what.to_owned());
+    let (fields, min): (&[&str], usize) = match blob_type {
+        4 => (&["d", "s", "c", "p", "u", "t", "v", "e"], 16 + 49),
+        _ => (&["d", "s", "p", "u", "t", "v", "e", "l", "k"], 16 + 64),
+    };
+    let doc = RawDocument::from_bytes(&bytes[1..]).map_err(|_| malformed("that is not a BSON document"))?;
+    let mut seen = [false; 9];
+    let mut len = 0;
+    for element in doc.iter_elements() {
+        let element = element.map_err(|_| malformed("that is malformed BSON"))?;
+        let name = element.key().as_str();
+        let Some(i) = fields.iter().position(|f| *f == name) else { continue };
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(PayloadFault::Malformed(format!("with field {name:?} twice")));
+        }
+        let value = element.value().map_err(|_| malformed("that is malformed BSON"))?;
+        let fits = match (name, value) {
+            ("u", RawBsonRef::Binary(b)) => b.subtype == BinarySubtype::Uuid,
+            ("t", RawBsonRef::Int32(t)) => (0..=255).contains(&t),
+            ("k", RawBsonRef::Int64(k)) => k >= 0,
+            ("u" | "t" | "k", _) => false,
+            (_, RawBsonRef::Binary(b)) if b.subtype == BinarySubtype::Generic => {
+                if name == "v" {
+                    len = b.bytes.len();
+                }
+                name != "v" || len >= 16
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(PayloadFault::Malformed(format!("whose field {name:?} is not what the parser takes")));
+        }
+    }
+    if let Some((missing, _)) = fields.iter().zip(seen).find(|(_, seen)| !seen) {
+        return Err(PayloadFault::Malformed(format!("without field {missing:?}")));
+    }
+    if len < min {
+        return Err(PayloadFault::ShortValue { len, min });
+    }
+    Ok(())
+}
+
 /// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
 /// libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `_mongocrypt_unwrap_key` for a short one and
 /// `_mongocrypt_buffer_resize` `BSON_ASSERT`s (one bad document in the key vault aborts every client that fetches
@@ -427,7 +524,8 @@ fn check_key_material(key: &[u8]) -> Result<()> {
             RawBsonRef::Binary(b) if b.bytes.len() >= 64 => {}
             RawBsonRef::Binary(b) => {
                 return Err(Error::invalid(format!(
-                    "key document refused by the binding: keyMaterial of {} bytes (libmongocrypt before 1.21 aborts on                      one shorter than 64)",
+                    "key document refused by the binding: keyMaterial of {} bytes (libmongocrypt before 1.21 aborts on \
+                     one shorter than 64)",
                     b.bytes.len()
                 )))
             }

@@ -26,7 +26,8 @@
 //! Inputs that crash libmongocrypt itself are refused by the binding (a chunked KMS reply with a bad chunk, a GCP
 //! reply with bad base64, mongocryptd markings with null-like values or malformed BSON, huge KMIP lengths and short
 //! `keyMaterial` before 1.21, short Queryable Encryption v1 indexed values before 1.21 and malformed v2 ones on
-//! 1.13; the `refused_*` tests below feed each and expect `Err`). No input is filtered out of the fuzz.
+//! 1.13, malformed insert payloads before 1.13 and ones with a short value before 1.21; the `refused_*` tests below
+//! feed each and expect `Err`). No input is filtered out of the fuzz.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -1904,6 +1905,163 @@ fn well_formed_v2_indexed_values_are_not_refused() {
             assert!(!is_v2_refusal(&result), "{value:x?} (explicit {explicit}): refused: {result:?}");
             if let Err(e) = &result {
                 assert!(matches!(e, Error::Client { .. }), "{value:x?}: not libmongocrypt's error: {e:?}");
+            }
+        }
+    }
+}
+
+/// A Queryable Encryption insert payload (blob type 4, or 11 for v2) with every field libmongocrypt's parser needs,
+/// each the right type, and a value `v` of the corpus's local key id then `value_len - 16` ciphertext bytes; `edit`
+/// changes the document first.
+fn insert_payload(blob_type: u8, value_len: usize, edit: impl FnOnce(&mut Document)) -> Vec<u8> {
+    let c = corpus();
+    let generic = |n: usize, b: u8| Binary { subtype: BinarySubtype::Generic, bytes: vec![b; n] };
+    let mut value = c.local_key_id.clone();
+    value.extend(c.ciphertexts[3].get_binary("v").unwrap().bytes.iter().cycle().take(value_len.saturating_sub(16)));
+    value.truncate(value_len);
+    let mut d = doc! { "d": generic(32, 1), "s": generic(32, 2) };
+    if blob_type == 4 {
+        d.insert("c", generic(32, 3));
+    }
+    d.insert("p", generic(48, 4));
+    d.insert("u", Binary { subtype: BinarySubtype::Uuid, bytes: c.local_key_id.clone() });
+    d.insert("t", 2i32);
+    d.insert("v", Binary { subtype: BinarySubtype::Generic, bytes: value });
+    d.insert("e", generic(32, 5));
+    if blob_type == 11 {
+        d.insert("l", generic(32, 6));
+        d.insert("k", 0i64);
+    }
+    edit(&mut d);
+    [vec![blob_type], bson::serialize_to_vec(&d).unwrap()].concat()
+}
+
+fn is_payload_refusal(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(Error::InvalidArgument(m))
+        if m.contains("Queryable Encryption insert payload") && m.contains("refused by the binding"))
+}
+
+/// Whether the linked libmongocrypt knows insert payloads of `blob_type` (v2 came in 1.8; 1.7.2 returns them
+/// undecrypted).
+fn knows_payload(blob_type: u8) -> bool {
+    blob_type == 4 || mongocrypt_at_least(1, 8)
+}
+
+/// libmongocrypt 1.7.2 and 1.10.1 fail an insert payload their parser rejects once it has parsed a field, and free
+/// what they parsed twice (`free(): double free detected in tcache 2`; the CI fuzz found `[4, 5, 0, 0, 0, 0]`, an
+/// empty document, on 1.7.2), for v1 (blob type 4) and, on 1.10.1, v2 (11) payloads alike: seen in child processes
+/// for every missing field, every field of a wrong type, `t` out of range, a negative `k`, a duplicate and a value
+/// shorter than its 16-byte key id; automatic and explicit decryption alike. 1.13.1, 1.17.0 and 1.21.0 fail them
+/// without an abort: libmongocrypt's own error there. The binding refuses them before 1.13 (1.11 and 1.12
+/// untested).
+#[test]
+fn refused_malformed_insert_payloads() {
+    for blob_type in [4u8, 11] {
+        let fields: &[&str] = if blob_type == 4 {
+            &["d", "s", "c", "p", "u", "t", "v", "e"]
+        } else {
+            &["d", "s", "p", "u", "t", "v", "e", "l", "k"]
+        };
+        let mut bad = vec![
+            ("the CI fuzz's empty document".to_string(), vec![blob_type, 5, 0, 0, 0, 0]),
+            ("t 300".into(), insert_payload(blob_type, 80, |d| drop(d.insert("t", 300i32)))),
+            ("t a string".into(), insert_payload(blob_type, 80, |d| drop(d.insert("t", "2")))),
+            (
+                "d of subtype 4".into(),
+                insert_payload(blob_type, 80, |d| {
+                    drop(d.insert("d", Binary { subtype: BinarySubtype::Uuid, bytes: vec![1; 16] }))
+                }),
+            ),
+            (
+                "u of subtype 0".into(),
+                insert_payload(blob_type, 80, |d| {
+                    drop(d.insert("u", Binary { subtype: BinarySubtype::Generic, bytes: vec![1; 16] }))
+                }),
+            ),
+            ("v of 15 bytes".into(), insert_payload(blob_type, 15, |_| {})),
+            ("v of 0 bytes".into(), insert_payload(blob_type, 0, |_| {})),
+            ("v an int".into(), insert_payload(blob_type, 80, |d| drop(d.insert("v", 1i32)))),
+        ];
+        if blob_type == 11 {
+            bad.push(("k -1".into(), insert_payload(11, 80, |d| drop(d.insert("k", -1i64)))));
+            bad.push(("k an int32".into(), insert_payload(11, 80, |d| drop(d.insert("k", 0i32)))));
+        }
+        for field in fields {
+            bad.push((format!("no {field}"), insert_payload(blob_type, 80, |d| drop(d.remove(field)))));
+        }
+        // A duplicate "d": the document's bytes with its first element appended again before the terminator.
+        let mut dup = insert_payload(blob_type, 80, |_| {});
+        let d = bson::serialize_to_vec(&doc! { "d": Binary { subtype: BinarySubtype::Generic, bytes: vec![1; 32] } })
+            .unwrap();
+        dup.pop();
+        dup.extend_from_slice(&d[4..d.len() - 1]);
+        dup.push(0);
+        let len = (dup.len() - 1) as i32;
+        dup[1..5].copy_from_slice(&len.to_le_bytes());
+        bad.push(("d twice".into(), dup));
+        for (name, value) in &bad {
+            for explicit in [false, true] {
+                let result = decrypt_v2_indexed(value, explicit, false);
+                let what = format!("blob type {blob_type}, {name} (explicit {explicit})");
+                if knows_payload(blob_type) && !mongocrypt_at_least(1, 13) {
+                    assert!(is_payload_refusal(&result), "{what}: expected the binding's refusal, got {result:?}");
+                } else if knows_payload(blob_type) {
+                    assert!(
+                        matches!(result, Err(Error::Client { .. })),
+                        "{what}: not libmongocrypt's error: {result:?}"
+                    );
+                } else {
+                    assert!(result.is_ok(), "{what}: 1.7.2 returns v2 payloads undecrypted: {result:?}");
+                }
+            }
+        }
+    }
+}
+
+/// libmongocrypt 1.7.2 to 1.17.0 decrypt an insert payload whose value is 16 to 64 bytes (v1; 16 to 79 for v2)
+/// and `_mongocrypt_buffer_resize` `BSON_ASSERT`s on the empty plaintext (seen in child processes on 1.7.2, 1.10.1,
+/// 1.13.1 and 1.17.0); 1.21.0 fails them ("input ciphertext too small"). The binding refuses them before 1.21. A
+/// value of 65 (v1) or 80 (v2) bytes reaches libmongocrypt, which fails its ciphertext (not a real one) itself.
+#[test]
+fn refused_short_insert_payload_values() {
+    for (blob_type, shortest) in [(4u8, 65), (11, 80)] {
+        for len in [16, 17, 48, 63, 64, shortest - 1, shortest, shortest + 1, 200] {
+            let value = insert_payload(blob_type, len, |_| {});
+            for (explicit, cached) in [(false, false), (true, false), (true, true)] {
+                let result = decrypt_v2_indexed(&value, explicit, cached);
+                let what =
+                    format!("blob type {blob_type}, value of {len} bytes (explicit {explicit}, cached {cached})");
+                if !knows_payload(blob_type) {
+                    assert!(result.is_ok(), "{what}: 1.7.2 returns v2 payloads undecrypted: {result:?}");
+                } else if len < shortest && !mongocrypt_at_least(1, 21) {
+                    assert!(is_payload_refusal(&result), "{what}: expected the binding's refusal, got {result:?}");
+                } else {
+                    // libmongocrypt's own error: a too-small ciphertext (1.21) or a failed HMAC or decryption.
+                    assert!(
+                        matches!(result, Err(Error::Client { .. })),
+                        "{what}: not libmongocrypt's error: {result:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Payloads that libmongocrypt's parser takes are not refused, with fields it does not look at as well.
+#[test]
+fn well_formed_insert_payloads_are_not_refused() {
+    for blob_type in [4u8, 11] {
+        let values = [
+            insert_payload(blob_type, 120, |_| {}),
+            insert_payload(blob_type, 120, |d| drop(d.insert("x", "an extra field"))),
+            insert_payload(blob_type, 120, |d| drop(d.insert("g", Bson::Array(vec![])))),
+            insert_payload(blob_type, 120, |d| drop(d.insert("t", 255i32))),
+        ];
+        for value in &values {
+            let result = decrypt_v2_indexed(value, true, false);
+            assert!(!is_payload_refusal(&result), "blob type {blob_type}: refused: {result:?}");
+            if knows_payload(blob_type) {
+                assert!(matches!(result, Err(Error::Client { .. })), "blob type {blob_type}: {result:?}");
             }
         }
     }
