@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bson::{Document, RawDocument, RawDocumentBuf};
 use mongocrypt::kms_tls::{KmsTransport, TokioKmsTransport};
-use mongocrypt::state_machine::{run, run_tokio, AsyncStateMachineIo, IoResult, StateMachineIo};
+use mongocrypt::state_machine::{run, run_tokio, AsyncStateMachineIo, IoResult, RunError, StateMachineIo};
 use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
 
 use support::pki::Pki;
@@ -130,11 +130,11 @@ impl Client {
         }
     }
 
-    /// One data key; the message libmongocrypt wrote for its Encrypt request.
-    fn datakey(&self, crypt: &Crypt) -> Vec<u8> {
+    /// One data key through this face: its result, and the messages libmongocrypt wrote.
+    fn try_datakey(&self, crypt: &Crypt) -> (Result<Option<RawDocumentBuf>, RunError>, Vec<Vec<u8>>) {
         let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
         let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
-        let (key, messages) = match self.face {
+        match self.face {
             Face::Blocking => {
                 let io = Recording { kms: self.blocking.clone(), messages: Mutex::default() };
                 let key = run(&mut ctx, &io);
@@ -145,7 +145,12 @@ impl Client {
                 let key = self.runtime.block_on(run_tokio(&mut ctx, &io));
                 (key, io.messages.into_inner().unwrap())
             }
-        };
+        }
+    }
+
+    /// One data key, checked; the message libmongocrypt wrote for its Encrypt request.
+    fn datakey(&self, crypt: &Crypt) -> Vec<u8> {
+        let (key, messages) = self.try_datakey(crypt);
         let key = key.unwrap_or_else(|e| panic!("{:?}: {e}", self.face)).expect("a key");
         assert_aws_key(&key);
         assert_eq!(messages.len(), 1, "one Encrypt request");
@@ -321,14 +326,7 @@ fn a_reply_cut_short_on_a_kept_connection_is_an_error() {
         );
         let crypt = crypt();
         client.datakey(&crypt);
-        let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
-        let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
-        let failed = match face {
-            Face::Blocking => run(&mut ctx, &Recording { kms: client.blocking.clone(), messages: Mutex::default() }),
-            Face::Tokio => client
-                .runtime
-                .block_on(run_tokio(&mut ctx, &Recording { kms: client.tokio.clone(), messages: Mutex::default() })),
-        };
+        let (failed, _) = client.try_datakey(&crypt);
         let error = failed.expect_err("a reply cut short").to_string();
         assert!(error.contains("(20 bytes received)"), "{face:?}: {error}");
         assert_eq!(client.idle(), 0, "{face:?}");
@@ -431,14 +429,7 @@ fn an_error_reply_closes_its_connection() {
             transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
         );
         let crypt = crypt();
-        let kek = KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN);
-        let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
-        let failed = match face {
-            Face::Blocking => run(&mut ctx, &Recording { kms: client.blocking.clone(), messages: Mutex::default() }),
-            Face::Tokio => client
-                .runtime
-                .block_on(run_tokio(&mut ctx, &Recording { kms: client.tokio.clone(), messages: Mutex::default() })),
-        };
+        let (failed, _) = client.try_datakey(&crypt);
         let error = failed.expect_err("HTTP 400").to_string();
         assert!(error.contains("mock error"), "{face:?}: libmongocrypt's error quotes the body: {error}");
         assert_eq!(client.idle(), 0, "{face:?}: a failed exchange's connection is not kept");
