@@ -96,10 +96,18 @@ fn encrypt_reply_kept_alive() -> Vec<u8> {
     reply.replace("\r\nConnection: close\r\n", "\r\n").into_bytes()
 }
 
-/// A keep-alive TLS server answering every request with `reply`.
-fn keep_alive_kms(pki: &Pki, reply: impl Fn() -> Reply + Send + Sync + 'static) -> MockServer {
+/// A keep-alive TLS server answering request `n` (0-based, in arrival order) with `reply(n)`.
+fn keep_alive_kms(pki: &Pki, reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> MockServer {
     let tls = server::tls_config(vec![pki.server.cert.clone()], pki.server.key(), None);
-    MockServer::start(Options { tls: Some(tls), keep_alive: true, ..Options::default() }, move |_: &Request| reply())
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    MockServer::start(Options { tls: Some(tls), keep_alive: true, ..Options::default() }, move |_: &Request| {
+        reply(answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    })
+}
+
+/// A client of `face` to `kms` that keeps connections alive for 30 s.
+fn kept_alive_client(face: Face, pki: &Pki, kms: &MockServer) -> Client {
+    Client::new(face, transport_to(pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap())
 }
 
 /// How many idle connections a transport's `Debug` says it holds (a `TokioKmsTransport` shows its blocking
@@ -174,11 +182,8 @@ fn without_close(message: &[u8]) -> Vec<u8> {
 fn kept_alive_requests_share_one_connection() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply_kept_alive()));
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let kms = keep_alive_kms(&pki, |_| Reply::Bytes(encrypt_reply_kept_alive()));
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         let mut messages = Vec::new();
         for i in 0..3 {
@@ -199,7 +204,7 @@ fn kept_alive_requests_share_one_connection() {
 fn without_keep_alive_every_request_has_its_connection() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply_kept_alive()));
+        let kms = keep_alive_kms(&pki, |_| Reply::Bytes(encrypt_reply_kept_alive()));
         let client = Client::new(face, transport_to(&pki, kms.addr()).build().unwrap());
         let crypt = crypt();
         let messages: Vec<_> = (0..3).map(|_| client.datakey(&crypt)).collect();
@@ -219,11 +224,8 @@ fn a_reply_saying_close_ends_the_connection() {
     for face in FACES {
         let pki = Pki::new("mock CA");
         // The fixture as it is: `Connection: close`.
-        let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply()));
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let kms = keep_alive_kms(&pki, |_| Reply::Bytes(encrypt_reply()));
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         let messages: Vec<_> = (0..3).map(|_| client.datakey(&crypt)).collect();
         assert_eq!(client.idle(), 0, "{face:?}");
@@ -241,11 +243,8 @@ fn a_connection_the_server_closed_while_idle_is_replaced() {
     for face in FACES {
         let pki = Pki::new("mock CA");
         // Keeps nothing alive: answers (without saying close), waits 500 ms, closes.
-        let kms = keep_alive_kms(&pki, || Reply::ThenClose(encrypt_reply_kept_alive(), Duration::from_millis(500)));
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let kms = keep_alive_kms(&pki, |_| Reply::ThenClose(encrypt_reply_kept_alive(), Duration::from_millis(500)));
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         client.datakey(&crypt);
         assert_eq!(client.idle(), 1, "{face:?}: kept (the server had not closed it yet)");
@@ -262,18 +261,14 @@ fn a_connection_the_server_closed_while_idle_is_replaced() {
 fn bytes_sent_on_an_idle_connection_are_not_taken_for_the_next_reply() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let answered = std::sync::atomic::AtomicUsize::new(0);
         // After the first reply, 100 ms later and unasked, a 408 (as servers send before closing an idle
         // connection): it must not be read as the second request's reply.
         let timeout = server::http(408, "{\"message\": \"idle\"}");
-        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        let kms = keep_alive_kms(&pki, move |n| match n {
             0 => Reply::ThenSend(encrypt_reply_kept_alive(), Duration::from_millis(100), timeout.clone()),
             _ => Reply::Bytes(encrypt_reply_kept_alive()),
         });
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         client.datakey(&crypt);
         std::thread::sleep(Duration::from_millis(400));
@@ -288,17 +283,13 @@ fn bytes_sent_on_an_idle_connection_are_not_taken_for_the_next_reply() {
 fn a_kept_connection_closed_before_the_reply_is_replaced() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let answered = std::sync::atomic::AtomicUsize::new(0);
         // The second request, on the kept connection, is read and the connection dropped without a byte of reply:
         // it goes out again on a new connection, in the same attempt (KMS requests are safe to repeat).
-        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        let kms = keep_alive_kms(&pki, move |n| match n {
             1 => Reply::CutOff(encrypt_reply_kept_alive(), 0),
             _ => Reply::Bytes(encrypt_reply_kept_alive()),
         });
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         client.datakey(&crypt);
         let message = client.datakey(&crypt);
@@ -314,16 +305,12 @@ fn a_kept_connection_closed_before_the_reply_is_replaced() {
 fn a_reply_cut_short_on_a_kept_connection_is_an_error() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let answered = std::sync::atomic::AtomicUsize::new(0);
         // The second reply stops after 20 bytes: libmongocrypt has been fed them, so nothing is sent again.
-        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        let kms = keep_alive_kms(&pki, move |n| match n {
             1 => Reply::CutOff(encrypt_reply_kept_alive(), 20),
             _ => Reply::Bytes(encrypt_reply_kept_alive()),
         });
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         client.datakey(&crypt);
         let (failed, _) = client.try_datakey(&crypt);
@@ -338,7 +325,7 @@ fn a_reply_cut_short_on_a_kept_connection_is_an_error() {
 #[test]
 fn each_runtime_has_its_own_kept_connections() {
     let pki = Pki::new("mock CA");
-    let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply_kept_alive()));
+    let kms = keep_alive_kms(&pki, |_| Reply::Bytes(encrypt_reply_kept_alive()));
     let transport = transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap();
     // Two clients, so two runtimes, over one TokioKmsTransport (its clones share the kept connections).
     let first = Client::new(Face::Tokio, transport.clone());
@@ -360,7 +347,7 @@ fn each_runtime_has_its_own_kept_connections() {
 fn idle_connections_expire() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let kms = keep_alive_kms(&pki, || Reply::Bytes(encrypt_reply_kept_alive()));
+        let kms = keep_alive_kms(&pki, |_| Reply::Bytes(encrypt_reply_kept_alive()));
         let keep_alive = Some(Duration::from_millis(50));
         let client = Client::new(face, transport_to(&pki, kms.addr()).keep_alive(keep_alive).build().unwrap());
         let crypt = crypt();
@@ -417,17 +404,13 @@ fn concurrent_requests_share_the_kept_connections() {
 fn an_error_reply_closes_its_connection() {
     for face in FACES {
         let pki = Pki::new("mock CA");
-        let answered = std::sync::atomic::AtomicUsize::new(0);
         // The first request gets HTTP 400 (framed, keep-alive): libmongocrypt fails the operation; the next gets the
         // key.
-        let kms = keep_alive_kms(&pki, move || match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        let kms = keep_alive_kms(&pki, move |n| match n {
             0 => Reply::Bytes(server::http(400, "{\"__type\": \"mock\", \"message\": \"mock error\"}")),
             _ => Reply::Bytes(encrypt_reply_kept_alive()),
         });
-        let client = Client::new(
-            face,
-            transport_to(&pki, kms.addr()).keep_alive(Some(Duration::from_secs(30))).build().unwrap(),
-        );
+        let client = kept_alive_client(face, &pki, &kms);
         let crypt = crypt();
         let (failed, _) = client.try_datakey(&crypt);
         let error = failed.expect_err("HTTP 400").to_string();
