@@ -43,16 +43,20 @@ mod aes_ni {
     ) -> Result<(), CryptoError> {
         let mut keys = expand(key);
         let mut result = Ok(());
-        let mut chain = load(iv);
+        // The chaining value is kept XORed with the first round key (the last round adds `keys[14] ^ keys[0]`,
+        // the ciphertext is that XOR `keys[0]`), so that only one XOR, the plaintext's, waits for the previous
+        // block: written as plaintext ^ key ^ chain, the compiler reassociated it to put both on the chain.
+        let last = _mm_xor_si128(keys[14], keys[0]);
+        let mut chain = _mm_xor_si128(load(iv), keys[0]);
         for block in input.chunks_exact(16) {
-            let mut x = _mm_xor_si128(_mm_xor_si128(chain, load(block.try_into().expect("16 bytes"))), keys[0]);
+            let mut x = _mm_xor_si128(load(block.try_into().expect("16 bytes")), chain);
             for key in &keys[1..14] {
                 x = _mm_aesenc_si128(x, *key);
             }
-            chain = _mm_aesenclast_si128(x, keys[14]);
+            chain = _mm_aesenclast_si128(x, last);
             let mut ciphertext = [0u8; 16];
             // SAFETY: not a mongocrypt.h rule: a 16-byte store into a 16-byte array.
-            unsafe { _mm_storeu_si128(ciphertext.as_mut_ptr().cast(), chain) };
+            unsafe { _mm_storeu_si128(ciphertext.as_mut_ptr().cast(), _mm_xor_si128(chain, keys[0])) };
             if let Err(e) = output.append(&ciphertext) {
                 result = Err(e);
                 break;
