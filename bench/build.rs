@@ -1,7 +1,7 @@
-//! Compiles overhead.c, the plain-C side of the overhead bench, against the `mongocrypt.h` that mongocrypt-sys
+//! Compiles overhead.c, the plain-C side of the overhead bench, against the `mongocrypt.h` that libmongocrypt-sys
 //! found (`DEP_MONGOCRYPT_INCLUDE`), so that C and the binding run on the very same libmongocrypt.
 fn main() {
-    let include = std::env::var("DEP_MONGOCRYPT_INCLUDE").expect("mongocrypt-sys publishes DEP_MONGOCRYPT_INCLUDE");
+    let include = std::env::var("DEP_MONGOCRYPT_INCLUDE").expect("libmongocrypt-sys publishes DEP_MONGOCRYPT_INCLUDE");
     let mut build = cc::Build::new();
     // Optimised like the Rust side of `cargo bench` (the C compiler's -O2 also in debug builds: C is the baseline).
     build.file("overhead.c").include(&include).opt_level(2).warnings_into_errors(true);

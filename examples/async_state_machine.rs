@@ -1,5 +1,5 @@
 //! The `state_machine` example (a port of libmongocrypt's `test/example-state-machine.c`) driven by the async
-//! runner, [`mongocrypt::state_machine::run_async`], on tokio: the same four operations, the same mocked replies,
+//! runner, [`libmongocrypt::state_machine::run_async`], on tokio: the same four operations, the same mocked replies,
 //! the same output. `tests/state_machine.rs` checks that its output equals the blocking example's.
 //!
 //! ```text
@@ -18,8 +18,8 @@ use std::io::Write;
 
 use blocking::{data_dir, extjson, read_json, PrintingIo};
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult, StateMachineIo};
-use mongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
+use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult, StateMachineIo};
+use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
 
 /// Each request is printed and answered as in the blocking example; a driver's futures would wait on the network.
 impl<W: Write + Send> AsyncStateMachineIo for PrintingIo<W> {

@@ -8,7 +8,7 @@
 //! cargo run --example state_machine
 //! ```
 //!
-//! The loop itself is [`mongocrypt::state_machine::run`]; this file supplies the I/O ([`PrintingIo`]), which prints
+//! The loop itself is [`libmongocrypt::state_machine::run`]; this file supplies the I/O ([`PrintingIo`]), which prints
 //! what a driver would send and replies with the file a driver would have received. `tests/state_machine.rs`
 //! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
 //! repository: the tests include this file (through `tests/common`) to read their data files with it.
@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::{self as sm, IoResult, StateMachineIo};
-use mongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
+use libmongocrypt::state_machine::{self as sm, IoResult, StateMachineIo};
+use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
 
 /// `tests/data/example`, where the mocked replies live.
 pub fn data_dir() -> PathBuf {

@@ -129,7 +129,7 @@ fn main() {
                 Ok(names) => Some(names),
                 Err(why) => {
                     println!(
-                        "cargo:warning=mongocrypt-sys: cannot read the symbols of {} ({why}); the functions available \
+                        "cargo:warning=libmongocrypt-sys: cannot read the symbols of {} ({why}); the functions available \
                          are taken from the header alone",
                         path.display()
                     );
@@ -139,7 +139,7 @@ fn main() {
         }
         None => {
             println!(
-                "cargo:warning=mongocrypt-sys: cannot locate the library file of {}; the functions available are taken \
+                "cargo:warning=libmongocrypt-sys: cannot locate the library file of {}; the functions available are taken \
                  from the header alone",
                 found.source
             );
@@ -160,7 +160,7 @@ fn main() {
             "the header, so probably not the library's: MONGOCRYPT_SYS_VERSION will say the header's release"
         };
         println!(
-            "cargo:warning=mongocrypt-sys: the header {} declares {} function(s) that the library {} (libmongocrypt \
+            "cargo:warning=libmongocrypt-sys: the header {} declares {} function(s) that the library {} (libmongocrypt \
              {version}, version from {version_source}) does not export: {}. They are left out of the bindings, and \
              the mongocrypt crate returns Error::Unsupported for them. Use the header of the same release as the \
              library to silence this.",
@@ -368,8 +368,8 @@ fn not_found(linkage: Linkage, tried: &[String]) -> ! {
 
 /// Stops the build with one readable message instead of a linker error later.
 fn fail(msg: &str) -> ! {
-    eprintln!("\nerror: mongocrypt-sys: {msg}\n");
-    println!("cargo:warning=mongocrypt-sys: {}", first_line(msg));
+    eprintln!("\nerror: libmongocrypt-sys: {msg}\n");
+    println!("cargo:warning=libmongocrypt-sys: {}", first_line(msg));
     std::process::exit(1);
 }
 

@@ -15,7 +15,7 @@
 #
 # plus `cargo fmt --check`, clippy and rustdoc (once), and a build with nothing to find, which must fail with a
 # readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
-# each build recompiles only the workspace's own crates (mongocrypt-sys's build script reruns when the library it
+# each build recompiles only the workspace's own crates (libmongocrypt-sys's build script reruns when the library it
 # is pointed at changes). The trybuild compile_fail probes run once per header (dynamic and latest): they depend on
 # Rust types and on the header, and the other builds share a header with one of those two.
 #
@@ -52,7 +52,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 # Every build tests the optional KMS I/O too, and its OpenSSL backend (kms-openssl: the system's OpenSSL, through
 # libssl-dev; tests/kms_kmip.rs runs a real PyKMIP server); `static` is the other feature, chosen per build by
 # MONGOCRYPT_STATIC.
-features=(--features mongocrypt/kms-tls,mongocrypt/tokio,mongocrypt/kms-openssl)
+features=(--features libmongocrypt/kms-tls,libmongocrypt/tokio,libmongocrypt/kms-openssl)
 
 target="$root/target/matrix"
 log=$(mktemp)
@@ -237,14 +237,14 @@ if want notfound; then
   header "notfound: a build with nothing to find fails with a readable message"
   t0=$SECONDS
   out=$(mktemp)
-  echo "+ MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 cargo build -p mongocrypt-sys"
+  echo "+ MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 cargo build -p libmongocrypt-sys"
   if CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 \
-    cargo build -p mongocrypt-sys >"$out" 2>&1; then
+    cargo build -p libmongocrypt-sys >"$out" 2>&1; then
     cat "$out"
     echo "FAIL: the build succeeded with no libmongocrypt to find" >&2
     exit 1
   fi
-  sed -n '/error: mongocrypt-sys:/,/libclang/p' "$out"
+  sed -n '/error: libmongocrypt-sys:/,/libclang/p' "$out"
   for needle in MONGOCRYPT_LIB_DIR pkg-config libmongocrypt-dev vendor/provision; do
     grep -qF -- "$needle" "$out" || { cat "$out"; echo "FAIL: the error message does not mention $needle" >&2; exit 1; }
   done
@@ -263,7 +263,7 @@ if want dynamic; then
     run scripts/valgrind.sh
     # Feature aws-sdk (aws-config's credential chain), once: about two minutes of extra build.
     export CARGO_TARGET_DIR="$target"
-    run cargo test -p mongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
+    run cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
   )
   timings+=("dynamic: $((SECONDS - t0))s")
 fi

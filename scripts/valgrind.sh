@@ -66,8 +66,8 @@ for line in sys.stdin:
 }
 
 # The tokio feature brings in the async driver tests (tests/async_driver.rs) and the async example.
-echo "+ cargo test --workspace --features mongocrypt/tokio --no-run --message-format=json"
-cargo test --workspace --features mongocrypt/tokio --no-run --message-format=json >"$json"
+echo "+ cargo test --workspace --features libmongocrypt/tokio --no-run --message-format=json"
+cargo test --workspace --features libmongocrypt/tokio --no-run --message-format=json >"$json"
 mapfile -t binaries < <(executables test <"$json" | grep -Ev '/compile_fail-[0-9a-f]+$' | sort -u)
 if [ -f examples/state_machine.rs ]; then
   echo "+ cargo build --example state_machine --example async_state_machine --message-format=json"

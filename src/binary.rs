@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, RawDocument, RawDocumentBuf};
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};

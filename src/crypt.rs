@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 use zeroize::Zeroize;
 
 use crate::binary::{BinaryView, BsonArg, BsonInput};
@@ -80,7 +80,7 @@ impl CryptBuilder {
     }
 
     /// Sends libmongocrypt's log messages to `handler` instead of the `log` crate (the default, under target
-    /// `mongocrypt`). A panic in the handler is caught and the message dropped.
+    /// `libmongocrypt`). A panic in the handler is caught and the message dropped.
     pub fn log_handler(mut self, handler: impl Fn(LogLevel, &str) + Send + Sync + 'static) -> Result<CryptBuilder> {
         self.log_set = true;
         self.set_log_handler(Box::new(handler))
@@ -318,7 +318,7 @@ fn lifecycle_lock() -> Option<MutexGuard<'static, ()>> {
 /// by construction: the handle is destroyed when the last `Crypt` and the last `Ctx` made from it are dropped.
 ///
 /// ```
-/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
+/// use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 /// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
 /// let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local"))?.datakey()?;
 /// drop(crypt); // The ctx keeps the handle alive...

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::ptr::NonNull;
 
 use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
 use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};

@@ -3,7 +3,7 @@
 use std::ffi::CStr;
 use std::ptr::NonNull;
 
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 
 use crate::ctx::State;
 
@@ -39,7 +39,7 @@ pub enum Error {
         /// libmongocrypt's message.
         message: String,
     },
-    /// The linked libmongocrypt is too old for this call. Decided at build time from what mongocrypt-sys found.
+    /// The linked libmongocrypt is too old for this call. Decided at build time from what libmongocrypt-sys found.
     #[error("{feature} requires libmongocrypt {required} or later, but {linked} is linked")]
     Unsupported {
         /// The C function this call needs.

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 
 use crate::binary::{BinaryOut, BinaryView};
 use crate::ctx::Ctx;

@@ -14,7 +14,7 @@
 //! # Explicit encryption, driven by hand
 //! ```
 //! use bson::{doc, rawdoc, spec::BinarySubtype, Binary};
-//! use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsProviders, State};
+//! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsProviders, State};
 //!
 //! let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
 //!
@@ -35,7 +35,7 @@
 //! let mut ctx = crypt.ctx().explicit_decrypt(&ciphertext)?;
 //! assert_eq!(ctx.state(), State::Ready);
 //! assert_eq!(ctx.finalize()?.get_str("v").unwrap(), "457-55-5462");
-//! # Ok::<(), mongocrypt::Error>(())
+//! # Ok::<(), libmongocrypt::Error>(())
 //! ```
 //!
 //! # Driving operations with the runner
@@ -50,8 +50,8 @@
 //! use std::sync::Mutex;
 //!
 //! use bson::{rawdoc, RawDocument, RawDocumentBuf};
-//! use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
-//! use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+//! use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
+//! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
 //! /// The driver's I/O; here a key vault in memory, as a local master key needs no KMS.
 //! #[derive(Default)]
@@ -110,8 +110,8 @@
 //! use std::sync::Arc;
 //!
 //! use bson::{rawdoc, RawDocument, RawDocumentBuf};
-//! use mongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
-//! use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+//! use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
+//! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
 //! /// The driver's I/O; here a key vault in memory.
 //! struct KeyVault(Vec<RawDocumentBuf>);
@@ -192,4 +192,4 @@ pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
 pub use version::{version, Version};
 
 /// The raw bindings, for other FFI layers that need to go below this crate.
-pub use mongocrypt_sys as sys;
+pub use libmongocrypt_sys as sys;

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 
 use crate::hooks::drop_panic_payload;
 
@@ -47,9 +47,9 @@ impl LogLevel {
 /// A user log handler. libmongocrypt may call it from any thread that uses the `Crypt`.
 pub(crate) type LogHandler = Box<dyn Fn(LogLevel, &str) + Send + Sync + 'static>;
 
-/// The handler installed when the user sets none: messages go to the `log` crate under target `mongocrypt`.
+/// The handler installed when the user sets none: messages go to the `log` crate under target `libmongocrypt`.
 pub(crate) fn log_crate_handler() -> LogHandler {
-    Box::new(|level, message| log::log!(target: "mongocrypt", level.to_log_level(), "{message}"))
+    Box::new(|level, message| log::log!(target: "libmongocrypt", level.to_log_level(), "{message}"))
 }
 
 /// The C callback. `ctx` is the `LogHandler` the `Crypt` owns.

@@ -227,7 +227,7 @@ impl KmsProviderKind {
 /// accept one wherever they take a provider name, and it compares equal to its string.
 ///
 /// ```
-/// use mongocrypt::{KmsProvider, KmsProviderKind};
+/// use libmongocrypt::{KmsProvider, KmsProviderKind};
 ///
 /// let named: KmsProvider = "local:key1".parse()?;
 /// assert_eq!((named.kind(), named.name()), (KmsProviderKind::Local, Some("key1")));
@@ -235,7 +235,7 @@ impl KmsProviderKind {
 /// assert_eq!(named.to_string(), "local:key1");
 /// assert_eq!(KmsProvider::aws(), "aws");
 /// assert!("aws:".parse::<KmsProvider>().is_err());
-/// # Ok::<(), mongocrypt::Error>(())
+/// # Ok::<(), libmongocrypt::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KmsProvider {

@@ -57,7 +57,7 @@
 //! # Observing a run
 //!
 //! Each state the runner enters and each I/O it asks for is logged with the `log` crate, target
-//! `mongocrypt::state_machine`, at debug level; the documents themselves (filters, commands, KMS messages, which can
+//! `libmongocrypt::state_machine`, at debug level; the documents themselves (filters, commands, KMS messages, which can
 //! hold key material and credentials) only at trace level. [`Runner::on_state`] also hands every state entered to a
 //! callback, so that a driver can test the path an operation took.
 
@@ -78,7 +78,7 @@ use crate::error::{Error, Result};
 use crate::kms::{KmsCtx, KmsScope};
 
 /// The `log` target of the runner.
-const LOG_TARGET: &str = "mongocrypt::state_machine";
+const LOG_TARGET: &str = "libmongocrypt::state_machine";
 
 /// What [`StateMachineIo::kms_credentials`] and [`AsyncStateMachineIo::kms_credentials`] fail with by default.
 const NO_KMS_CREDENTIALS: &str =
@@ -216,8 +216,8 @@ impl RunError {
 ///
 /// ```
 /// use bson::{RawDocument, RawDocumentBuf};
-/// use mongocrypt::state_machine::{feed_kms_reply, AsyncStateMachineIo, IoResult};
-/// use mongocrypt::KmsCtx;
+/// use libmongocrypt::state_machine::{feed_kms_reply, AsyncStateMachineIo, IoResult};
+/// use libmongocrypt::KmsCtx;
 ///
 /// struct Driver; // A driver's client, key vault collection and TLS connector.
 ///
@@ -271,14 +271,14 @@ pub trait AsyncStateMachineIo {
 /// ```
 /// use std::sync::{Arc, Mutex};
 ///
-/// use mongocrypt::state_machine::{Runner, StateMachineIo};
-/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
+/// use libmongocrypt::state_machine::{Runner, StateMachineIo};
+/// use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
 /// # struct NoIo;
 /// # impl StateMachineIo for NoIo {
-/// #     fn list_collections(&self, _: Option<&str>, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
-/// #     fn mark_command(&self, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<bson::RawDocumentBuf> { unreachable!() }
-/// #     fn find_keys(&self, _: &bson::RawDocument) -> mongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
-/// #     fn kms_request(&self, _: &mut mongocrypt::KmsCtx<'_>) -> mongocrypt::state_machine::IoResult<()> { unreachable!() }
+/// #     fn list_collections(&self, _: Option<&str>, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn mark_command(&self, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<bson::RawDocumentBuf> { unreachable!() }
+/// #     fn find_keys(&self, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn kms_request(&self, _: &mut libmongocrypt::KmsCtx<'_>) -> libmongocrypt::state_machine::IoResult<()> { unreachable!() }
 /// # }
 ///
 /// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
@@ -377,8 +377,8 @@ pub type RunResult = std::result::Result<Option<RawDocumentBuf>, RunError>;
 ///
 /// ```
 /// use bson::{rawdoc, RawDocument, RawDocumentBuf};
-/// use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
-/// use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+/// use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
+/// use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 ///
 /// /// A key vault in memory; there is no mongod, mongocryptd or KMS in explicit encryption with a local key.
 /// struct KeyVault(Vec<RawDocumentBuf>);
@@ -443,8 +443,8 @@ pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(ctx: &mut Ctx, io: &I) 
 ///
 /// ```
 /// use bson::{rawdoc, RawDocument, RawDocumentBuf};
-/// use mongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
-/// use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+/// use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
+/// use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 ///
 /// struct Driver;
 ///
@@ -494,10 +494,10 @@ where
 /// with its timer enabled.
 ///
 /// ```no_run
-/// # use mongocrypt::state_machine::AsyncStateMachineIo;
-/// # async fn example(crypt: mongocrypt::Crypt, cmd: bson::RawDocumentBuf, io: std::sync::Arc<impl AsyncStateMachineIo + Send + Sync + 'static>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # use libmongocrypt::state_machine::AsyncStateMachineIo;
+/// # async fn example(crypt: libmongocrypt::Crypt, cmd: bson::RawDocumentBuf, io: std::sync::Arc<impl AsyncStateMachineIo + Send + Sync + 'static>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let mut ctx = crypt.ctx().encrypt("db", &cmd)?;
-/// let encrypted = tokio::spawn(async move { mongocrypt::state_machine::run_tokio(&mut ctx, &*io).await }).await??;
+/// let encrypted = tokio::spawn(async move { libmongocrypt::state_machine::run_tokio(&mut ctx, &*io).await }).await??;
 /// # Ok(())
 /// # }
 /// ```

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use mongocrypt_sys as sys;
+use libmongocrypt_sys as sys;
 
 /// The libmongocrypt release this crate is linked against, as the library reports it (for example `1.21.0`).
 /// [`Version::linked`] is the same, parsed.
@@ -23,13 +23,13 @@ pub fn version() -> &'static str {
 /// dropped when parsing.
 ///
 /// ```
-/// use mongocrypt::Version;
+/// use libmongocrypt::Version;
 ///
 /// let linked = Version::linked();
 /// assert!(*linked >= Version::new(1, 7, 0));
-/// assert_eq!(linked.to_string().split('-').next(), mongocrypt::version().split(['-', '+']).next());
+/// assert_eq!(linked.to_string().split('-').next(), libmongocrypt::version().split(['-', '+']).next());
 /// assert!("1.8.0-alpha1".parse::<Version>()? < Version::new(1, 8, 0));
-/// # Ok::<(), mongocrypt::Error>(())
+/// # Ok::<(), libmongocrypt::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version {

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use futures_util::future::join_all;
-use mongocrypt::state_machine::{
+use libmongocrypt::state_machine::{
     feed_kms_reply, run, run_async, run_tokio, AsyncStateMachineIo, IoResult, Runner, StateMachineIo,
 };
-use mongocrypt::{Algorithm, Crypt, Ctx, ErrorKind, KmsCtx, State};
+use libmongocrypt::{Algorithm, Crypt, Ctx, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
 /// The blocking [`MockIo`] behind async methods, each of which first yields to the runtime as real I/O would.
@@ -109,7 +109,7 @@ async fn a_ctx_built_outside_runs_inside_tokio_spawn_after_its_crypt_is_dropped(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ready_ctx_is_finalized_on_spawn_blocking() {
     let crypt = Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap();
-    let ctx = crypt.ctx().key_encryption_key(&mongocrypt::KeyEncryptionKey::local("local")).unwrap();
+    let ctx = crypt.ctx().key_encryption_key(&libmongocrypt::KeyEncryptionKey::local("local")).unwrap();
     let mut datakey = ctx.datakey().unwrap();
     assert_eq!(datakey.state(), State::Ready);
     let key = tokio::task::spawn_blocking(move || datakey.finalize_owned()).await.unwrap().unwrap();
@@ -200,7 +200,7 @@ async fn a_kms_fan_out_with_join_all_inside_a_spawned_task() {
                     let served = join_all(round.iter_mut().map(|kms| async {
                         send_request(kms, Duration::from_millis(10)).await?;
                         tokio::task::yield_now().await;
-                        Ok::<_, mongocrypt::state_machine::IoError>(feed_kms_reply(kms, &reply)?)
+                        Ok::<_, libmongocrypt::state_machine::IoError>(feed_kms_reply(kms, &reply)?)
                     }))
                     .await;
                     served.into_iter().collect::<IoResult<Vec<()>>>()?;
@@ -208,7 +208,7 @@ async fn a_kms_fan_out_with_join_all_inside_a_spawned_task() {
                     scope.done()?;
                 }
                 State::Ready => {
-                    return Ok::<_, mongocrypt::state_machine::IoError>((ctx.finalize_owned()?, fanned_out))
+                    return Ok::<_, libmongocrypt::state_machine::IoError>((ctx.finalize_owned()?, fanned_out))
                 }
                 other => return Err(format!("unexpected state {other:?}").into()),
             }

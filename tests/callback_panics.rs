@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
-use mongocrypt::{
+use libmongocrypt::{
     Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, Error, KeyEncryptionKey, KmsProviders, LogLevel, RustCrypto,
     State,
 };
@@ -274,7 +274,7 @@ fn assert_panic_becomes_error(hook: Hook, op: Op) {
 /// the tokens of indexed payloads and for server values, which these tests cannot make. So CTR decryption is
 /// reachable here on v1 libraries only.
 fn qe_v1() -> bool {
-    let mut parts = mongocrypt::version().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = libmongocrypt::version().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (1, 8)
 }
 
@@ -336,7 +336,7 @@ fn panic_in_aes_256_ctr_encrypt() {
 #[test]
 fn panic_in_aes_256_ctr_decrypt() {
     if !qe_v1() {
-        println!("SKIP: libmongocrypt {} decrypts no value these tests can make with AES-CTR", mongocrypt::version());
+        println!("SKIP: libmongocrypt {} decrypts no value these tests can make with AES-CTR", libmongocrypt::version());
         return;
     }
     assert_panic_becomes_error(Hook::CtrDecrypt, Op::DecryptUnindexed);

@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use bson::{rawdoc, RawDocumentBuf};
 use common::{example, providers, LOCAL_KEY};
-use mongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, KeyEncryptionKey, KmsProviders, State};
+use libmongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, KeyEncryptionKey, KmsProviders, State};
 
-/// Counts the random bytes it hands out; every other primitive is [`mongocrypt::RustCrypto`]'s (the defaults).
+/// Counts the random bytes it hands out; every other primitive is [`libmongocrypt::RustCrypto`]'s (the defaults).
 struct CountingRandom(Arc<AtomicUsize>);
 
 impl CryptoProvider for CountingRandom {
     fn random(&self, output: &mut [u8]) -> Result<(), CryptoError> {
         self.0.fetch_add(output.len(), Ordering::SeqCst);
-        mongocrypt::RustCrypto.random(output)
+        libmongocrypt::RustCrypto.random(output)
     }
 }
 
@@ -105,19 +105,19 @@ fn a_ctx_moves_to_another_thread_and_finishes_there_after_its_crypt_is_gone() {
 fn a_ctx_adopted_from_raw_keeps_its_crypt_alive() {
     let crypt = Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap();
     // SAFETY (test): a ctx fresh from mongocrypt_ctx_new on this crypt, owned by no one else.
-    let ctx = unsafe { Ctx::from_raw(&crypt, mongocrypt::sys::mongocrypt_ctx_new(crypt.as_raw())) };
+    let ctx = unsafe { Ctx::from_raw(&crypt, libmongocrypt::sys::mongocrypt_ctx_new(crypt.as_raw())) };
     drop(crypt);
     let kek = rawdoc! { "provider": "local" };
     // The raw ctx is set up through the C API, as the FFI layer that made it would.
     // SAFETY (test): the binary views `kek`, which outlives both calls ("The viewed data is copied").
     unsafe {
-        let bin = mongocrypt::sys::mongocrypt_binary_new_from_data(
+        let bin = libmongocrypt::sys::mongocrypt_binary_new_from_data(
             kek.as_bytes().as_ptr().cast_mut(),
             kek.as_bytes().len() as u32,
         );
-        assert!(mongocrypt::sys::mongocrypt_ctx_setopt_key_encryption_key(ctx.as_raw(), bin));
-        assert!(mongocrypt::sys::mongocrypt_ctx_datakey_init(ctx.as_raw()));
-        mongocrypt::sys::mongocrypt_binary_destroy(bin);
+        assert!(libmongocrypt::sys::mongocrypt_ctx_setopt_key_encryption_key(ctx.as_raw(), bin));
+        assert!(libmongocrypt::sys::mongocrypt_ctx_datakey_init(ctx.as_raw()));
+        libmongocrypt::sys::mongocrypt_binary_destroy(bin);
     }
     let mut ctx = ctx;
     assert_eq!(ctx.state(), State::Ready);
@@ -134,6 +134,6 @@ fn the_example_finishes_on_a_ctx_whose_crypt_was_dropped() {
     let mut ctx = crypt.ctx().encrypt("test", &example::read_json(&dir.join("cmd.json")).unwrap()).unwrap();
     drop(crypt);
     let io = example::PrintingIo::new(Vec::new(), dir);
-    let encrypted = mongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
+    let encrypted = libmongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
     assert!(encrypted.get_document("filter").unwrap().get_binary("ssn").is_ok());
 }

@@ -6,7 +6,7 @@ mod common;
 
 use bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Algorithm, State};
+use libmongocrypt::{Algorithm, State};
 
 const DIR: &str = "csfle-auto-aws-example";
 

@@ -5,7 +5,7 @@ mod common;
 
 use bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Algorithm, KeyEncryptionKey, State};
+use libmongocrypt::{Algorithm, KeyEncryptionKey, State};
 
 const AWS_REPLY: &str = "datakey-local-aws/kms-aws-encrypt-response.txt";
 const AWS_KEY_ARN: &str = "arn:aws:kms:us-east-1:579766882180:key/89fcc2c4-08b0-4bd9-9f25-e30687b580d0";

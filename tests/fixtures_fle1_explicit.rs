@@ -5,7 +5,7 @@ mod common;
 
 use bson::{doc, rawdoc, Binary, Bson, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Algorithm, Crypt, State};
+use libmongocrypt::{Algorithm, Crypt, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 const RANDOM: &str = "fle1-explicit-local/FLE1RandomEncryptedValue.json";
@@ -190,13 +190,13 @@ fn placeholder_decrypt_depends_on_version() {
     // Version-dependent (MANIFEST section 1): 1.7.2 passes a marking (FLE blob subtype 0) through unchanged; 1.21.0
     // rejects it at init (newer libraries check the blob subtype of what they decrypt). 1.10.1, 1.13.1 and 1.17.0
     // still pass it through, so the check is taken to come with 1.21.0 (1.18 to 1.20 are not tested).
-    let old = |result: mongocrypt::Result<mongocrypt::Ctx>| {
+    let old = |result: libmongocrypt::Result<libmongocrypt::Ctx>| {
         let mut ctx = result.expect("1.7.2 accepts a placeholder");
         let t = drive(&mut ctx, &Mock::default());
         assert_eq!(t.states, [State::Ready, State::Done]);
         assert_bson_eq(t.output(), &input);
     };
-    let new = |result: mongocrypt::Result<mongocrypt::Ctx>| {
+    let new = |result: libmongocrypt::Result<libmongocrypt::Ctx>| {
         let message = err_message(result.map(|c| c.state()));
         assert!(message.contains("unsupported FLE blob subtype: 0"), "{message}");
     };

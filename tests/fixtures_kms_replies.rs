@@ -6,7 +6,7 @@ mod common;
 
 use bson::rawdoc;
 use common::*;
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 use serde_json::Value;
 
 const DIR: &str = "kms-reply-parsing";

@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 
 use bson::spec::BinarySubtype;
 use bson::{doc, rawdoc, Binary, Bson, Decimal128, Document, RawDocument, RawDocumentBuf, Timestamp};
-use mongocrypt::{Algorithm, Crypt, CryptBuilder, Ctx, CtxBuilder, Error, KeyEncryptionKey, QueryType, State};
+use libmongocrypt::{Algorithm, Crypt, CryptBuilder, Ctx, CtxBuilder, Error, KeyEncryptionKey, QueryType, State};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cases
@@ -900,7 +900,7 @@ fn old_library() -> bool {
 }
 
 fn mongocrypt_at_least(major: u32, minor: u32) -> bool {
-    let mut parts = mongocrypt::version().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = libmongocrypt::version().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (ma, mi) >= (major, minor)
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use bson::{rawdoc, RawDocumentBuf};
 use common::*;
-use mongocrypt::{
+use libmongocrypt::{
     Algorithm, CipherOutput, Crypt, CryptoError, CryptoProvider, Error, KeyEncryptionKey, RustCrypto, State,
 };
 

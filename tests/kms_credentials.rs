@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_credentials::{on_demand_providers, CredentialsErrorKind, CredentialsFetcher};
-use mongocrypt::kms_tls::KmsTransport;
-use mongocrypt::state_machine::{run, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
+use libmongocrypt::kms_credentials::{on_demand_providers, CredentialsErrorKind, CredentialsFetcher};
+use libmongocrypt::kms_tls::KmsTransport;
+use libmongocrypt::state_machine::{run, IoResult, RunError, StateMachineIo};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
 
 use support::pki::Pki;
 use support::server::{self, MockServer, Options, Reply, Request};

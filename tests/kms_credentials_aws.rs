@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bson::doc;
-use mongocrypt::kms_credentials::{AwsCredentials, AwsStep, CredentialsErrorKind, CredentialsFetcher};
-use mongocrypt::KmsProviders;
+use libmongocrypt::kms_credentials::{AwsCredentials, AwsStep, CredentialsErrorKind, CredentialsFetcher};
+use libmongocrypt::KmsProviders;
 
 use support::server::{self, MockServer, Options, Reply, Request};
 
@@ -369,8 +369,8 @@ fn named_providers_are_refused_on_demand() {
 #[cfg(feature = "tokio")]
 mod async_fetch {
     use super::*;
-    use mongocrypt::kms_credentials::{AwsCredentialProvider, AwsCredentialsFuture};
-    use mongocrypt::state_machine::IoError;
+    use libmongocrypt::kms_credentials::{AwsCredentialProvider, AwsCredentialsFuture};
+    use libmongocrypt::state_machine::IoError;
 
     #[tokio::test]
     async fn aws_imds_async_on_a_current_thread_runtime() {

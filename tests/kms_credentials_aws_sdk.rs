@@ -1,6 +1,6 @@
 //! Feature `aws-sdk`: the AWS step of on-demand credentials is `aws-config`'s default chain. From the real process
 //! environment (the SDK reads it itself), so alone in its test binary and serialized by [`ENV`]. Run with
-//! `cargo test -p mongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk`.
+//! `cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk`.
 #![cfg(feature = "aws-sdk")]
 
 mod support;
@@ -9,9 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bson::{Document, RawDocumentBuf};
-use mongocrypt::kms_credentials::{AwsCredentials, CredentialsFetcher};
-use mongocrypt::state_machine::{run, run_async};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
+use libmongocrypt::kms_credentials::{AwsCredentials, CredentialsFetcher};
+use libmongocrypt::state_machine::{run, run_async};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
 use support::credentials::{ecs_server, CredentialsIo};
 use support::pki::Pki;
@@ -118,6 +118,6 @@ fn sdk_custom_provider_replaces_the_chain() {
 fn sdk_chain_failure_is_an_aws_sdk_error() {
     let _env = clean_env();
     let err = CredentialsFetcher::new(["aws"]).timeout(Duration::from_secs(20)).fetch().unwrap_err();
-    assert!(matches!(err.kind(), mongocrypt::kms_credentials::CredentialsErrorKind::AwsSdk(_)), "{err}");
+    assert!(matches!(err.kind(), libmongocrypt::kms_credentials::CredentialsErrorKind::AwsSdk(_)), "{err}");
     assert!(err.to_string().contains("AWS SDK"), "{err}");
 }

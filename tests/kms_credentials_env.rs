@@ -7,9 +7,9 @@ mod support;
 use std::sync::{Mutex, MutexGuard};
 
 use bson::{doc, Document, RawDocumentBuf};
-use mongocrypt::kms_credentials::{CredentialsErrorKind, CredentialsFetcher};
-use mongocrypt::state_machine::run;
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
+use libmongocrypt::kms_credentials::{CredentialsErrorKind, CredentialsFetcher};
+use libmongocrypt::state_machine::run;
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
 use support::credentials::{ecs_server, CredentialsIo};
 use support::pki::Pki;
@@ -107,7 +107,7 @@ fn credentials_ecs_full_uri_sign_the_kms_request() {
 #[cfg(feature = "tokio")]
 mod async_run {
     use super::*;
-    use mongocrypt::state_machine::run_async;
+    use libmongocrypt::state_machine::run_async;
 
     /// The same as [`credentials_ecs_full_uri_sign_the_kms_request`], through `run_async` and the async fetch. A
     /// plain test that builds its runtime: the environment lock is held by the test, not across an await.

@@ -8,7 +8,7 @@
 mod support;
 
 use bson::Document;
-use mongocrypt::{CryptoProvider, KeyEncryptionKey, KmsProviders, RustCrypto};
+use libmongocrypt::{CryptoProvider, KeyEncryptionKey, KmsProviders, RustCrypto};
 use pkcs8::der::Decode;
 
 use support::common::b64;
@@ -70,7 +70,7 @@ fn gcp_datakey_with_pkcs8_and_pkcs1_keys() {
                     "endpoint": "example.com",
                 },
             );
-            let mut builder = mongocrypt::Crypt::builder().kms_providers(&providers).unwrap();
+            let mut builder = libmongocrypt::Crypt::builder().kms_providers(&providers).unwrap();
             if rust_crypto {
                 builder = builder.rust_crypto();
             }
@@ -79,7 +79,7 @@ fn gcp_datakey_with_pkcs8_and_pkcs1_keys() {
             let kek = KeyEncryptionKey::gcp("gcp", "p", "l", "r", "k");
             let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
             let io = ExampleIo { kms: transport, keys: Vec::new() };
-            let key_document = mongocrypt::state_machine::run(&mut ctx, &io)
+            let key_document = libmongocrypt::state_machine::run(&mut ctx, &io)
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
                 .expect("a key document");
             let key_document = Document::try_from(key_document.as_ref()).unwrap();

@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bson::{Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::{KmsTransport, TokioKmsTransport};
-use mongocrypt::state_machine::{run, run_tokio, AsyncStateMachineIo, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
+use libmongocrypt::kms_tls::{KmsTransport, TokioKmsTransport};
+use libmongocrypt::state_machine::{run, run_tokio, AsyncStateMachineIo, IoResult, RunError, StateMachineIo};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
 
 use support::pki::Pki;
 use support::server::{self, MockServer, Options, Reply, Request};

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bson::{rawdoc, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::{KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
-use mongocrypt::state_machine::{run, IoResult, StateMachineIo};
-use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
+use libmongocrypt::kms_tls::{KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
+use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
+use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
 
 use support::common::linked_version;
 use support::pykmip::{PyKmip, RsaPki};
@@ -198,7 +198,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     #[cfg(feature = "tokio")]
     {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let tokio_transport = mongocrypt::kms_tls::TokioKmsTransport::new(transport.clone());
+        let tokio_transport = libmongocrypt::kms_tls::TokioKmsTransport::new(transport.clone());
         let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).unwrap().datakey().unwrap();
         let mut scope = ctx.kms_scope().unwrap();
         let mut batch = scope.kms_ctxs();
@@ -217,7 +217,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
         assert!(master.get_bool("delegated").unwrap(), "{master}");
         round_trip(&providers, &key, &transport);
     } else {
-        eprintln!("skipped delegated: libmongocrypt {} predates delegated KMIP keys (1.10)", mongocrypt::version());
+        eprintln!("skipped delegated: libmongocrypt {} predates delegated KMIP keys (1.10)", libmongocrypt::version());
     }
 
     // A named KMIP provider (libmongocrypt ≥ 1.9): OpenSSL chosen for `kmip:named` only; plain `kmip` stays on
@@ -241,7 +241,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
         assert!(text.contains("HandshakeFailure") && text.contains("client certificate"), "{text}");
         assert!(text.contains("cipher suites") && text.contains("no CBC"), "{text}");
     } else {
-        eprintln!("skipped named KMIP providers: libmongocrypt {} predates them (1.9)", mongocrypt::version());
+        eprintln!("skipped named KMIP providers: libmongocrypt {} predates them (1.9)", libmongocrypt::version());
     }
 
     // No client certificate: the server refuses the handshake; the error says what was offered and why it may
@@ -266,8 +266,8 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     // reported to libmongocrypt by the one retry core with `mongocrypt_kms_ctx_fail`; libmongocrypt does not
     // retry KMIP requests (its retries are for the HTTP providers; seen on 1.17 and 1.21), so the same clear error
     // comes back after one attempt, at once.
-    if mongocrypt::kms_tls::RETRIES_SUPPORTED {
-        let retrying = mongocrypt::kms_tls::enable_retries(Crypt::builder().kms_providers(&providers).unwrap())
+    if libmongocrypt::kms_tls::RETRIES_SUPPORTED {
+        let retrying = libmongocrypt::kms_tls::enable_retries(Crypt::builder().kms_providers(&providers).unwrap())
             .unwrap()
             .build()
             .unwrap();

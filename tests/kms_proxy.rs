@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bson::Document;
-use mongocrypt::kms_tls::{enable_retries, HttpProxy, KmsIoErrorKind, KmsTransport, TlsOptions};
-use mongocrypt::state_machine::{run_concurrent, RunError};
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
+use libmongocrypt::kms_tls::{enable_retries, HttpProxy, KmsIoErrorKind, KmsTransport, TlsOptions};
+use libmongocrypt::state_machine::{run_concurrent, RunError};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 
 use support::pki::Pki;
 use support::server::Reply;
@@ -110,7 +110,7 @@ fn through(pki: &Pki, proxy: SocketAddr, kms: SocketAddr) -> KmsTransport {
         .unwrap()
 }
 
-fn datakey(ctx: &mut Ctx, transport: &KmsTransport) -> Result<Document, mongocrypt::kms_tls::KmsIoError> {
+fn datakey(ctx: &mut Ctx, transport: &KmsTransport) -> Result<Document, libmongocrypt::kms_tls::KmsIoError> {
     loop {
         match ctx.state() {
             State::NeedKms => transport.serve_and_done(ctx.kms_scope().unwrap())?,

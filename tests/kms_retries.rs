@@ -9,9 +9,9 @@
 mod support;
 
 use bson::{doc, Document};
-use mongocrypt::kms_tls::{enable_retries, KmsIoError, KmsTransport};
-use mongocrypt::state_machine::{run, RunError};
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};
+use libmongocrypt::kms_tls::{enable_retries, KmsIoError, KmsTransport};
+use libmongocrypt::state_machine::{run, RunError};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};
 
 use support::pki::Pki;
 use support::server::{self, Reply, Request};

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Document};
-use mongocrypt::kms_tls::{
+use libmongocrypt::kms_tls::{
     enable_retries, KmsIoError, KmsIoErrorKind, KmsTransport, TlsConfigError, TlsOptions, RETRIES_SUPPORTED,
 };
-use mongocrypt::state_machine::{run, run_concurrent, RunError};
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
+use libmongocrypt::state_machine::{run, run_concurrent, RunError};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 
 use support::pki::{Pki, Prf};
 use support::server::{self, MockServer, Reply};
@@ -338,7 +338,7 @@ fn retry_helpers_match_the_linked_library() {
     drop(builder);
     // mongocrypt_setopt_retry_kms is in 1.12 and later, also where the transport cannot retry (1.12 to 1.16 lack
     // mongocrypt_kms_ctx_feed_with_retry).
-    let at_least_1_12 = mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x010c_0000;
+    let at_least_1_12 = libmongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x010c_0000;
     assert_eq!(Crypt::builder().retry_kms(true).is_ok(), at_least_1_12, "retry_kms exists from 1.12 on");
 }
 
@@ -755,7 +755,7 @@ fn tls_named_provider_options() {
     let crypt = match Crypt::builder().kms_providers(&providers).and_then(|b| b.build()) {
         Ok(crypt) => crypt,
         Err(e) => {
-            eprintln!("skipped: libmongocrypt {} has no named KMS providers: {e}", mongocrypt::version());
+            eprintln!("skipped: libmongocrypt {} has no named KMS providers: {e}", libmongocrypt::version());
             return;
         }
     };
@@ -858,7 +858,7 @@ fn a_ready_client_config_is_used_per_provider_and_for_all() {
 
 #[test]
 fn an_expired_server_certificate_shows_its_dates() {
-    use mongocrypt::kms_tls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use libmongocrypt::kms_tls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
     // A CA, and a server certificate for the AWS host that expired at the end of 2021.

@@ -8,9 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bson::{Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::{enable_retries, KmsIoError, KmsIoErrorKind, TokioKmsTransport};
-use mongocrypt::state_machine::{run_tokio, AsyncStateMachineIo, IoResult, RunError};
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsCtx};
+use libmongocrypt::kms_tls::{enable_retries, KmsIoError, KmsIoErrorKind, TokioKmsTransport};
+use libmongocrypt::state_machine::{run_tokio, AsyncStateMachineIo, IoResult, RunError};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsCtx};
 
 use support::pki::Pki;
 use support::server::{self, Reply};

@@ -8,7 +8,7 @@ mod common;
 
 use bson::{doc, rawdoc};
 use common::*;
-use mongocrypt::State;
+use libmongocrypt::State;
 
 #[test]
 fn mongo_op_in_collinfo_is_encoded_once() {
@@ -62,7 +62,7 @@ fn a_second_mongocryptd_reply_is_refused() {
     let reply = example::read_json(&data_path("example/mongocryptd-reply.json")).unwrap();
     ctx.mongo_feed(&reply).unwrap();
     let second = ctx.mongo_feed(&reply);
-    assert!(matches!(&second, Err(mongocrypt::Error::InvalidArgument(m)) if m.contains("already fed")), "{second:?}");
+    assert!(matches!(&second, Err(libmongocrypt::Error::InvalidArgument(m)) if m.contains("already fed")), "{second:?}");
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedMongoKeys);
 }

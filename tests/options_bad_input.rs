@@ -12,7 +12,7 @@ use std::process::Command;
 
 use bson::{doc, rawdoc};
 use common::*;
-use mongocrypt::{Algorithm, Crypt, Error, KeyEncryptionKey, QueryType, RangeOptions, State};
+use libmongocrypt::{Algorithm, Crypt, Error, KeyEncryptionKey, QueryType, RangeOptions, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 
@@ -22,7 +22,7 @@ const MALFORMED: [(&str, &[u8]); 3] =
 
 /// Asserts a libmongocrypt client error whose message contains `expected`.
 #[track_caller]
-fn assert_client_error<T: std::fmt::Debug>(what: &str, result: mongocrypt::Result<T>, expected: &str) {
+fn assert_client_error<T: std::fmt::Debug>(what: &str, result: libmongocrypt::Result<T>, expected: &str) {
     match result {
         Err(Error::Client { code, message }) => {
             assert_ne!(code, 0, "{what}: a libmongocrypt code");
@@ -171,7 +171,7 @@ fn bad_binary_arguments() {
 
 // --- wrong states --------------------------------------------------------------------------------------------------
 
-fn ready_datakey(crypt: &Crypt) -> mongocrypt::Ctx {
+fn ready_datakey(crypt: &Crypt) -> libmongocrypt::Ctx {
     let ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::local("local")).unwrap().datakey().unwrap();
     assert_eq!(ctx.state(), State::Ready);
     ctx
@@ -220,9 +220,9 @@ fn kms_calls_outside_need_kms() {
     let err = ctx.kms_scope().map(|_| ()).unwrap_err();
     assert_eq!(
         err,
-        mongocrypt::Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state: State::Ready }
+        libmongocrypt::Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state: State::Ready }
     );
-    assert_eq!(err.kind(), mongocrypt::ErrorKind::WrongState);
+    assert_eq!(err.kind(), libmongocrypt::ErrorKind::WrongState);
     assert_eq!(err.to_string(), "kms_scope needs a ctx in state NeedKms, but the ctx is in state Ready");
     assert_eq!(ctx.state(), State::Ready, "the ctx is left as it was");
     assert!(ctx.error().is_none());
@@ -304,7 +304,7 @@ fn run_cases_isolated(test: &str, cases: &[&str]) -> Vec<String> {
 }
 
 /// Inputs that take `&[u8]`/`BsonInput` documents, called with an empty slice.
-fn empty_input_case(case: &str) -> mongocrypt::Result<()> {
+fn empty_input_case(case: &str) -> libmongocrypt::Result<()> {
     let crypt = crypt();
     let empty: &[u8] = &[];
     match case {

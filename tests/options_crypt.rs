@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bson::{doc, rawdoc, Document, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Crypt, Error, KeyEncryptionKey, KmsProviders, State};
+use libmongocrypt::{Crypt, Error, KeyEncryptionKey, KmsProviders, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 const KEY: &str = "fle1-explicit-local/key-ABCDEFAB-local.json";
@@ -119,7 +119,7 @@ fn kms_providers_named_local() {
     let mut ctx = crypt
         .ctx()
         .key_id(key_a.get_binary("_id").unwrap().bytes)
-        .and_then(|b| b.algorithm(&mongocrypt::Algorithm::Random))
+        .and_then(|b| b.algorithm(&libmongocrypt::Algorithm::Random))
         .and_then(|b| b.explicit_encrypt(&rawdoc! { "v": 1 }))
         .unwrap();
     let t = drive(&mut ctx, &Mock { keys: vec![key_a.clone()], ..Mock::default() });
@@ -644,10 +644,10 @@ fn use_range_v2() {
     let mut ctx = crypt
         .ctx()
         .key_id(key.get_binary("_id").unwrap().bytes)
-        .and_then(|b| b.algorithm(&mongocrypt::Algorithm::Range))
+        .and_then(|b| b.algorithm(&libmongocrypt::Algorithm::Range))
         .and_then(|b| b.contention_factor(0))
         .and_then(|b| {
-            b.algorithm_range(&mongocrypt::RangeOptions {
+            b.algorithm_range(&libmongocrypt::RangeOptions {
                 min: Some(0.into()),
                 max: Some(100.into()),
                 sparsity: Some(1),
@@ -672,10 +672,10 @@ fn use_range_v2() {
             without
                 .ctx()
                 .key_id(key.get_binary("_id").unwrap().bytes)
-                .and_then(|b| b.algorithm(&mongocrypt::Algorithm::Range))
+                .and_then(|b| b.algorithm(&libmongocrypt::Algorithm::Range))
                 .and_then(|b| b.contention_factor(0))
                 .and_then(|b| {
-                    b.algorithm_range(&mongocrypt::RangeOptions {
+                    b.algorithm_range(&libmongocrypt::RangeOptions {
                         min: Some(0.into()),
                         max: Some(100.into()),
                         sparsity: Some(1),

@@ -2,7 +2,7 @@
 //! the library's native crypto, byte for byte where the output is deterministic, and custom providers that prove
 //! which hooks libmongocrypt calls.
 //!
-//! On a "nocrypto" build (the wheel builds 1.10.1 to 1.21.0; `mongocrypt::is_crypto_available()` says which) there
+//! On a "nocrypto" build (the wheel builds 1.10.1 to 1.21.0; `libmongocrypt::is_crypto_available()` says which) there
 //! is no native crypto: a `Crypt` built without a provider installs `RustCrypto` itself, so "native" below is
 //! RustCrypto again there; the known-answer fixture still pins the bytes.
 
@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use common::*;
-use mongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, KeyEncryptionKey, RustCrypto, State};
+use libmongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, KeyEncryptionKey, RustCrypto, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
 const KEY: &str = "fle1-explicit-local/key-ABCDEFAB-local.json";
 
 fn native() -> Crypt {
     let crypt = crypt();
-    assert_eq!(crypt.uses_crypto_hooks(), !mongocrypt::is_crypto_available(), "hooks only where crypto is missing");
+    assert_eq!(crypt.uses_crypto_hooks(), !libmongocrypt::is_crypto_available(), "hooks only where crypto is missing");
     crypt
 }
 

@@ -10,7 +10,7 @@ mod common;
 
 use bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use common::*;
-use mongocrypt::{
+use libmongocrypt::{
     AffixOptions, Algorithm, Crypt, CtxBuilder, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, State,
     SubstringOptions, TextOptions,
 };
@@ -33,14 +33,14 @@ fn new_key(crypt: &Crypt) -> (Vec<u8>, RawDocumentBuf) {
 fn run(
     crypt: &Crypt,
     keys: &[RawDocumentBuf],
-    f: impl FnOnce(CtxBuilder) -> mongocrypt::Result<mongocrypt::Ctx>,
+    f: impl FnOnce(CtxBuilder) -> libmongocrypt::Result<libmongocrypt::Ctx>,
 ) -> Trace {
     let mut ctx = f(crypt.ctx()).unwrap_or_else(|e| panic!("init failed: {e}"));
     drive(&mut ctx, &Mock { keys: keys.to_vec(), ..Mock::default() })
 }
 
 /// The init error of an explicit operation.
-fn init_error(crypt: &Crypt, f: impl FnOnce(CtxBuilder) -> mongocrypt::Result<mongocrypt::Ctx>) -> String {
+fn init_error(crypt: &Crypt, f: impl FnOnce(CtxBuilder) -> libmongocrypt::Result<libmongocrypt::Ctx>) -> String {
     err_message(f(crypt.ctx()).map(|c| c.state()))
 }
 
@@ -229,7 +229,7 @@ fn masterkey_local_legacy() {
     assert_eq!(to_doc(t.output()).get_document("masterKey").unwrap(), &doc! { "provider": "local" });
     // An endpoint makes no sense for a local key; the builder refuses it before libmongocrypt sees it.
     let result = crypt.ctx().masterkey_local().and_then(|b| b.masterkey_aws_endpoint("x")).map(|_| ());
-    assert!(matches!(result, Err(mongocrypt::Error::InvalidArgument(ref m)) if m.contains("needs an AWS master key")));
+    assert!(matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("needs an AWS master key")));
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn masterkey_aws_endpoint_alone() {
     // libmongocrypt 1.21.0 dereferences NULL in datakey_init after an endpoint without a key (1.7.2 reports the
     // missing region), so the builder refuses the endpoint itself, on every version.
     let result = crypt().ctx().masterkey_aws_endpoint("kms.example.com").map(|_| ());
-    assert!(matches!(result, Err(mongocrypt::Error::InvalidArgument(ref m)) if m.contains("set masterkey_aws first")));
+    assert!(matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("set masterkey_aws first")));
 }
 
 #[test]
@@ -464,7 +464,7 @@ fn index_key_id_is_fetched_and_used() {
 }
 
 /// Options applied to a builder.
-type Setup = dyn Fn(CtxBuilder) -> mongocrypt::Result<CtxBuilder>;
+type Setup = dyn Fn(CtxBuilder) -> libmongocrypt::Result<CtxBuilder>;
 
 #[test]
 fn query_type_is_validated() {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use bson::rawdoc;
 use common::*;
-use mongocrypt::{KeyEncryptionKey, LogLevel, State};
+use libmongocrypt::{KeyEncryptionKey, LogLevel, State};
 
 /// A search directory holding a file named like crypt_shared that is not a library.
 fn bogus_crypt_shared_dir(name: &str) -> (TempDir, PathBuf) {
@@ -58,7 +58,7 @@ fn log_handler_is_not_called_without_a_reason_to_log() {
     let mut ctx = crypt
         .ctx()
         .key_id(key.get_binary("_id").unwrap().bytes)
-        .and_then(|b| b.algorithm(&mongocrypt::Algorithm::Random))
+        .and_then(|b| b.algorithm(&libmongocrypt::Algorithm::Random))
         .and_then(|b| b.explicit_encrypt(&rawdoc! { "v": "x" }))
         .unwrap();
     drive(&mut ctx, &Mock { keys: vec![key], ..Mock::default() }).output();
@@ -86,7 +86,7 @@ fn log_handler_panic_does_not_abort() {
     assert!(ctx.finalize().is_ok());
 }
 
-/// A `log` logger that keeps the records of target `mongocrypt`.
+/// A `log` logger that keeps the records of target `libmongocrypt`.
 struct Recorder(Mutex<Vec<(log::Level, String)>>);
 
 impl log::Log for Recorder {
@@ -95,7 +95,7 @@ impl log::Log for Recorder {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "mongocrypt" {
+        if record.target() == "libmongocrypt" {
             self.0.lock().unwrap().push((record.level(), record.args().to_string()));
         }
     }

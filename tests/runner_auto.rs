@@ -4,8 +4,8 @@
 mod runner_common;
 
 use bson::{rawdoc, Bson, RawDocumentBuf};
-use mongocrypt::state_machine::{run, run_concurrent, StateMachineIo};
-use mongocrypt::{Crypt, Error, ErrorKind};
+use libmongocrypt::state_machine::{run, run_concurrent, StateMachineIo};
+use libmongocrypt::{Crypt, Error, ErrorKind};
 use runner_common::*;
 
 const DIR: &str = "csfle-auto-aws-example";
@@ -49,7 +49,7 @@ fn auto_encrypt_gives_the_expected_command_exactly() {
     let encrypted = run(&mut ctx, &io).unwrap().expect("an encrypted command");
 
     assert_eq!(encrypted.as_bytes(), load_raw(&format!("{DIR}/expected-encrypted-cmd.json")).as_bytes());
-    assert_eq!(ctx.state(), mongocrypt::State::Done);
+    assert_eq!(ctx.state(), libmongocrypt::State::Done);
 
     let calls = io.calls();
     assert_eq!(io.trace(), ["list_collections", "mark_command", "find_keys", "kms_request"]);
@@ -144,7 +144,7 @@ fn io_can_be_a_trait_object() {
 #[test]
 fn collinfo_with_db_lists_collections_on_the_named_database() {
     let builder = Crypt::builder().kms_providers(&providers()).unwrap().use_need_mongo_collinfo_with_db_state();
-    if mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010a0000 {
+    if libmongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010a0000 {
         let err = builder.err().expect("the option needs libmongocrypt 1.10");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(

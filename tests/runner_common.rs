@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
-use mongocrypt::{Algorithm, KmsCtx};
+use libmongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
+use libmongocrypt::{Algorithm, KmsCtx};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -178,7 +178,7 @@ pub fn doc_with_two_keys() -> RawDocumentBuf {
         .unwrap()
         .explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
         .unwrap();
-    let b = mongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
+    let b = libmongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
     let b = b.get_binary("v").unwrap();
     assert_eq!(&b.bytes[1..17], b"bbbbbbbbbbbbbbbb");
     rawdoc! { "a": bson::RawBsonRef::Binary(a), "b": bson::RawBsonRef::Binary(b) }

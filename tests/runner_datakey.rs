@@ -5,8 +5,8 @@ mod runner_common;
 
 use bson::spec::BinarySubtype;
 use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::run;
-use mongocrypt::{Algorithm, KeyEncryptionKey};
+use libmongocrypt::state_machine::run;
+use libmongocrypt::{Algorithm, KeyEncryptionKey};
 use runner_common::*;
 
 const ARN: &str = "arn:aws:kms:us-east-1:579766882180:key/89fcc2c4-08b0-4bd9-9f25-e30687b580d0";
@@ -200,6 +200,6 @@ fn rewrap_of_no_keys_is_done_without_a_result() {
         .rewrap_many_datakey(&rawdoc! { "x": 1 })
         .unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), None);
-    assert_eq!(ctx.state(), mongocrypt::State::Done);
+    assert_eq!(ctx.state(), libmongocrypt::State::Done);
     assert_eq!(io.calls(), [Call::FindKeys(rawdoc! { "x": 1 })]);
 }

@@ -4,8 +4,8 @@
 mod runner_common;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::{feed_kms_reply, run, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Ctx, Error, ErrorKind, KmsCtx, State};
+use libmongocrypt::state_machine::{feed_kms_reply, run, IoResult, RunError, StateMachineIo};
+use libmongocrypt::{Ctx, Error, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
 const AUTO: &str = "csfle-auto-aws-example";
@@ -18,7 +18,7 @@ fn example_io() -> MockIo {
         .key(load_raw(&format!("{AUTO}/key-document.json")))
 }
 
-fn encrypt_ctx(crypt: &mongocrypt::Crypt) -> Ctx {
+fn encrypt_ctx(crypt: &libmongocrypt::Crypt) -> Ctx {
     crypt.ctx().encrypt("test", &load_raw(&format!("{AUTO}/cmd.json"))).unwrap()
 }
 
@@ -60,7 +60,7 @@ fn a_wrong_key_fed_is_rejected() {
 }
 
 /// Drives the example's encryption by hand up to `state`.
-fn encrypt_ctx_at(crypt: &mongocrypt::Crypt, state: State) -> Ctx {
+fn encrypt_ctx_at(crypt: &libmongocrypt::Crypt, state: State) -> Ctx {
     let mut ctx = encrypt_ctx(crypt);
     // A Crypt caches the schema: its later ctxs skip NEED_MONGO_COLLINFO.
     while ctx.state() != state {

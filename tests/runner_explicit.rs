@@ -4,8 +4,8 @@
 mod runner_common;
 
 use bson::{rawdoc, Binary, RawDocumentBuf};
-use mongocrypt::state_machine::run;
-use mongocrypt::Algorithm;
+use libmongocrypt::state_machine::run;
+use libmongocrypt::Algorithm;
 use runner_common::*;
 
 const DIR: &str = "fle1-explicit-local";

@@ -6,8 +6,8 @@ mod runner_common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
-use mongocrypt::{Crypt, ErrorKind, KmsCtx, State};
+use libmongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
+use libmongocrypt::{Crypt, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
 const AUTO: &str = "csfle-auto-aws-example";
@@ -153,7 +153,7 @@ fn a_network_error_without_retry_is_returned_as_io() {
 /// Retries need `mongocrypt_setopt_retry_kms` and `mongocrypt_kms_ctx_fail`, added in libmongocrypt 1.12.
 fn retrying_crypt() -> Option<Crypt> {
     let builder = Crypt::builder().kms_providers(&providers()).unwrap().retry_kms(true);
-    if mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010c0000 {
+    if libmongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER < 0x010c0000 {
         assert_eq!(builder.err().expect("retry_kms needs 1.12").kind(), ErrorKind::Unsupported);
         return None;
     }

@@ -1,5 +1,5 @@
 //! The runner's log: every state entered and every I/O asked for at debug level under target
-//! `mongocrypt::state_machine`, documents (which can hold key material and credentials) only at trace level. One
+//! `libmongocrypt::state_machine`, documents (which can hold key material and credentials) only at trace level. One
 //! test in its own binary, since a `log` logger is process-wide.
 
 mod runner_common;
@@ -7,15 +7,15 @@ mod runner_common;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use mongocrypt::state_machine::run;
+use libmongocrypt::state_machine::run;
 use runner_common::*;
 
-/// Keeps the runner's records; everything else (libmongocrypt's own log, target `mongocrypt`) is dropped.
+/// Keeps the runner's records; everything else (libmongocrypt's own log, target `libmongocrypt`) is dropped.
 struct Capture(Mutex<Vec<(Level, String)>>);
 
 impl Log for Capture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == "mongocrypt::state_machine"
+        metadata.target() == "libmongocrypt::state_machine"
     }
 
     fn log(&self, record: &Record<'_>) {

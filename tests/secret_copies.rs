@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary};
-use mongocrypt::{Crypt, Error, KmsProviders};
+use libmongocrypt::{Crypt, Error, KmsProviders};
 
 /// A local master key no other data looks like.
 const LOCAL_KEY: [u8; 96] = {

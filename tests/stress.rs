@@ -7,7 +7,7 @@
 use std::sync::Barrier;
 
 use bson::{doc, rawdoc, Bson, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::{Algorithm, Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};
+use libmongocrypt::{Algorithm, Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};
 
 const THREADS: usize = 8;
 const KEK: [u8; 96] = [0x5a; 96];
@@ -144,7 +144,7 @@ fn stress(crypt: Crypt) {
     assert_eq!(done, THREADS * ops);
 }
 
-fn builder() -> mongocrypt::CryptBuilder {
+fn builder() -> libmongocrypt::CryptBuilder {
     Crypt::builder().kms_providers(&KmsProviders::new().local("local", &KEK)).unwrap()
 }
 

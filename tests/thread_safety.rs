@@ -8,7 +8,7 @@ mod common;
 use bson::spec::BinarySubtype;
 use bson::{doc, rawdoc, RawDocumentBuf};
 use common::{example, feed_needed, load_doc};
-use mongocrypt::{
+use libmongocrypt::{
     Algorithm, Crypt, CryptBuilder, Ctx, KeyEncryptionKey, KmsCtx, KmsProviders, KmsScope, Result, State,
 };
 
@@ -24,7 +24,7 @@ const _: () = {
     sync::<Crypt>();
     send::<CryptBuilder>();
     owned::<Ctx>();
-    owned::<mongocrypt::CtxBuilder>();
+    owned::<libmongocrypt::CtxBuilder>();
     send::<KmsScope<'static>>();
     send::<KmsCtx>();
     sync::<KmsCtx>();

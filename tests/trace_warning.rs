@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mongocrypt::{Crypt, CryptBuilder, LogLevel};
+use libmongocrypt::{Crypt, CryptBuilder, LogLevel};
 
 /// A `log` logger that keeps every record.
 struct Recorder(Mutex<Vec<(log::Level, String, String)>>);
@@ -34,7 +34,7 @@ fn trace_warnings() -> Vec<String> {
     records
         .iter()
         .filter(|(level, target, message)| {
-            *level == log::Level::Warn && target.starts_with("mongocrypt::") && message.contains("MONGOCRYPT_TRACE")
+            *level == log::Level::Warn && target.starts_with("libmongocrypt::") && message.contains("MONGOCRYPT_TRACE")
         })
         .map(|(_, _, message)| message.clone())
         .collect()
@@ -80,10 +80,10 @@ fn tracing_is_warned_about_once() {
     let traced = traced.lock().unwrap();
     let tracing = traced.iter().any(|(level, _)| *level == LogLevel::Trace);
     let leaked = traced.iter().any(|(level, message)| *level == LogLevel::Trace && message.contains(SECRET));
-    if tracing && mongocrypt::version().starts_with("1.7.") {
-        assert!(leaked, "libmongocrypt {} traced, but not the secret: {traced:?}", mongocrypt::version());
+    if tracing && libmongocrypt::version().starts_with("1.7.") {
+        assert!(leaked, "libmongocrypt {} traced, but not the secret: {traced:?}", libmongocrypt::version());
     }
-    println!("libmongocrypt {}: trace log compiled in: {tracing}; secret traced: {leaked}", mongocrypt::version());
+    println!("libmongocrypt {}: trace log compiled in: {tracing}; secret traced: {leaked}", libmongocrypt::version());
     drop(crypt);
     std::env::remove_var("MONGOCRYPT_TRACE");
 }

@@ -7,7 +7,7 @@
 //! so there the header declares functions that the library lacks, and those must be `Unsupported` too (and the
 //! test binary must link at all).
 //!
-//! `mongocrypt_is_crypto_available` is the eleventh function; `mongocrypt::is_crypto_available()` returns a bool,
+//! `mongocrypt_is_crypto_available` is the eleventh function; `libmongocrypt::is_crypto_available()` returns a bool,
 //! and the sys tests check it against the library.
 
 mod common;
@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use common::*;
-use mongocrypt::state_machine::{feed_kms_reply, run, IoResult, StateMachineIo};
-use mongocrypt::{AffixOptions, Error, KeyEncryptionKey, KmsCtx, State, TextOptions};
+use libmongocrypt::state_machine::{feed_kms_reply, run, IoResult, StateMachineIo};
+use libmongocrypt::{AffixOptions, Error, KeyEncryptionKey, KmsCtx, State, TextOptions};
 
 const DATAKEY_REPLY: &str = "datakey-local-aws/kms-aws-encrypt-response.txt";
 
@@ -171,9 +171,9 @@ fn every_gated_method_works_or_is_unsupported() {
     for Outcome { function, since, result } in &outcomes {
         if linked_at_least(since) {
             if let Err(e) = result {
-                panic!("{function} (added in {since}) must work on libmongocrypt {}: {e:?}", mongocrypt::version());
+                panic!("{function} (added in {since}) must work on libmongocrypt {}: {e:?}", libmongocrypt::version());
             }
-            println!("{function}: works (libmongocrypt {} >= {since})", mongocrypt::version());
+            println!("{function}: works (libmongocrypt {} >= {since})", libmongocrypt::version());
         } else {
             assert_unsupported(result.as_ref().expect_err(function), function, since);
             println!("{function}: Unsupported (needs {since})");
@@ -185,10 +185,10 @@ fn every_gated_method_works_or_is_unsupported() {
 
     // What the build decided agrees with what the methods did: a function is Unsupported exactly when the bindings
     // do not declare it, and every function that the header declares but the library lacks is among those.
-    let declared = |f: &str| mongocrypt::sys::MONGOCRYPT_SYS_FUNCTIONS.contains(&f);
+    let declared = |f: &str| libmongocrypt::sys::MONGOCRYPT_SYS_FUNCTIONS.contains(&f);
     let undeclared: BTreeSet<&str> = checked.iter().copied().filter(|f| !declared(f)).collect();
     assert_eq!(unsupported, undeclared, "Unsupported methods vs functions missing from the bindings");
-    for missing in mongocrypt::sys::MONGOCRYPT_SYS_MISSING_FUNCTIONS {
+    for missing in libmongocrypt::sys::MONGOCRYPT_SYS_MISSING_FUNCTIONS {
         assert!(
             unsupported.contains(missing),
             "{missing}: declared by the header, absent from the library, yet not Unsupported"

@@ -16,7 +16,7 @@
 //! wall time: on a shared machine, what the scheduler gave it), peak RSS and threads. Only ratios of the same run
 //! are printed as results; nothing here asserts a time.
 //!
-//! `cargo bench -p mongocrypt-bench --bench kms_latency --features kms-latency`. Without `--bench` (as
+//! `cargo bench -p libmongocrypt-bench --bench kms_latency --features kms-latency`. Without `--bench` (as
 //! `cargo test --all-targets` runs it) it is a smoke run of a fraction of a second whose numbers mean nothing.
 //! Knobs: `KMS_LATENCY_PHASE_MS` (measured time per phase, default 2000, at most 10000).
 
@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bson::{RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use mongocrypt::kms_tls::{KmsTransport, TlsOptions, TokioKmsTransport};
-use mongocrypt::state_machine::{run_concurrent, run_tokio, AsyncStateMachineIo, IoResult, StateMachineIo};
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+use libmongocrypt::kms_tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use libmongocrypt::kms_tls::{KmsTransport, TlsOptions, TokioKmsTransport};
+use libmongocrypt::state_machine::{run_concurrent, run_tokio, AsyncStateMachineIo, IoResult, StateMachineIo};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -545,7 +545,7 @@ fn main() {
         "libmongocrypt {}, {} cores; mock AWS KMS over TLS on loopback ({} ms per request, its own 2-thread tokio \
          runtime); async: run_tokio + TokioKmsTransport on a 2-worker tokio runtime; threads: run_concurrent + \
          KmsTransport, one OS thread per operation in flight; {} ms per phase; one data key (one KMS Encrypt) per op",
-        mongocrypt::version(),
+        libmongocrypt::version(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         LATENCY.as_millis(),
         window.as_millis(),

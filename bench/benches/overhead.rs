@@ -2,7 +2,7 @@
 //!
 //! - `c`: plain C (`bench/overhead.c`) calling libmongocrypt directly;
 //! - `binding`: this crate, with libmongocrypt's native crypto;
-//! - `rust-crypto`: this crate with [`CryptBuilder::rust_crypto`](mongocrypt::CryptBuilder::rust_crypto), so that
+//! - `rust-crypto`: this crate with [`CryptBuilder::rust_crypto`](libmongocrypt::CryptBuilder::rust_crypto), so that
 //!   libmongocrypt's cryptography runs in the Rust provider.
 //!
 //! Workload, per variant: a local KEK (96 bytes), one data key made through a datakey ctx, then N operations on one
@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use bson::spec::BinarySubtype;
 use bson::{doc, rawdoc, Binary, Bson, Document, RawDocument, RawDocumentBuf};
-use mongocrypt::{Algorithm, Crypt, CryptBuilder, Ctx, KeyEncryptionKey, KmsProviders, State};
-use mongocrypt_bench::{CCrypt, Output};
+use libmongocrypt::{Algorithm, Crypt, CryptBuilder, Ctx, KeyEncryptionKey, KmsProviders, State};
+use libmongocrypt_bench::{CCrypt, Output};
 
 /// The local key encryption key: 96 fixed bytes.
 const KEK: [u8; 96] = {
@@ -77,7 +77,7 @@ impl Variant {
     /// Whether it can run on the linked library: C and native need native crypto, which "nocrypto" builds lack
     /// (there the binding installs the Rust provider by itself, so `binding` would just repeat `rust-crypto`).
     fn available(self) -> bool {
-        self == Variant::RustCrypto || mongocrypt::is_crypto_available()
+        self == Variant::RustCrypto || libmongocrypt::is_crypto_available()
     }
 }
 
@@ -306,7 +306,7 @@ fn unmeasured_output(env: &Env, work: &Work<'_>, n: u64) -> RawDocumentBuf {
 // The binding's loops: the same calls as overhead.c's.
 
 /// Drives a ctx to DONE: markings from `markings`, keys from `key_doc`; returns the finalized document.
-fn drive(ctx: &mut Ctx, markings: Option<&RawDocument>, key_doc: &RawDocument) -> mongocrypt::Result<RawDocumentBuf> {
+fn drive(ctx: &mut Ctx, markings: Option<&RawDocument>, key_doc: &RawDocument) -> libmongocrypt::Result<RawDocumentBuf> {
     let mut out = None;
     loop {
         match ctx.state() {
@@ -336,7 +336,7 @@ fn rust_encrypt_loop(
     key_doc: &RawDocument,
     value: &RawDocument,
     n: u64,
-) -> mongocrypt::Result<RawDocumentBuf> {
+) -> libmongocrypt::Result<RawDocumentBuf> {
     let mut last = RawDocumentBuf::new();
     for _ in 0..n {
         let mut ctx = crypt.ctx().key_id(key_id)?.algorithm(&Algorithm::Deterministic)?.explicit_encrypt(value)?;
@@ -350,7 +350,7 @@ fn rust_decrypt_loop(
     key_doc: &RawDocument,
     ciphertext: &RawDocument,
     n: u64,
-) -> mongocrypt::Result<RawDocumentBuf> {
+) -> libmongocrypt::Result<RawDocumentBuf> {
     let mut last = RawDocumentBuf::new();
     for _ in 0..n {
         let mut ctx = crypt.ctx().explicit_decrypt(ciphertext)?;
@@ -364,7 +364,7 @@ fn rust_auto_encrypt_loop(
     key_doc: &RawDocument,
     case: &AutoCase,
     n: u64,
-) -> mongocrypt::Result<RawDocumentBuf> {
+) -> libmongocrypt::Result<RawDocumentBuf> {
     let mut last = RawDocumentBuf::new();
     for _ in 0..n {
         let mut ctx = crypt.ctx().encrypt(DB, &case.cmd)?;
@@ -587,8 +587,8 @@ fn run_timed(config: &Config) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "libmongocrypt {} (native crypto: {}), {} cores, {} rounds, ~{} ms per timed loop{}",
-        mongocrypt::version(),
-        if mongocrypt::is_crypto_available() { "yes" } else { "no" },
+        libmongocrypt::version(),
+        if libmongocrypt::is_crypto_available() { "yes" } else { "no" },
         cores,
         config.rounds,
         config.target.as_millis(),
@@ -598,7 +598,7 @@ fn run_timed(config: &Config) {
         println!(
             "{}: skipped: libmongocrypt {} has no native crypto (this build runs only rust-crypto)",
             v.name(),
-            mongocrypt::version()
+            libmongocrypt::version()
         );
     }
     let envs: Vec<Env> = variants.iter().map(|&v| Env::new(v)).collect();
@@ -659,7 +659,7 @@ fn run_timed(config: &Config) {
         }
     }
     let find = |job: Job| samples.iter().find(|s| s.job == job).unwrap();
-    let native = mongocrypt::is_crypto_available();
+    let native = libmongocrypt::is_crypto_available();
     let mut misses: Vec<String> = Vec::new();
 
     println!();
@@ -950,7 +950,7 @@ fn run_callgrind() {
     let dir = std::env::temp_dir().join(format!("mongocrypt-overhead-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let variants: Vec<Variant> = Variant::ALL.into_iter().filter(|v| v.available()).collect();
-    println!("libmongocrypt {}; instructions per operation (Ir / N) inside the measured loop", mongocrypt::version());
+    println!("libmongocrypt {}; instructions per operation (Ir / N) inside the measured loop", libmongocrypt::version());
     let mut summary = Vec::new();
     let mut misses = Vec::new();
     let mut own = Vec::new();

@@ -1,11 +1,11 @@
 //! The plain-C side of the overhead bench (`benches/overhead.rs`): `overhead.c`, compiled by build.rs against the
-//! `mongocrypt.h` that mongocrypt-sys found, and a thin Rust wrapper to call it. The C loops make the same
+//! `mongocrypt.h` that libmongocrypt-sys found, and a thin Rust wrapper to call it. The C loops make the same
 //! libmongocrypt calls as the binding does for the same operations (see the comment at the top of overhead.c).
 
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr::NonNull;
 
-use mongocrypt::sys::mongocrypt_t;
+use libmongocrypt::sys::mongocrypt_t;
 
 /// `bench_buf_t`: a malloc'd copy of a result.
 #[repr(C)]
@@ -255,15 +255,15 @@ impl Drop for CCrypt {
 #[cfg(test)]
 mod tests {
     use bson::{doc, rawdoc, spec::BinarySubtype, Binary, RawDocumentBuf};
-    use mongocrypt::{Algorithm, Crypt, KmsProviders, State};
+    use libmongocrypt::{Algorithm, Crypt, KmsProviders, State};
 
     use super::*;
 
     /// C and the binding agree: each decrypts what the other encrypted with the same key document.
     #[test]
     fn c_and_binding_round_trip_each_other() {
-        if !mongocrypt::is_crypto_available() {
-            println!("SKIP: libmongocrypt {} has no native crypto, so the C side cannot run", mongocrypt::version());
+        if !libmongocrypt::is_crypto_available() {
+            println!("SKIP: libmongocrypt {} has no native crypto, so the C side cannot run", libmongocrypt::version());
             return;
         }
         let kek = [7u8; 96];

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use bson::spec::BinarySubtype;
 use bson::{doc, rawdoc, Binary, Document, RawDocumentBuf};
-use mongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 
 pub const LOCAL_KEK: [u8; 96] = [7; 96];
 const GCP_PRIVATE_KEY: &str = include_str!("../../tests/keys/rsa-2048.pkcs8.b64");
@@ -70,7 +70,7 @@ fn build(rust_crypto: bool) -> Fixture {
         .ctx()
         .key_id(&key_id)
         .unwrap()
-        .algorithm(&mongocrypt::Algorithm::Deterministic)
+        .algorithm(&libmongocrypt::Algorithm::Deterministic)
         .unwrap()
         .explicit_encrypt(&rawdoc! { "v": "457-55-5462" })
         .unwrap();
@@ -90,7 +90,7 @@ pub fn rust_crypto_fixture() -> &'static Fixture {
 }
 
 /// `Ok` or a typed error; every error formats.
-pub fn ok<T>(r: mongocrypt::Result<T>) -> Option<T> {
+pub fn ok<T>(r: libmongocrypt::Result<T>) -> Option<T> {
     match r {
         Ok(v) => Some(v),
         Err(e) => {

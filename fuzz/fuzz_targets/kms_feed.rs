@@ -8,7 +8,7 @@ mod common;
 use bson::doc;
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use mongocrypt::State;
+use libmongocrypt::State;
 
 const OAUTH: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 68\r\n\r\n{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"eyJ0eXAi\"}";
 

@@ -8,7 +8,7 @@ mod common;
 use bson::{doc, rawdoc};
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use mongocrypt::{Algorithm, State};
+use libmongocrypt::{Algorithm, State};
 
 fuzz_target!(|data: &[u8]| {
     let [which, times, input @ ..] = data else { return };

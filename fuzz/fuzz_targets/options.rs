@@ -8,7 +8,7 @@ mod common;
 use bson::rawdoc;
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use mongocrypt::{Algorithm, Crypt, KeyEncryptionKey, State};
+use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, State};
 
 fuzz_target!(|data: &[u8]| {
     let [which, d @ ..] = data else { return };

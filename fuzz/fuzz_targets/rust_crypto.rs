@@ -11,7 +11,7 @@ use bson::spec::BinarySubtype;
 use bson::{doc, Binary, RawDocument};
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use mongocrypt::Algorithm;
+use libmongocrypt::Algorithm;
 
 fuzz_target!(|data: &[u8]| {
     let [which, rest @ ..] = data else { return };

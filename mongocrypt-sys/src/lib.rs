@@ -28,7 +28,7 @@
 //! | `DEP_MONGOCRYPT_LIBRARY` | the library file whose symbols were read; empty when it could not be located or read (the header alone then decides) |
 //! | `DEP_MONGOCRYPT_HEADER_VERSION` | the header's own `MONGOCRYPT_VERSION` |
 //!
-//! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `mongocrypt` crate is the
+//! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `libmongocrypt` crate is the
 //! safe interface.
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]

@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString};
 use std::ptr;
 
-use mongocrypt_sys::*;
+use libmongocrypt_sys::*;
 
 /// The bindings this crate was compiled with. Integration tests of a package with a build script see its `OUT_DIR`.
 const BINDINGS: &str = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));

@@ -2,13 +2,13 @@
 //! it, decrypt the result. Runs where the library has native crypto (Debian's 1.7.2 uses OpenSSL); a "nocrypto"
 //! build (the pinned 1.21.0) is checked for what it can do without crypto hooks instead.
 //!
-//! BSON is built and read by hand: mongocrypt-sys has no BSON dependency, and byte-exact documents make the
+//! BSON is built and read by hand: libmongocrypt-sys has no BSON dependency, and byte-exact documents make the
 //! assertions exact.
 
 use std::ffi::CStr;
 use std::ptr;
 
-use mongocrypt_sys::*;
+use libmongocrypt_sys::*;
 
 /// The bindings this crate was compiled with (integration tests see the package's `OUT_DIR`).
 const BINDINGS: &str = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));

@@ -52,7 +52,7 @@
 //! It is not free: 2 min 11 s of debug build on top of a `kms-tls,tokio` build (`cargo build --timings`, two
 //! shared cores; 123 crates, aws-smithy-http-client 25 s, aws-config 12 s, h2 10 s, aws-sdk-sts 8 s), and
 //! `aws-config` 1.13 needs Rust 1.94.1, above this crate's minimum. Its test:
-//! `cargo test -p mongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk`.
+//! `cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk`.
 //!
 //! # Blocking and async
 //!
@@ -79,13 +79,13 @@
 //! polling thread.
 //!
 //! ```no_run
-//! use mongocrypt::kms_credentials::CredentialsFetcher;
-//! use mongocrypt::{Crypt, KmsProviders, State};
+//! use libmongocrypt::kms_credentials::CredentialsFetcher;
+//! use libmongocrypt::{Crypt, KmsProviders, State};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let providers = KmsProviders::new().on_demand("aws").on_demand("azure");
 //! let crypt = Crypt::builder().kms_providers(&providers)?.use_need_kms_credentials_state().build()?;
 //! let credentials = CredentialsFetcher::for_kms_providers(&providers);
-//! # let kek = mongocrypt::KeyEncryptionKey::aws("aws", "us-east-1", "arn:...");
+//! # let kek = libmongocrypt::KeyEncryptionKey::aws("aws", "us-east-1", "arn:...");
 //! let mut ctx = crypt.ctx().key_encryption_key(&kek)?.datakey()?;
 //! if ctx.state() == State::NeedKmsCredentials {
 //!     credentials.provide(&mut ctx)?; // or return `credentials.kms_credentials()` from StateMachineIo

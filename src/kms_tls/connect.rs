@@ -104,7 +104,7 @@ impl Feeder {
             Ok(false) => Ok(None),
             Ok(true) => {
                 let status = http_status(&self.head);
-                log::debug!(target: "mongocrypt::kms_tls", "HTTP status {status:?}; libmongocrypt will retry");
+                log::debug!(target: "libmongocrypt::kms_tls", "HTTP status {status:?}; libmongocrypt will retry");
                 Ok(Some(Exchanged::RetryRequested(status)))
             }
             Err(error) => Err(match http_status(&self.head) {

@@ -66,10 +66,10 @@ const MAX_PROXY_REPLY: usize = 16 * 1024;
 /// SNI and certificate verification name the KMS host, never the proxy.
 ///
 /// ```no_run
-/// use mongocrypt::kms_tls::{HttpProxy, KmsTransport};
+/// use libmongocrypt::kms_tls::{HttpProxy, KmsTransport};
 ///
 /// let transport = KmsTransport::builder().connector(HttpProxy::new("proxy.internal:3128")).build()?;
-/// # Ok::<(), mongocrypt::kms_tls::TlsConfigError>(())
+/// # Ok::<(), libmongocrypt::kms_tls::TlsConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct HttpProxy {

@@ -157,7 +157,7 @@ impl Failed {
         let closed = self.before_reply && matches!(self.kind, KmsIoErrorKind::Io(_));
         if closed {
             log::debug!(
-                target: "mongocrypt::kms_tls",
+                target: "libmongocrypt::kms_tls",
                 "{}: the kept connection was closed ({}); sending the request again on a new one",
                 target.endpoint,
                 self.kind

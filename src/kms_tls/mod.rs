@@ -48,8 +48,8 @@
 //! # The whole loop, by hand
 //!
 //! ```no_run
-//! use mongocrypt::kms_tls::{enable_retries, KmsTransport};
-//! use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
+//! use libmongocrypt::kms_tls::{enable_retries, KmsTransport};
+//! use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let providers = KmsProviders::new().aws("aws", "AKIA...", "secret", None);
@@ -87,9 +87,9 @@
 //!
 //! ```
 //! use bson::{RawDocument, RawDocumentBuf};
-//! use mongocrypt::kms_tls::KmsTransport;
-//! use mongocrypt::state_machine::{IoResult, StateMachineIo};
-//! use mongocrypt::KmsCtx;
+//! use libmongocrypt::kms_tls::KmsTransport;
+//! use libmongocrypt::state_machine::{IoResult, StateMachineIo};
+//! use libmongocrypt::KmsCtx;
 //!
 //! struct Driver {
 //!     kms: KmsTransport,
@@ -153,8 +153,8 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "kms-openssl")]
-//! # fn f() -> Result<(), mongocrypt::kms_tls::TlsConfigError> {
-//! use mongocrypt::kms_tls::{KmsTransport, TlsOptions};
+//! # fn f() -> Result<(), libmongocrypt::kms_tls::TlsConfigError> {
+//! use libmongocrypt::kms_tls::{KmsTransport, TlsOptions};
 //!
 //! let transport = KmsTransport::builder()
 //!     .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)

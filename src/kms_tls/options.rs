@@ -303,7 +303,7 @@ fn parse_key(pem: &[u8], password: Option<&str>, source: &str) -> Result<ClientK
         }),
         Some(KeySection::Plain) | None => {
             if password.is_some() {
-                log::debug!(target: "mongocrypt::kms_tls", "{source}: unencrypted private key; password ignored");
+                log::debug!(target: "libmongocrypt::kms_tls", "{source}: unencrypted private key; password ignored");
             }
             PrivateKeyDer::from_pem_slice(pem).map(ClientKey::Der).map_err(|e| TlsConfigError::Pem {
                 origin: origin(),

@@ -29,9 +29,9 @@ use crate::state_machine::IoResult;
 ///
 /// ```
 /// use bson::{RawDocument, RawDocumentBuf};
-/// use mongocrypt::kms_tls::TokioKmsTransport;
-/// use mongocrypt::state_machine::{AsyncStateMachineIo, IoResult};
-/// use mongocrypt::KmsCtx;
+/// use libmongocrypt::kms_tls::TokioKmsTransport;
+/// use libmongocrypt::state_machine::{AsyncStateMachineIo, IoResult};
+/// use libmongocrypt::KmsCtx;
 ///
 /// struct Driver {
 ///     kms: TokioKmsTransport,

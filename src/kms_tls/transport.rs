@@ -21,13 +21,13 @@ use crate::state_machine::{IoResult, RetryScheduled};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use mongocrypt::kms_tls::{KmsTransport, TlsOptions};
+/// use libmongocrypt::kms_tls::{KmsTransport, TlsOptions};
 ///
 /// let transport = KmsTransport::builder()
 ///     .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)
 ///     .timeout(Duration::from_secs(10))
 ///     .build()?;
-/// # Ok::<(), mongocrypt::kms_tls::TlsConfigError>(())
+/// # Ok::<(), libmongocrypt::kms_tls::TlsConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct KmsTransport {
@@ -216,10 +216,10 @@ impl KmsTransportBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use mongocrypt::kms_tls::KmsTransport;
+    /// use libmongocrypt::kms_tls::KmsTransport;
     ///
     /// let transport = KmsTransport::builder().keep_alive(Some(Duration::from_secs(30))).build()?;
-    /// # Ok::<(), mongocrypt::kms_tls::TlsConfigError>(())
+    /// # Ok::<(), libmongocrypt::kms_tls::TlsConfigError>(())
     /// ```
     pub fn keep_alive(mut self, idle: Option<Duration>) -> KmsTransportBuilder {
         self.keep_alive = idle;

@@ -1,6 +1,6 @@
-//! Compiles shim.c against the header mongocrypt-sys found, as a C or Python/Node extension layer would.
+//! Compiles shim.c against the header libmongocrypt-sys found, as a C or Python/Node extension layer would.
 fn main() {
-    let include = std::env::var("DEP_MONGOCRYPT_INCLUDE").expect("mongocrypt-sys publishes DEP_MONGOCRYPT_INCLUDE");
+    let include = std::env::var("DEP_MONGOCRYPT_INCLUDE").expect("libmongocrypt-sys publishes DEP_MONGOCRYPT_INCLUDE");
     let mut build = cc::Build::new();
     build.file("shim.c").include(&include).warnings_into_errors(true);
     if std::env::var("DEP_MONGOCRYPT_LINKAGE").as_deref() == Ok("static") {

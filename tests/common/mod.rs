@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
-use mongocrypt::{Crypt, CryptBuilder, Ctx, Error, KmsCtx, KmsProviders, LogLevel, State};
+use libmongocrypt::{Crypt, CryptBuilder, Ctx, Error, KmsCtx, KmsProviders, LogLevel, State};
 
 /// The example: its extended JSON reader (the repository's one) and libbson-style printer, its HTTP reply loader.
 #[path = "../../examples/state_machine.rs"]
@@ -125,12 +125,12 @@ pub fn version_number(version: &str) -> u32 {
 
 /// The version of the libmongocrypt that runs, as a number; checked against the build-time one.
 pub fn linked_version() -> u32 {
-    let runtime = version_number(mongocrypt::version());
+    let runtime = version_number(libmongocrypt::version());
     assert_eq!(
         runtime,
-        mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER,
+        libmongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER,
         "runtime libmongocrypt {} is not the one the build found",
-        mongocrypt::version()
+        libmongocrypt::version()
     );
     runtime
 }
@@ -142,7 +142,7 @@ pub fn linked_at_least(version: &str) -> bool {
 
 /// Prints why a version-gated case did not run (visible with `--nocapture`).
 pub fn skip(case: &str, why: &str) {
-    println!("SKIP {case}: {why} (linked libmongocrypt {})", mongocrypt::version());
+    println!("SKIP {case}: {why} (linked libmongocrypt {})", libmongocrypt::version());
 }
 
 /// Asserts `err` is [`Error::Unsupported`] for the C function `feature`, added in `since`, naming the linked version.
@@ -151,13 +151,13 @@ pub fn assert_unsupported(err: &Error, feature: &str, since: &str) {
         Error::Unsupported { feature: f, required, linked } => {
             assert_eq!(*f, feature);
             assert_eq!(*required, since);
-            assert_eq!(*linked, mongocrypt::version(), "the release the library reports");
-            assert_eq!(*linked, mongocrypt::sys::MONGOCRYPT_SYS_VERSION, "the release the build found");
+            assert_eq!(*linked, libmongocrypt::version(), "the release the library reports");
+            assert_eq!(*linked, libmongocrypt::sys::MONGOCRYPT_SYS_VERSION, "the release the build found");
         }
         other => panic!("expected Unsupported({feature}), got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(feature) && text.contains(since) && text.contains(mongocrypt::version()), "{text}");
+    assert!(text.contains(feature) && text.contains(since) && text.contains(libmongocrypt::version()), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // rejected.
 use std::rc::Rc;
 
-use mongocrypt::{CryptoError, CryptoProvider};
+use libmongocrypt::{CryptoError, CryptoProvider};
 
 struct Counting(Rc<()>);
 

@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_t: "functions on derived handles (e.g. mongocrypt_ctx_t) are not [thread safe] and must
 // be owned by a single thread". Ctx is Send but not Sync, so &Ctx cannot be shared between threads.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

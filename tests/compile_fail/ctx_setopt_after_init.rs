@@ -1,6 +1,6 @@
 // mongocrypt.h, every mongocrypt_ctx_setopt_*: "@pre ctx has not been initialized". The init methods of CtxBuilder
 // (here explicit_encrypt) consume the builder, so a setopt after init is a use after move.
-use mongocrypt::{Algorithm, Crypt};
+use libmongocrypt::{Algorithm, Crypt};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

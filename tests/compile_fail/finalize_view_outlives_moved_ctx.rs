@@ -1,7 +1,7 @@
 // mongocrypt.h, mongocrypt_ctx_finalize: "The data viewed by out is guaranteed to be valid until ctx is destroyed".
 // A Ctx is 'static and may move to another thread, but the view finalize returns borrows it: the ctx cannot move
 // (and be destroyed there) while the view is alive.
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
 fn main() {
     let crypt =

@@ -1,7 +1,7 @@
 // mongocrypt.h, mongocrypt_kms_ctx_message / _endpoint: the kms handle's data is "valid until the call of
 // mongocrypt_ctx_kms_done". KmsScope::done consumes the scope, which every KmsCtx borrows, so no KmsCtx is usable
 // after it.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

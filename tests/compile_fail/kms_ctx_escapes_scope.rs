@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_next_kms_ctx: "The returned KMS handle does not outlive `ctx`", and it is only valid
 // until mongocrypt_ctx_kms_done. A KmsCtx cannot be stored anywhere that outlives its KmsScope.
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -1,7 +1,7 @@
 // mongocrypt.h, mongocrypt_ctx_next_kms_ctx: "Feeding multiple KMS requests is thread-safe" means distinct kms
 // handles on distinct threads; one mongocrypt_kms_ctx_t is fed by one thread at a time. KmsCtx is Sync because its
 // &self methods only read, but feed takes &mut self, so two threads cannot feed one request.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_next_kms_ctx: "The returned KMS handle does not outlive `ctx`". A KmsCtx borrows
 // the KmsScope it came from, so it cannot be used once the scope is gone.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

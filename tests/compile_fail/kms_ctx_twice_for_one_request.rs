@@ -1,7 +1,7 @@
 // From libmongocrypt 1.12, mongocrypt_ctx_next_kms_ctx hands out a request again after mongocrypt_kms_ctx_fail, and
 // "Feeding multiple KMS requests is thread-safe" covers distinct requests only. next_kms_ctx borrows the scope
 // mutably, so a second KmsCtx cannot be fetched while the first is alive.
-use mongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
+use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
 
 fn main() {
     let crypt = Crypt::builder()

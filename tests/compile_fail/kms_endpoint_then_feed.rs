@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_kms_ctx_endpoint: "The storage for endpoint is not owned by the caller". The &str
 // borrows the KmsCtx, and mongocrypt_kms_ctx_feed (&mut self) changes the handle, so it cannot be used across a feed.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

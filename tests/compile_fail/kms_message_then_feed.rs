@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_kms_ctx_message: the message is owned by the kms handle. The &[u8] borrows the KmsCtx,
 // and mongocrypt_kms_ctx_feed (&mut self) changes the handle, so the message cannot be used across a feed.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_kms_done: ends the NEED_KMS state once; calling it again is a state error.
 // KmsScope::done consumes the scope, so a second call is a use after move.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_next_kms_ctx: only "Feeding multiple KMS requests is thread-safe"; next_kms_ctx
 // walks the ctx's request list and is not. KmsScope is not Sync, so &KmsScope (and next_kms_ctx) stays on one thread.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use mongocrypt::Crypt;
+use libmongocrypt::Crypt;
 
 fn main() {
     let count = Rc::new(Cell::new(0));

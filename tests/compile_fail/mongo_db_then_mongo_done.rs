@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_mongo_db: the database name is owned by the ctx. The &str borrows the Ctx, and
 // mongocrypt_ctx_mongo_done (&mut self) ends the NEED_MONGO_COLLINFO_WITH_DB state, so it cannot be used across it.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_mongo_op / mongocrypt_ctx_next_kms_ctx: a KmsScope holds the ctx exclusively (its
 // kms handles may be fed on other threads), so it cannot be opened while a mongo_op view still borrows the ctx.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

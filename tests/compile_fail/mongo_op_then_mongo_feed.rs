@@ -1,6 +1,6 @@
 // mongocrypt.h, mongocrypt_ctx_mongo_op: op_bson is owned by the ctx. The view borrows the Ctx, and
 // mongocrypt_ctx_mongo_feed (&mut self) moves the state machine on, so the view cannot be used across it.
-use mongocrypt::{Crypt, KeyEncryptionKey};
+use libmongocrypt::{Crypt, KeyEncryptionKey};
 
 fn main() {
     let crypt = Crypt::builder().build().unwrap();

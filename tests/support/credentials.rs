@@ -5,10 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use bson::{RawDocument, RawDocumentBuf};
-use mongocrypt::kms_credentials::CredentialsFetcher;
-use mongocrypt::kms_tls::KmsTransport;
-use mongocrypt::state_machine::{IoResult, StateMachineIo};
-use mongocrypt::KmsCtx;
+use libmongocrypt::kms_credentials::CredentialsFetcher;
+use libmongocrypt::kms_tls::KmsTransport;
+use libmongocrypt::state_machine::{IoResult, StateMachineIo};
+use libmongocrypt::KmsCtx;
 
 use super::server::{self, MockServer, Options, Reply};
 
@@ -53,7 +53,7 @@ impl StateMachineIo for CredentialsIo {
 
 /// The same, with the async credentials fetch (the blocking KMS transport is enough for these tests).
 #[cfg(feature = "tokio")]
-impl mongocrypt::state_machine::AsyncStateMachineIo for CredentialsIo {
+impl libmongocrypt::state_machine::AsyncStateMachineIo for CredentialsIo {
     async fn list_collections(&self, db: Option<&str>, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
         StateMachineIo::list_collections(self, db, filter)
     }

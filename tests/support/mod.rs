@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bson::{Document, RawDocument, RawDocumentBuf};
-use mongocrypt::kms_tls::{KmsTransport, KmsTransportBuilder, TlsOptions};
-use mongocrypt::state_machine::{IoResult, StateMachineIo};
-use mongocrypt::{KmsCtx, KmsProviders};
+use libmongocrypt::kms_tls::{KmsTransport, KmsTransportBuilder, TlsOptions};
+use libmongocrypt::state_machine::{IoResult, StateMachineIo};
+use libmongocrypt::{KmsCtx, KmsProviders};
 
 use self::pki::Pki;
 use self::server::{MockServer, Options, Reply, Request};
@@ -30,7 +30,7 @@ pub const AWS_KEY_ARN: &str = "arn:aws:kms:us-east-1:579766882180:key/89fcc2c4-0
 /// Whether the linked libmongocrypt retries KMS requests through the transport: it needs the retry functions of 1.12
 /// and `mongocrypt_kms_ctx_feed_with_retry`, first in 1.17.0.
 pub fn retries() -> bool {
-    mongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x0111_0000
+    libmongocrypt::sys::MONGOCRYPT_SYS_VERSION_NUMBER >= 0x0111_0000
 }
 
 pub use self::common::{data_path, raw};

@@ -2,7 +2,7 @@
 //! (and loopback), and a client certificate, all signed by the CA; plus a second, untrusted CA. Keys can be
 //! password-protected at test time with the `pkcs8` crate, as `openssl pkcs8 -topk8 -v2 aes-256-cbc` does.
 
-use mongocrypt::kms_tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use libmongocrypt::kms_tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use pkcs8::der::pem::PemLabel;
 use pkcs8::pkcs5::pbes2::{self, Pbkdf2Params};
 use pkcs8::{EncryptedPrivateKeyInfo, LineEnding, PrivateKeyInfo};

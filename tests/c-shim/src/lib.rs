@@ -1,7 +1,7 @@
 //! Declarations of shim.c, a C layer compiled against `DEP_MONGOCRYPT_INCLUDE` that drives handles created in Rust.
 use std::ffi::c_char;
 
-use mongocrypt_sys::mongocrypt_t;
+use libmongocrypt_sys::mongocrypt_t;
 
 extern "C" {
     /// `MONGOCRYPT_VERSION` of the header shim.c was compiled against.

@@ -3,8 +3,8 @@
 use std::ffi::{CStr, CString};
 
 use bson::{rawdoc, RawDocumentBuf};
-use mongocrypt::{Algorithm, Crypt, KmsProviders, State};
-use mongocrypt_c_shim_test::{shim_create_local_datakey, shim_header_version};
+use libmongocrypt::{Algorithm, Crypt, KmsProviders, State};
+use libmongocrypt_c_shim_test::{shim_create_local_datakey, shim_header_version};
 
 #[test]
 fn c_code_drives_a_ctx_on_a_crypt_made_in_rust() {
@@ -48,15 +48,15 @@ fn c_code_drives_a_ctx_on_a_crypt_made_in_rust() {
 fn c_header_is_the_one_rust_was_bound_to() {
     // SAFETY: returns a string literal from the header.
     let header = unsafe { CStr::from_ptr(shim_header_version()) }.to_str().unwrap();
-    // The header's own release, as mongocrypt-sys read it (DEP_MONGOCRYPT_HEADER_VERSION): the same file.
+    // The header's own release, as libmongocrypt-sys read it (DEP_MONGOCRYPT_HEADER_VERSION): the same file.
     assert_eq!(header, env!("MONGOCRYPT_C_SHIM_HEADER_VERSION"));
     // The pinned wheel builds pair the 1.21.1 headers with older libraries (1.10.1 to 1.21.0); a header is never
     // older than its library here.
     let number = |v: &str| -> Vec<u32> { v.split(['.', '-']).take(3).map(|p| p.parse().unwrap()).collect() };
     assert!(
-        number(header) >= number(mongocrypt_sys::MONGOCRYPT_SYS_VERSION),
+        number(header) >= number(libmongocrypt_sys::MONGOCRYPT_SYS_VERSION),
         "header {header} is older than the library {}",
-        mongocrypt_sys::MONGOCRYPT_SYS_VERSION
+        libmongocrypt_sys::MONGOCRYPT_SYS_VERSION
     );
 }
 
@@ -83,8 +83,8 @@ fn a_ctx_made_in_c_can_be_adopted_by_rust() {
         Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[7u8; 96])).unwrap().build().unwrap();
     // SAFETY: mongocrypt_ctx_new on an initialised handle; ownership passes to the Ctx, which borrows `crypt`.
     let mut ctx = unsafe {
-        let raw = mongocrypt_sys::mongocrypt_ctx_new(crypt.as_raw());
-        mongocrypt::Ctx::from_raw(&crypt, raw)
+        let raw = libmongocrypt_sys::mongocrypt_ctx_new(crypt.as_raw());
+        libmongocrypt::Ctx::from_raw(&crypt, raw)
     };
     ctx.status().unwrap();
     assert!(ctx.finalize().is_err(), "an uninitialised ctx cannot be finalized");
