@@ -20,9 +20,6 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use zeroize::Zeroize;
 
-mod aes_cbc;
-mod hmac_sha512;
-
 use crate::binary::CallbackBinary;
 use crate::error::{self, Error, Status};
 
@@ -213,12 +210,11 @@ impl CryptoError {
 }
 
 /// A [`CryptoProvider`] built on the RustCrypto crates for AES (`aes`, with AES-NI where the CPU has it, `cbc`,
-/// `ctr`, `ecb`), `ring` for SHA-256, HMAC-SHA-256 and RSA signatures (assembly), an HMAC-SHA-512 of this crate's
-/// own on x86-64 CPUs with AVX2 and BMI2 (fewer instructions than OpenSSL's; ring's elsewhere), and `getrandom`
-/// for randomness.
+/// `ctr`, `ecb`), `ring` for SHA-256, HMAC-SHA-256, HMAC-SHA-512 and RSA signatures, and `getrandom` for
+/// randomness. No primitive is written in this crate.
 ///
 /// AES keys are used in place, never copied; the AES key schedules are wiped when dropped (the `aes` crate's
-/// `zeroize` feature), and so are the HMAC-SHA-512 key blocks and states; ring's HMAC key states are not.
+/// `zeroize` feature); ring's HMAC key states are not (ring offers no way to wipe them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCrypto;
 
@@ -261,12 +257,6 @@ impl CryptoProvider for RustCrypto {
         output: &mut CipherOutput<'_>,
     ) -> Result<usize, CryptoError> {
         let (key, iv) = (fixed::<AES_256_KEY_LEN>("AES-256 key", key)?, fixed::<AES_BLOCK_LEN>("IV", iv)?);
-        if !input.len().is_multiple_of(AES_BLOCK_LEN) {
-            return Err(not_whole_blocks(input));
-        }
-        if let Some(result) = aes_cbc::encrypt(key, iv, input, output) {
-            return result.map(|()| input.len());
-        }
         let mut cipher = cbc::Encryptor::<Aes256>::new(key.into(), iv.into());
         through_stack_blocks(input, output, |blocks| cipher.encrypt_blocks_inout_mut(blocks))
     }
@@ -320,7 +310,8 @@ impl CryptoProvider for RustCrypto {
     }
 
     fn hmac_sha_512(&self, key: &[u8], input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
-        output_prefix(output, 64)?.copy_from_slice(&hmac_sha512::hmac_sha512(key, input));
+        let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), input);
+        output_prefix(output, HMAC_SHA_512_LEN)?.copy_from_slice(tag.as_ref());
         Ok(())
     }
 
@@ -930,6 +921,153 @@ mod tests {
         let mut output = [0; 32];
         RustCrypto.hmac_sha_256(key, data, &mut output).unwrap();
         assert_eq!(output.to_vec(), hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
+    }
+
+    /// RFC 4231's test cases 1, 3, 4, 6 and 7 (case 2 is `hmac_rfc_4231_test_case_2`; case 5 is a truncated tag):
+    /// the key, the data, and the HMAC-SHA-256 and HMAC-SHA-512 tags.
+    #[test]
+    fn hmac_rfc_4231_test_cases() {
+        let long_key = [0xaa; 131];
+        let cases: [(&[u8], Vec<u8>, &str, &str); 5] = [
+            (
+                &[0x0b; 20],
+                b"Hi There".to_vec(),
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+                "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde\
+                 daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854",
+            ),
+            (
+                &[0xaa; 20],
+                vec![0xdd; 50],
+                "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+                "fa73b0089d56a284efb0f0756c890be9b1b5dbdd8ee81a3655f83e33b2279d39\
+                 bf3e848279a722c806b485a47e67c807b946a337bee8942674278859e13292fb",
+            ),
+            (
+                &hex("0102030405060708090a0b0c0d0e0f10111213141516171819"),
+                vec![0xcd; 50],
+                "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+                "b0ba465637458c6990e5a8c5f61d4af7e576d97ff94b872de76f8050361ee3db\
+                 a91ca5c11aa25eb4d679275cc5788063a5f19741120c4f2de2adebeb10a298dd",
+            ),
+            (
+                &long_key,
+                b"Test Using Larger Than Block-Size Key - Hash Key First".to_vec(),
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+                "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352\
+                 6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598",
+            ),
+            (
+                &long_key,
+                b"This is a test using a larger than block-size key and a larger than block-size data. The key needs \
+                  to be hashed before being used by the HMAC algorithm."
+                    .to_vec(),
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+                "e37b6a775dc87dbaa4dfa9f96e5e3ffddebd71f8867289865df5a32d20cdc944\
+                 b6022cac3c4982b10d5eeb55c3e4de15134676fb6de0446065c97440fa8c6a58",
+            ),
+        ];
+        for (i, (key, data, sha_256, sha_512)) in cases.into_iter().enumerate() {
+            let (mut tag_256, mut tag_512) = ([0; 32], [0; 64]);
+            RustCrypto.hmac_sha_256(key, &data, &mut tag_256).unwrap();
+            RustCrypto.hmac_sha_512(key, &data, &mut tag_512).unwrap();
+            assert_eq!(tag_256.to_vec(), hex(sha_256), "case {i}");
+            assert_eq!(tag_512.to_vec(), hex(&sha_512.replace(' ', "")), "case {i}");
+        }
+    }
+
+    /// Deterministic bytes (xorshift64).
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The provider's HMACs and SHA-256 against the `hmac` and `sha2` crates, an implementation independent of
+    /// ring's, at every input length around SHA-256's 64-byte and SHA-512's 128-byte blocks and their padding, and
+    /// at key lengths on both sides of each block (a longer key is hashed first).
+    #[test]
+    fn hmacs_and_sha_256_equal_the_hmac_and_sha2_crates() {
+        use hmac::{Hmac, Mac};
+        use sha2::{Digest, Sha256, Sha512};
+
+        let data = bytes(3 * 128 + 40, 7);
+        for key_len in [0, 1, 32, 63, 64, 65, 111, 112, 127, 128, 129, 300] {
+            let key = bytes(key_len, 11 + key_len as u64);
+            for len in 0..=data.len() {
+                let input = &data[..len];
+                let (mut tag_512, mut tag_256) = ([0; 64], [0; 32]);
+                RustCrypto.hmac_sha_512(&key, input, &mut tag_512).unwrap();
+                RustCrypto.hmac_sha_256(&key, input, &mut tag_256).unwrap();
+                let mut expected_512 = <Hmac<Sha512> as Mac>::new_from_slice(&key).unwrap();
+                expected_512.update(input);
+                let mut expected_256 = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+                expected_256.update(input);
+                assert_eq!(tag_512[..], expected_512.finalize().into_bytes()[..], "key {key_len}, input {len}");
+                assert_eq!(tag_256[..], expected_256.finalize().into_bytes()[..], "key {key_len}, input {len}");
+            }
+        }
+        let large = bytes((1 << 20) + 77, 3);
+        let key = bytes(32, 5);
+        for len in [1 << 16, (1 << 16) + 1, (1 << 16) + 200, (1 << 20) + 77] {
+            let (mut tag, mut digest) = ([0; 64], [0; 32]);
+            RustCrypto.hmac_sha_512(&key, &large[..len], &mut tag).unwrap();
+            RustCrypto.sha_256(&large[..len], &mut digest).unwrap();
+            let mut expected = <Hmac<Sha512> as Mac>::new_from_slice(&key).unwrap();
+            expected.update(&large[..len]);
+            assert_eq!(tag[..], expected.finalize().into_bytes()[..], "input {len}");
+            assert_eq!(digest[..], Sha256::digest(&large[..len])[..], "input {len}");
+        }
+    }
+
+    type UninitCipherFn = fn(&RustCrypto, &[u8], &[u8], &[u8], &mut CipherOutput<'_>) -> Result<usize, CryptoError>;
+
+    /// Runs one of the `_uninit` CBC methods into a fresh uninitialised buffer of `input`'s length.
+    fn run_cbc_uninit(op: UninitCipherFn, key: &[u8], iv: &[u8], input: &[u8]) -> Vec<u8> {
+        let mut buffer = vec![MaybeUninit::uninit(); input.len()];
+        let mut output = CipherOutput::new(&mut buffer);
+        assert_eq!(op(&RustCrypto, key, iv, input, &mut output).unwrap(), input.len());
+        output.written().to_vec()
+    }
+
+    #[test]
+    fn aes_256_cbc_uninit_nist_f_2_5() {
+        let (key, iv) = (hex(NIST_KEY), hex("000102030405060708090a0b0c0d0e0f"));
+        let ciphertext = hex(concat!(
+            "f58c4c04d6e5f1ba779eabfb5f7bfbd69cfc4e967edb808d679f777bc6702c7d",
+            "39f23369a9d9bacfa530e26304231461b2eb05e2c39be9fcda6c19078c6a9d1b",
+        ));
+        assert_eq!(run_cbc_uninit(RustCrypto::aes_256_cbc_encrypt_uninit, &key, &iv, &hex(NIST_PLAINTEXT)), ciphertext);
+        assert_eq!(run_cbc_uninit(RustCrypto::aes_256_cbc_decrypt_uninit, &key, &iv, &ciphertext), hex(NIST_PLAINTEXT));
+    }
+
+    /// CBC over inputs that cross the 1 KiB stack buffer of the `_uninit` path: each ciphertext block is the
+    /// NIST-checked ECB encryption of its plaintext block XORed with the previous ciphertext block (SP 800-38A 6.2),
+    /// the slice methods agree, and decryption inverts it.
+    #[test]
+    fn aes_256_cbc_chains_across_the_stack_buffer() {
+        let (key, iv) = (bytes(32, 1), bytes(16, 2));
+        for blocks in [0, 1, 63, 64, 65, 128, 200] {
+            let input = bytes(16 * blocks, 3 + blocks as u64);
+            let ciphertext = run_cbc_uninit(RustCrypto::aes_256_cbc_encrypt_uninit, &key, &iv, &input);
+            let mut previous = iv.clone();
+            for (plain, cipher) in input.chunks(16).zip(ciphertext.chunks(16)) {
+                let xored: Vec<u8> = plain.iter().zip(&previous).map(|(p, c)| p ^ c).collect();
+                let mut expected = [0; 16];
+                RustCrypto.aes_256_ecb_encrypt(&key, &xored, &mut expected).unwrap();
+                assert_eq!(cipher, expected, "{blocks} blocks");
+                previous = cipher.to_vec();
+            }
+            assert_eq!(run_cipher(RustCrypto::aes_256_cbc_encrypt, &key, &iv, &input), ciphertext, "{blocks} blocks");
+            assert_eq!(run_cbc_uninit(RustCrypto::aes_256_cbc_decrypt_uninit, &key, &iv, &ciphertext), input);
+            assert_eq!(run_cipher(RustCrypto::aes_256_cbc_decrypt, &key, &iv, &ciphertext), input);
+        }
     }
 
     #[test]
