@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use libmongocrypt_sys as sys;
 
-use crate::ctx::State;
+use crate::state::State;
 
 /// The result type of every fallible call in this crate.
 pub type Result<T> = std::result::Result<T, Error>;

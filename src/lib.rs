@@ -174,12 +174,13 @@ mod kms_reply;
 pub mod kms_tls;
 mod log;
 mod options;
+mod state;
 pub mod state_machine;
 mod version;
 
 pub use binary::BsonInput;
 pub use crypt::{is_crypto_available, Crypt, CryptBuilder};
-pub use ctx::{Ctx, CtxBuilder, State};
+pub use ctx::{Ctx, CtxBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use hooks::{CipherOutput, CryptoError, CryptoProvider, IntoCryptoProvider, RustCrypto};
 pub use kms::{KmsCtx, KmsScope};
@@ -188,6 +189,7 @@ pub use options::{
     AffixOptions, Algorithm, KeyEncryptionKey, KmsProvider, KmsProviderKind, KmsProviders, QueryType, RangeOptions,
     SubstringOptions, TextOptions,
 };
+pub use state::State;
 pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
 pub use version::{version, Version};
 
