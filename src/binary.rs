@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use bson::spec::BinarySubtype;
@@ -92,55 +91,6 @@ impl Drop for BinaryOut {
         // SAFETY: created by mongocrypt_binary_new and destroyed once; the viewed data belongs to libmongocrypt and
         // "This does not free the viewed data".
         unsafe { sys::mongocrypt_binary_destroy(self.0.as_ptr()) }
-    }
-}
-
-/// A view of memory libmongocrypt handed to a callback; `zeroed_output` for out-parameters it preallocated.
-pub(crate) struct CallbackBinary(*mut sys::mongocrypt_binary_t);
-
-impl CallbackBinary {
-    /// # Safety
-    /// `raw` must be a binary libmongocrypt passed to a hook, valid for the duration of that call.
-    pub(crate) unsafe fn new(raw: *mut sys::mongocrypt_binary_t) -> CallbackBinary {
-        CallbackBinary(raw)
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        if self.0.is_null() {
-            return &[];
-        }
-        // SAFETY: `new`'s contract: libmongocrypt's binary is live for the call and views `len` bytes at `data`.
-        unsafe {
-            let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
-            if data.is_null() {
-                &[]
-            } else {
-                std::slice::from_raw_parts(data, len as usize)
-            }
-        }
-    }
-
-    /// The out-parameter's bytes, zeroed: what libmongocrypt preallocated is uninitialised memory (a fresh
-    /// `bson_malloc`, or a reused block holding stale heap bytes), which safe code must never see.
-    pub(crate) fn zeroed_output(&mut self) -> &mut [u8] {
-        crate::hooks::zeroed(self.uninit_output())
-    }
-
-    /// The out-parameter's bytes as they are, possibly uninitialised: to be written, never read before.
-    pub(crate) fn uninit_output(&mut self) -> &mut [MaybeUninit<u8>] {
-        if self.0.is_null() {
-            return &mut [];
-        }
-        // SAFETY: `new`'s contract: out-parameters of hooks are "a preallocated byte array for the output" (see
-        // mongocrypt_binary_data), `len` writable bytes at `data` that libmongocrypt does not touch during the call,
-        // so this is the only reference to them. They may be uninitialised, which `MaybeUninit` allows.
-        unsafe {
-            let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
-            if data.is_null() {
-                return &mut [];
-            }
-            std::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), len as usize)
-        }
     }
 }
 

@@ -11,7 +11,8 @@ use zeroize::Zeroize;
 
 use crate::binary::{BinaryView, BsonArg, BsonInput};
 use crate::ctx::CtxBuilder;
-use crate::error::{requires, Error, Result, Status};
+use crate::error::{requires, Error, Result};
+use crate::ffi::Status;
 use crate::hooks::{self, CryptoProvider, InstalledHooks, IntoCryptoProvider, RustCrypto};
 use crate::log::{self as mlog, LogHandler, LogLevel};
 use crate::version::Version;

@@ -10,7 +10,8 @@ use zeroize::Zeroizing;
 
 use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};
 use crate::crypt::{str_arg, Crypt};
-use crate::error::{requires, Error, Result, Status};
+use crate::error::{requires, Error, Result};
+use crate::ffi::Status;
 use crate::kms::KmsScope;
 use crate::options::{Algorithm, QueryType};
 // Also the path through which the runner (state_machine.rs) names it.

@@ -1,9 +1,4 @@
-//! Errors, and `mongocrypt_status_t`, the C type they are read from.
-
-use std::ffi::CStr;
-use std::ptr::NonNull;
-
-use libmongocrypt_sys as sys;
+//! Errors: what every fallible call returns (read from a `mongocrypt_status_t` by [`crate::ffi::Status`]).
 
 use crate::state::State;
 
@@ -148,70 +143,3 @@ macro_rules! requires {
     }};
 }
 pub(crate) use requires;
-
-/// An owned `mongocrypt_status_t`.
-pub(crate) struct Status(NonNull<sys::mongocrypt_status_t>);
-
-impl Status {
-    pub(crate) fn new() -> Status {
-        // SAFETY: mongocrypt_status_new has no preconditions; it returns a fresh status that we destroy in Drop
-        // ("When done, destroy it with mongocrypt_status_destroy").
-        let raw = unsafe { sys::mongocrypt_status_new() };
-        Status(NonNull::new(raw).expect("mongocrypt_status_new returned NULL (out of memory)"))
-    }
-
-    pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_status_t {
-        self.0.as_ptr()
-    }
-
-    /// The error this status holds, or `Ok` if it is an ok status.
-    pub(crate) fn to_result(&self) -> Result<()> {
-        let raw = self.as_ptr();
-        // SAFETY: `raw` is a live status owned by self; status_ok/type/code only read it.
-        let (ok, kind, code) = unsafe {
-            (sys::mongocrypt_status_ok(raw), sys::mongocrypt_status_type(raw), sys::mongocrypt_status_code(raw))
-        };
-        if ok {
-            return Ok(());
-        }
-        let mut len = 0u32;
-        // SAFETY: mongocrypt_status_message returns a NUL-terminated string owned by the status (or NULL); it is
-        // copied out before the status can change or be destroyed.
-        let message = unsafe {
-            let ptr = sys::mongocrypt_status_message(raw, &mut len);
-            if ptr.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(ptr).to_string_lossy().into_owned()
-            }
-        };
-        Err(match kind {
-            sys::MONGOCRYPT_STATUS_ERROR_KMS => Error::Kms { code, message },
-            sys::MONGOCRYPT_STATUS_ERROR_CRYPT_SHARED => Error::CryptShared { code, message },
-            _ => Error::Client { code, message },
-        })
-    }
-
-    /// Sets a client error on a status libmongocrypt handed to a callback.
-    ///
-    /// # Safety
-    /// `raw` must be a live status or NULL (hooks receive "an optional status").
-    pub(crate) unsafe fn set_client_error(raw: *mut sys::mongocrypt_status_t, message: &str) {
-        if raw.is_null() {
-            return;
-        }
-        let mut bytes = message.replace('\0', " ").into_bytes();
-        bytes.push(0);
-        let Ok(len) = i32::try_from(bytes.len()) else { return };
-        // SAFETY: the caller guarantees `raw` is live; mongocrypt_status_set copies the message. Its length is
-        // "1 + the string length of message", which is `bytes.len()` with the NUL we appended.
-        unsafe { sys::mongocrypt_status_set(raw, sys::MONGOCRYPT_STATUS_ERROR_CLIENT, 1, bytes.as_ptr().cast(), len) };
-    }
-}
-
-impl Drop for Status {
-    fn drop(&mut self) {
-        // SAFETY: the status was created by mongocrypt_status_new and is destroyed exactly once, here.
-        unsafe { sys::mongocrypt_status_destroy(self.as_ptr()) }
-    }
-}

@@ -4,7 +4,6 @@
 //! RustCrypto crates, `getrandom` and `ring`. The crate registers a provider on a `mongocrypt_t` through
 //! `extern "C"` trampolines that turn errors and panics into a failed status, so nothing unwinds into C.
 
-use std::any::Any;
 use std::ffi::c_void;
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -20,8 +19,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use zeroize::Zeroize;
 
-use crate::binary::CallbackBinary;
-use crate::error::{self, Error, Status};
+use crate::error::{self, Error};
+use crate::ffi::{drop_panic_payload, panic_message, zeroed, CallbackBinary, Status};
 
 /// AES-256 key length.
 const AES_256_KEY_LEN: usize = 32;
@@ -374,14 +373,6 @@ fn output_prefix<T>(output: &mut [T], len: usize) -> Result<&mut [T], CryptoErro
         .ok_or_else(|| CryptoError::new(format!("output buffer too small: need {len} bytes, have {available}")))
 }
 
-/// `output`, zeroed: what a provider method taking `&mut [u8]` gets of libmongocrypt's uninitialised buffer.
-pub(crate) fn zeroed(output: &mut [MaybeUninit<u8>]) -> &mut [u8] {
-    output.fill(MaybeUninit::new(0));
-    // SAFETY: not a mongocrypt.h rule: every byte was initialised just above, and `MaybeUninit<u8>` has the layout
-    // of `u8`.
-    unsafe { &mut *(output as *mut [MaybeUninit<u8>] as *mut [u8]) }
-}
-
 /// Runs a block cipher mode over `input` into `output` through a 1 KiB buffer on the stack: the `cbc` crate writes
 /// only to initialised blocks, and zeroing all of `output` first would be one more pass over a large value than
 /// copying the buffer out. The buffer is wiped afterwards (it held plaintext).
@@ -567,27 +558,6 @@ unsafe fn run_hook(
     // SAFETY: the caller guarantees `status` is NULL or live ("an optional status to pass error messages").
     unsafe { Status::set_client_error(status, &message) };
     false
-}
-
-/// Drops the payload of a caught panic where no panic may escape: inside an `extern "C"` function, a panic in the
-/// payload's own `Drop` would abort the process ("panic in a function that cannot unwind"). That second panic is
-/// caught too and its payload dropped the same way, and so on a few times (a `panic!` message, the usual payload,
-/// drops without panicking); a payload still panicking after that is leaked rather than dropped.
-pub(crate) fn drop_panic_payload(mut payload: Box<dyn Any + Send>) {
-    for _ in 0..4 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
-    }
-    std::mem::forget(payload);
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    match payload.downcast_ref::<&str>() {
-        Some(message) => message,
-        None => payload.downcast_ref::<String>().map_or("non-string panic payload", String::as_str),
-    }
 }
 
 /// The body shared by the `mongocrypt_crypto_fn` hooks. `iv` is `None` for ECB, whose iv argument libmongocrypt

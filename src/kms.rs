@@ -11,7 +11,8 @@ use libmongocrypt_sys as sys;
 
 use crate::binary::{BinaryOut, BinaryView};
 use crate::ctx::Ctx;
-use crate::error::{requires, Error, Result, Status};
+use crate::error::{requires, Error, Result};
+use crate::ffi::Status;
 use crate::kms_reply::{Provider, ReplyCheck};
 use crate::options::KmsProvider;
 

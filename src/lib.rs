@@ -165,6 +165,7 @@ mod binary;
 mod crypt;
 mod ctx;
 mod error;
+mod ffi;
 pub mod hooks;
 mod kms;
 #[cfg(feature = "kms-tls")]

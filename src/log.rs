@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use libmongocrypt_sys as sys;
 
-use crate::hooks::drop_panic_payload;
+use crate::ffi::drop_panic_payload;
 
 /// Severity of a libmongocrypt log message (`mongocrypt_log_level_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

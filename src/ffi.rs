@@ -1,0 +1,159 @@
+//! The FFI helpers every layer above shares: the owned `mongocrypt_status_t`, views of the binaries libmongocrypt
+//! hands to callbacks, uninitialised output made safe, and the disposal of caught panics. It sits at the bottom
+//! (it needs only [`crate::error`]), so the layers above never import each other for these.
+
+use std::any::Any;
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use libmongocrypt_sys as sys;
+
+use crate::error::{Error, Result};
+
+/// An owned `mongocrypt_status_t`.
+pub(crate) struct Status(NonNull<sys::mongocrypt_status_t>);
+
+impl Status {
+    pub(crate) fn new() -> Status {
+        // SAFETY: mongocrypt_status_new has no preconditions; it returns a fresh status that we destroy in Drop
+        // ("When done, destroy it with mongocrypt_status_destroy").
+        let raw = unsafe { sys::mongocrypt_status_new() };
+        Status(NonNull::new(raw).expect("mongocrypt_status_new returned NULL (out of memory)"))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_status_t {
+        self.0.as_ptr()
+    }
+
+    /// The error this status holds, or `Ok` if it is an ok status.
+    pub(crate) fn to_result(&self) -> Result<()> {
+        let raw = self.as_ptr();
+        // SAFETY: `raw` is a live status owned by self; status_ok/type/code only read it.
+        let (ok, kind, code) = unsafe {
+            (sys::mongocrypt_status_ok(raw), sys::mongocrypt_status_type(raw), sys::mongocrypt_status_code(raw))
+        };
+        if ok {
+            return Ok(());
+        }
+        let mut len = 0u32;
+        // SAFETY: mongocrypt_status_message returns a NUL-terminated string owned by the status (or NULL); it is
+        // copied out before the status can change or be destroyed.
+        let message = unsafe {
+            let ptr = sys::mongocrypt_status_message(raw, &mut len);
+            if ptr.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(ptr).to_string_lossy().into_owned()
+            }
+        };
+        Err(match kind {
+            sys::MONGOCRYPT_STATUS_ERROR_KMS => Error::Kms { code, message },
+            sys::MONGOCRYPT_STATUS_ERROR_CRYPT_SHARED => Error::CryptShared { code, message },
+            _ => Error::Client { code, message },
+        })
+    }
+
+    /// Sets a client error on a status libmongocrypt handed to a callback.
+    ///
+    /// # Safety
+    /// `raw` must be a live status or NULL (hooks receive "an optional status").
+    pub(crate) unsafe fn set_client_error(raw: *mut sys::mongocrypt_status_t, message: &str) {
+        if raw.is_null() {
+            return;
+        }
+        let mut bytes = message.replace('\0', " ").into_bytes();
+        bytes.push(0);
+        let Ok(len) = i32::try_from(bytes.len()) else { return };
+        // SAFETY: the caller guarantees `raw` is live; mongocrypt_status_set copies the message. Its length is
+        // "1 + the string length of message", which is `bytes.len()` with the NUL we appended.
+        unsafe { sys::mongocrypt_status_set(raw, sys::MONGOCRYPT_STATUS_ERROR_CLIENT, 1, bytes.as_ptr().cast(), len) };
+    }
+}
+
+impl Drop for Status {
+    fn drop(&mut self) {
+        // SAFETY: the status was created by mongocrypt_status_new and is destroyed exactly once, here.
+        unsafe { sys::mongocrypt_status_destroy(self.as_ptr()) }
+    }
+}
+
+/// A view of memory libmongocrypt handed to a callback; `zeroed_output` for out-parameters it preallocated.
+pub(crate) struct CallbackBinary(*mut sys::mongocrypt_binary_t);
+
+impl CallbackBinary {
+    /// # Safety
+    /// `raw` must be a binary libmongocrypt passed to a hook, valid for the duration of that call.
+    pub(crate) unsafe fn new(raw: *mut sys::mongocrypt_binary_t) -> CallbackBinary {
+        CallbackBinary(raw)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.0.is_null() {
+            return &[];
+        }
+        // SAFETY: `new`'s contract: libmongocrypt's binary is live for the call and views `len` bytes at `data`.
+        unsafe {
+            let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
+            if data.is_null() {
+                &[]
+            } else {
+                std::slice::from_raw_parts(data, len as usize)
+            }
+        }
+    }
+
+    /// The out-parameter's bytes, zeroed: what libmongocrypt preallocated is uninitialised memory (a fresh
+    /// `bson_malloc`, or a reused block holding stale heap bytes), which safe code must never see.
+    pub(crate) fn zeroed_output(&mut self) -> &mut [u8] {
+        zeroed(self.uninit_output())
+    }
+
+    /// The out-parameter's bytes as they are, possibly uninitialised: to be written, never read before.
+    pub(crate) fn uninit_output(&mut self) -> &mut [MaybeUninit<u8>] {
+        if self.0.is_null() {
+            return &mut [];
+        }
+        // SAFETY: `new`'s contract: out-parameters of hooks are "a preallocated byte array for the output" (see
+        // mongocrypt_binary_data), `len` writable bytes at `data` that libmongocrypt does not touch during the call,
+        // so this is the only reference to them. They may be uninitialised, which `MaybeUninit` allows.
+        unsafe {
+            let (data, len) = (sys::mongocrypt_binary_data(self.0), sys::mongocrypt_binary_len(self.0));
+            if data.is_null() {
+                return &mut [];
+            }
+            std::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), len as usize)
+        }
+    }
+}
+
+/// `output`, zeroed: what a provider method taking `&mut [u8]` gets of libmongocrypt's uninitialised buffer.
+pub(crate) fn zeroed(output: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    output.fill(MaybeUninit::new(0));
+    // SAFETY: not a mongocrypt.h rule: every byte was initialised just above, and `MaybeUninit<u8>` has the layout
+    // of `u8`.
+    unsafe { &mut *(output as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
+/// Drops the payload of a caught panic where no panic may escape: inside an `extern "C"` function, a panic in the
+/// payload's own `Drop` would abort the process ("panic in a function that cannot unwind"). That second panic is
+/// caught too and its payload dropped the same way, and so on a few times (a `panic!` message, the usual payload,
+/// drops without panicking); a payload still panicking after that is leaked rather than dropped.
+pub(crate) fn drop_panic_payload(mut payload: Box<dyn Any + Send>) {
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
+
+/// The message of a caught panic: its `&str` or `String` payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(message) => message,
+        None => payload.downcast_ref::<String>().map_or("non-string panic payload", String::as_str),
+    }
+}
