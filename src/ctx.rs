@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{doc, RawDocument, RawDocumentBuf};
 use libmongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
@@ -12,6 +12,7 @@ use crate::binary::{BinaryOut, BinaryView, BsonArg, BsonInput};
 use crate::crypt::{str_arg, Crypt};
 use crate::error::{requires, Error, Result};
 use crate::ffi::Status;
+use crate::guard::payload;
 use crate::kms::KmsScope;
 use crate::options::{Algorithm, QueryType};
 // Also the path through which the runner (state_machine.rs) names it.
@@ -207,13 +208,19 @@ impl CtxBuilder {
 
     /// Automatic decryption of a server reply.
     pub fn decrypt(self, doc: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(doc, &mut refuse_aborting_value)?;
+        let linked = Version::linked();
+        let arg = BsonArg::visiting(doc, &mut |subtype, bytes: &[u8]| {
+            payload::refuse_aborting_value(linked, subtype, bytes)
+        })?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
     pub fn explicit_decrypt(self, value: &(impl BsonInput + ?Sized)) -> Result<Ctx> {
-        let arg = BsonArg::visiting(value, &mut refuse_aborting_value)?;
+        let linked = Version::linked();
+        let arg = BsonArg::visiting(value, &mut |subtype, bytes: &[u8]| {
+            payload::refuse_aborting_value(linked, subtype, bytes)
+        })?;
         self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
@@ -244,258 +251,6 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     doc.push(0x00);
     debug_assert_eq!(doc.capacity(), len, "the buffer never grew");
     Ok(doc)
-}
-
-/// Refuses a mongocryptd reply holding a marking (a binary of subtype 6 whose first byte is 0, then BSON) that
-/// libmongocrypt aborts on while it copies the marked value out (`_mongocrypt_buffer_from_iter` `BSON_ASSERT`s):
-/// - a top-level value of zero length: null, undefined, MinKey or MaxKey (1.7.2 and 1.21.0; explicit encryption
-///   rejects these types, markings are not checked);
-/// - BSON inside the marking that is malformed (1.7.2: "wrapper.len >= offset + NULL_BYTE_LEN"). 1.21.0 did not abort
-///   on these in 1,000,000 fuzz cases, but cannot use such a marking either, so they are refused on every version.
-///
-/// A [`BsonArg::visiting`] visitor: markings are looked for at every level, in the walk that checks the reply.
-fn refuse_bad_marking(subtype: u8, bytes: &[u8]) -> Result<()> {
-    match bytes.split_first() {
-        Some((0, marking)) if subtype == 6 => check_marking(marking),
-        _ => Ok(()),
-    }
-}
-
-fn check_marking(marking: &[u8]) -> Result<()> {
-    let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
-    // null, undefined, MaxKey, MinKey: the values of zero length.
-    match crate::binary::well_formed_first_valueless(marking) {
-        Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
-        Ok(Some((kind, name))) => {
-            let name = String::from_utf8_lossy(name);
-            let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
-            refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
-        }
-        Ok(None) => Ok(()),
-    }
-}
-
-/// Refuses the Queryable Encryption values (binary subtype 6) that libmongocrypt aborts on while it decrypts them,
-/// on the versions seen to abort (one such value in a server reply aborts the client). A [`BsonArg::visiting`]
-/// visitor: it runs on every binary of every document to decrypt, so anything but subtype 6 with blob type 4, 7, 9,
-/// 11, 14, 15 or 17 returns at the first comparison.
-///
-/// - v1 indexed values (blob type 7 or 9) shorter than 64 bytes, before 1.21: with its data key cached,
-///   libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `mc_FLE2IndexedEncryptedValue_add_S_Key` and
-///   `_mongocrypt_buffer_resize` `BSON_ASSERT`s (found by the fuzz). 1.21.0 fails it instead; the versions between
-///   are not known to be fixed. A real one is longer (key id, type, then an encrypted block with its IV and HMAC).
-/// - v2 indexed values (blob type 14, 15 or 17) that are malformed ([`check_indexed_value_v2`]), from 1.11 to
-///   before 1.17: seen to abort on 1.13.1 (found by the fuzz: a 109-byte type-14 value). Not on 1.7.2 (which
-///   returns these blob types undecrypted), 1.10.1, 1.17.0 or 1.21.0, which fail such values themselves. 1.11, 1.12
-///   and 1.14 to 1.16 are untested: refused as on 1.13.
-/// - insert payloads (blob type 4, and 11 for v2 from 1.8) that libmongocrypt's parser fails, before 1.13, or
-///   whose value is too short to decrypt, before 1.21 ([`check_insert_payload`]).
-#[inline]
-fn refuse_aborting_value(subtype: u8, bytes: &[u8]) -> Result<()> {
-    match bytes.first() {
-        Some(7 | 9) if subtype == 6 && bytes.len() < 64 && *Version::linked() < Version::new(1, 21, 0) => {
-            Err(Error::invalid(format!(
-                "Queryable Encryption indexed value of {} bytes refused by the binding (libmongocrypt before 1.21 \
-                 aborts on one shorter than 64)",
-                bytes.len()
-            )))
-        }
-        Some(&blob_type @ (4 | 11)) if subtype == 6 => {
-            let linked = Version::linked();
-            if *linked >= Version::new(1, 21, 0) || (blob_type == 11 && *linked < Version::new(1, 8, 0)) {
-                return Ok(());
-            }
-            let refuse = |what: String, why: &str| {
-                Err(Error::invalid(format!(
-                    "Queryable Encryption insert payload of {} bytes (blob type {blob_type}) {what}, refused by the \
-                     binding (libmongocrypt {why})",
-                    bytes.len()
-                )))
-            };
-            match check_insert_payload(blob_type, bytes) {
-                Ok(()) => Ok(()),
-                Err(PayloadFault::Malformed(what)) if *linked < Version::new(1, 13, 0) => {
-                    refuse(what, "before 1.13 frees twice what it parsed of a payload it then fails")
-                }
-                // Failed by libmongocrypt's parser, without an abort.
-                Err(PayloadFault::Malformed(_)) => Ok(()),
-                Err(PayloadFault::ShortValue { len, min }) => refuse(
-                    format!("with a value of {len} bytes"),
-                    &format!("before 1.21 aborts decrypting one shorter than {min}"),
-                ),
-            }
-        }
-        Some(&blob_type @ (14 | 15 | 17)) if subtype == 6 => {
-            let linked = Version::linked();
-            if *linked < Version::new(1, 11, 0) || *linked >= Version::new(1, 17, 0) {
-                return Ok(());
-            }
-            check_indexed_value_v2(blob_type, bytes).map_err(|why| {
-                Error::invalid(format!(
-                    "Queryable Encryption v2 indexed value of {} bytes (blob type {blob_type}), {why}, refused by the \
-                     binding (libmongocrypt 1.13 aborts on malformed ones)",
-                    bytes.len()
-                ))
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Metadata block of a v2 indexed value (`FLE2TagAndEncryptedMetadataBlock`): encrypted count, tag, encrypted
-/// zeros, 32 bytes each.
-const METADATA_BLOCK_LEN: u64 = 96;
-/// Shortest ServerEncryptedValue the parser takes: a 16-byte IV and at least one encrypted byte.
-const MIN_SERVER_ENCRYPTED_VALUE_LEN: u64 = 17;
-
-/// Whether a v2 indexed value (blob type 14 equality, 15 range, 17 text; `bytes` starts with that byte) has the
-/// layout `mc_FLE2IndexedEncryptedValueV2_parse` takes; the reason if not:
-///
-/// ```text
-/// blob type (1) | S_KeyId (16) | original BSON type (1) | counts | ServerEncryptedValue (>= 17) | 96 * edges
-/// counts: equality none (1 edge); range u8 edges; text u32 LE edges, substring tags, suffix tags
-/// ```
-///
-/// libmongocrypt 1.13.1 sets the edge count (1 for equality) as soon as it has read it, and returns on a later
-/// failure before it allocates the metadata blocks; `mc_FLE2IndexedEncryptedValueV2_destroy` then cleans up block
-/// 0 at NULL and `mc_FLE2TagAndEncryptedMetadataBlock_cleanup`'s `BSON_ASSERT_PARAM` aborts. Those later failures
-/// are the conditions here:
-/// - a text value ends inside its tag counts;
-/// - a text value's tag counts leave no block for its exact match (`edges < substr + suffix + 1`);
-/// - the value is shorter than its counts say: a ServerEncryptedValue of 17 bytes or more, then `96 * edges`.
-///
-/// The sums are 64-bit: the parser's 32-bit `96 * edges` wraps, so that a huge text edge count passes its length
-/// check and it allocates gigabytes of blocks. A value that ends before its edge count, or a range edge count of 0,
-/// fails before the count is set (no abort), and is refused as well: no well-formed value has it. The original
-/// BSON type byte is not checked: the parser takes any (one it cannot decode fails after decryption, with the
-/// blocks allocated).
-fn check_indexed_value_v2(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), &'static str> {
-    const PREFIX: usize = 1 + 16 + 1; // blob type, S_KeyId, original BSON type
-    let header = match blob_type {
-        14 => PREFIX,
-        15 => PREFIX + 1,
-        _ => PREFIX + 12,
-    };
-    let Some(counts) = bytes.get(PREFIX..header) else { return Err("shorter than its header") };
-    // Text: edge, substring and suffix tag counts; range: the edge count; equality: one edge.
-    let mut text = counts.chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-    let (edges, tags) = match counts {
-        [] => (1, 0),
-        [edges] => (u64::from(*edges), 0),
-        _ => (text.next().unwrap_or(0), text.sum()),
-    };
-    if edges == 0 {
-        return Err("with an edge count of 0");
-    }
-    if edges < tags + 1 {
-        return Err("with more substring and suffix tags than its edge count leaves room for");
-    }
-    if ((bytes.len() - header) as u64) < MIN_SERVER_ENCRYPTED_VALUE_LEN + METADATA_BLOCK_LEN * edges {
-        return Err("shorter than its encrypted value and metadata blocks");
-    }
-    Ok(())
-}
-
-/// What is wrong with an insert payload.
-enum PayloadFault {
-    /// `mc_FLE2InsertUpdatePayload_parse` (`..V2_parse`) fails it.
-    Malformed(String),
-    /// It parses, and its value is shorter than the shortest that decrypts.
-    ShortValue { len: usize, min: usize },
-}
-
-/// Whether an insert payload (blob type 4, or 11 for v2; `bytes` starts with that byte) is one that libmongocrypt's
-/// parser takes and that it can decrypt:
-///
-/// ```text
-/// blob type (1) | BSON document
-/// v1: d, s, c, p, e binary (subtype 0); u binary (UUID); t int32 in 0..=255; v binary (subtype 0)
-/// v2: d, s, p, e, l binary (subtype 0); u binary (UUID); t int32 in 0..=255; k int64 >= 0; v binary (subtype 0)
-/// each once; other fields are not looked at; v: the user key id (16 bytes), then the ciphertext
-/// ```
-///
-/// Probed in child processes through this API (a payload of each kind below, for every field): 1.7.2 and 1.10.1
-/// (1.10.1 for v2 too; 1.7.2 returns v2 payloads undecrypted) fail a payload their parser rejects after its first
-/// field and free what they parsed of it twice, in the parser and again in the caller (`double free detected in
-/// tcache 2`; the CI fuzz found `[4, 5, 0, 0, 0, 0]`, an empty document); 1.13.1, 1.17.0 and 1.21.0 fail it
-/// without an abort. 1.7.2 to 1.17.0 decrypt a value of 16 to 64 bytes (v1) or 16 to 79 (v2) and
-/// `_mongocrypt_buffer_resize` `BSON_ASSERT`s on the empty plaintext; 1.21.0 says the ciphertext is too small. A
-/// document that is not BSON, or one the `bson` crate cannot walk, is malformed here: libmongocrypt fails the
-/// former before it parses anything (no abort), and no payload libmongocrypt writes is the latter.
-fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), PayloadFault> {
-    use bson::spec::BinarySubtype;
-    let malformed = |what: &str| PayloadFault::Malformed(what.to_owned());
-    let (fields, min): (&[&str], usize) = match blob_type {
-        4 => (&["d", "s", "c", "p", "u", "t", "v", "e"], 16 + 49),
-        _ => (&["d", "s", "p", "u", "t", "v", "e", "l", "k"], 16 + 64),
-    };
-    let doc = RawDocument::from_bytes(&bytes[1..]).map_err(|_| malformed("that is not a BSON document"))?;
-    let mut seen = [false; 9];
-    let mut len = 0;
-    for element in doc.iter_elements() {
-        let element = element.map_err(|_| malformed("that is malformed BSON"))?;
-        let name = element.key().as_str();
-        let Some(i) = fields.iter().position(|f| *f == name) else { continue };
-        if std::mem::replace(&mut seen[i], true) {
-            return Err(PayloadFault::Malformed(format!("with field {name:?} twice")));
-        }
-        let value = element.value().map_err(|_| malformed("that is malformed BSON"))?;
-        let fits = match (name, value) {
-            ("u", RawBsonRef::Binary(b)) => b.subtype == BinarySubtype::Uuid,
-            ("t", RawBsonRef::Int32(t)) => (0..=255).contains(&t),
-            ("k", RawBsonRef::Int64(k)) => k >= 0,
-            ("u" | "t" | "k", _) => false,
-            (_, RawBsonRef::Binary(b)) if b.subtype == BinarySubtype::Generic => {
-                if name == "v" {
-                    len = b.bytes.len();
-                }
-                name != "v" || len >= 16
-            }
-            _ => false,
-        };
-        if !fits {
-            return Err(PayloadFault::Malformed(format!("whose field {name:?} is not what the parser takes")));
-        }
-    }
-    if let Some((missing, _)) = fields.iter().zip(seen).find(|(_, seen)| !seen) {
-        return Err(PayloadFault::Malformed(format!("without field {missing:?}")));
-    }
-    if len < min {
-        return Err(PayloadFault::ShortValue { len, min });
-    }
-    Ok(())
-}
-
-/// Refuses, before libmongocrypt 1.21, a key document whose `keyMaterial` is not a binary of at least 64 bytes:
-/// libmongocrypt 1.7.2 resizes a buffer to 0 bytes in `_mongocrypt_unwrap_key` for a short one and
-/// `_mongocrypt_buffer_resize` `BSON_ASSERT`s (one bad document in the key vault aborts every client that fetches
-/// it). 1.21.0 fails the key instead; the versions between are not known to be fixed. A real `keyMaterial` is 160
-/// bytes or more.
-fn check_key_material(key: &[u8]) -> Result<()> {
-    let Ok(doc) = RawDocument::from_bytes(key) else { return Ok(()) };
-    for element in doc {
-        let Ok((name, value)) = element else { return Ok(()) };
-        if name != "keyMaterial" {
-            continue;
-        }
-        match value {
-            RawBsonRef::Binary(b) if b.bytes.len() >= 64 => {}
-            RawBsonRef::Binary(b) => {
-                return Err(Error::invalid(format!(
-                    "key document refused by the binding: keyMaterial of {} bytes (libmongocrypt before 1.21 aborts on \
-                     one shorter than 64)",
-                    b.bytes.len()
-                )))
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "key document refused by the binding: keyMaterial is {:?}, not binary",
-                    other.element_type()
-                )))
-            }
-        }
-    }
-    Ok(())
 }
 
 type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::mongocrypt_binary_t) -> bool;
@@ -616,7 +371,7 @@ impl Ctx {
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
         let state = self.state();
         let arg = match state {
-            State::NeedMongoMarkings => BsonArg::visiting(reply, &mut refuse_bad_marking)?,
+            State::NeedMongoMarkings => BsonArg::visiting(reply, &mut payload::refuse_bad_marking)?,
             _ => BsonArg::new(reply)?,
         };
         match state {
@@ -625,7 +380,9 @@ impl Ctx {
                     "the mongocryptd reply of this NEED_MONGO_MARKINGS state was already fed: call mongo_done",
                 ))
             }
-            State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => check_key_material(arg.bytes())?,
+            State::NeedMongoKeys if *Version::linked() < Version::new(1, 21, 0) => {
+                payload::check_key_material(arg.bytes())?
+            }
             _ => {}
         }
         let bin = arg.view()?;
@@ -718,52 +475,5 @@ impl Drop for Ctx {
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx").field("state", &self.state()).finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_indexed_value_v2;
-
-    /// Blob type, S_KeyId and BSON type, then `counts`, then `rest` bytes.
-    fn value(blob_type: u8, counts: &[u8], rest: usize) -> Vec<u8> {
-        let mut v = vec![blob_type];
-        v.extend_from_slice(&[0x11; 16]);
-        v.push(0x02);
-        v.extend_from_slice(counts);
-        v.resize(v.len() + rest, 0xab);
-        v
-    }
-
-    fn text_counts(edges: u32, substr: u32, suffix: u32) -> Vec<u8> {
-        [edges, substr, suffix].iter().flat_map(|c| c.to_le_bytes()).collect()
-    }
-
-    #[test]
-    fn v2_indexed_value_layout() {
-        // The shortest well-formed value of each kind is taken, one byte less is not.
-        for (blob_type, counts, edges) in [
-            (14, vec![], 1),
-            (15, vec![1], 1),
-            (15, vec![255], 255),
-            (17, text_counts(1, 0, 0), 1),
-            (17, text_counts(4, 1, 2), 4),
-        ] {
-            let rest = 17 + 96 * edges;
-            assert_eq!(check_indexed_value_v2(blob_type, &value(blob_type, &counts, rest)), Ok(()));
-            assert_eq!(check_indexed_value_v2(blob_type, &value(blob_type, &counts, rest + 500)), Ok(()));
-            let short = value(blob_type, &counts, rest - 1);
-            assert!(check_indexed_value_v2(blob_type, &short).is_err(), "{blob_type} {counts:?}");
-            // Every truncation is refused.
-            for len in 1..short.len() {
-                assert!(check_indexed_value_v2(blob_type, &short[..len]).is_err(), "{blob_type} {counts:?} {len}");
-            }
-        }
-        assert_eq!(check_indexed_value_v2(15, &value(15, &[0], 1000)), Err("with an edge count of 0"));
-        for (e, s, x) in [(0, 0, 0), (1, 1, 0), (2, 0, 2), (2, u32::MAX, 0), (u32::MAX, u32::MAX, u32::MAX)] {
-            assert!(check_indexed_value_v2(17, &value(17, &text_counts(e, s, x), 1000)).is_err(), "{e} {s} {x}");
-        }
-        // 96 * 0x02aaaaab wraps to 32 in 32 bits; here it does not.
-        assert!(check_indexed_value_v2(17, &value(17, &text_counts(0x02aa_aaab, 0, 0), 49)).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::binary::{BinaryOut, BinaryView};
 use crate::ctx::Ctx;
 use crate::error::{requires, Error, Result};
 use crate::ffi::Status;
-use crate::kms_reply::{Provider, ReplyCheck};
+use crate::guard::kms_reply::{Provider, ReplyCheck};
 use crate::options::KmsProvider;
 
 /// The KMS requests of one NEED_KMS state, from [`Ctx::kms_scope`]. It holds the ctx exclusively, so the ctx

@@ -166,11 +166,11 @@ mod crypt;
 mod ctx;
 mod error;
 mod ffi;
+mod guard;
 pub mod hooks;
 mod kms;
 #[cfg(feature = "kms-tls")]
 pub mod kms_credentials;
-mod kms_reply;
 #[cfg(feature = "kms-tls")]
 pub mod kms_tls;
 mod log;

@@ -1,0 +1,253 @@
+//! BSON arguments: libmongocrypt checks a document's frame and reports it, but trusts what is inside, and libbson
+//! aborts on an empty buffer; so every document argument is walked here first, all the way down, and the walk hands
+//! each binary value to the payload checks ([`super::payload`]) on the way.
+
+use crate::error::{Error, Result};
+
+/// Checks one BSON document argument before libmongocrypt sees it: refuses an empty buffer (libbson aborts on it:
+/// seen in encrypt, decrypt and schema map inits of 1.7.2 and 1.21) and elements malformed inside a valid frame,
+/// and calls `visit` with the subtype and bytes of every binary value, at every level, in the same walk: the
+/// binding's checks of what libmongocrypt would abort on (markings, short Queryable Encryption values) cost no
+/// second pass. A bad frame (length prefix, terminator) passes: libmongocrypt reports it in its own words.
+pub(crate) fn check_argument(bytes: &[u8], visit: &mut impl Visit) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("an empty buffer is not a BSON document"));
+    }
+    // The walk's errors stay a `&'static str` (small results on the hot path); a refusal's Error waits here.
+    let mut refused = None;
+    let mut keep = |subtype, value: &[u8]| {
+        visit(subtype, value).map_err(|error| {
+            refused = Some(error);
+            "refused"
+        })
+    };
+    match check_document(bytes, 0, &mut keep) {
+        Ok(()) | Err(BAD_FRAME) => Ok(()),
+        Err(what) => Err(refused.unwrap_or_else(|| Error::invalid(format!("malformed BSON: {what}")))),
+    }
+}
+
+/// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
+#[cfg(test)]
+fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    check_document(bytes, 0, &mut |_, _| Ok(()))
+}
+
+/// [`check_document`], and the first top-level element of a type without a value (null, undefined, MinKey,
+/// MaxKey), as its type and name, in the same pass.
+pub(crate) fn well_formed_first_valueless(bytes: &[u8]) -> std::result::Result<Option<(u8, &[u8])>, &'static str> {
+    let len = read_len(bytes, 0)?;
+    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
+        return Err("bad document length or terminator");
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    let mut found = None;
+    while pos < end {
+        let kind = bytes[pos];
+        let value_at = skip_cstring(bytes, pos + 1, end)?;
+        pos = match kind {
+            0x06 | 0x0A | 0x7F | 0xFF => {
+                found = found.or(Some((kind, &bytes[pos + 1..value_at - 1])));
+                value_at
+            }
+            _ => skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(()))?,
+        };
+    }
+    Ok(found)
+}
+
+/// [`check_document`]'s error for a top-level document whose frame (length prefix, terminator) is wrong: left to
+/// libmongocrypt, which reports it with its own message.
+const BAD_FRAME: &str = "bad frame";
+
+/// How deep documents may nest; MongoDB itself stops at 100. Bounds the recursion of [`check_document`].
+const MAX_DEPTH: usize = 200;
+
+/// Checks that `bytes` is one well-formed BSON document all the way down: lengths, terminators and element types,
+/// nested documents included. Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time
+/// per byte where the rest costs time per element.
+fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Walker) -> std::result::Result<(), &'static str> {
+    let frame_error = if depth == 0 { BAD_FRAME } else { "bad document length or terminator" };
+    let len = read_len(bytes, 0).map_err(|_| frame_error)?;
+    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
+        return Err(frame_error);
+    }
+    if depth > MAX_DEPTH {
+        return Err("documents nested too deeply");
+    }
+    let end = len - 1;
+    let mut pos = 4;
+    while pos < end {
+        let kind = bytes[pos];
+        pos = skip_cstring(bytes, pos + 1, end)?;
+        pos = skip_value(bytes, kind, pos, end, depth, visit)?;
+    }
+    Ok(())
+}
+
+/// What [`check_argument`] (behind `BsonArg::visiting`) calls with the subtype and bytes of each binary value; an `Err` refuses the document.
+pub(crate) trait Visit: FnMut(u8, &[u8]) -> Result<()> {}
+
+impl<F: FnMut(u8, &[u8]) -> Result<()>> Visit for F {}
+
+/// What [`check_document`] calls with each binary value: [`Visit`] behind [`check_argument`]'s adapter.
+trait Walker: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str> {}
+
+impl<F: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str>> Walker for F {}
+
+/// The position after the value of type `kind` at `pos`, which must end by `end`.
+#[inline(always)]
+fn skip_value(
+    b: &[u8],
+    kind: u8,
+    pos: usize,
+    end: usize,
+    depth: usize,
+    visit: &mut impl Walker,
+) -> std::result::Result<usize, &'static str> {
+    let past = |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
+    Ok(match kind {
+        0x06 | 0x0A | 0x7F | 0xFF => pos,
+        0x08 => past(pos, 1)?,
+        0x10 => past(pos, 4)?,
+        0x01 | 0x09 | 0x11 | 0x12 => past(pos, 8)?,
+        0x07 => past(pos, 12)?,
+        0x13 => past(pos, 16)?,
+        0x02 | 0x0D | 0x0E => skip_string(b, pos, end)?,
+        0x03 | 0x04 => {
+            let next = past(pos, read_len(b, pos)?)?;
+            check_document(&b[pos..next], depth + 1, visit)?;
+            next
+        }
+        0x05 => {
+            let next = past(pos, 5 + read_len(b, pos)?)?;
+            visit(b[pos + 4], &b[pos + 5..next])?;
+            next
+        }
+        0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end)?,
+        0x0C => past(skip_string(b, pos, end)?, 12)?,
+        0x0F => {
+            let next = past(pos, read_len(b, pos)?)?;
+            let scope = skip_string(b, pos + 4, next)?;
+            check_document(&b[scope..next], depth + 1, visit)?;
+            next
+        }
+        _ => return Err("unknown element type"),
+    })
+}
+
+/// A non-negative little-endian int32 length at `pos`.
+#[inline(always)]
+fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
+    let bytes = b.get(pos..pos + 4).ok_or("truncated length")?;
+    usize::try_from(i32::from_le_bytes(bytes.try_into().unwrap())).map_err(|_| "negative length")
+}
+
+/// The position after the NUL-terminated string at `pos`, which must end by `end`.
+#[inline(always)]
+fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+    let nul = b.get(pos..end).and_then(|rest| rest.iter().position(|&c| c == 0)).ok_or("unterminated name")?;
+    Ok(pos + nul + 1)
+}
+
+/// The position after the length-prefixed, NUL-terminated string at `pos`, which must end by `end`.
+#[inline(always)]
+fn skip_string(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+    let len = read_len(b, pos)?;
+    let next = (pos + 4).checked_add(len).filter(|&p| len > 0 && p <= end).ok_or("bad string length")?;
+    if b[next - 1] != 0 {
+        return Err("unterminated string");
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::spec::BinarySubtype;
+    use bson::{
+        doc, Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, RawDocument, RawDocumentBuf,
+    };
+    use bson::{Regex, Timestamp};
+
+    use super::*;
+
+    fn bytes(d: &Document) -> Vec<u8> {
+        RawDocumentBuf::try_from(d).unwrap().into_bytes()
+    }
+
+    /// Every element type; a fixed ObjectId (`ObjectId::new` reads the clock, which Miri isolates).
+    fn all_types() -> Document {
+        doc! {
+            "double": 1.5, "string": "s", "doc": { "a": [1, { "b": null }] }, "array": [], "empty": {},
+            "binary": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }, "undefined": Bson::Undefined,
+            "oid": bson::oid::ObjectId::from_bytes([3; 12]), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
+            "regex": Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() }, "code": Bson::JavaScriptCode("f()".into()),
+            "symbol": Bson::Symbol("sym".into()),
+            "scope": JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },
+            "int32": 1, "timestamp": Timestamp { time: 1, increment: 2 }, "int64": 2_i64,
+            "decimal": Decimal128::from_bytes([0; 16]), "min": Bson::MinKey, "max": Bson::MaxKey,
+        }
+    }
+
+    #[test]
+    fn every_element_type_passes() {
+        assert_eq!(well_formed(&bytes(&all_types())), Ok(()));
+    }
+
+    #[test]
+    fn malformed_content_inside_a_valid_frame_is_found() {
+        let good = bytes(&doc! { "find": "c", "filter": { "x": 5 } });
+        // The inner document's terminator replaced: the outer frame is still valid.
+        let mut no_terminator = good.clone();
+        let inner_end = good.len() - 2;
+        no_terminator[inner_end] = 1;
+        assert!(RawDocument::from_bytes(&no_terminator).is_ok());
+        assert_eq!(well_formed(&no_terminator), Err("bad document length or terminator"));
+        // An element type that does not exist.
+        let mut bad_type = good.clone();
+        bad_type[4] = 0x42;
+        assert_eq!(well_formed(&bad_type), Err("unknown element type"));
+        // A string length past the document.
+        let mut long_string = good.clone();
+        long_string[10] = 0x7f;
+        assert_eq!(well_formed(&long_string), Err("bad string length"));
+        assert_eq!(well_formed(&good), Ok(()));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut d = doc! {};
+        for _ in 0..MAX_DEPTH + 1 {
+            d = doc! { "d": d };
+        }
+        assert_eq!(well_formed(&bytes(&d)), Err("documents nested too deeply"));
+        let mut d = doc! {};
+        for _ in 0..MAX_DEPTH {
+            d = doc! { "d": d };
+        }
+        assert_eq!(well_formed(&bytes(&d)), Ok(()));
+    }
+
+    #[test]
+    fn arguments_refuse_empty_and_malformed_documents_and_leave_bad_frames() {
+        assert_eq!(
+            check_argument(&[], &mut |_, _| Ok(())),
+            Err(Error::invalid("an empty buffer is not a BSON document"))
+        );
+        let mut inner = bytes(&doc! { "a": { "b": 1 } });
+        let n = inner.len();
+        inner[n - 2] = 9;
+        let expected = Error::invalid("malformed BSON: bad document length or terminator");
+        assert_eq!(check_argument(&inner, &mut |_, _| Ok(())), Err(expected));
+        assert_eq!(check_argument(&[6, 0, 0, 0, 0], &mut |_, _| Ok(())), Ok(()));
+    }
+
+    #[test]
+    fn first_valueless_element() {
+        let d = bytes(&doc! { "a": 1, "n": Bson::Null, "m": Bson::MaxKey });
+        assert_eq!(well_formed_first_valueless(&d), Ok(Some((0x0A, &b"n"[..]))));
+        assert_eq!(well_formed_first_valueless(&bytes(&doc! { "a": { "n": Bson::Null } })), Ok(None));
+        assert_eq!(well_formed_first_valueless(&[5, 0, 0, 0, 1]), Err("bad document length or terminator"));
+    }
+}
