@@ -15,6 +15,7 @@ use crate::error::{requires, Error, Result};
 use crate::ffi::Status;
 use crate::guard::kms_reply::{Provider, ReplyCheck};
 use crate::options::KmsProvider;
+use crate::version::Version;
 
 /// The KMS requests of one NEED_KMS state, from [`Ctx::kms_scope`]. It holds the ctx exclusively, so the ctx
 /// cannot move on while any [`KmsCtx`] is alive. Requests are handed out in batches
@@ -63,7 +64,7 @@ impl<'a> KmsScope<'a> {
             Some((_, check)) => check.clone(),
             None => {
                 let provider = Provider::from_id(kms_provider(raw).as_str());
-                let check = Arc::new(Mutex::new(ReplyCheck::new(provider)));
+                let check = Arc::new(Mutex::new(ReplyCheck::new(provider, Version::linked())));
                 checks.push((key, check.clone()));
                 check
             }

@@ -5,6 +5,24 @@
 //! a `Content-Length` body or chunks), which keeps no copy of the reply except, for GCP and Azure, the body (a few
 //! hundred bytes) whose JSON is checked before the byte that completes the reply is fed. KMIP replies get a check
 //! of their length field. A feed the check refuses is not passed on, and the request stays refused.
+//!
+//! The JSON is read by serde_json and the base64 by the `base64` crate. GCP decrypt and Azure unwrap replies carry
+//! the plaintext data key, so every copy made here is wiped: the kept body and the decoded bytes are `Zeroizing`,
+//! and the body grows by hand (a `Vec`'s own growth would free the old buffer unwiped). serde_json itself copies a
+//! string only when it has escape sequences (into its scratch buffer, freed unwiped); base64 needs none and KMS
+//! servers send none, so a real reply's key material never lands there. That residue of a reply written with
+//! escapes is accepted: it is freed heap memory of this process, which libmongocrypt's own copies of the same reply
+//! (kms-message's, unwiped) already are. serde_json's errors name lines and columns, never values: the readers here
+//! take any type, so no "invalid type" error quotes a value.
+
+use std::fmt;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::version::Version;
@@ -69,6 +87,10 @@ enum Header {
 #[derive(Debug, Clone)]
 pub(crate) struct ReplyCheck {
     provider: Provider,
+    /// The linked library is older than 1.19 (MONGOCRYPT-910: chunk sizes over 2 GiB).
+    before_1_19: bool,
+    /// The linked library is older than 1.21 (KMIP lengths over 2 GiB).
+    before_1_21: bool,
     /// Set once a feed was refused: every later feed is refused too.
     refused: Option<String>,
     // HTTP
@@ -92,15 +114,11 @@ pub(crate) struct ReplyCheck {
     chunk_digits: u32,
     chunk_size: u64,
     crlf_seen: u8,
-    /// The body, for GCP and Azure (decoded from chunks).
-    body: Option<Vec<u8>>,
+    /// The body, for GCP and Azure (decoded from chunks); it may hold key material.
+    body: Option<Zeroizing<Vec<u8>>>,
     // KMIP
     kmip_seen: usize,
     kmip_len: [u8; 4],
-}
-
-fn at_least_1_19() -> bool {
-    *Version::linked() >= Version::new(1, 19, 0)
 }
 
 fn refuse(why: impl Into<String>) -> Error {
@@ -111,9 +129,16 @@ fn refuse(why: impl Into<String>) -> Error {
 }
 
 impl ReplyCheck {
-    pub(crate) fn new(provider: Provider) -> ReplyCheck {
+    /// The check of a reply from `provider`, for the `linked` library's parser.
+    pub(crate) fn new(provider: Provider, linked: &Version) -> ReplyCheck {
+        ReplyCheck::fresh(provider, *linked < Version::new(1, 19, 0), *linked < Version::new(1, 21, 0))
+    }
+
+    fn fresh(provider: Provider, before_1_19: bool, before_1_21: bool) -> ReplyCheck {
         ReplyCheck {
             provider,
+            before_1_19,
+            before_1_21,
             refused: None,
             phase: Phase::Head,
             cr: false,
@@ -131,7 +156,7 @@ impl ReplyCheck {
             chunk_digits: 0,
             chunk_size: 0,
             crlf_seen: 0,
-            body: matches!(provider, Provider::Gcp | Provider::Azure).then(Vec::new),
+            body: matches!(provider, Provider::Gcp | Provider::Azure).then(|| Zeroizing::new(Vec::new())),
             kmip_seen: 0,
             kmip_len: [0; 4],
         }
@@ -141,7 +166,7 @@ impl ReplyCheck {
     /// `feed_with_retry`; libmongocrypt ≥ 1.12).
     #[cfg_attr(not(any(mongocrypt_has_kms_ctx_fail, mongocrypt_has_kms_ctx_feed_with_retry)), allow(dead_code))]
     pub(crate) fn reset(&mut self) {
-        *self = ReplyCheck::new(self.provider);
+        *self = ReplyCheck::fresh(self.provider, self.before_1_19, self.before_1_21);
     }
 
     /// Checks `bytes`, the next part of the reply, before it is fed. `Err` means: do not feed it.
@@ -171,7 +196,7 @@ impl ReplyCheck {
             }
             self.kmip_seen += 1;
         }
-        if self.kmip_seen == 8 && *Version::linked() < Version::new(1, 21, 0) {
+        if self.kmip_seen == 8 && self.before_1_21 {
             let len = u32::from_be_bytes(self.kmip_len);
             if len >= 0x7fff_0000 {
                 return Err(format!("KMIP reply length {len} is over 2 GiB (libmongocrypt before 1.21 aborts)"));
@@ -220,7 +245,7 @@ impl ReplyCheck {
                         // MONGOCRYPT-910: before 1.19 a size of 0x7ffffffe or more (also reached by wrapping, with
                         // more than 8 digits) overflows and the parser reads out of bounds; 1.19 reports "Failed to
                         // parse hex chunk length" itself, so the binding leaves those to it.
-                        if (self.chunk_digits > 8 || self.chunk_size >= 0x7fff_0000) && !at_least_1_19() {
+                        if (self.chunk_digits > 8 || self.chunk_size >= 0x7fff_0000) && self.before_1_19 {
                             return Err("a chunk size over 2 GiB".into());
                         }
                     } else {
@@ -272,8 +297,15 @@ impl ReplyCheck {
 
     fn keep_body(&mut self, data: &[u8]) -> Result<(), String> {
         if let Some(body) = &mut self.body {
-            if body.len() + data.len() > MAX_JSON_BODY {
+            let needed = body.len() + data.len();
+            if needed > MAX_JSON_BODY {
                 return Err(format!("a {:?} reply body over {MAX_JSON_BODY} bytes", self.provider));
+            }
+            if needed > body.capacity() {
+                // Grown by hand: the old buffer is dropped as `Zeroizing`, wiped, where `Vec` would free it as is.
+                let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(2 * body.capacity()).min(MAX_JSON_BODY)));
+                grown.extend_from_slice(body);
+                *body = grown;
             }
             body.extend_from_slice(data);
         }
@@ -408,31 +440,134 @@ impl ReplyCheck {
 /// The top-level members with these names (every one, as libbson finds the first and a JSON reader the last) must
 /// be valid; a body that does not parse as JSON is refused when it could hide such a member.
 fn check_json_fields(body: &[u8], fields: &[&str], provider: Provider) -> Result<(), String> {
-    let members = match json::top_level_strings(body) {
-        Ok(m) => m,
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let read = reader.deserialize_map(TopLevel { fields, provider }).and_then(|refusal| reader.end().map(|()| refusal));
+    match read {
+        Ok(None) => Ok(()),
+        Ok(Some(refusal)) => Err(refusal),
         Err(e) => {
             let suspicious =
                 body.contains(&b'\\') || fields.iter().any(|f| body.windows(f.len()).any(|w| w == f.as_bytes()));
             if suspicious {
                 return Err(format!("a {provider:?} reply body that is not valid JSON ({e})"));
             }
-            return Ok(());
+            Ok(())
         }
-    };
-    for (name, value) in members {
-        if !fields.contains(&name.as_str()) {
-            continue;
+    }
+}
+
+/// Reads the top-level object: each member named in `fields` through [`Base64Field`], the others skipped. Its
+/// value is the first refusal.
+struct TopLevel<'f> {
+    fields: &'f [&'f str],
+    provider: Provider,
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Option<String>, A::Error> {
+        let mut refusal = None;
+        while let Some(name) = members.next_key_seed(FieldName(self.fields))? {
+            let Some(name) = name else {
+                members.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let refused = members.next_value_seed(Base64Field { name, provider: self.provider })?;
+            refusal = refusal.or(refused);
         }
-        let Some(value) = value else { continue }; // not a string: libmongocrypt reports it
-        let ok = match provider {
+        Ok(refusal)
+    }
+}
+
+/// A member's name, as the one of `fields` it is (after unescaping), or `None`; never copied.
+struct FieldName<'f>(&'f [&'f str]);
+
+impl<'de, 'f> DeserializeSeed<'de> for FieldName<'f> {
+    type Value = Option<&'f str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, names: D) -> Result<Option<&'f str>, D::Error> {
+        names.deserialize_str(self)
+    }
+}
+
+impl<'f> Visitor<'_> for FieldName<'f> {
+    type Value = Option<&'f str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Option<&'f str>, E> {
+        Ok(self.0.iter().find(|field| **field == name).copied())
+    }
+}
+
+/// The value of a member that libmongocrypt base64-decodes: a refusal if it is a string that is not valid
+/// base64; any other type is libmongocrypt's to report.
+struct Base64Field<'f> {
+    name: &'f str,
+    provider: Provider,
+}
+
+impl<'de> DeserializeSeed<'de> for Base64Field<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, value: D) -> Result<Option<String>, D::Error> {
+        value.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Base64Field<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Option<String>, E> {
+        let ok = match self.provider {
             Provider::Azure => base64url_ok(value.as_bytes()),
             _ => base64_strict_ok(value.as_bytes()),
         };
-        if !ok {
-            return Err(format!("{provider:?} reply field {name:?} is not valid base64: {:?}", truncate(&value)));
-        }
+        Ok((!ok).then(|| {
+            format!("{:?} reply field {:?} is not valid base64: {:?}", self.provider, self.name, truncate(value))
+        }))
     }
-    Ok(())
+
+    fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Option<String>, A::Error> {
+        while items.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Option<String>, A::Error> {
+        while members.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
 fn truncate(s: &str) -> &str {
@@ -442,233 +577,74 @@ fn truncate(s: &str) -> &str {
     }
 }
 
-fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+/// Whether `encoded` decodes with `engine`. The decoded bytes may be a data key: they go to a wiped buffer.
+fn decodes(engine: &GeneralPurpose, encoded: &[u8]) -> bool {
+    let mut decoded = Zeroizing::new(vec![0; base64::decoded_len_estimate(encoded.len())]);
+    engine.decode_slice(encoded, &mut decoded).is_ok()
 }
 
 /// Standard base64, padded, non-empty, with the unused bits of the last group zero (the decoder rejects others).
 fn base64_strict_ok(s: &[u8]) -> bool {
-    if s.is_empty() || !s.len().is_multiple_of(4) {
-        return false;
-    }
-    let pad = s.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
-        return false;
-    }
-    let data = &s[..s.len() - pad];
-    let Some(values) = data.iter().map(|&c| b64_value(c)).collect::<Option<Vec<u8>>>() else { return false };
-    match (pad, values.last()) {
-        (0, _) => true,
-        (1, Some(v)) => v & 0b11 == 0,
-        (2, Some(v)) => v & 0b1111 == 0,
-        _ => false,
-    }
+    !s.is_empty() && decodes(&base64::engine::general_purpose::STANDARD, s)
 }
 
-/// base64url as Azure sends it (unpadded; padding and the standard alphabet accepted too): non-empty, a length that
-/// is not 1 mod 4, unused bits zero.
+/// base64url as Azure sends it (unpadded; padding to a whole group and the standard alphabet accepted too):
+/// non-empty, unused bits zero.
 fn base64url_ok(s: &[u8]) -> bool {
-    let data = s.strip_suffix(b"==").or_else(|| s.strip_suffix(b"=")).unwrap_or(s);
-    if data.is_empty() || data.len() % 4 == 1 {
+    const PADDED: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    const UNPADDED: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    );
+    if s.is_empty() || s.starts_with(b"=") {
         return false;
     }
-    let Some(values) = data
-        .iter()
-        .map(|&c| match c {
-            b'-' => Some(62),
-            b'_' => Some(63),
-            c => b64_value(c),
-        })
-        .collect::<Option<Vec<u8>>>()
-    else {
-        return false;
-    };
-    if s.len() != data.len() && !s.len().is_multiple_of(4) {
-        return false; // padded, but not to a whole group
-    }
-    match (data.len() % 4, values.last()) {
-        (2, Some(v)) => v & 0b1111 == 0,
-        (3, Some(v)) => v & 0b11 == 0,
-        _ => true,
-    }
-}
-
-/// A small strict JSON reader: the top-level object's members, each with its string value (or `None`).
-mod json {
-    const MAX_DEPTH: u32 = 64;
-
-    pub(super) type Members = Vec<(String, Option<String>)>;
-
-    pub(super) fn top_level_strings(body: &[u8]) -> Result<Members, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
-        p.ws();
-        if p.peek() != Some(b'{') {
-            return Err("not an object".into());
-        }
-        p.i += 1;
-        let mut members = Vec::new();
-        p.ws();
-        if p.peek() == Some(b'}') {
-            p.i += 1;
-        } else {
-            loop {
-                p.ws();
-                let name = p.string()?;
-                p.ws();
-                p.expect(b':')?;
-                p.ws();
-                let value = if p.peek() == Some(b'"') { Some(p.string()?) } else { p.value(1).map(|()| None)? };
-                members.push((name, value));
-                p.ws();
-                match p.next() {
-                    Some(b',') => continue,
-                    Some(b'}') => break,
-                    _ => return Err("expected , or }".into()),
-                }
-            }
-        }
-        p.ws();
-        if p.i != p.s.len() {
-            return Err("trailing data".into());
-        }
-        Ok(members)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn peek(&self) -> Option<u8> {
-            self.s.get(self.i).copied()
-        }
-        fn next(&mut self) -> Option<u8> {
-            let c = self.peek();
-            self.i += 1;
-            c
-        }
-        fn ws(&mut self) {
-            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-                self.i += 1;
-            }
-        }
-        fn expect(&mut self, c: u8) -> Result<(), String> {
-            if self.next() == Some(c) {
-                Ok(())
-            } else {
-                Err(format!("expected {:?}", c as char))
-            }
-        }
-        fn string(&mut self) -> Result<String, String> {
-            self.expect(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                match self.next().ok_or("unterminated string")? {
-                    b'"' => break,
-                    b'\\' => match self.next().ok_or("unterminated escape")? {
-                        c @ (b'"' | b'\\' | b'/') => out.push(c),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
-                            let hex = std::str::from_utf8(hex).map_err(|_| "bad \\u escape")?;
-                            let code = u32::from_str_radix(hex, 16).map_err(|_| "bad \\u escape")?;
-                            self.i += 4;
-                            // Surrogates and NUL stand for themselves as U+FFFD: no field name or base64 has them.
-                            let c = char::from_u32(code).filter(|&c| c != '\0').unwrap_or('\u{fffd}');
-                            let mut buf = [0; 4];
-                            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                        }
-                        _ => return Err("bad escape".into()),
-                    },
-                    c if c < 0x20 => return Err("control character in string".into()),
-                    c => out.push(c),
-                }
-            }
-            String::from_utf8(out).map_err(|_| "not UTF-8".to_string())
-        }
-        fn value(&mut self, depth: u32) -> Result<(), String> {
-            if depth > MAX_DEPTH {
-                return Err("nested too deeply".into());
-            }
-            self.ws();
-            match self.peek().ok_or("missing value")? {
-                b'"' => self.string().map(drop),
-                b'{' | b'[' => {
-                    let close = if self.next() == Some(b'{') { b'}' } else { b']' };
-                    self.ws();
-                    if self.peek() == Some(close) {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                    loop {
-                        self.ws();
-                        if close == b'}' {
-                            self.string()?;
-                            self.ws();
-                            self.expect(b':')?;
-                        }
-                        self.value(depth + 1)?;
-                        self.ws();
-                        match self.next() {
-                            Some(b',') => continue,
-                            Some(c) if c == close => return Ok(()),
-                            _ => return Err("expected , or a closing bracket".into()),
-                        }
-                    }
-                }
-                b't' => self.word("true"),
-                b'f' => self.word("false"),
-                b'n' => self.word("null"),
-                b'-' | b'0'..=b'9' => {
-                    let start = self.i;
-                    while matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
-                        self.i += 1;
-                    }
-                    std::str::from_utf8(&self.s[start..self.i])
-                        .ok()
-                        .and_then(|n| n.parse::<f64>().ok())
-                        .map(drop)
-                        .ok_or_else(|| "bad number".to_string())
-                }
-                _ => Err("unexpected character".into()),
-            }
-        }
-        fn word(&mut self, w: &str) -> Result<(), String> {
-            if self.s[self.i..].starts_with(w.as_bytes()) {
-                self.i += w.len();
-                Ok(())
-            } else {
-                Err("unexpected word".into())
-            }
-        }
-    }
+    // libmongocrypt maps base64url to base64 before decoding, so both alphabets pass; the mapped copy is wiped.
+    let url: Zeroizing<Vec<u8>> = Zeroizing::new(
+        s.iter()
+            .map(|&c| match c {
+                b'+' => b'-',
+                b'/' => b'_',
+                c => c,
+            })
+            .collect(),
+    );
+    decodes(if s.ends_with(b"=") { &PADDED } else { &UNPADDED }, &url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The oldest and the newest library the binding is tested with, and one on each side of 1.19.
+    const VERSIONS: [Version; 4] =
+        [Version::new(1, 7, 2), Version::new(1, 17, 0), Version::new(1, 19, 0), Version::new(1, 21, 0)];
+
+    /// Feeds `reply` in one piece to a check for each of [`VERSIONS`]; the result, the same on each.
     fn feed_all(provider: Provider, reply: &[u8]) -> Result<(), Error> {
-        let mut c = ReplyCheck::new(provider);
-        c.check(reply)
+        feed_all_on(provider, reply, &VERSIONS)
     }
 
+    fn feed_all_on(provider: Provider, reply: &[u8], versions: &[Version]) -> Result<(), Error> {
+        let results: Vec<_> = versions.iter().map(|v| ReplyCheck::new(provider, v).check(reply)).collect();
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+        results.into_iter().next().unwrap()
+    }
+
+    /// Feeds `reply` a byte at a time to a check for each of [`VERSIONS`]; the result, the same on each.
     fn feed_bytewise(provider: Provider, reply: &[u8]) -> Result<(), Error> {
-        let mut c = ReplyCheck::new(provider);
-        reply.iter().try_for_each(|b| c.check(std::slice::from_ref(b)))
+        let results: Vec<_> = VERSIONS
+            .iter()
+            .map(|v| {
+                let mut c = ReplyCheck::new(provider, v);
+                reply.iter().try_for_each(|b| c.check(std::slice::from_ref(b)))
+            })
+            .collect();
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+        results.into_iter().next().unwrap()
     }
 
     const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -680,8 +656,17 @@ mod tests {
             assert!(feed_all(Provider::Aws, reply.as_bytes()).is_ok(), "{good:?}");
             assert!(feed_bytewise(Provider::Aws, reply.as_bytes()).is_ok(), "{good:?}");
         }
-        let huge: &[&str] = if at_least_1_19() { &[] } else { &["7ffffffe\r\nX", "17ffffffe\r\nX"] };
-        for bad in ["1\r\nXY\r\n", "2\r\nX\r\n\r\n", "\r\n", "1;x\r\nX\r\n", "0\r\nX"].iter().chain(huge) {
+        // Chunk sizes over 2 GiB: refused before 1.19 (MONGOCRYPT-910), left to libmongocrypt from 1.19.
+        for huge in ["7ffffffe\r\nX", "17ffffffe\r\nX"] {
+            let reply = format!("{CHUNKED}{huge}");
+            let before = feed_all_on(Provider::Aws, reply.as_bytes(), &VERSIONS[..2]).unwrap_err();
+            assert_eq!(
+                before.message(),
+                "malformed KMS reply, refused by the binding before libmongocrypt: a chunk size over 2 GiB"
+            );
+            assert_eq!(feed_all_on(Provider::Aws, reply.as_bytes(), &VERSIONS[2..]), Ok(()));
+        }
+        for bad in ["1\r\nXY\r\n", "2\r\nX\r\n\r\n", "\r\n", "1;x\r\nX\r\n", "0\r\nX"] {
             let reply = format!("{CHUNKED}{bad}");
             assert!(feed_all(Provider::Aws, reply.as_bytes()).is_err(), "{bad:?}");
             assert!(feed_bytewise(Provider::Aws, reply.as_bytes()).is_err(), "{bad:?}");
@@ -689,7 +674,7 @@ mod tests {
         // Not chunked: the body is not looked at.
         assert!(feed_all(Provider::Aws, b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n1\r\nXY\r\n").is_ok());
         // Once refused, stays refused.
-        let mut c = ReplyCheck::new(Provider::Aws);
+        let mut c = ReplyCheck::new(Provider::Aws, &Version::new(1, 7, 2));
         assert!(c.check(format!("{CHUNKED}1\r\nXY").as_bytes()).is_err());
         assert!(c.check(b"\r\n0\r\n\r\n").is_err());
         c.reset();
@@ -730,5 +715,67 @@ mod tests {
         let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(feed_all(Provider::Aws, both.as_bytes()).is_err());
         assert!(feed_all(Provider::Gcp, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_fault() {
+        let reply = |body: &str| format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let refused = |why: &str| {
+            Err(Error::Kms {
+                code: 0,
+                message: format!("malformed KMS reply, refused by the binding before libmongocrypt: {why}"),
+            })
+        };
+        assert_eq!(
+            feed_all(Provider::Gcp, reply(r#"{"plaintext": "AB=="}"#).as_bytes()),
+            refused(r#"Gcp reply field "plaintext" is not valid base64: "AB==""#)
+        );
+        assert_eq!(
+            feed_all(Provider::Azure, reply(r#"{"value": "AA="}"#).as_bytes()),
+            refused(r#"Azure reply field "value" is not valid base64: "AA=""#)
+        );
+        // The first bad member is named, whatever follows; a member that is not a string is libmongocrypt's.
+        assert_eq!(
+            feed_all(Provider::Gcp, reply(r#"{"ciphertext": 5, "plaintext": "!", "ciphertext": "AA"}"#).as_bytes()),
+            refused(r#"Gcp reply field "plaintext" is not valid base64: "!""#)
+        );
+        assert_eq!(feed_all(Provider::Gcp, reply(r#"{"ciphertext": [{"a": "!"}], "x": null}"#).as_bytes()), Ok(()));
+        // JSON that does not parse is refused when it could hide a member that aborts.
+        let error = feed_all(Provider::Gcp, reply(r#"{"ciphertext": "AAAA",}"#).as_bytes()).unwrap_err();
+        assert!(error.message().contains("a Gcp reply body that is not valid JSON"), "{error}");
+        let r = reply(r#"{"ciphertext": "AAAA"}"#);
+        let mut c = ReplyCheck::new(Provider::Gcp, &VERSIONS[0]);
+        c.check(r.as_bytes()).unwrap();
+        // Bytes after a complete reply are libmongocrypt's to judge.
+        assert_eq!(c.check(b"more"), Ok(()));
+    }
+
+    #[test]
+    fn bodies_grow_in_wiped_buffers_up_to_the_cap() {
+        // A chunked body of many small chunks grows its buffer; every size is accepted up to the cap.
+        let body = format!(r#"{{"ciphertext": "{}"}}"#, "A".repeat(4000));
+        let mut chunked = CHUNKED.to_string();
+        for piece in body.as_bytes().chunks(7) {
+            chunked.push_str(&format!("{:x}\r\n{}\r\n", piece.len(), std::str::from_utf8(piece).unwrap()));
+        }
+        chunked.push_str("0\r\n\r\n");
+        assert_eq!(feed_all(Provider::Gcp, chunked.as_bytes()), Ok(()));
+        let over = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_JSON_BODY + 1);
+        let mut c = ReplyCheck::new(Provider::Azure, &VERSIONS[3]);
+        c.check(over.as_bytes()).unwrap();
+        let error = c.check(&vec![b' '; MAX_JSON_BODY + 1]).unwrap_err();
+        assert!(error.message().ends_with(&format!("a Azure reply body over {MAX_JSON_BODY} bytes")), "{error}");
+    }
+
+    #[test]
+    fn kmip_lengths_over_2_gib_before_1_21() {
+        let reply = [0x42, 0x00, 0x7b, 0x01, 0x7f, 0xff, 0x00, 0x00];
+        let error = feed_all_on(Provider::Kmip, &reply, &VERSIONS[..3]).unwrap_err();
+        assert!(error
+            .message()
+            .ends_with("KMIP reply length 2147418112 is over 2 GiB (libmongocrypt before 1.21 aborts)"));
+        assert_eq!(feed_all_on(Provider::Kmip, &reply, &VERSIONS[3..]), Ok(()));
+        let small = [0x42, 0x00, 0x7b, 0x01, 0x00, 0x00, 0x01, 0x00];
+        assert_eq!(feed_bytewise(Provider::Kmip, &small), Ok(()));
     }
 }

@@ -259,7 +259,18 @@ pub(crate) fn check_key_material(key: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_indexed_value_v2;
+    use bson::spec::BinarySubtype;
+    use bson::{doc, Binary, Bson, RawDocumentBuf};
+
+    use super::*;
+
+    fn bytes(d: bson::Document) -> Vec<u8> {
+        RawDocumentBuf::try_from(&d).unwrap().into_bytes()
+    }
+
+    fn invalid(message: &str) -> Result<()> {
+        Err(Error::invalid(message))
+    }
 
     /// Blob type, S_KeyId and BSON type, then `counts`, then `rest` bytes.
     fn value(blob_type: u8, counts: &[u8], rest: usize) -> Vec<u8> {
@@ -301,5 +312,114 @@ mod tests {
         }
         // 96 * 0x02aaaaab wraps to 32 in 32 bits; here it does not.
         assert!(check_indexed_value_v2(17, &value(17, &text_counts(0x02aa_aaab, 0, 0), 49)).is_err());
+    }
+
+    #[test]
+    fn markings_without_a_value_or_with_malformed_bson() {
+        let marking = |d: bson::Document| [vec![0], bytes(d)].concat();
+        assert_eq!(refuse_bad_marking(6, &marking(doc! { "v": 1, "a": 1 })), Ok(()));
+        assert_eq!(
+            refuse_bad_marking(6, &marking(doc! { "a": 1, "v": Bson::Null })),
+            invalid(
+                r#"mongocryptd marking refused by the binding: its "v" is Null, which libmongocrypt cannot encrypt"#
+            )
+        );
+        assert_eq!(
+            refuse_bad_marking(6, &[0, 5, 0, 0, 0, 1]),
+            invalid(
+                "mongocryptd marking refused by the binding: malformed BSON inside it (bad document length or \
+                 terminator)"
+            )
+        );
+        // Not a marking: another subtype, or a ciphertext (first byte not 0).
+        assert_eq!(refuse_bad_marking(0, &[0, 5, 0, 0, 0, 1]), Ok(()));
+        assert_eq!(refuse_bad_marking(6, &[1, 5, 0, 0, 0, 1]), Ok(()));
+    }
+
+    #[test]
+    fn short_v1_indexed_values_before_1_21() {
+        let short = [7; 63];
+        let expected = invalid(
+            "Queryable Encryption indexed value of 63 bytes refused by the binding (libmongocrypt before 1.21 aborts \
+             on one shorter than 64)",
+        );
+        assert_eq!(refuse_aborting_value(&Version::new(1, 7, 2), 6, &short), expected);
+        assert_eq!(refuse_aborting_value(&Version::new(1, 21, 0), 6, &short), Ok(()));
+        assert_eq!(refuse_aborting_value(&Version::new(1, 7, 2), 6, &[9; 64]), Ok(()));
+        assert_eq!(refuse_aborting_value(&Version::new(1, 7, 2), 5, &short), Ok(()));
+    }
+
+    /// An insert payload of `blob_type` whose `v` is `v_len` bytes; `drop` leaves that field out.
+    fn insert_payload(blob_type: u8, v_len: usize, drop: &str) -> Vec<u8> {
+        let generic = |n| Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: vec![1; n] });
+        let mut d = doc! {
+            "d": generic(32), "s": generic(32), "p": generic(32), "e": generic(32),
+            "u": Binary { subtype: BinarySubtype::Uuid, bytes: vec![2; 16] }, "t": 2, "v": generic(v_len),
+        };
+        if blob_type == 4 {
+            d.insert("c", generic(32));
+        } else {
+            d.insert("l", generic(32));
+            d.insert("k", 0_i64);
+        }
+        d.remove(drop);
+        [vec![blob_type], bytes(d)].concat()
+    }
+
+    #[test]
+    fn insert_payloads_by_version() {
+        let (old, v1_13, new) = (Version::new(1, 7, 2), Version::new(1, 13, 0), Version::new(1, 21, 0));
+        assert_eq!(refuse_aborting_value(&old, 6, &insert_payload(4, 65, "")), Ok(()));
+        assert_eq!(refuse_aborting_value(&old, 6, &insert_payload(11, 80, "")), Ok(()));
+        let short = refuse_aborting_value(&v1_13, 6, &insert_payload(4, 64, ""));
+        let expected =
+            "Queryable Encryption insert payload of 309 bytes (blob type 4) with a value of 64 bytes, refused \
+             by the binding (libmongocrypt before 1.21 aborts decrypting one shorter than 65)";
+        assert_eq!(short, invalid(expected));
+        assert_eq!(refuse_aborting_value(&new, 6, &insert_payload(4, 64, "")), Ok(()));
+        let missing = refuse_aborting_value(&Version::new(1, 10, 1), 6, &insert_payload(11, 80, "k")).unwrap_err();
+        assert!(missing.message().contains(r#"without field "k", refused by the binding (libmongocrypt before 1.13"#));
+        // From 1.13 the parser fails a malformed payload without an abort.
+        assert_eq!(refuse_aborting_value(&v1_13, 6, &insert_payload(11, 80, "k")), Ok(()));
+        // The CI fuzz's empty document.
+        let empty = refuse_aborting_value(&old, 6, &[4, 5, 0, 0, 0, 0]).unwrap_err();
+        assert!(empty.message().contains("without field \"d\""), "{empty}");
+        // v2 payloads are not decrypted before 1.8.
+        assert_eq!(refuse_aborting_value(&old, 6, &[11, 5, 0, 0, 0, 0]), Ok(()));
+    }
+
+    #[test]
+    fn v2_indexed_values_from_1_11_to_before_1_17() {
+        let short = value(14, &[], 17 + 95);
+        assert_eq!(
+            refuse_aborting_value(&Version::new(1, 13, 1), 6, &short),
+            invalid(
+                "Queryable Encryption v2 indexed value of 130 bytes (blob type 14), shorter than its encrypted value and \
+                 metadata blocks, refused by the binding (libmongocrypt 1.13 aborts on malformed ones)"
+            )
+        );
+        for linked in [Version::new(1, 10, 1), Version::new(1, 17, 0), Version::new(1, 21, 0)] {
+            assert_eq!(refuse_aborting_value(&linked, 6, &short), Ok(()), "{linked}");
+        }
+    }
+
+    #[test]
+    fn key_material_shorter_than_64_bytes() {
+        let key = |material: Bson| bytes(doc! { "_id": 1, "keyMaterial": material });
+        let binary = |n| Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: vec![0; n] });
+        assert_eq!(check_key_material(&key(binary(64))), Ok(()));
+        assert_eq!(
+            check_key_material(&key(binary(63))),
+            invalid(
+                "key document refused by the binding: keyMaterial of 63 bytes (libmongocrypt before 1.21 aborts on \
+                 one shorter than 64)"
+            )
+        );
+        assert_eq!(
+            check_key_material(&key(Bson::String("k".into()))),
+            invalid("key document refused by the binding: keyMaterial is String, not binary")
+        );
+        // Not a document: libmongocrypt reports it.
+        assert_eq!(check_key_material(b"not bson"), Ok(()));
     }
 }
