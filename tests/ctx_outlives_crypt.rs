@@ -104,12 +104,12 @@ fn a_ctx_moves_to_another_thread_and_finishes_there_after_its_crypt_is_gone() {
 #[test]
 fn a_ctx_adopted_from_raw_keeps_its_crypt_alive() {
     let crypt = Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap();
-    // SAFETY (test): a ctx fresh from mongocrypt_ctx_new on this crypt, owned by no one else.
+    // SAFETY: a ctx fresh from mongocrypt_ctx_new on this crypt, owned by no one else.
     let ctx = unsafe { Ctx::from_raw(&crypt, libmongocrypt::sys::mongocrypt_ctx_new(crypt.as_raw())) };
     drop(crypt);
     let kek = rawdoc! { "provider": "local" };
     // The raw ctx is set up through the C API, as the FFI layer that made it would.
-    // SAFETY (test): the binary views `kek`, which outlives both calls ("The viewed data is copied").
+    // SAFETY: the binary views `kek`, which outlives both calls ("The viewed data is copied").
     unsafe {
         let bin = libmongocrypt::sys::mongocrypt_binary_new_from_data(
             kek.as_bytes().as_ptr().cast_mut(),

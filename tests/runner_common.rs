@@ -25,7 +25,16 @@ pub enum Call {
     /// `find_keys(filter)`.
     FindKeys(RawDocumentBuf),
     /// `kms_request`: provider, endpoint, message, and the thread that served it.
-    Kms { provider: String, endpoint: String, message: Vec<u8>, thread: ThreadId },
+    Kms {
+        /// `KmsCtx::kms_provider`, as a string.
+        provider: String,
+        /// `KmsCtx::endpoint`.
+        endpoint: String,
+        /// The HTTP request.
+        message: Vec<u8>,
+        /// The thread that served it.
+        thread: ThreadId,
+    },
     /// `kms_credentials()`.
     KmsCredentials,
 }
@@ -51,31 +60,41 @@ type KmsHandler = Box<dyn Fn(&mut KmsCtx<'_>) -> IoResult<()> + Send + Sync>;
 /// `run_concurrent`.
 #[derive(Default)]
 pub struct MockIo {
+    /// listCollections' results.
     pub collinfo: Vec<RawDocumentBuf>,
+    /// mongocryptd's reply.
     pub markings: Option<RawDocumentBuf>,
+    /// The key vault.
     pub keys: Vec<RawDocumentBuf>,
+    /// Serves every KMS request.
     pub kms: Option<KmsHandler>,
+    /// On-demand KMS credentials.
     pub credentials: Option<RawDocumentBuf>,
     /// Return every key, whatever the filter.
     pub unfiltered: bool,
+    /// Every call, in order.
     pub calls: Mutex<Vec<Call>>,
 }
 
 impl MockIo {
+    /// No replies: every call is an I/O error.
     pub fn new() -> MockIo {
         MockIo::default()
     }
 
+    /// Adds a listCollections result.
     pub fn collinfo(mut self, doc: RawDocumentBuf) -> MockIo {
         self.collinfo.push(doc);
         self
     }
 
+    /// Sets mongocryptd's reply.
     pub fn markings(mut self, doc: RawDocumentBuf) -> MockIo {
         self.markings = Some(doc);
         self
     }
 
+    /// Adds a key document to the key vault.
     pub fn key(mut self, doc: RawDocumentBuf) -> MockIo {
         self.keys.push(doc);
         self
@@ -86,6 +105,7 @@ impl MockIo {
         self.kms_with(move |kms| Ok(feed_kms_reply(kms, &reply)?))
     }
 
+    /// Every KMS request goes to `handler`.
     pub fn kms_with(mut self, handler: impl Fn(&mut KmsCtx<'_>) -> IoResult<()> + Send + Sync + 'static) -> MockIo {
         self.kms = Some(Box::new(handler));
         self
@@ -97,6 +117,7 @@ impl MockIo {
         self
     }
 
+    /// Sets the on-demand KMS credentials.
     pub fn credentials(mut self, doc: RawDocumentBuf) -> MockIo {
         self.credentials = Some(doc);
         self

@@ -55,11 +55,14 @@ fn version_number(version: &str) -> u32 {
 #[test]
 fn runtime_version_is_the_discovered_version() {
     let mut len = 0u32;
+    // SAFETY: mongocrypt_version takes an optional `len` out-parameter and returns a static string.
     let version = unsafe { mongocrypt_version(&mut len) };
     assert!(!version.is_null());
+    // SAFETY: "A NULL terminated string" (checked non-NULL above), static.
     let version = unsafe { CStr::from_ptr(version) }.to_str().expect("the version is UTF-8");
     assert_eq!(len as usize, version.len(), "mongocrypt_version's len excludes the NUL");
     // A NULL len is allowed.
+    // SAFETY: `len` is optional ("An optional length of the returned string. May be NULL").
     let again = unsafe { CStr::from_ptr(mongocrypt_version(ptr::null_mut())) };
     assert_eq!(again.to_str().unwrap(), version);
 
@@ -117,6 +120,8 @@ fn declared_functions_match_the_version() {
 
 #[test]
 fn status_round_trip() {
+    // SAFETY: a status from mongocrypt_status_new, read while live and destroyed once ("When done, destroy it with
+    // mongocrypt_status_destroy").
     unsafe {
         let status = mongocrypt_status_new();
         assert!(!status.is_null());
@@ -159,6 +164,8 @@ fn status_round_trip() {
 
 #[test]
 fn binary_views_the_caller_buffer() {
+    // SAFETY: mongocrypt_binary_new_from_data views `buffer` without copying ("data must outlive the binary
+    // object"): the binary is destroyed before `buffer`, and the slice is read while both live.
     unsafe {
         let mut buffer: Vec<u8> = (0u8..=200).collect();
         let binary = mongocrypt_binary_new_from_data(buffer.as_mut_ptr(), buffer.len() as u32);
@@ -176,6 +183,7 @@ fn binary_views_the_caller_buffer() {
 
 #[test]
 fn new_binary_is_empty() {
+    // SAFETY: a binary from mongocrypt_binary_new, read while live and destroyed once.
     unsafe {
         let binary = mongocrypt_binary_new();
         assert!(!binary.is_null());

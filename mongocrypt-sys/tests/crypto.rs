@@ -128,6 +128,9 @@ struct Bin {
 
 impl Bin {
     fn new(mut data: Vec<u8>) -> Bin {
+        // SAFETY: mongocrypt_binary_new_from_data views `data` without copying ("data must outlive the binary
+        // object"): the heap buffer does not move with the Vec, and Bin destroys the binary before its `_data` is
+        // dropped.
         let raw = unsafe { mongocrypt_binary_new_from_data(data.as_mut_ptr(), data.len() as u32) };
         assert!(!raw.is_null());
         Bin { raw, _data: data }
@@ -135,11 +138,14 @@ impl Bin {
 
     /// An empty binary for output parameters.
     fn out() -> Bin {
+        // SAFETY: mongocrypt_binary_new has no preconditions ("used for output parameters").
         Bin { raw: unsafe { mongocrypt_binary_new() }, _data: Vec::new() }
     }
 
     /// A copy of the bytes viewed.
     fn to_vec(&self) -> Vec<u8> {
+        // SAFETY: the binary is live and views memory libmongocrypt keeps valid until its ctx is destroyed; it is
+        // copied out here.
         unsafe {
             let data = mongocrypt_binary_data(self.raw);
             let len = mongocrypt_binary_len(self.raw) as usize;
@@ -151,6 +157,8 @@ impl Bin {
 
 impl Drop for Bin {
     fn drop(&mut self) {
+        // SAFETY: created by mongocrypt_binary_new(_from_data) and destroyed once; "This does not free the viewed
+        // data".
         unsafe { mongocrypt_binary_destroy(self.raw) }
     }
 }
@@ -159,10 +167,13 @@ struct Status(*mut mongocrypt_status_t);
 
 impl Status {
     fn new() -> Status {
+        // SAFETY: mongocrypt_status_new has no preconditions.
         Status(unsafe { mongocrypt_status_new() })
     }
 
     fn describe(&self) -> String {
+        // SAFETY: the status is live; its message is NUL-terminated and owned by it (or NULL), copied out before it
+        // changes.
         unsafe {
             let message = mongocrypt_status_message(self.0, ptr::null_mut());
             let message =
@@ -174,6 +185,8 @@ impl Status {
 
 impl Drop for Status {
     fn drop(&mut self) {
+        // SAFETY: created by mongocrypt_status_new and destroyed once ("When done, destroy it with
+        // mongocrypt_status_destroy").
         unsafe { mongocrypt_status_destroy(self.0) }
     }
 }
@@ -183,16 +196,20 @@ struct Crypt(*mut mongocrypt_t);
 impl Crypt {
     /// A handle configured with `{"local": {"key": Binary(0, 96 zero bytes)}}`, not yet initialised.
     fn with_local_key() -> Crypt {
+        // SAFETY: mongocrypt_new has no preconditions.
         let crypt = Crypt(unsafe { mongocrypt_new() });
         assert!(!crypt.0.is_null());
         let key = [0u8; 96];
         let providers = Bin::new(doc(&[("local", Value::Doc(doc(&[("key", Value::Binary(0, &key))])))]));
+        // SAFETY: the handle is live and not initialised ("@pre mongocrypt_init has not been called"); the document is
+        // copied.
         let ok = unsafe { mongocrypt_setopt_kms_providers(crypt.0, providers.raw) };
         assert!(ok, "mongocrypt_setopt_kms_providers: {}", crypt.status());
         crypt
     }
 
     fn init(&self) -> Result<(), String> {
+        // SAFETY: the handle is live and every test initialises it once.
         if unsafe { mongocrypt_init(self.0) } {
             Ok(())
         } else {
@@ -202,11 +219,15 @@ impl Crypt {
 
     fn status(&self) -> String {
         let status = Status::new();
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop;
+        // mongocrypt_status copies the handle's status into ours.
         unsafe { mongocrypt_status(self.0, status.0) };
         status.describe()
     }
 
     fn ctx(&self) -> Ctx {
+        // SAFETY: the handle is live and outlives the ctx (each test declares its ctx after its Crypt, so drops it
+        // first).
         let ctx = unsafe { mongocrypt_ctx_new(self.0) };
         assert!(!ctx.is_null(), "mongocrypt_ctx_new: {}", self.status());
         Ctx(ctx)
@@ -215,6 +236,7 @@ impl Crypt {
 
 impl Drop for Crypt {
     fn drop(&mut self) {
+        // SAFETY: destroyed once, after every ctx made from it (declared after it, dropped before it).
         unsafe { mongocrypt_destroy(self.0) }
     }
 }
@@ -224,6 +246,8 @@ struct Ctx(*mut mongocrypt_ctx_t);
 impl Ctx {
     fn status(&self) -> String {
         let status = Status::new();
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop;
+        // mongocrypt_ctx_status copies the ctx's status into ours.
         unsafe { mongocrypt_ctx_status(self.0, status.0) };
         status.describe()
     }
@@ -234,12 +258,15 @@ impl Ctx {
     }
 
     fn state(&self) -> mongocrypt_ctx_state_t {
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop.
         unsafe { mongocrypt_ctx_state(self.0) }
     }
 
     fn finalize(&self) -> Vec<u8> {
         assert_eq!(self.state(), MONGOCRYPT_CTX_READY, "finalize outside READY: {}", self.status());
         let out = Bin::out();
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop, and the ctx
+        // is READY (asserted); `out` views memory valid until the ctx is destroyed.
         self.check(unsafe { mongocrypt_ctx_finalize(self.0, out.raw) }, "mongocrypt_ctx_finalize");
         assert_eq!(self.state(), MONGOCRYPT_CTX_DONE);
         out.to_vec()
@@ -251,6 +278,8 @@ impl Ctx {
             return false;
         }
         let filter = Bin::out();
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop, in
+        // NEED_MONGO_KEYS (checked); `filter` views memory valid until the ctx is destroyed.
         self.check(unsafe { mongocrypt_ctx_mongo_op(self.0, filter.raw) }, "mongocrypt_ctx_mongo_op");
         let filter = filter.to_vec();
         assert!(
@@ -258,7 +287,10 @@ impl Ctx {
             "the key vault filter does not name the key: {filter:?}"
         );
         let reply = Bin::new(key_doc.to_vec());
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; "The viewed
+        // data is copied".
         self.check(unsafe { mongocrypt_ctx_mongo_feed(self.0, reply.raw) }, "mongocrypt_ctx_mongo_feed");
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop.
         self.check(unsafe { mongocrypt_ctx_mongo_done(self.0) }, "mongocrypt_ctx_mongo_done");
         true
     }
@@ -266,6 +298,7 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
+        // SAFETY: created by mongocrypt_ctx_new and destroyed once, before its mongocrypt_t.
         unsafe { mongocrypt_ctx_destroy(self.0) }
     }
 }
@@ -291,6 +324,7 @@ fn native_crypto() -> bool {
     );
     #[cfg(mongocrypt_has_is_crypto_available)]
     {
+        // SAFETY: mongocrypt_is_crypto_available has no preconditions.
         unsafe { mongocrypt_is_crypto_available() }
     }
     #[cfg(not(mongocrypt_has_is_crypto_available))]
@@ -341,7 +375,11 @@ fn explicit_encrypt_decrypt_round_trip() {
     let key_doc = {
         let ctx = crypt.ctx();
         let kek = Bin::new(doc(&[("provider", Value::Str("local"))]));
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; the ctx is
+        // not initialised yet, and the document is copied.
         ctx.check(unsafe { mongocrypt_ctx_setopt_key_encryption_key(ctx.0, kek.raw) }, "setopt_key_encryption_key");
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; initialised
+        // once, after its options.
         ctx.check(unsafe { mongocrypt_ctx_datakey_init(ctx.0) }, "mongocrypt_ctx_datakey_init");
         assert_eq!(ctx.state(), MONGOCRYPT_CTX_READY, "a local data key needs no KMS round trip: {}", ctx.status());
         ctx.finalize()
@@ -358,10 +396,16 @@ fn explicit_encrypt_decrypt_round_trip() {
     let encrypt = |feed_expected: bool| -> Vec<u8> {
         let ctx = crypt.ctx();
         let id = Bin::new(key_id.clone());
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; the ctx is
+        // not initialised yet, and the key id is copied.
         ctx.check(unsafe { mongocrypt_ctx_setopt_key_id(ctx.0, id.raw) }, "mongocrypt_ctx_setopt_key_id");
         let algorithm = c"AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic";
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; a NUL-
+        // terminated static string, with -1 for "algorithm must be NULL terminated".
         ctx.check(unsafe { mongocrypt_ctx_setopt_algorithm(ctx.0, algorithm.as_ptr(), -1) }, "setopt_algorithm");
         let msg = Bin::new(plaintext.clone());
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; initialised
+        // once, after its options; the document is copied.
         ctx.check(unsafe { mongocrypt_ctx_explicit_encrypt_init(ctx.0, msg.raw) }, "explicit_encrypt_init");
         let fed = ctx.feed_key_if_asked(&key_doc, &key_id);
         if feed_expected {
@@ -387,6 +431,8 @@ fn explicit_encrypt_decrypt_round_trip() {
     let decrypted = {
         let ctx = crypt.ctx();
         let msg = Bin::new(encrypted.clone());
+        // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; initialised
+        // once; the document is copied.
         ctx.check(unsafe { mongocrypt_ctx_explicit_decrypt_init(ctx.0, msg.raw) }, "explicit_decrypt_init");
         ctx.feed_key_if_asked(&key_doc, &key_id);
         ctx.finalize()
@@ -404,18 +450,29 @@ fn explicit_encrypt_with_unknown_key_fails_cleanly() {
     crypt.init().expect("mongocrypt_init");
     let ctx = crypt.ctx();
     let id = Bin::new(vec![7u8; 16]);
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; the ctx is not
+    // initialised yet, and the key id is copied.
     ctx.check(unsafe { mongocrypt_ctx_setopt_key_id(ctx.0, id.raw) }, "mongocrypt_ctx_setopt_key_id");
     let algorithm = c"AEAD_AES_256_CBC_HMAC_SHA_512-Random";
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; a NUL-
+    // terminated static string, with -1 for "algorithm must be NULL terminated".
     ctx.check(unsafe { mongocrypt_ctx_setopt_algorithm(ctx.0, algorithm.as_ptr(), -1) }, "setopt_algorithm");
     let msg = Bin::new(doc(&[("v", Value::Str("hello"))]));
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; initialised
+    // once, after its options; the document is copied.
     ctx.check(unsafe { mongocrypt_ctx_explicit_encrypt_init(ctx.0, msg.raw) }, "explicit_encrypt_init");
     assert_eq!(ctx.state(), MONGOCRYPT_CTX_NEED_MONGO_KEYS);
     // The key vault has nothing: no feed, just done.
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop.
     unsafe { mongocrypt_ctx_mongo_done(ctx.0) };
     assert_eq!(ctx.state(), MONGOCRYPT_CTX_ERROR);
     let status = Status::new();
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop;
+    // mongocrypt_ctx_status copies the ctx's status into ours.
     unsafe { mongocrypt_ctx_status(ctx.0, status.0) };
+    // SAFETY: the status is live.
     assert!(!unsafe { mongocrypt_status_ok(status.0) });
+    // SAFETY: the status is live.
     assert_eq!(unsafe { mongocrypt_status_type(status.0) }, MONGOCRYPT_STATUS_ERROR_CLIENT, "{}", status.describe());
     println!("expected error: {}", status.describe());
 }
@@ -432,11 +489,18 @@ fn nocrypto_without_hooks_fails_with_a_status() {
     crypt.init().expect("mongocrypt_init");
     let ctx = crypt.ctx();
     let kek = Bin::new(doc(&[("provider", Value::Str("local"))]));
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; the ctx is not
+    // initialised yet, and the document is copied.
     ctx.check(unsafe { mongocrypt_ctx_setopt_key_encryption_key(ctx.0, kek.raw) }, "setopt_key_encryption_key");
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop; initialised
+    // once, after its options.
     assert!(!unsafe { mongocrypt_ctx_datakey_init(ctx.0) }, "a nocrypto library created a data key without hooks");
     assert_eq!(ctx.state(), MONGOCRYPT_CTX_ERROR);
     let status = Status::new();
+    // SAFETY: the handles are live: owned by the RAII wrappers above and destroyed only in their Drop;
+    // mongocrypt_ctx_status copies the ctx's status into ours.
     unsafe { mongocrypt_ctx_status(ctx.0, status.0) };
+    // SAFETY: the status is live.
     assert_eq!(unsafe { mongocrypt_status_type(status.0) }, MONGOCRYPT_STATUS_ERROR_CLIENT, "{}", status.describe());
     assert!(status.describe().contains("hook"), "{}", status.describe());
     println!("expected error: {}", status.describe());

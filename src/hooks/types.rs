@@ -15,7 +15,7 @@ pub(super) const SHA_256_LEN: usize = 32;
 /// HMAC-SHA-512 length.
 pub(super) const HMAC_SHA_512_LEN: usize = 64;
 
-/// A failure of a [`CryptoProvider`]; libmongocrypt receives its message as a client error.
+/// A failure of a [`CryptoProvider`](super::CryptoProvider); libmongocrypt receives its message as a client error.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct CryptoError {

@@ -81,6 +81,7 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// The directory.
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }
@@ -251,11 +252,14 @@ impl LogCapture {
 /// `{$or: [{_id: {$in: [...]}}, {keyAltNames: {$in: [...]}}]}`.
 #[derive(Debug, Default, PartialEq)]
 pub struct KeyFilter {
+    /// The key ids (UUID bytes).
     pub ids: Vec<Vec<u8>>,
+    /// The key alt names.
     pub names: Vec<String>,
 }
 
 impl KeyFilter {
+    /// The ids and names of `filter`; panics if it is not such a filter.
     pub fn parse(filter: &RawDocument) -> KeyFilter {
         Self::try_parse(filter).unwrap_or_else(|| panic!("key filter without $or: {}", to_doc(filter)))
     }
@@ -317,12 +321,16 @@ pub struct Mock {
 /// One KMS request as the driver saw it.
 #[derive(Debug, Clone)]
 pub struct KmsRequest {
+    /// `KmsCtx::kms_provider`, as a string.
     pub provider: String,
+    /// `KmsCtx::endpoint`.
     pub endpoint: String,
+    /// The HTTP request.
     pub message: Vec<u8>,
 }
 
 impl KmsRequest {
+    /// The request as text.
     pub fn message_str(&self) -> String {
         String::from_utf8_lossy(&self.message).into_owned()
     }
