@@ -22,8 +22,9 @@ pub(crate) struct BinaryView<'a> {
 }
 
 impl<'a> BinaryView<'a> {
+    #[inline]
     pub(crate) fn new(data: &'a [u8]) -> Result<BinaryView<'a>> {
-        let len = u32::try_from(data.len()).map_err(|_| Error::invalid("buffer larger than 4 GiB"))?;
+        let len = u32::try_from(data.len()).map_err(|_| too_large())?;
         // SAFETY: mongocrypt_binary_new_from_data does not copy and never writes through the pointer for the
         // inputs we pass it; the PhantomData ties the view to `data` so the data outlives the binary object.
         let raw = unsafe { sys::mongocrypt_binary_new_from_data(data.as_ptr().cast_mut(), len) };
@@ -33,12 +34,19 @@ impl<'a> BinaryView<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_binary_t {
         self.raw.as_ptr()
     }
 }
 
+#[cold]
+fn too_large() -> Error {
+    Error::invalid("buffer larger than 4 GiB")
+}
+
 impl Drop for BinaryView<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: created by mongocrypt_binary_new_from_data and destroyed once; "This does not free the viewed
         // data", which stays owned by Rust.
@@ -50,6 +58,7 @@ impl Drop for BinaryView<'_> {
 pub(crate) struct BinaryOut(NonNull<sys::mongocrypt_binary_t>);
 
 impl BinaryOut {
+    #[inline]
     pub(crate) fn new() -> BinaryOut {
         // SAFETY: mongocrypt_binary_new has no preconditions ("Use this to create a mongocrypt_binary_t used for
         // output parameters").
@@ -57,6 +66,7 @@ impl BinaryOut {
         BinaryOut(NonNull::new(raw).expect("mongocrypt_binary_new returned NULL"))
     }
 
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *mut sys::mongocrypt_binary_t {
         self.0.as_ptr()
     }
@@ -66,6 +76,7 @@ impl BinaryOut {
     /// # Safety
     /// The memory libmongocrypt pointed this binary at must be live for `'a`; each caller names the rule of
     /// mongocrypt.h that guarantees it.
+    #[inline]
     pub(crate) unsafe fn bytes<'a>(&self) -> &'a [u8] {
         // SAFETY: mongocrypt_binary_data/len read the view's two fields.
         let (data, len) =
@@ -81,6 +92,7 @@ impl BinaryOut {
     ///
     /// # Safety
     /// As for [`BinaryOut::bytes`].
+    #[inline]
     pub(crate) unsafe fn document<'a>(&self) -> Result<&'a RawDocument> {
         // SAFETY: forwarded to the caller.
         let bytes: &'a [u8] = unsafe { self.bytes() };
@@ -89,6 +101,7 @@ impl BinaryOut {
 }
 
 impl Drop for BinaryOut {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: created by mongocrypt_binary_new and destroyed once; the viewed data belongs to libmongocrypt and
         // "This does not free the viewed data".
@@ -101,6 +114,7 @@ impl Drop for BinaryOut {
 pub(crate) struct BsonArg<'a>(Cow<'a, [u8]>);
 
 impl<'a> BsonArg<'a> {
+    #[inline]
     pub(crate) fn new(input: &'a (impl BsonInput + ?Sized)) -> Result<BsonArg<'a>> {
         BsonArg::visiting(input, &mut |_, _| Ok(()))
     }
@@ -108,6 +122,7 @@ impl<'a> BsonArg<'a> {
     /// As [`new`](Self::new), and `visit` sees the subtype and bytes of every binary value, at every level, in the
     /// same walk that checks the document: the binding's checks of what libmongocrypt would abort on (markings,
     /// short Queryable Encryption values) cost no second pass.
+    #[inline]
     pub(crate) fn visiting(input: &'a (impl BsonInput + ?Sized), visit: &mut impl Visit) -> Result<BsonArg<'a>> {
         // Held before it is checked, so that a refused copy is wiped too.
         let arg = BsonArg(input.bson_bytes()?);
@@ -115,16 +130,19 @@ impl<'a> BsonArg<'a> {
         Ok(arg)
     }
 
+    #[inline]
     pub(crate) fn view(&self) -> Result<BinaryView<'_>> {
         BinaryView::new(&self.0)
     }
 
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
 }
 
 impl Drop for BsonArg<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Cow::Owned(bytes) = &mut self.0 {
             bytes.zeroize();

@@ -440,10 +440,11 @@ fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
 ///
 /// Some are secrets (`kms_provider_aws`'s secret access key), so the copy is wiped when dropped, whether
 /// libmongocrypt took it or refused it; a string with a NUL byte is refused before anything is copied.
+#[inline]
 pub(crate) fn str_arg(s: &str) -> Result<(StrArg, i32)> {
-    let len = i32::try_from(s.len()).map_err(|_| Error::invalid("string longer than 2 GiB"))?;
+    let len = i32::try_from(s.len()).map_err(|_| bad_str("string longer than 2 GiB"))?;
     if s.as_bytes().contains(&0) {
-        return Err(Error::invalid("string contains a NUL byte"));
+        return Err(bad_str("string contains a NUL byte"));
     }
     // Sized up front: one allocation, never grown, so no unwiped copy is left behind by a reallocation.
     let mut bytes = Vec::with_capacity(s.len() + 1);
@@ -452,17 +453,24 @@ pub(crate) fn str_arg(s: &str) -> Result<(StrArg, i32)> {
     Ok((StrArg(bytes), len))
 }
 
+#[cold]
+fn bad_str(why: &'static str) -> Error {
+    Error::invalid(why)
+}
+
 /// The NUL-terminated copy [`str_arg`] makes, wiped (its whole allocation) when dropped.
 pub(crate) struct StrArg(Vec<u8>);
 
 impl StrArg {
     /// The C string, valid while `self` lives.
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *const c_char {
         self.0.as_ptr().cast()
     }
 }
 
 impl Drop for StrArg {
+    #[inline]
     fn drop(&mut self) {
         self.0.zeroize();
     }

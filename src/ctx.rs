@@ -36,6 +36,7 @@ impl CtxBuilder {
         CtxBuilder { ctx, aws_master_key: false }
     }
 
+    #[inline]
     fn check(self, ok: bool) -> Result<CtxBuilder> {
         if ok {
             Ok(self)
@@ -44,6 +45,7 @@ impl CtxBuilder {
         }
     }
 
+    #[inline]
     fn with_view(self, bin: &BinaryView<'_>, setopt: SetoptBinary) -> Result<CtxBuilder> {
         // SAFETY: before init (the builder exists); every binary setopt says "The viewed data is copied", so the
         // view may end after the call.
@@ -51,10 +53,12 @@ impl CtxBuilder {
         self.check(ok)
     }
 
+    #[inline]
     fn with_bytes(self, bytes: &[u8], setopt: SetoptBinary) -> Result<CtxBuilder> {
         self.with_view(&BinaryView::new(bytes)?, setopt)
     }
 
+    #[inline]
     fn with_document(self, doc: &(impl BsonInput + ?Sized), setopt: SetoptBinary) -> Result<CtxBuilder> {
         let arg = BsonArg::new(doc)?;
         let bin = arg.view()?;
@@ -62,6 +66,7 @@ impl CtxBuilder {
     }
 
     /// The data key to encrypt with, by `_id`: the 16 bytes of its UUID.
+    #[inline]
     pub fn key_id(self, key_id: &[u8]) -> Result<CtxBuilder> {
         self.with_bytes(key_id, sys::mongocrypt_ctx_setopt_key_id)
     }
@@ -78,10 +83,20 @@ impl CtxBuilder {
     }
 
     /// The explicit encryption algorithm.
+    #[inline]
     pub fn algorithm(self, algorithm: &Algorithm) -> Result<CtxBuilder> {
-        let (name, len) = str_arg(algorithm.as_str())?;
-        // SAFETY: before init; the string is read for `len` bytes and copied.
-        let ok = unsafe { sys::mongocrypt_ctx_setopt_algorithm(self.ctx.ptr(), name.as_ptr(), len) };
+        let copy;
+        let (name, len) = match algorithm.c_name() {
+            // Static and NUL-terminated (bson_strndup reads one byte past `len`); a few dozen bytes, within i32.
+            Some(name) => (name.as_ptr(), name.to_bytes().len() as i32),
+            None => {
+                copy = str_arg(algorithm.as_str())?;
+                (copy.0.as_ptr(), copy.1)
+            }
+        };
+        // SAFETY: before init; the string is read for `len` bytes and copied ("@param[in] len The length of the
+        // algorithm string"), and lives until the call returns.
+        let ok = unsafe { sys::mongocrypt_ctx_setopt_algorithm(self.ctx.ptr(), name, len) };
         self.check(ok)
     }
 
@@ -127,6 +142,7 @@ impl CtxBuilder {
     }
 
     /// The contention factor of indexed Queryable Encryption.
+    #[inline]
     pub fn contention_factor(self, contention_factor: i64) -> Result<CtxBuilder> {
         // SAFETY: before init; a plain integer.
         let ok = unsafe { sys::mongocrypt_ctx_setopt_contention_factor(self.ctx.ptr(), contention_factor) };
@@ -139,10 +155,19 @@ impl CtxBuilder {
     }
 
     /// The query type of explicit Queryable Encryption.
+    #[inline]
     pub fn query_type(self, query_type: &QueryType) -> Result<CtxBuilder> {
-        let (name, len) = str_arg(query_type.as_str())?;
-        // SAFETY: before init; the string is read for `len` bytes and copied.
-        let ok = unsafe { sys::mongocrypt_ctx_setopt_query_type(self.ctx.ptr(), name.as_ptr(), len) };
+        let copy;
+        let (name, len) = match query_type.c_name() {
+            // Static and NUL-terminated, as for `algorithm`.
+            Some(name) => (name.as_ptr(), name.to_bytes().len() as i32),
+            None => {
+                copy = str_arg(query_type.as_str())?;
+                (copy.0.as_ptr(), copy.1)
+            }
+        };
+        // SAFETY: before init; the string is read for `len` bytes and copied, and lives until the call returns.
+        let ok = unsafe { sys::mongocrypt_ctx_setopt_query_type(self.ctx.ptr(), name, len) };
         self.check(ok)
     }
 
@@ -286,22 +311,26 @@ impl Ctx {
         Ctx { raw, mongo_op_view: Cell::new(None), markings_fed: false, _crypt: crypt.clone() }
     }
 
+    #[inline]
     pub(crate) fn ptr(&self) -> *mut sys::mongocrypt_ctx_t {
         self.raw.as_ptr()
     }
 
     /// Forgets the cached [`mongo_op`](Ctx::mongo_op) view; called by every `&mut self` method before it calls
     /// into libmongocrypt in a way that can change the state (the borrow checker has already ended every view).
+    #[inline]
     pub(crate) fn state_may_change(&mut self) {
         self.mongo_op_view.set(None);
         self.markings_fed = false;
     }
 
     /// The ctx's error status as an [`Error`], after a call that reported failure.
+    #[cold]
     pub(crate) fn status_error(&self) -> Error {
         self.error().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
     }
 
+    #[inline]
     pub(crate) fn check(&self, ok: bool) -> Result<()> {
         if ok {
             Ok(())
@@ -430,7 +459,21 @@ impl Ctx {
     }
 
     /// Finishes the operation in READY and returns its result, borrowed from the ctx.
+    #[inline]
     pub fn finalize(&mut self) -> Result<&RawDocument> {
+        RawDocument::from_bytes(self.finalize_bytes()?).map_err(Error::from)
+    }
+
+    /// Finishes the operation and copies the result out, ending the borrow of the ctx.
+    #[inline]
+    pub fn finalize_owned(&mut self) -> Result<RawDocumentBuf> {
+        // Checked once, by from_bytes: `finalize` then `to_owned` would check the same frame twice.
+        RawDocumentBuf::from_bytes(self.finalize_bytes()?.to_vec()).map_err(Error::from)
+    }
+
+    /// `mongocrypt_ctx_finalize`'s result, not yet checked as BSON.
+    #[inline]
+    fn finalize_bytes(&mut self) -> Result<&[u8]> {
         self.state_may_change();
         let out = BinaryOut::new();
         // SAFETY: the ctx is live and exclusively borrowed; "The data viewed by out is guaranteed to be valid until
@@ -438,12 +481,7 @@ impl Ctx {
         let ok = unsafe { sys::mongocrypt_ctx_finalize(self.ptr(), out.as_ptr()) };
         self.check(ok)?;
         // SAFETY: as above.
-        unsafe { out.document() }
-    }
-
-    /// Finishes the operation and copies the result out, ending the borrow of the ctx.
-    pub fn finalize_owned(&mut self) -> Result<RawDocumentBuf> {
-        self.finalize().map(ToOwned::to_owned)
+        Ok(unsafe { out.bytes() })
     }
 
     /// The raw ctx, for other FFI layers. It stays owned by this `Ctx`. [`mongo_op`](Ctx::mongo_op) caches its

@@ -1,6 +1,7 @@
 //! Typed option values for `Crypt` and `Ctx` setopts. Each converts to the string or BSON document that
 //! mongocrypt.h documents for its setopt; every setopt that takes a document also has a raw-document form.
 
+use std::ffi::CStr;
 use std::fmt;
 use std::str::FromStr;
 
@@ -34,14 +35,23 @@ impl Algorithm {
     /// The name libmongocrypt expects.
     pub fn as_str(&self) -> &str {
         match self {
-            Algorithm::Deterministic => "AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic",
-            Algorithm::Random => "AEAD_AES_256_CBC_HMAC_SHA_512-Random",
-            Algorithm::Indexed => "Indexed",
-            Algorithm::Unindexed => "Unindexed",
-            Algorithm::Range => "Range",
-            Algorithm::String => "string",
             Algorithm::Other(name) => name,
+            known => known.c_name().and_then(|name| name.to_str().ok()).unwrap_or_default(),
         }
+    }
+
+    /// The name of a listed algorithm as a static C string: passed as it is, with no copy to make and wipe.
+    #[inline]
+    pub(crate) fn c_name(&self) -> Option<&'static CStr> {
+        Some(match self {
+            Algorithm::Deterministic => c"AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic",
+            Algorithm::Random => c"AEAD_AES_256_CBC_HMAC_SHA_512-Random",
+            Algorithm::Indexed => c"Indexed",
+            Algorithm::Unindexed => c"Unindexed",
+            Algorithm::Range => c"Range",
+            Algorithm::String => c"string",
+            Algorithm::Other(_) => return None,
+        })
     }
 }
 
@@ -67,13 +77,22 @@ impl QueryType {
     /// The name libmongocrypt expects.
     pub fn as_str(&self) -> &str {
         match self {
-            QueryType::Equality => "equality",
-            QueryType::Range => "range",
-            QueryType::Prefix => "prefix",
-            QueryType::Suffix => "suffix",
-            QueryType::Substring => "substring",
             QueryType::Other(name) => name,
+            known => known.c_name().and_then(|name| name.to_str().ok()).unwrap_or_default(),
         }
+    }
+
+    /// The name of a listed query type as a static C string: passed as it is, with no copy to make and wipe.
+    #[inline]
+    pub(crate) fn c_name(&self) -> Option<&'static CStr> {
+        Some(match self {
+            QueryType::Equality => c"equality",
+            QueryType::Range => c"range",
+            QueryType::Prefix => c"prefix",
+            QueryType::Suffix => c"suffix",
+            QueryType::Substring => c"substring",
+            QueryType::Other(_) => return None,
+        })
     }
 }
 

@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 /// and calls `visit` with the subtype and bytes of every binary value, at every level, in the same walk: the
 /// binding's checks of what libmongocrypt would abort on (markings, short Queryable Encryption values) cost no
 /// second pass. A bad frame (length prefix, terminator) passes: libmongocrypt reports it in its own words.
+#[inline]
 pub(crate) fn check_argument(bytes: &[u8], visit: &mut impl Visit) -> Result<()> {
     if bytes.is_empty() {
-        return Err(Error::invalid("an empty buffer is not a BSON document"));
+        return Err(empty());
     }
     // The walk's errors stay a `&'static str` (small results on the hot path); a refusal's Error waits here.
     let mut refused = None;
@@ -23,8 +24,18 @@ pub(crate) fn check_argument(bytes: &[u8], visit: &mut impl Visit) -> Result<()>
     };
     match check_document(bytes, 0, &mut keep) {
         Ok(()) | Err(BAD_FRAME) => Ok(()),
-        Err(what) => Err(refused.unwrap_or_else(|| Error::invalid(format!("malformed BSON: {what}")))),
+        Err(what) => Err(refused.unwrap_or_else(|| malformed(what))),
     }
+}
+
+#[cold]
+fn empty() -> Error {
+    Error::invalid("an empty buffer is not a BSON document")
+}
+
+#[cold]
+fn malformed(what: &str) -> Error {
+    Error::invalid(format!("malformed BSON: {what}"))
 }
 
 /// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
