@@ -191,5 +191,7 @@ pub use options::{
 pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
 pub use version::{version, Version};
 
+/// The bson crate this crate's API takes and returns documents of.
+pub use bson;
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use libmongocrypt_sys as sys;
