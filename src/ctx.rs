@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
+use crate::bson::{doc, RawBsonRef, RawDocument, RawDocumentBuf};
 use libmongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
@@ -310,7 +310,8 @@ fn check_marking(marking: &[u8]) -> Result<()> {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
             let name = String::from_utf8_lossy(name);
-            let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
+            let kind =
+                crate::bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
             refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
         }
         Ok(None) => Ok(()),
@@ -465,7 +466,7 @@ enum PayloadFault {
 /// document that is not BSON, or one the `bson` crate cannot walk, is malformed here: libmongocrypt fails the
 /// former before it parses anything (no abort), and no payload libmongocrypt writes is the latter.
 fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), PayloadFault> {
-    use bson::spec::BinarySubtype;
+    use crate::bson::spec::BinarySubtype;
     let malformed = |what: &str| PayloadFault::Malformed(what.to_owned());
     let (fields, min): (&[&str], usize) = match blob_type {
         4 => (&["d", "s", "c", "p", "u", "t", "v", "e"], 16 + 49),
@@ -476,7 +477,7 @@ fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), 
     let mut len = 0;
     for element in doc.iter_elements() {
         let element = element.map_err(|_| malformed("that is malformed BSON"))?;
-        let name = element.key().as_str();
+        let name = crate::bson_compat::key_str(element.key());
         let Some(i) = fields.iter().position(|f| *f == name) else { continue };
         if std::mem::replace(&mut seen[i], true) {
             return Err(PayloadFault::Malformed(format!("with field {name:?} twice")));

@@ -137,12 +137,6 @@ impl Error {
     }
 }
 
-impl From<bson::error::Error> for Error {
-    fn from(e: bson::error::Error) -> Error {
-        Error::InvalidArgument(format!("BSON: {e}"))
-    }
-}
-
 /// Calls `$body` when the linked header declares the C function behind `cfg($has)`, and otherwise returns
 /// [`Error::Unsupported`] naming it and the release that added it. `unused(args)` names the arguments only the
 /// body reads.

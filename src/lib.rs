@@ -13,7 +13,7 @@
 //!
 //! # Explicit encryption, driven by hand
 //! ```
-//! use bson::{doc, rawdoc, spec::BinarySubtype, Binary};
+//! use libmongocrypt::bson::{doc, rawdoc, spec::BinarySubtype, Binary};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsProviders, State};
 //!
 //! let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
@@ -49,7 +49,7 @@
 //! ```
 //! use std::sync::Mutex;
 //!
-//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 //! use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
@@ -109,7 +109,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 //! use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
@@ -161,7 +161,20 @@
 //! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "bson-2", feature = "bson-3"))]
+compile_error!(
+    "libmongocrypt: features `bson-2` and `bson-3` are both enabled; choose one. The API's documents are one bson \
+     crate's types: `bson-3` is the default; for bson 2 (the MongoDB driver 3.x's default) depend on libmongocrypt \
+     with `default-features = false, features = [\"bson-2\"]`, everywhere in the dependency graph."
+);
+#[cfg(not(any(feature = "bson-2", feature = "bson-3")))]
+compile_error!(
+    "libmongocrypt: no bson crate chosen; enable feature `bson-3` (the default) or `bson-2` (bson 2, the MongoDB \
+     driver 3.x's default). With `default-features = false`, add `features = [\"bson-3\"]` or `[\"bson-2\"]`."
+);
+
 mod binary;
+mod bson_compat;
 mod crypt;
 mod ctx;
 mod error;
@@ -191,7 +204,15 @@ pub use options::{
 pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
 pub use version::{version, Version};
 
-/// The bson crate this crate's API takes and returns documents of.
-pub use bson;
+/// The bson crate whose types this crate's API takes and returns (`RawDocument`, `RawDocumentBuf`, `Document`,
+/// `Bson`, ...): bson 3 with the default feature `bson-3`, bson 2 with `bson-2`. Name documents through this path
+/// (`libmongocrypt::bson::rawdoc!`, ...) and code compiles with either.
+#[cfg(feature = "bson-3")]
+pub use ::bson;
+/// The bson crate whose types this crate's API takes and returns (`RawDocument`, `RawDocumentBuf`, `Document`,
+/// `Bson`, ...): bson 3 with the default feature `bson-3`, bson 2 with `bson-2`. Name documents through this path
+/// (`libmongocrypt::bson::rawdoc!`, ...) and code compiles with either.
+#[cfg(all(feature = "bson-2", not(feature = "bson-3")))]
+pub use bson2 as bson;
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use libmongocrypt_sys as sys;

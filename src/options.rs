@@ -4,8 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, Binary, Bson, Document};
+use crate::bson::spec::BinarySubtype;
+use crate::bson::{doc, Binary, Bson, Document};
 use zeroize::Zeroize;
 
 /// An explicit encryption algorithm (`mongocrypt_ctx_setopt_algorithm`).

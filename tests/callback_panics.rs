@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
 use libmongocrypt::{
     Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, Error, KeyEncryptionKey, KmsProviders, LogLevel, RustCrypto,
     State,

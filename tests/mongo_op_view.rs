@@ -6,8 +6,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc};
 use libmongocrypt::State;
 
 #[test]

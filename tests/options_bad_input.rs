@@ -10,8 +10,8 @@ mod common;
 
 use std::process::Command;
 
-use bson::{doc, rawdoc};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc};
 use libmongocrypt::{Algorithm, Crypt, Error, KeyEncryptionKey, QueryType, RangeOptions, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use bson::{doc, rawdoc, Document, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Document, RawDocumentBuf};
 use libmongocrypt::{Crypt, Error, KeyEncryptionKey, KmsProviders, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
@@ -660,7 +660,7 @@ fn use_range_v2() {
     let t = drive(&mut ctx, &Mock { keys: vec![key.clone()], ..Mock::default() });
     let v = t.output().get_binary("v").unwrap();
     assert_eq!(v.bytes[0], 11, "FLE2InsertUpdatePayloadV2");
-    let payload = to_doc(bson::RawDocument::from_bytes(&v.bytes[1..]).unwrap());
+    let payload = to_doc(libmongocrypt::bson::RawDocument::from_bytes(&v.bytes[1..]).unwrap());
     // Version-dependent: on 1.10, where range V1 is still the default, the opt-in is what lets trimFactor through
     // (without it the same options are refused), and its V2 payload does not repeat the range options (no "tf";
     // seen on 1.10.1). From 1.11.0 the payload carries them.

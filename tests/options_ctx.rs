@@ -8,8 +8,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use libmongocrypt::{
     AffixOptions, Algorithm, Crypt, CtxBuilder, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, State,
     SubstringOptions, TextOptions,
@@ -45,10 +45,10 @@ fn init_error(crypt: &Crypt, f: impl FnOnce(CtxBuilder) -> libmongocrypt::Result
 }
 
 /// `(payload type, payload document)` of a QE value `{v: Binary(6, ...)}`.
-fn payload(output: &bson::RawDocument) -> (u8, Document) {
+fn payload(output: &libmongocrypt::bson::RawDocument) -> (u8, Document) {
     let v = output.get_binary("v").expect("v is a binary");
     assert_eq!(u8::from(v.subtype), 6);
-    (v.bytes[0], to_doc(bson::RawDocument::from_bytes(&v.bytes[1..]).expect("payload is BSON")))
+    (v.bytes[0], to_doc(libmongocrypt::bson::RawDocument::from_bytes(&v.bytes[1..]).expect("payload is BSON")))
 }
 
 fn qe_v2() -> bool {
@@ -687,7 +687,7 @@ fn explicit_encrypt_expression_range() {
     };
     let (gte, lte) = (operand(0, "$gte"), operand(1, "$lte"));
     assert_eq!((gte.bytes[0], lte.bytes[0]), (find_type, find_type), "FLE2FindRangePayload");
-    let full = to_doc(bson::RawDocument::from_bytes(&gte.bytes[1..]).unwrap());
+    let full = to_doc(libmongocrypt::bson::RawDocument::from_bytes(&gte.bytes[1..]).unwrap());
     let edges = full.get_document("payload").expect("the first operand carries the edges");
     assert_eq!(edges.get_i64("cm").unwrap(), 4, "contention factor");
     assert!(!edges.get_array("g").unwrap().is_empty(), "edge tokens");
@@ -852,7 +852,13 @@ fn rewrap_many_datakey_local_to_local() {
 
     // The rewrapped key still decrypts the fixture.
     let mut key = original.clone();
-    key.insert("keyMaterial", bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: material.clone() });
+    key.insert(
+        "keyMaterial",
+        libmongocrypt::bson::Binary {
+            subtype: libmongocrypt::bson::spec::BinarySubtype::Generic,
+            bytes: material.clone(),
+        },
+    );
     let fresh = common::crypt();
     let t = run(&fresh, &[raw(&key)], |b| b.explicit_decrypt(&load_raw(DET)));
     assert_bson_eq(t.output(), &rawdoc! { "v": "foo" });
