@@ -214,5 +214,10 @@ pub use ::bson;
 /// (`libmongocrypt::bson::rawdoc!`, ...) and code compiles with either.
 #[cfg(all(feature = "bson-2", not(feature = "bson-3")))]
 pub use bson2 as bson;
+/// docs/MIGRATING.md, whose snippets run as doctests so that the guide keeps to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+pub struct MigratingGuide;
+
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use libmongocrypt_sys as sys;
