@@ -159,6 +159,27 @@
 //! provider, environment, web identity, ECS, EC2 IMDSv2; the GCP and Azure metadata servers). Both plug into the
 //! blocking [`state_machine`] runners; from async code, call `kms_tls` inside an [`AsyncStateMachineIo`] method
 //! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
+//!
+//! # bson 2 or bson 3, serde, and the MongoDB driver
+//!
+//! The API's documents are one bson crate's types, re-exported as [`bson`]: bson 3 with the default feature
+//! `bson-3`, bson 2 with `bson-2` (`default-features = false, features = ["bson-2"]`; the MongoDB Rust driver 3.x
+//! builds with bson 2 by default). Exactly one is chosen: a build with neither or both stops with a
+//! `compile_error!` naming the features. Feature `serde` gives [`KmsProvider`], [`Algorithm`], [`QueryType`],
+//! [`RangeOptions`] and [`TextOptions`] `Serialize` and `Deserialize` in the spec's spelling (`"local:key1"`,
+//! `"Indexed"`, `"equality"`, `trimFactor`), and [`Algorithm`] and [`QueryType`] parse with `FromStr`.
+//!
+//! A program has one libmongocrypt binding: use this crate *instead of* the driver's `in-use-encryption` feature,
+//! not beside it. Both this crate's `libmongocrypt-sys` and MongoDB's `mongocrypt-sys` declare
+//! `links = "mongocrypt"`, and Cargo refuses the build:
+//!
+//! ```text
+//! package `mongocrypt-sys` links to the native library `mongocrypt`, but it conflicts with a previous package which links to `mongocrypt` as well:
+//! package `libmongocrypt-sys v0.1.0`
+//! ```
+//!
+//! `docs/MIGRATING.md` in the repository maps every call the driver makes into MongoDB's `mongocrypt` crate onto
+//! this crate, with a port of the driver's state loop.
 #![warn(missing_docs)]
 
 #[cfg(all(feature = "bson-2", feature = "bson-3"))]
