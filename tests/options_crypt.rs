@@ -286,6 +286,22 @@ fn crypt_shared_search_path_is_searched() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn crypt_shared_paths_are_os_paths() {
+    use std::os::unix::ffi::OsStrExt;
+    // Not UTF-8: passed as its bytes, and libmongocrypt names the same bytes (lossily printed) in its error.
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/nonexistent/mongocrypt-rs-\xff/mongo_crypt_v1.so"));
+    let message = err_message(builder().set_crypt_shared_lib_path_override(path).unwrap().build());
+    assert!(message.contains("/nonexistent/mongocrypt-rs-"), "{message}");
+    assert!(message.contains("override"), "{message}");
+    let dir = TempDir::new("path-search");
+    let crypt = builder().append_crypt_shared_lib_search_path(dir.path()).unwrap().build().unwrap();
+    assert_eq!(crypt.crypt_shared_lib_version(), None);
+    let crypt = builder().append_crypt_shared_lib_search_path(path.parent().unwrap()).unwrap().build().unwrap();
+    assert_eq!(crypt.crypt_shared_lib_version(), None);
+}
+
 #[test]
 fn crypt_shared_path_with_nul_is_invalid() {
     let err = builder().set_crypt_shared_lib_path_override("a\0b").map(|_| ()).unwrap_err();
