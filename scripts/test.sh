@@ -3,7 +3,8 @@
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
-#              aws-sdk feature's test (aws-config's credential chain), then the core suite with bson 2 (bson-2)
+#              aws-sdk feature's test (aws-config's credential chain), the core suite with bson 2 (feature bson-2)
+#              and the serde feature's test
 #   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2, then on
 #              1.21.0; fails on a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
@@ -266,6 +267,8 @@ if want dynamic; then
     run cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
     # Feature bson-2 (bson 2, the MongoDB driver 3.x's default) instead of the default bson-3, once: the core suite.
     run cargo test -p libmongocrypt --no-default-features --features bson-2,tokio --tests
+    # Feature serde (the option types' Serialize/Deserialize), once: its test alone.
+    run cargo test -p libmongocrypt --features serde --test options_serde
   )
   timings+=("dynamic: $((SECONDS - t0))s")
 fi
