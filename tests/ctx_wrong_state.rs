@@ -80,7 +80,10 @@ fn drive_refusing(ctx: &mut Ctx) -> (Vec<State>, RawDocumentBuf) {
         };
         assert_eq!(refuse_wrong_calls(ctx), wrong, "calls refused in {state:?}");
         match state {
-            State::NeedMongoCollinfo => {
+            State::NeedMongoCollinfo | State::NeedMongoCollinfoWithDb => {
+                if state == State::NeedMongoCollinfoWithDb {
+                    assert_eq!(ctx.mongo_db().unwrap(), "test");
+                }
                 assert_eq!(ctx.mongo_op().unwrap().to_owned(), rawdoc! { "name": "test" });
                 ctx.mongo_feed(&load_raw(&format!("{AUTO}/collection-info.json"))).unwrap();
                 ctx.mongo_done().unwrap();
@@ -139,6 +142,26 @@ fn auto_encrypt_refuses_wrong_calls_in_every_state_and_completes() {
         ]
     );
     assert_bson_eq(&out, &load_raw(&format!("{AUTO}/expected-encrypted-cmd.json")));
+}
+
+#[test]
+fn need_mongo_collinfo_with_db_refuses_wrong_calls_and_completes() {
+    if !linked_at_least("1.10.0") {
+        return skip("NEED_MONGO_COLLINFO_WITH_DB", "libmongocrypt 1.10");
+    }
+    let crypt = builder().use_need_mongo_collinfo_with_db_state().unwrap().build().unwrap();
+    // bulkWrite runs on "admin" and names a collection of db1: the state that names the database.
+    let bulk_write = rawdoc! { "bulkWrite": 1, "ops": [ { "insert": 0, "document": { "a": 1 } } ], "nsInfo": [ { "ns": "db1.coll" } ] };
+    let mut ctx = crypt.ctx().encrypt("admin", &bulk_write).unwrap();
+    assert_eq!(ctx.state(), State::NeedMongoCollinfoWithDb);
+    assert_eq!(refuse_wrong_calls(&mut ctx), 3, "kms_scope, provide_kms_providers, finalize");
+    assert_eq!(ctx.mongo_db().unwrap(), "db1");
+    assert_eq!(ctx.mongo_op().unwrap().to_owned(), rawdoc! { "name": "coll" });
+    ctx.mongo_feed(&rawdoc! { "name": "coll", "type": "collection", "options": {} }).unwrap();
+    ctx.mongo_done().unwrap();
+    assert_eq!(ctx.state(), State::NeedMongoMarkings);
+    assert_eq!(refuse_wrong_calls(&mut ctx), 4, "and mongo_db");
+    assert_eq!(ctx.mongo_op().unwrap().get_i32("bulkWrite").unwrap(), 1, "the command to mark");
 }
 
 #[test]

@@ -410,9 +410,9 @@ fn use_need_mongo_collinfo_with_db_state() {
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedMongoMarkings);
 
-    // mongo_db outside that state is an error.
+    // mongo_db outside that state is an error (refused by the binding, before libmongocrypt).
     let ctx = crypt.ctx().decrypt(&load_raw(DET)).unwrap();
-    assert!(matches!(ctx.mongo_db(), Err(Error::Client { .. })));
+    assert!(matches!(ctx.mongo_db(), Err(Error::WrongState { operation: "mongo_db", .. })));
 }
 
 #[test]
