@@ -17,7 +17,7 @@ use std::error::Error as StdError;
 use std::io::Write;
 
 use blocking::{data_dir, extjson, read_json, PrintingIo};
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
 

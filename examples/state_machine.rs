@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{self as sm, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
 
@@ -178,7 +178,7 @@ pub mod extjson {
     use std::error::Error as StdError;
     use std::fmt::Write as _;
 
-    use bson::{Bson, Document, RawDocument, RawDocumentBuf};
+    use libmongocrypt::bson::{Bson, Document, RawDocument, RawDocumentBuf};
     use serde_json::{json, Value};
 
     /// Parses one extended JSON document (canonical, relaxed, or with legacy `$binary`) into BSON, in file order.
@@ -218,7 +218,7 @@ pub mod extjson {
     /// A document as libbson's `bson_as_relaxed_extended_json` prints it: bson's relaxed extended JSON in libbson's
     /// layout, `{ "k" : v, ... }` and `[ a, b ]`, nested empty documents and arrays as `{  }` and `[  ]`, an empty
     /// top-level document as `{ }`.
-    pub fn to_libbson_json(doc: &RawDocument) -> Result<String, bson::error::Error> {
+    pub fn to_libbson_json(doc: &RawDocument) -> Result<String, Box<dyn StdError + Send + Sync>> {
         Ok(document_to_libbson_json(&Document::try_from(doc)?))
     }
 

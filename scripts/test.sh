@@ -3,7 +3,8 @@
 # libmongocrypt build it needs and runs the whole workspace suite against each of them:
 #
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
-#              aws-sdk feature's test (aws-config's credential chain)
+#              aws-sdk feature's test (aws-config's credential chain), the core suite with bson 2 (feature bson-2)
+#              and the serde feature's test
 #   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2, then on
 #              1.21.0; fails on a crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
@@ -13,8 +14,8 @@
 #   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
 #   asan       the workspace's tests under AddressSanitizer on 1.21.0 (scripts/asan.sh; nightly, skipped without it)
 #
-# plus `cargo fmt --check`, clippy and rustdoc (once), and a build with nothing to find, which must fail with a
-# readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
+# plus `cargo fmt --check`, clippy and rustdoc (once), builds with no bson feature and with both (each must stop at
+# its compile_error!), and a build with nothing to find, which must fail with a readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
 # each build recompiles only the workspace's own crates (libmongocrypt-sys's build script reruns when the library it
 # is pointed at changes). The trybuild compile_fail probes run once per header (dynamic and latest): they depend on
 # Rust types and on the header, and the other builds share a header with one of those two.
@@ -221,7 +222,7 @@ want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 provision
 
 if want lint; then
-  header "lint: cargo fmt --check, cargo clippy -D warnings (Debian libmongocrypt $system_version, dynamic)"
+  header "lint: cargo fmt --check, cargo clippy -D warnings, rustdoc, the bson features' compile_error! (Debian libmongocrypt $system_version, dynamic)"
   t0=$SECONDS
   run cargo fmt --all -- --check
   (
@@ -229,6 +230,16 @@ if want lint; then
     run cargo clippy --workspace --all-targets -- -D warnings
     run cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
     RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps "${features[@]}"
+    # No bson feature, or both: the build stops with the compile_error! that says what to choose.
+    for bson_flags in --no-default-features "--features bson-2"; do
+      echo "+ cargo check -p libmongocrypt $bson_flags (must fail)"
+      # shellcheck disable=SC2086 # the flags are two words
+      if out=$(cargo check -p libmongocrypt $bson_flags 2>&1); then
+        echo "FAIL: cargo check -p libmongocrypt $bson_flags succeeded" >&2
+        exit 1
+      fi
+      grep -F "error: libmongocrypt: " <<<"$out" || { echo "$out"; echo "FAIL: no compile_error! message" >&2; exit 1; }
+    done
   )
   timings+=("lint: $((SECONDS - t0))s")
 fi
@@ -264,6 +275,10 @@ if want dynamic; then
     # Feature aws-sdk (aws-config's credential chain), once: about two minutes of extra build.
     export CARGO_TARGET_DIR="$target"
     run cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
+    # Feature bson-2 (bson 2, the MongoDB driver 3.x's default) instead of the default bson-3, once: the core suite.
+    run cargo test -p libmongocrypt --no-default-features --features bson-2,tokio --tests
+    # Feature serde (the option types' Serialize/Deserialize), once: its test alone.
+    run cargo test -p libmongocrypt --features serde --test options_serde
   )
   timings+=("dynamic: $((SECONDS - t0))s")
 fi

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use bson::spec::BinarySubtype;
-use bson::{Bson, Document, RawDocument, RawDocumentBuf};
+use crate::bson::spec::BinarySubtype;
+use crate::bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt_sys as sys;
 use zeroize::Zeroize;
 
@@ -360,8 +360,8 @@ impl<T: BsonInput + ?Sized> BsonInput for &T {
 
 #[cfg(test)]
 mod tests {
-    use bson::spec::BinarySubtype;
-    use bson::{doc, Binary, Bson, DateTime, Decimal128, JavaScriptCodeWithScope, Regex, Timestamp};
+    use crate::bson::spec::BinarySubtype;
+    use crate::bson::{doc, Binary, Bson, DateTime, Decimal128, JavaScriptCodeWithScope, Regex, Timestamp};
 
     use super::*;
 
@@ -369,11 +369,12 @@ mod tests {
         RawDocumentBuf::try_from(d).unwrap().into_bytes()
     }
 
+    #[allow(clippy::unnecessary_fallible_conversions, reason = "bson 3's Regex fields are CStrings, bson 2's Strings")]
     fn all_types() -> Document {
         doc! {
             "double": 1.5, "string": "s", "doc": { "a": [1, { "b": null }] }, "array": [], "empty": {},
             "binary": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }, "undefined": Bson::Undefined,
-            "oid": bson::oid::ObjectId::new(), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
+            "oid": crate::bson::oid::ObjectId::new(), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
             "regex": Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() }, "code": Bson::JavaScriptCode("f()".into()),
             "symbol": Bson::Symbol("sym".into()),
             "scope": JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },
@@ -422,10 +423,10 @@ mod tests {
 
     #[test]
     fn binaries_are_found_at_every_level() {
-        use bson::{doc, Binary};
-        let bin = |b: u8| Binary { subtype: bson::spec::BinarySubtype::Encrypted, bytes: vec![b, 1, 2] };
+        use crate::bson::{doc, Binary};
+        let bin = |b: u8| Binary { subtype: crate::bson::spec::BinarySubtype::Encrypted, bytes: vec![b, 1, 2] };
         let d = doc! { "a": bin(1), "b": { "c": [1, bin(2), { "d": bin(3) }] }, "e": "x" };
-        let bytes = bson::serialize_to_vec(&d).unwrap();
+        let bytes = crate::bson::RawDocumentBuf::try_from(&d).unwrap().into_bytes();
         let mut seen = vec![];
         BsonArg::visiting(&bytes, &mut |subtype, b: &[u8]| {
             seen.push((subtype, b[0]));

@@ -1,6 +1,7 @@
 //! `mongocrypt_t`: one per client, configured by [`CryptBuilder`], then shared as a [`Crypt`].
 
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -145,16 +146,18 @@ impl CryptBuilder {
     }
 
     /// Adds a directory to search for the crypt_shared library; `$SYSTEM` searches the system's default paths.
-    pub fn append_crypt_shared_lib_search_path(self, path: &str) -> Result<CryptBuilder> {
-        let path = CString::new(path).map_err(|_| Error::invalid("path contains a NUL byte"))?;
+    /// A `&str` or a `&Path`; on Unix a path need not be UTF-8.
+    pub fn append_crypt_shared_lib_search_path(self, path: impl AsRef<Path>) -> Result<CryptBuilder> {
+        let path = path_arg(path.as_ref())?;
         // SAFETY: before init; the path is copied.
         unsafe { sys::mongocrypt_setopt_append_crypt_shared_lib_search_path(self.ptr(), path.as_ptr()) };
         Ok(self)
     }
 
-    /// Loads crypt_shared from exactly this path; [`build`](Self::build) fails if it cannot.
-    pub fn set_crypt_shared_lib_path_override(self, path: &str) -> Result<CryptBuilder> {
-        let path = CString::new(path).map_err(|_| Error::invalid("path contains a NUL byte"))?;
+    /// Loads crypt_shared from exactly this path; [`build`](Self::build) fails if it cannot. A `&str` or a
+    /// `&Path`; on Unix a path need not be UTF-8.
+    pub fn set_crypt_shared_lib_path_override(self, path: impl AsRef<Path>) -> Result<CryptBuilder> {
+        let path = path_arg(path.as_ref())?;
         // SAFETY: before init; the path is copied.
         unsafe { sys::mongocrypt_setopt_set_crypt_shared_lib_path_override(self.ptr(), path.as_ptr()) };
         Ok(self)
@@ -433,6 +436,17 @@ fn status_error(raw: *mut sys::mongocrypt_t) -> Error {
     // SAFETY: `raw` is a live handle; mongocrypt_status copies its status into ours.
     unsafe { sys::mongocrypt_status(raw, status.as_ptr()) };
     status.to_result().err().unwrap_or_else(|| Error::Client { code: 0, message: "unknown error".into() })
+}
+
+/// A path as libmongocrypt's crypt_shared setopts read it, "a null-terminated sequence of bytes [...] On some
+/// filesystems, this may be arbitrary bytes. On other filesystems, this may be required to be a valid UTF-8 code
+/// unit sequence": the OS's bytes on Unix, UTF-8 elsewhere.
+fn path_arg(path: &Path) -> Result<CString> {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let bytes = path.to_str().ok_or_else(|| Error::invalid("path is not UTF-8"))?.as_bytes();
+    CString::new(bytes).map_err(|_| Error::invalid("path contains a NUL byte"))
 }
 
 /// A string argument for setopts that take `(const char *, int32_t len)`. It is NUL-terminated although the length

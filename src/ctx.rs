@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use bson::{doc, RawDocument, RawDocumentBuf};
+use crate::bson::{doc, RawDocument, RawDocumentBuf};
 use libmongocrypt_sys as sys;
 use zeroize::Zeroizing;
 
@@ -278,6 +278,10 @@ fn key_material_document(key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     Ok(doc)
 }
 
+/// The states `mongocrypt_ctx_mongo_op`, `_mongo_feed` and `_mongo_done` accept.
+const NEED_MONGO: &[State] =
+    &[State::NeedMongoCollinfo, State::NeedMongoCollinfoWithDb, State::NeedMongoMarkings, State::NeedMongoKeys];
+
 type SetoptBinary = unsafe extern "C" fn(*mut sys::mongocrypt_ctx_t, *mut sys::mongocrypt_binary_t) -> bool;
 
 /// One initialised operation: `Send + 'static`, so it can be built in one task or thread and driven or finalized
@@ -339,6 +343,17 @@ impl Ctx {
         }
     }
 
+    /// The current state, when it is one of `expected`. Otherwise libmongocrypt is not called, as it would answer
+    /// a bare "wrong state" and move the ctx to ERROR: in ERROR this returns the ctx's own error (what libmongocrypt
+    /// returns there, unchanged), in any other state [`Error::WrongState`], and the ctx is left as it was.
+    fn expect_state(&self, operation: &'static str, expected: &'static [State]) -> Result<State> {
+        match self.state() {
+            state if expected.contains(&state) => Ok(state),
+            State::Error => Err(self.status_error()),
+            state => Err(Error::WrongState { operation, expected, state }),
+        }
+    }
+
     /// The error of a ctx that failed (in [`State::Error`], or after a call returned `Err`), with libmongocrypt's
     /// message; `None` while the ctx is healthy.
     pub fn error(&self) -> Option<Error> {
@@ -364,7 +379,9 @@ impl Ctx {
     ///
     /// libmongocrypt's `mongocrypt_ctx_mongo_op` runs once per state: later calls in the same state return the same
     /// view (in NEED_MONGO_COLLINFO, libmongocrypt would otherwise re-encode the filter and leak the previous one).
+    /// Outside the four NEED_MONGO_* states, [`Error::WrongState`].
     pub fn mongo_op(&self) -> Result<&RawDocument> {
+        self.expect_state("mongo_op", NEED_MONGO)?;
         if let Some(doc) = self.mongo_op_view.get() {
             // SAFETY: the document came from a successful mongocrypt_ctx_mongo_op in this state (the cache is
             // cleared by every call that can change it), whose data is "valid until ctx is destroyed"; the ctx
@@ -382,9 +399,11 @@ impl Ctx {
         Ok(doc)
     }
 
-    /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB. libmongocrypt ≥ 1.10.
+    /// The database to run listCollections on, in NEED_MONGO_COLLINFO_WITH_DB (in another state,
+    /// [`Error::WrongState`]). libmongocrypt ≥ 1.10.
     pub fn mongo_db(&self) -> Result<&str> {
         requires!(mongocrypt_has_ctx_mongo_db, "mongocrypt_ctx_mongo_db", "1.10.0", {
+            self.expect_state("mongo_db", &[State::NeedMongoCollinfoWithDb])?;
             // SAFETY: the ctx is live; the string "is valid until mongocrypt_ctx_destroy is called", or NULL with an
             // error status set.
             let ptr = unsafe { sys::mongocrypt_ctx_mongo_db(self.ptr()) };
@@ -396,9 +415,10 @@ impl Ctx {
         })
     }
 
-    /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document.
+    /// Feeds one reply document: a listCollections result, the mongocryptd reply, or a key document. Outside the
+    /// four NEED_MONGO_* states, [`Error::WrongState`].
     pub fn mongo_feed(&mut self, reply: &(impl BsonInput + ?Sized)) -> Result<()> {
-        let state = self.state();
+        let state = self.expect_state("mongo_feed", NEED_MONGO)?;
         let arg = match state {
             State::NeedMongoMarkings => BsonArg::visiting(reply, &mut payload::refuse_bad_marking)?,
             _ => BsonArg::new(reply)?,
@@ -426,8 +446,9 @@ impl Ctx {
         self.check(ok)
     }
 
-    /// Ends the current NEED_MONGO_* state.
+    /// Ends the current NEED_MONGO_* state; in another state, [`Error::WrongState`].
     pub fn mongo_done(&mut self) -> Result<()> {
+        self.expect_state("mongo_done", NEED_MONGO)?;
         self.state_may_change();
         // SAFETY: the ctx is live and exclusively borrowed.
         let ok = unsafe { sys::mongocrypt_ctx_mongo_done(self.ptr()) };
@@ -438,18 +459,17 @@ impl Ctx {
     /// [`KmsScope::done`] (`mongocrypt_ctx_kms_done`) consumes it and returns its error, and dropping it ends the
     /// state too, leaving the error in the ctx's [`status`](Ctx::status).
     ///
-    /// In any other state this is [`Error::WrongState`] and the ctx is left as it was.
+    /// In any other state this is [`Error::WrongState`] (in ERROR, the ctx's error) and the ctx is left as it was.
     pub fn kms_scope(&mut self) -> Result<KmsScope<'_>> {
+        self.expect_state("kms_scope", &[State::NeedKms])?;
         self.state_may_change();
-        match self.state() {
-            State::NeedKms => Ok(KmsScope::new(self)),
-            state => Err(Error::WrongState { operation: "kms_scope", expected: State::NeedKms, state }),
-        }
+        Ok(KmsScope::new(self))
     }
 
     /// Supplies KMS credentials in NEED_KMS_CREDENTIALS: a [`KmsProviders`](crate::KmsProviders) or raw document;
-    /// providers it leaves out keep the `Crypt`'s settings.
+    /// providers it leaves out keep the `Crypt`'s settings. In another state, [`Error::WrongState`].
     pub fn provide_kms_providers(&mut self, providers: &(impl BsonInput + ?Sized)) -> Result<()> {
+        self.expect_state("provide_kms_providers", &[State::NeedKmsCredentials])?;
         self.state_may_change();
         let arg = BsonArg::new(providers)?;
         let bin = arg.view()?;
@@ -458,7 +478,8 @@ impl Ctx {
         self.check(ok)
     }
 
-    /// Finishes the operation in READY and returns its result, borrowed from the ctx.
+    /// Finishes the operation in READY and returns its result, borrowed from the ctx. In another state (a second
+    /// call, in DONE, included), [`Error::WrongState`].
     #[inline]
     pub fn finalize(&mut self) -> Result<&RawDocument> {
         RawDocument::from_bytes(self.finalize_bytes()?).map_err(Error::from)
@@ -474,6 +495,7 @@ impl Ctx {
     /// `mongocrypt_ctx_finalize`'s result, not yet checked as BSON.
     #[inline]
     fn finalize_bytes(&mut self) -> Result<&[u8]> {
+        self.expect_state("finalize", &[State::Ready])?;
         self.state_may_change();
         let out = BinaryOut::new();
         // SAFETY: the ctx is live and exclusively borrowed; "The data viewed by out is guaranteed to be valid until

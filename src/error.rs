@@ -48,17 +48,27 @@ pub enum Error {
     /// serialize, or bytes that are not BSON where BSON is required.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A call that needs the ctx in one state was made in another. The binding refuses it before libmongocrypt
-    /// sees it, so the ctx is left as it was.
-    #[error("{operation} needs a ctx in state {expected:?}, but the ctx is in state {state:?}")]
+    /// A ctx call was made in a state libmongocrypt refuses it in ("wrong state"). The binding refuses it before
+    /// libmongocrypt sees it, so the ctx is left as it was and can go on (libmongocrypt would move it to ERROR).
+    #[error("{operation} needs a ctx in state {}, but the ctx is in state {state:?}", states_list(expected))]
     WrongState {
-        /// The method called.
+        /// The method called, as this crate names it (`finalize`, `mongo_feed`, ...).
         operation: &'static str,
-        /// The state it needs.
-        expected: State,
+        /// The states it is accepted in.
+        expected: &'static [State],
         /// The state the ctx is in.
         state: State,
     },
+}
+
+/// `A`, `A or B`, `A, B or C`: the states of [`Error::WrongState`]'s message.
+fn states_list(states: &[State]) -> String {
+    let names: Vec<String> = states.iter().map(|state| format!("{state:?}")).collect();
+    match names.split_last() {
+        None => "(none)".to_owned(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 /// Which family an [`Error`] belongs to, mirroring `mongocrypt_status_type_t` plus this crate's own kinds.
@@ -119,12 +129,6 @@ impl Error {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {
         Error::InvalidArgument(message.into())
-    }
-}
-
-impl From<bson::error::Error> for Error {
-    fn from(e: bson::error::Error) -> Error {
-        Error::InvalidArgument(format!("BSON: {e}"))
     }
 }
 

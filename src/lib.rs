@@ -13,7 +13,7 @@
 //!
 //! # Explicit encryption, driven by hand
 //! ```
-//! use bson::{doc, rawdoc, spec::BinarySubtype, Binary};
+//! use libmongocrypt::bson::{doc, rawdoc, spec::BinarySubtype, Binary};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsProviders, State};
 //!
 //! let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0u8; 96]))?.build()?;
@@ -49,7 +49,7 @@
 //! ```
 //! use std::sync::Mutex;
 //!
-//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 //! use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
@@ -109,7 +109,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use bson::{rawdoc, RawDocument, RawDocumentBuf};
+//! use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 //! use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
 //! use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 //!
@@ -159,9 +159,43 @@
 //! provider, environment, web identity, ECS, EC2 IMDSv2; the GCP and Azure metadata servers). Both plug into the
 //! blocking [`state_machine`] runners; from async code, call `kms_tls` inside an [`AsyncStateMachineIo`] method
 //! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
+//!
+//! # bson 2 or bson 3, serde, and the MongoDB driver
+//!
+//! The API's documents are one bson crate's types, re-exported as [`bson`]: bson 3 with the default feature
+//! `bson-3`, bson 2 with `bson-2` (`default-features = false, features = ["bson-2"]`; the MongoDB Rust driver 3.x
+//! builds with bson 2 by default). Exactly one is chosen: a build with neither or both stops with a
+//! `compile_error!` naming the features. Feature `serde` gives [`KmsProvider`], [`Algorithm`], [`QueryType`],
+//! [`RangeOptions`] and [`TextOptions`] `Serialize` and `Deserialize` in the spec's spelling (`"local:key1"`,
+//! `"Indexed"`, `"equality"`, `trimFactor`), and [`Algorithm`] and [`QueryType`] parse with `FromStr`.
+//!
+//! A program has one libmongocrypt binding: use this crate *instead of* the driver's `in-use-encryption` feature,
+//! not beside it. Both this crate's `libmongocrypt-sys` and MongoDB's `mongocrypt-sys` declare
+//! `links = "mongocrypt"`, and Cargo refuses the build:
+//!
+//! ```text
+//! package `mongocrypt-sys` links to the native library `mongocrypt`, but it conflicts with a previous package which links to `mongocrypt` as well:
+//! package `libmongocrypt-sys v0.1.0`
+//! ```
+//!
+//! `docs/MIGRATING.md` in the repository maps every call the driver makes into MongoDB's `mongocrypt` crate onto
+//! this crate, with a port of the driver's state loop.
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "bson-2", feature = "bson-3"))]
+compile_error!(
+    "libmongocrypt: features `bson-2` and `bson-3` are both enabled; choose one. The API's documents are one bson \
+     crate's types: `bson-3` is the default; for bson 2 (the MongoDB driver 3.x's default) depend on libmongocrypt \
+     with `default-features = false, features = [\"bson-2\"]`, everywhere in the dependency graph."
+);
+#[cfg(not(any(feature = "bson-2", feature = "bson-3")))]
+compile_error!(
+    "libmongocrypt: no bson crate chosen; enable feature `bson-3` (the default) or `bson-2` (bson 2, the MongoDB \
+     driver 3.x's default). With `default-features = false`, add `features = [\"bson-3\"]` or `[\"bson-2\"]`."
+);
+
 mod binary;
+mod bson_compat;
 mod crypt;
 mod ctx;
 mod error;
@@ -193,6 +227,21 @@ pub use options::{
 pub use state::State;
 pub use state_machine::{AsyncStateMachineIo, RunError, Runner, StateMachineIo};
 pub use version::{version, Version};
+
+/// The bson crate whose types this crate's API takes and returns (`RawDocument`, `RawDocumentBuf`, `Document`,
+/// `Bson`, ...): bson 3 with the default feature `bson-3`, bson 2 with `bson-2`. Name documents through this path
+/// (`libmongocrypt::bson::rawdoc!`, ...) and code compiles with either.
+#[cfg(feature = "bson-3")]
+pub use ::bson;
+/// The bson crate whose types this crate's API takes and returns (`RawDocument`, `RawDocumentBuf`, `Document`,
+/// `Bson`, ...): bson 3 with the default feature `bson-3`, bson 2 with `bson-2`. Name documents through this path
+/// (`libmongocrypt::bson::rawdoc!`, ...) and code compiles with either.
+#[cfg(all(feature = "bson-2", not(feature = "bson-3")))]
+pub use bson2 as bson;
+/// docs/MIGRATING.md, whose snippets run as doctests so that the guide keeps to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+pub struct MigratingGuide;
 
 /// The raw bindings, for other FFI layers that need to go below this crate.
 pub use libmongocrypt_sys as sys;

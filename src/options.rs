@@ -5,8 +5,8 @@ use std::ffi::CStr;
 use std::fmt;
 use std::str::FromStr;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, Binary, Bson, Document};
+use crate::bson::spec::BinarySubtype;
+use crate::bson::{doc, Binary, Bson, Document};
 use zeroize::Zeroize;
 
 /// An explicit encryption algorithm (`mongocrypt_ctx_setopt_algorithm`).
@@ -55,6 +55,40 @@ impl Algorithm {
     }
 }
 
+impl FromStr for Algorithm {
+    type Err = crate::Error;
+
+    /// Parses the names of the client-side encryption spec and of libmongocrypt (exact case):
+    /// `AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic`, `AEAD_AES_256_CBC_HMAC_SHA_512-Random`, `Indexed`,
+    /// `Unindexed`, `Range`, `string`. Any other non-empty name is [`Algorithm::Other`] (`RangePreview`,
+    /// `TextPreview`, ...), so that every name round-trips; libmongocrypt judges it at setopt time.
+    fn from_str(s: &str) -> crate::Result<Algorithm> {
+        Ok(match s {
+            "AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic" => Algorithm::Deterministic,
+            "AEAD_AES_256_CBC_HMAC_SHA_512-Random" => Algorithm::Random,
+            "Indexed" => Algorithm::Indexed,
+            "Unindexed" => Algorithm::Unindexed,
+            "Range" => Algorithm::Range,
+            "string" => Algorithm::String,
+            other => Algorithm::Other(option_name("an algorithm", other)?),
+        })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name for an `Other` variant: non-empty and without NUL (which no C string carries).
+fn option_name(what: &str, name: &str) -> crate::Result<String> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(crate::Error::invalid(format!("not {what} name: {name:?}")));
+    }
+    Ok(name.to_owned())
+}
+
 /// A Queryable Encryption query type (`mongocrypt_ctx_setopt_query_type`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -96,18 +130,71 @@ impl QueryType {
     }
 }
 
-/// Options of the range algorithm (`mongocrypt_ctx_setopt_algorithm_range`). Unset fields are left out.
+impl FromStr for QueryType {
+    type Err = crate::Error;
+
+    /// Parses `equality`, `range`, `prefix`, `suffix`, `substring` (exact case). Any other non-empty name is
+    /// [`QueryType::Other`] (`rangePreview`, `prefixPreview`, ...), so that every name round-trips.
+    fn from_str(s: &str) -> crate::Result<QueryType> {
+        Ok(match s {
+            "equality" => QueryType::Equality,
+            "range" => QueryType::Range,
+            "prefix" => QueryType::Prefix,
+            "suffix" => QueryType::Suffix,
+            "substring" => QueryType::Substring,
+            other => QueryType::Other(option_name("a query type", other)?),
+        })
+    }
+}
+
+impl fmt::Display for QueryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serde through the string form (`as_str` and `FromStr`), as the client-side encryption spec writes these
+/// options: `"aws"`, `"local:name"`, `"Indexed"`, `"equality"`.
+#[cfg(feature = "serde")]
+macro_rules! serde_as_str {
+    ($($ty:ty),* $(,)?) => {$(
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(|e: crate::Error| serde::de::Error::custom(e.message()))
+            }
+        }
+    )*};
+}
+#[cfg(feature = "serde")]
+serde_as_str!(Algorithm, QueryType, KmsProvider);
+
+/// Options of the range algorithm (`mongocrypt_ctx_setopt_algorithm_range`). Unset fields are left out. With the
+/// `serde` feature, (de)serialized with the field names of [`to_document`](RangeOptions::to_document).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", default))]
 pub struct RangeOptions {
     /// Lower bound of the indexed range.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub min: Option<Bson>,
     /// Upper bound of the indexed range.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub max: Option<Bson>,
     /// Sparsity.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub sparsity: Option<i64>,
     /// Precision, for doubles and decimals.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub precision: Option<i32>,
     /// Trim factor.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub trim_factor: Option<i32>,
 }
 
@@ -136,6 +223,7 @@ impl RangeOptions {
 
 /// Query length bounds of a prefix or suffix index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
 pub struct AffixOptions {
     /// `strMaxQueryLength`.
     pub str_max_query_length: i32,
@@ -145,6 +233,7 @@ pub struct AffixOptions {
 
 /// Bounds of a substring index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
 pub struct SubstringOptions {
     /// `strMaxLength`.
     pub str_max_length: i32,
@@ -154,18 +243,24 @@ pub struct SubstringOptions {
     pub str_min_query_length: i32,
 }
 
-/// Options of the string algorithm (`mongocrypt_ctx_setopt_algorithm_text`).
+/// Options of the string algorithm (`mongocrypt_ctx_setopt_algorithm_text`). With the `serde` feature,
+/// (de)serialized with the field names of [`to_document`](TextOptions::to_document).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase"))]
 pub struct TextOptions {
     /// `caseSensitive`.
     pub case_sensitive: bool,
     /// `diacriticSensitive`.
     pub diacritic_sensitive: bool,
     /// `prefix`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub prefix: Option<AffixOptions>,
     /// `suffix`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub suffix: Option<AffixOptions>,
     /// `substring`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub substring: Option<SubstringOptions>,
 }
 
@@ -612,6 +707,40 @@ mod tests {
             KmsProviders::new().local(KmsProvider::local().named("a").unwrap(), &[1]).on_demand(KmsProvider::gcp());
         assert_eq!(providers.as_document(), &doc! { "local:a": { "key": binary(&[1]) }, "gcp": {} });
         assert_eq!(KeyEncryptionKey::local(KmsProvider::local()).as_document(), &doc! { "provider": "local" });
+    }
+
+    #[test]
+    fn algorithms_and_query_types_parse_the_spec_names() {
+        for (text, algorithm) in [
+            ("AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic", Algorithm::Deterministic),
+            ("AEAD_AES_256_CBC_HMAC_SHA_512-Random", Algorithm::Random),
+            ("Indexed", Algorithm::Indexed),
+            ("Unindexed", Algorithm::Unindexed),
+            ("Range", Algorithm::Range),
+            ("string", Algorithm::String),
+            ("RangePreview", Algorithm::Other("RangePreview".into())),
+            ("TextPreview", Algorithm::Other("TextPreview".into())),
+        ] {
+            assert_eq!(text.parse::<Algorithm>().unwrap(), algorithm);
+            assert_eq!(algorithm.to_string(), text);
+        }
+        for (text, query_type) in [
+            ("equality", QueryType::Equality),
+            ("range", QueryType::Range),
+            ("prefix", QueryType::Prefix),
+            ("suffix", QueryType::Suffix),
+            ("substring", QueryType::Substring),
+            ("rangePreview", QueryType::Other("rangePreview".into())),
+            ("prefixPreview", QueryType::Other("prefixPreview".into())),
+        ] {
+            assert_eq!(text.parse::<QueryType>().unwrap(), query_type);
+            assert_eq!(query_type.to_string(), text);
+        }
+        for bad in ["", "a\0b"] {
+            assert_eq!(bad.parse::<Algorithm>().unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad:?}");
+            assert_eq!(bad.parse::<QueryType>().unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad:?}");
+        }
+        assert_eq!("".parse::<Algorithm>().unwrap_err().message(), "invalid argument: not an algorithm name: \"\"");
     }
 
     #[test]

@@ -70,7 +70,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bson::{RawDocument, RawDocumentBuf};
+use crate::bson::{RawDocument, RawDocumentBuf};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use crate::ctx::{Ctx, State};
@@ -215,7 +215,7 @@ impl RunError {
 /// one round at once, and needs the implementation to be `Sync`.
 ///
 /// ```
-/// use bson::{RawDocument, RawDocumentBuf};
+/// use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
 /// use libmongocrypt::state_machine::{feed_kms_reply, AsyncStateMachineIo, IoResult};
 /// use libmongocrypt::KmsCtx;
 ///
@@ -275,9 +275,9 @@ pub trait AsyncStateMachineIo {
 /// use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders, State};
 /// # struct NoIo;
 /// # impl StateMachineIo for NoIo {
-/// #     fn list_collections(&self, _: Option<&str>, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
-/// #     fn mark_command(&self, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<bson::RawDocumentBuf> { unreachable!() }
-/// #     fn find_keys(&self, _: &bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn list_collections(&self, _: Option<&str>, _: &libmongocrypt::bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<libmongocrypt::bson::RawDocumentBuf>> { unreachable!() }
+/// #     fn mark_command(&self, _: &libmongocrypt::bson::RawDocument) -> libmongocrypt::state_machine::IoResult<libmongocrypt::bson::RawDocumentBuf> { unreachable!() }
+/// #     fn find_keys(&self, _: &libmongocrypt::bson::RawDocument) -> libmongocrypt::state_machine::IoResult<Vec<libmongocrypt::bson::RawDocumentBuf>> { unreachable!() }
 /// #     fn kms_request(&self, _: &mut libmongocrypt::KmsCtx<'_>) -> libmongocrypt::state_machine::IoResult<()> { unreachable!() }
 /// # }
 ///
@@ -376,7 +376,7 @@ pub type RunResult = std::result::Result<Option<RawDocumentBuf>, RunError>;
 /// each state does and what each operation returns.
 ///
 /// ```
-/// use bson::{rawdoc, RawDocument, RawDocumentBuf};
+/// use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 /// use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
 /// use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 ///
@@ -442,7 +442,7 @@ pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(ctx: &mut Ctx, io: &I) 
 /// The future is `Send` when `io` is `Sync`, so a driver can spawn it; `ctx` is a `Ctx`, which is `Send + 'static`.
 ///
 /// ```
-/// use bson::{rawdoc, RawDocument, RawDocumentBuf};
+/// use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 /// use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult};
 /// use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
 ///
@@ -495,7 +495,7 @@ where
 ///
 /// ```no_run
 /// # use libmongocrypt::state_machine::AsyncStateMachineIo;
-/// # async fn example(crypt: libmongocrypt::Crypt, cmd: bson::RawDocumentBuf, io: std::sync::Arc<impl AsyncStateMachineIo + Send + Sync + 'static>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # async fn example(crypt: libmongocrypt::Crypt, cmd: libmongocrypt::bson::RawDocumentBuf, io: std::sync::Arc<impl AsyncStateMachineIo + Send + Sync + 'static>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let mut ctx = crypt.ctx().encrypt("db", &cmd)?;
 /// let encrypted = tokio::spawn(async move { libmongocrypt::state_machine::run_tokio(&mut ctx, &*io).await }).await??;
 /// # Ok(())
@@ -735,13 +735,13 @@ async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResu
     }
 }
 
-/// A document in a trace record, as bson prints a [`bson::Document`] (its `Debug` is hex); formatted only when the
+/// A document in a trace record, as bson prints a [`crate::bson::Document`] (its `Debug` is hex); formatted only when the
 /// record is emitted.
 struct Shown<'d>(&'d RawDocument);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match bson::Document::try_from(self.0) {
+        match crate::bson::Document::try_from(self.0) {
             Ok(doc) => write!(f, "{doc}"),
             Err(_) => write!(f, "{:?}", self.0),
         }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use futures_util::future::join_all;
+use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{
     feed_kms_reply, run, run_async, run_tokio, AsyncStateMachineIo, IoResult, Runner, StateMachineIo,
 };

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{doc, rawdoc, Binary, RawDocument, RawDocumentBuf};
 use libmongocrypt::{
     Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, Error, KeyEncryptionKey, KmsProviders, LogLevel, RustCrypto,
     State,
@@ -336,7 +336,10 @@ fn panic_in_aes_256_ctr_encrypt() {
 #[test]
 fn panic_in_aes_256_ctr_decrypt() {
     if !qe_v1() {
-        println!("SKIP: libmongocrypt {} decrypts no value these tests can make with AES-CTR", libmongocrypt::version());
+        println!(
+            "SKIP: libmongocrypt {} decrypts no value these tests can make with AES-CTR",
+            libmongocrypt::version()
+        );
         return;
     }
     assert_panic_becomes_error(Hook::CtrDecrypt, Op::DecryptUnindexed);

@@ -9,8 +9,8 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bson::{rawdoc, RawDocumentBuf};
 use common::{example, providers, LOCAL_KEY};
+use libmongocrypt::bson::{rawdoc, RawDocumentBuf};
 use libmongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, Ctx, KeyEncryptionKey, KmsProviders, State};
 
 /// Counts the random bytes it hands out; every other primitive is [`libmongocrypt::RustCrypto`]'s (the defaults).

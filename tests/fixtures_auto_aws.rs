@@ -4,8 +4,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use libmongocrypt::{Algorithm, State};
 
 const DIR: &str = "csfle-auto-aws-example";
@@ -199,7 +199,7 @@ fn legacy_extended_json_binary_is_parsed() {
     // Canonical scalar wrappers.
     let d =
         extjson_doc(r#"{"i": {"$numberInt": "7"}, "l": {"$numberLong": "8"}, "d": {"$date": {"$numberLong": "9"}}}"#);
-    assert_eq!(d, doc! { "i": 7, "l": 8i64, "d": bson::DateTime::from_millis(9) });
+    assert_eq!(d, doc! { "i": 7, "l": 8i64, "d": libmongocrypt::bson::DateTime::from_millis(9) });
     // A query operator named $type is left alone.
     let q = extjson_doc(r#"{"x": {"$type": "string"}}"#);
     assert_eq!(q, doc! { "x": { "$type": "string" } });

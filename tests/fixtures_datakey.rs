@@ -3,8 +3,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use libmongocrypt::{Algorithm, KeyEncryptionKey, State};
 
 const AWS_REPLY: &str = "datakey-local-aws/kms-aws-encrypt-response.txt";
@@ -39,7 +39,7 @@ fn assert_common_key_fields(key: &Document) {
     assert_eq!(key.get_i32("status").unwrap(), 0);
     let created = key.get_datetime("creationDate").unwrap();
     let updated = key.get_datetime("updateDate").unwrap();
-    let now = bson::DateTime::now().timestamp_millis();
+    let now = libmongocrypt::bson::DateTime::now().timestamp_millis();
     for date in [created, updated] {
         assert!((now - date.timestamp_millis()).abs() < 600_000, "date {date} is not about now");
     }

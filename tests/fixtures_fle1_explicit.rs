@@ -3,8 +3,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc, Binary, Bson, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Binary, Bson, RawDocumentBuf};
 use libmongocrypt::{Algorithm, Crypt, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";

@@ -4,8 +4,8 @@
 
 mod common;
 
-use bson::rawdoc;
 use common::*;
+use libmongocrypt::bson::rawdoc;
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 use serde_json::Value;
 

@@ -32,8 +32,8 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, rawdoc, Binary, Bson, Decimal128, Document, RawDocument, RawDocumentBuf, Timestamp};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, rawdoc, Binary, Bson, Decimal128, Document, RawDocument, RawDocumentBuf, Timestamp};
 use libmongocrypt::{Algorithm, Crypt, CryptBuilder, Ctx, CtxBuilder, Error, KeyEncryptionKey, QueryType, State};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -388,10 +388,10 @@ fn random_bson(rng: &mut Rng, depth: usize) -> Bson {
         6 => Bson::Int32(rng.interesting_i32()),
         7 => Bson::Int64(rng.interesting_i64()),
         8 | 9 => Bson::Binary(random_binary(rng)),
-        10 => Bson::DateTime(bson::DateTime::from_millis(rng.interesting_i64())),
+        10 => Bson::DateTime(libmongocrypt::bson::DateTime::from_millis(rng.interesting_i64())),
         11 => Bson::Timestamp(Timestamp { time: rng.next() as u32, increment: rng.next() as u32 }),
         12 => Bson::Decimal128(Decimal128::from_bytes(rng.bytes(16).try_into().unwrap())),
-        13 => Bson::ObjectId(bson::oid::ObjectId::from_bytes(rng.bytes(12).try_into().unwrap())),
+        13 => Bson::ObjectId(libmongocrypt::bson::oid::ObjectId::from_bytes(rng.bytes(12).try_into().unwrap())),
         14 => rng.pick(&[Bson::MinKey, Bson::MaxKey, Bson::Undefined]),
         15 => Bson::JavaScriptCode(rng.string(&[])),
         16 => Bson::Document(random_doc(rng, depth - 1)),
@@ -688,8 +688,8 @@ fn build_corpus() -> Corpus {
     let aws_key = rawbuf(doc! {
         "_id": uuid(b"aaaaaaaaaaaaaaaa"),
         "keyMaterial": generic(&b64(AWS_KEY_MATERIAL)),
-        "creationDate": bson::DateTime::from_millis(1557827033449),
-        "updateDate": bson::DateTime::from_millis(1557827033449),
+        "creationDate": libmongocrypt::bson::DateTime::from_millis(1557827033449),
+        "updateDate": libmongocrypt::bson::DateTime::from_millis(1557827033449),
         "status": 1,
         "masterKey": { "region": "us-east-1", "key": AWS_ARN, "provider": "aws" },
         "keyAltNames": ["keyDocumentName"],
@@ -1933,7 +1933,7 @@ fn insert_payload(blob_type: u8, value_len: usize, edit: impl FnOnce(&mut Docume
         d.insert("k", 0i64);
     }
     edit(&mut d);
-    [vec![blob_type], bson::serialize_to_vec(&d).unwrap()].concat()
+    [vec![blob_type], libmongocrypt::bson::RawDocumentBuf::try_from(&d).unwrap().into_bytes()].concat()
 }
 
 fn is_payload_refusal(result: &Result<(), Error>) -> bool {
@@ -1991,8 +1991,11 @@ fn refused_malformed_insert_payloads() {
         }
         // A duplicate "d": the document's bytes with its first element appended again before the terminator.
         let mut dup = insert_payload(blob_type, 80, |_| {});
-        let d = bson::serialize_to_vec(&doc! { "d": Binary { subtype: BinarySubtype::Generic, bytes: vec![1; 32] } })
-            .unwrap();
+        let d = libmongocrypt::bson::RawDocumentBuf::try_from(
+            &doc! { "d": Binary { subtype: BinarySubtype::Generic, bytes: vec![1; 32] } },
+        )
+        .unwrap()
+        .into_bytes();
         dup.pop();
         dup.extend_from_slice(&d[4..d.len() - 1]);
         dup.push(0);

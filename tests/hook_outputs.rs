@@ -15,8 +15,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use bson::{rawdoc, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{rawdoc, RawDocumentBuf};
 use libmongocrypt::{
     Algorithm, CipherOutput, Crypt, CryptoError, CryptoProvider, Error, KeyEncryptionKey, RustCrypto, State,
 };

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{doc, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{doc, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_credentials::{on_demand_providers, CredentialsErrorKind, CredentialsFetcher};
 use libmongocrypt::kms_tls::KmsTransport;
 use libmongocrypt::state_machine::{run, IoResult, RunError, StateMachineIo};

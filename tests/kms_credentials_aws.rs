@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bson::doc;
+use libmongocrypt::bson::doc;
 use libmongocrypt::kms_credentials::{AwsCredentials, AwsStep, CredentialsErrorKind, CredentialsFetcher};
 use libmongocrypt::KmsProviders;
 
@@ -47,7 +47,7 @@ fn chain(vars: &[(&str, &str)]) -> CredentialsFetcher {
 }
 
 fn rfc3339(at: SystemTime) -> String {
-    bson::DateTime::from_system_time(at).try_to_rfc3339_string().unwrap()
+    libmongocrypt::bson::DateTime::from_system_time(at).try_to_rfc3339_string().unwrap()
 }
 
 fn credentials_json(id: &str, expiration: SystemTime) -> String {

@@ -8,7 +8,7 @@ mod support;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bson::{Document, RawDocumentBuf};
+use libmongocrypt::bson::{Document, RawDocumentBuf};
 use libmongocrypt::kms_credentials::{AwsCredentials, CredentialsFetcher};
 use libmongocrypt::state_machine::{run, run_async};
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::{Mutex, MutexGuard};
 
-use bson::{doc, Document, RawDocumentBuf};
+use libmongocrypt::bson::{doc, Document, RawDocumentBuf};
 use libmongocrypt::kms_credentials::{CredentialsErrorKind, CredentialsFetcher};
 use libmongocrypt::state_machine::run;
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};

@@ -7,7 +7,7 @@
 
 mod support;
 
-use bson::Document;
+use libmongocrypt::bson::Document;
 use libmongocrypt::{CryptoProvider, KeyEncryptionKey, KmsProviders, RustCrypto};
 use pkcs8::der::Decode;
 
@@ -64,9 +64,9 @@ fn gcp_datakey_with_pkcs8_and_pkcs1_keys() {
             // The OAuth endpoint is `example.com`, a name of the mock's certificate.
             let providers = KmsProviders::new().provider(
                 "gcp",
-                bson::doc! {
+                libmongocrypt::bson::doc! {
                     "email": "test@example.iam.gserviceaccount.com",
-                    "privateKey": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: key.clone() },
+                    "privateKey": libmongocrypt::bson::Binary { subtype: libmongocrypt::bson::spec::BinarySubtype::Generic, bytes: key.clone() },
                     "endpoint": "example.com",
                 },
             );

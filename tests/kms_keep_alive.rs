@@ -12,7 +12,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bson::{Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_tls::{KmsTransport, TokioKmsTransport};
 use libmongocrypt::state_machine::{run, run_tokio, AsyncStateMachineIo, IoResult, RunError, StateMachineIo};
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx};
@@ -86,7 +86,10 @@ fn assert_aws_key(key: &RawDocumentBuf) {
     let key = Document::try_from(key.as_ref()).unwrap();
     let reply = String::from_utf8(encrypt_reply()).unwrap();
     let blob = reply.split("\"CiphertextBlob\": \"").nth(1).unwrap().split('"').next().unwrap();
-    assert_eq!(key.get_binary_generic("keyMaterial").unwrap(), &bson::Binary::from_base64(blob, None).unwrap().bytes);
+    assert_eq!(
+        key.get_binary_generic("keyMaterial").unwrap(),
+        &libmongocrypt::bson::Binary::from_base64(blob, None).unwrap().bytes
+    );
 }
 
 /// The Encrypt fixture reply without its `Connection: close` line.

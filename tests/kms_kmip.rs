@@ -9,7 +9,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bson::{rawdoc, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_tls::{KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
 use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
@@ -74,7 +74,7 @@ impl Drop for Files {
 
 /// The spec's `tlsOptions` of a KMIP provider: the test CA, and the client certificate when `client`.
 fn tls_document(files: &Files, pki: &RsaPki, client: bool) -> Document {
-    let mut options = bson::doc! { "tlsCAFile": files.write("ca.pem", &pki.ca_pem) };
+    let mut options = libmongocrypt::bson::doc! { "tlsCAFile": files.write("ca.pem", &pki.ca_pem) };
     if client {
         options.insert("tlsCertificateKeyFile", files.write("client.pem", &pki.client_cert_key_pem()));
     }
@@ -111,7 +111,7 @@ fn round_trip(providers: &KmsProviders, key: &RawDocumentBuf, transport: &KmsTra
         .unwrap();
     let encrypted = run(&mut ctx, &io).unwrap().expect("{v: ciphertext}");
     let ciphertext = encrypted.get_binary("v").unwrap();
-    assert_eq!(ciphertext.subtype, bson::spec::BinarySubtype::Encrypted);
+    assert_eq!(ciphertext.subtype, libmongocrypt::bson::spec::BinarySubtype::Encrypted);
     assert_eq!(ciphertext.bytes[0], 1, "blob subtype 1: deterministic");
     assert_eq!(&ciphertext.bytes[1..17], key_id.as_slice());
     assert_eq!(io.kms_requests.load(Ordering::SeqCst), 1, "the key's material came from the KMIP server");
@@ -142,7 +142,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     let providers = KmsProviders::new().kmip("kmip", &endpoint);
     let tls = tls_document(&files, &pki, true);
     let transport = builder_to(&server)
-        .tls_options_document(&bson::doc! { "kmip": tls.clone() })
+        .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone() })
         .unwrap()
         .openssl_for("kmip")
         .build()
@@ -166,7 +166,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
         key_pem.private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"kmip password").unwrap();
     let client =
         files.write("client-encrypted.pem", &(pki.client_pem.clone() + std::str::from_utf8(&encrypted).unwrap()));
-    let protected = bson::doc! {
+    let protected = libmongocrypt::bson::doc! {
         "kmip": {
             "tlsCAFile": tls.get_str("tlsCAFile").unwrap(),
             "tlsCertificateKeyFile": client,
@@ -225,7 +225,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     if linked_version() >= 0x0109_0000 {
         let providers = KmsProviders::new().kmip("kmip", &endpoint).kmip("kmip:named", &endpoint);
         let transport = builder_to(&server)
-            .tls_options_document(&bson::doc! { "kmip": tls.clone(), "kmip:named": tls.clone() })
+            .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone(), "kmip:named": tls.clone() })
             .unwrap()
             .openssl_for("kmip:named")
             .build()
@@ -247,7 +247,7 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     // No client certificate: the server refuses the handshake; the error says what was offered and why it may
     // have been refused.
     let no_client = builder_to(&server)
-        .tls_options_document(&bson::doc! { "kmip": tls_document(&files, &pki, false) })
+        .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls_document(&files, &pki, false) })
         .unwrap()
         .openssl_for("kmip")
         .build()
@@ -297,7 +297,7 @@ fn pykmip_expired_server_certificate_is_clear() {
     let files = Files::new("expired");
     let providers = KmsProviders::new().kmip("kmip", &format!("localhost:{}", server.addr.port()));
     let transport = builder_to(&server)
-        .tls_options_document(&bson::doc! { "kmip": tls_document(&files, &pki, true) })
+        .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls_document(&files, &pki, true) })
         .unwrap()
         .openssl_for("kmip")
         .build()

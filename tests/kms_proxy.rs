@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bson::Document;
+use libmongocrypt::bson::Document;
 use libmongocrypt::kms_tls::{enable_retries, HttpProxy, KmsIoErrorKind, KmsTransport, TlsOptions};
 use libmongocrypt::state_machine::{run_concurrent, RunError};
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};

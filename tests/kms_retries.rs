@@ -8,7 +8,7 @@
 
 mod support;
 
-use bson::{doc, Document};
+use libmongocrypt::bson::{doc, Document};
 use libmongocrypt::kms_tls::{enable_retries, KmsIoError, KmsTransport};
 use libmongocrypt::state_machine::{run, RunError};
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};

@@ -10,8 +10,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bson::spec::BinarySubtype;
-use bson::{doc, Binary, Document};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, Binary, Document};
 use libmongocrypt::kms_tls::{
     enable_retries, KmsIoError, KmsIoErrorKind, KmsTransport, TlsConfigError, TlsOptions, RETRIES_SUPPORTED,
 };
@@ -210,7 +210,7 @@ fn tls_parallel_requests_are_served_concurrently() {
     let second_key = {
         let mut key = doc("example/key-document.json");
         key.insert("_id", Binary { subtype: BinarySubtype::Uuid, bytes: b"bbbbbbbbbbbbbbbb".to_vec() });
-        key.insert("keyAltNames", ["secondKey"]);
+        key.insert("keyAltNames", vec!["secondKey"]);
         key
     };
     let keys = [raw(&doc("example/key-document.json")), raw(&second_key)];

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bson::{Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_tls::{enable_retries, KmsIoError, KmsIoErrorKind, TokioKmsTransport};
 use libmongocrypt::state_machine::{run_tokio, AsyncStateMachineIo, IoResult, RunError};
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, KmsCtx};
@@ -62,7 +62,7 @@ async fn datakey(crypt: &Crypt, io: KmsOnly) -> Result<Document, RunError> {
 fn assert_aws_key(key: &Document) {
     let reply = String::from_utf8(encrypt_reply()).unwrap();
     let blob = reply.split("\"CiphertextBlob\": \"").nth(1).unwrap().split('"').next().unwrap();
-    let material = bson::Binary::from_base64(blob, None).unwrap().bytes;
+    let material = libmongocrypt::bson::Binary::from_base64(blob, None).unwrap().bytes;
     assert_eq!(key.get_binary_generic("keyMaterial").unwrap(), &material);
     assert_eq!(key.get_document("masterKey").unwrap().get_str("key").unwrap(), AWS_KEY_ARN);
 }

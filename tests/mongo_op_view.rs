@@ -6,8 +6,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc};
 use libmongocrypt::State;
 
 #[test]
@@ -62,7 +62,10 @@ fn a_second_mongocryptd_reply_is_refused() {
     let reply = example::read_json(&data_path("example/mongocryptd-reply.json")).unwrap();
     ctx.mongo_feed(&reply).unwrap();
     let second = ctx.mongo_feed(&reply);
-    assert!(matches!(&second, Err(libmongocrypt::Error::InvalidArgument(m)) if m.contains("already fed")), "{second:?}");
+    assert!(
+        matches!(&second, Err(libmongocrypt::Error::InvalidArgument(m)) if m.contains("already fed")),
+        "{second:?}"
+    );
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedMongoKeys);
 }

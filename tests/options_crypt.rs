@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use bson::{doc, rawdoc, Document, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Document, RawDocumentBuf};
 use libmongocrypt::{Crypt, Error, KeyEncryptionKey, KmsProviders, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
@@ -286,6 +286,22 @@ fn crypt_shared_search_path_is_searched() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn crypt_shared_paths_are_os_paths() {
+    use std::os::unix::ffi::OsStrExt;
+    // Not UTF-8: passed as its bytes, and libmongocrypt names the same bytes (lossily printed) in its error.
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/nonexistent/mongocrypt-rs-\xff/mongo_crypt_v1.so"));
+    let message = err_message(builder().set_crypt_shared_lib_path_override(path).unwrap().build());
+    assert!(message.contains("/nonexistent/mongocrypt-rs-"), "{message}");
+    assert!(message.contains("override"), "{message}");
+    let dir = TempDir::new("path-search");
+    let crypt = builder().append_crypt_shared_lib_search_path(dir.path()).unwrap().build().unwrap();
+    assert_eq!(crypt.crypt_shared_lib_version(), None);
+    let crypt = builder().append_crypt_shared_lib_search_path(path.parent().unwrap()).unwrap().build().unwrap();
+    assert_eq!(crypt.crypt_shared_lib_version(), None);
+}
+
 #[test]
 fn crypt_shared_path_with_nul_is_invalid() {
     let err = builder().set_crypt_shared_lib_path_override("a\0b").map(|_| ()).unwrap_err();
@@ -394,9 +410,9 @@ fn use_need_mongo_collinfo_with_db_state() {
     ctx.mongo_done().unwrap();
     assert_eq!(ctx.state(), State::NeedMongoMarkings);
 
-    // mongo_db outside that state is an error.
+    // mongo_db outside that state is an error (refused by the binding, before libmongocrypt).
     let ctx = crypt.ctx().decrypt(&load_raw(DET)).unwrap();
-    assert!(matches!(ctx.mongo_db(), Err(Error::Client { .. })));
+    assert!(matches!(ctx.mongo_db(), Err(Error::WrongState { operation: "mongo_db", .. })));
 }
 
 #[test]
@@ -660,7 +676,7 @@ fn use_range_v2() {
     let t = drive(&mut ctx, &Mock { keys: vec![key.clone()], ..Mock::default() });
     let v = t.output().get_binary("v").unwrap();
     assert_eq!(v.bytes[0], 11, "FLE2InsertUpdatePayloadV2");
-    let payload = to_doc(bson::RawDocument::from_bytes(&v.bytes[1..]).unwrap());
+    let payload = to_doc(libmongocrypt::bson::RawDocument::from_bytes(&v.bytes[1..]).unwrap());
     // Version-dependent: on 1.10, where range V1 is still the default, the opt-in is what lets trimFactor through
     // (without it the same options are refused), and its V2 payload does not repeat the range options (no "tf";
     // seen on 1.10.1). From 1.11.0 the payload carries them.

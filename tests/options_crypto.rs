@@ -11,8 +11,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Bson, RawDocumentBuf};
 use libmongocrypt::{Algorithm, Crypt, CryptoError, CryptoProvider, KeyEncryptionKey, RustCrypto, State};
 
 const DET: &str = "fle1-explicit-local/FLE1DeterministicEncryptedValue.json";
@@ -53,9 +53,12 @@ fn deterministic_values() -> Vec<Bson> {
         Bson::String("x".repeat(1000)),
         Bson::Int32(-7),
         Bson::Int64(1 << 40),
-        Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0, 1, 2, 255] }),
-        Bson::DateTime(bson::DateTime::from_millis(1_648_914_851_981)),
-        Bson::ObjectId(bson::oid::ObjectId::parse_str("5f0c3a3d8b8c4e1a2b3c4d5e").unwrap()),
+        Bson::Binary(libmongocrypt::bson::Binary {
+            subtype: libmongocrypt::bson::spec::BinarySubtype::Generic,
+            bytes: vec![0, 1, 2, 255],
+        }),
+        Bson::DateTime(libmongocrypt::bson::DateTime::from_millis(1_648_914_851_981)),
+        Bson::ObjectId(libmongocrypt::bson::oid::ObjectId::parse_str("5f0c3a3d8b8c4e1a2b3c4d5e").unwrap()),
     ]
 }
 

@@ -8,8 +8,8 @@
 
 mod common;
 
-use bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
 use libmongocrypt::{
     AffixOptions, Algorithm, Crypt, CtxBuilder, KeyEncryptionKey, KmsProviders, QueryType, RangeOptions, State,
     SubstringOptions, TextOptions,
@@ -45,10 +45,10 @@ fn init_error(crypt: &Crypt, f: impl FnOnce(CtxBuilder) -> libmongocrypt::Result
 }
 
 /// `(payload type, payload document)` of a QE value `{v: Binary(6, ...)}`.
-fn payload(output: &bson::RawDocument) -> (u8, Document) {
+fn payload(output: &libmongocrypt::bson::RawDocument) -> (u8, Document) {
     let v = output.get_binary("v").expect("v is a binary");
     assert_eq!(u8::from(v.subtype), 6);
-    (v.bytes[0], to_doc(bson::RawDocument::from_bytes(&v.bytes[1..]).expect("payload is BSON")))
+    (v.bytes[0], to_doc(libmongocrypt::bson::RawDocument::from_bytes(&v.bytes[1..]).expect("payload is BSON")))
 }
 
 fn qe_v2() -> bool {
@@ -229,7 +229,9 @@ fn masterkey_local_legacy() {
     assert_eq!(to_doc(t.output()).get_document("masterKey").unwrap(), &doc! { "provider": "local" });
     // An endpoint makes no sense for a local key; the builder refuses it before libmongocrypt sees it.
     let result = crypt.ctx().masterkey_local().and_then(|b| b.masterkey_aws_endpoint("x")).map(|_| ());
-    assert!(matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("needs an AWS master key")));
+    assert!(
+        matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("needs an AWS master key"))
+    );
 }
 
 #[test]
@@ -237,7 +239,9 @@ fn masterkey_aws_endpoint_alone() {
     // libmongocrypt 1.21.0 dereferences NULL in datakey_init after an endpoint without a key (1.7.2 reports the
     // missing region), so the builder refuses the endpoint itself, on every version.
     let result = crypt().ctx().masterkey_aws_endpoint("kms.example.com").map(|_| ());
-    assert!(matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("set masterkey_aws first")));
+    assert!(
+        matches!(result, Err(libmongocrypt::Error::InvalidArgument(ref m)) if m.contains("set masterkey_aws first"))
+    );
 }
 
 #[test]
@@ -683,7 +687,7 @@ fn explicit_encrypt_expression_range() {
     };
     let (gte, lte) = (operand(0, "$gte"), operand(1, "$lte"));
     assert_eq!((gte.bytes[0], lte.bytes[0]), (find_type, find_type), "FLE2FindRangePayload");
-    let full = to_doc(bson::RawDocument::from_bytes(&gte.bytes[1..]).unwrap());
+    let full = to_doc(libmongocrypt::bson::RawDocument::from_bytes(&gte.bytes[1..]).unwrap());
     let edges = full.get_document("payload").expect("the first operand carries the edges");
     assert_eq!(edges.get_i64("cm").unwrap(), 4, "contention factor");
     assert!(!edges.get_array("g").unwrap().is_empty(), "edge tokens");
@@ -848,7 +852,13 @@ fn rewrap_many_datakey_local_to_local() {
 
     // The rewrapped key still decrypts the fixture.
     let mut key = original.clone();
-    key.insert("keyMaterial", bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: material.clone() });
+    key.insert(
+        "keyMaterial",
+        libmongocrypt::bson::Binary {
+            subtype: libmongocrypt::bson::spec::BinarySubtype::Generic,
+            bytes: material.clone(),
+        },
+    );
     let fresh = common::crypt();
     let t = run(&fresh, &[raw(&key)], |b| b.explicit_decrypt(&load_raw(DET)));
     assert_bson_eq(t.output(), &rawdoc! { "v": "foo" });
@@ -896,6 +906,14 @@ fn provide_kms_providers_only_in_its_state() {
     let crypt = crypt();
     let mut ctx = crypt.ctx().explicit_decrypt(&load_raw(DET)).unwrap();
     assert_eq!(ctx.state(), State::NeedMongoKeys);
-    let message = err_message(ctx.provide_kms_providers(&KmsProviders::new().local("local", &LOCAL_KEY)));
-    assert!(message.contains("wrong state"), "{message}");
+    let err = ctx.provide_kms_providers(&KmsProviders::new().local("local", &LOCAL_KEY)).unwrap_err();
+    assert_eq!(
+        err,
+        libmongocrypt::Error::WrongState {
+            operation: "provide_kms_providers",
+            expected: &[State::NeedKmsCredentials],
+            state: State::NeedMongoKeys
+        }
+    );
+    assert_eq!(ctx.state(), State::NeedMongoKeys, "the ctx is left as it was");
 }

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bson::rawdoc;
 use common::*;
+use libmongocrypt::bson::rawdoc;
 use libmongocrypt::{KeyEncryptionKey, LogLevel, State};
 
 /// A search directory holding a file named like crypt_shared that is not a library.

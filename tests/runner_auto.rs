@@ -3,7 +3,7 @@
 
 mod runner_common;
 
-use bson::{rawdoc, Bson, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, Bson, RawDocumentBuf};
 use libmongocrypt::state_machine::{run, run_concurrent, StateMachineIo};
 use libmongocrypt::{Crypt, Error, ErrorKind};
 use runner_common::*;

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::thread::ThreadId;
 
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, Binary, RawBinaryRef, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, KmsCtx};
 
@@ -202,5 +202,6 @@ pub fn doc_with_two_keys() -> RawDocumentBuf {
     let b = libmongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
     let b = b.get_binary("v").unwrap();
     assert_eq!(&b.bytes[1..17], b"bbbbbbbbbbbbbbbb");
-    rawdoc! { "a": bson::RawBsonRef::Binary(a), "b": bson::RawBsonRef::Binary(b) }
+    let binary = |b: RawBinaryRef<'_>| Binary { subtype: b.subtype, bytes: b.bytes.to_vec() };
+    rawdoc! { "a": binary(a), "b": binary(b) }
 }

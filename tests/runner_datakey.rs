@@ -3,8 +3,8 @@
 
 mod runner_common;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::run;
 use libmongocrypt::{Algorithm, KeyEncryptionKey};
 use runner_common::*;

@@ -3,7 +3,7 @@
 
 mod runner_common;
 
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{feed_kms_reply, run, IoResult, RunError, StateMachineIo};
 use libmongocrypt::{Ctx, Error, ErrorKind, KmsCtx, State};
 use runner_common::*;

@@ -3,7 +3,7 @@
 
 mod runner_common;
 
-use bson::{rawdoc, Binary, RawDocumentBuf};
+use libmongocrypt::bson::{rawdoc, Binary, RawDocumentBuf};
 use libmongocrypt::state_machine::run;
 use libmongocrypt::Algorithm;
 use runner_common::*;

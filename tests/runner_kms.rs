@@ -5,7 +5,7 @@ mod runner_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
 use libmongocrypt::{Crypt, ErrorKind, KmsCtx, State};
 use runner_common::*;
@@ -21,8 +21,10 @@ fn kms_reply() -> Vec<u8> {
 fn on_demand_local_key_is_asked_for() {
     let crypt = on_demand_crypt("local");
     let mut providers = Document::new();
-    providers
-        .insert("local", doc! { "key": Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 96] } });
+    providers.insert(
+        "local",
+        doc! { "key": Binary { subtype: libmongocrypt::bson::spec::BinarySubtype::Generic, bytes: vec![0; 96] } },
+    );
     let io = MockIo::new()
         .key(load_raw(&format!("{FLE1}/key-ABCDEFAB-local.json")))
         .credentials(RawDocumentBuf::try_from(&providers).unwrap());

@@ -6,8 +6,8 @@ mod runner_common;
 
 use std::sync::Mutex;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
 use libmongocrypt::state_machine::run;
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use runner_common::*;
 
 /// Keeps the runner's records; everything else (libmongocrypt's own log, target `libmongocrypt`) is dropped.

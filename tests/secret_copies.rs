@@ -12,8 +12,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, Binary};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, Binary};
 use libmongocrypt::{Crypt, Error, KmsProviders};
 
 /// A local master key no other data looks like.

@@ -12,9 +12,9 @@ use async_example::blocking as example;
 
 use std::path::{Path, PathBuf};
 
-use bson::spec::BinarySubtype;
-use bson::{doc, rawdoc, Binary, Bson, DateTime, Document};
 use example::extjson::{document_to_libbson_json, parse_document, parse_to_document, to_libbson_json};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, rawdoc, Binary, Bson, DateTime, Document};
 
 const REFERENCE: &str = include_str!("data/example/reference-output.normalized.txt");
 

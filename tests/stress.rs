@@ -6,7 +6,7 @@
 
 use std::sync::Barrier;
 
-use bson::{doc, rawdoc, Bson, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{doc, rawdoc, Bson, Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::{Algorithm, Crypt, Ctx, KeyEncryptionKey, KmsProviders, State};
 
 const THREADS: usize = 8;

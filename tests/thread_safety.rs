@@ -5,9 +5,9 @@
 
 mod common;
 
-use bson::spec::BinarySubtype;
-use bson::{doc, rawdoc, RawDocumentBuf};
 use common::{example, feed_needed, load_doc};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{doc, rawdoc, RawDocumentBuf};
 use libmongocrypt::{
     Algorithm, Crypt, CryptBuilder, Ctx, KeyEncryptionKey, KmsCtx, KmsProviders, KmsScope, Result, State,
 };

@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bson::{rawdoc, RawDocument, RawDocumentBuf};
 use common::*;
+use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{feed_kms_reply, run, IoResult, StateMachineIo};
 use libmongocrypt::{AffixOptions, Error, KeyEncryptionKey, KmsCtx, State, TextOptions};
 

@@ -306,7 +306,11 @@ fn unmeasured_output(env: &Env, work: &Work<'_>, n: u64) -> RawDocumentBuf {
 // The binding's loops: the same calls as overhead.c's.
 
 /// Drives a ctx to DONE: markings from `markings`, keys from `key_doc`; returns the finalized document.
-fn drive(ctx: &mut Ctx, markings: Option<&RawDocument>, key_doc: &RawDocument) -> libmongocrypt::Result<RawDocumentBuf> {
+fn drive(
+    ctx: &mut Ctx,
+    markings: Option<&RawDocument>,
+    key_doc: &RawDocument,
+) -> libmongocrypt::Result<RawDocumentBuf> {
     let mut out = None;
     loop {
         match ctx.state() {
@@ -950,7 +954,10 @@ fn run_callgrind() {
     let dir = std::env::temp_dir().join(format!("mongocrypt-overhead-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let variants: Vec<Variant> = Variant::ALL.into_iter().filter(|v| v.available()).collect();
-    println!("libmongocrypt {}; instructions per operation (Ir / N) inside the measured loop", libmongocrypt::version());
+    println!(
+        "libmongocrypt {}; instructions per operation (Ir / N) inside the measured loop",
+        libmongocrypt::version()
+    );
     let mut summary = Vec::new();
     let mut misses = Vec::new();
     let mut own = Vec::new();

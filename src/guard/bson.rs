@@ -175,11 +175,11 @@ fn skip_string(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &
 
 #[cfg(test)]
 mod tests {
-    use bson::spec::BinarySubtype;
-    use bson::{
+    use crate::bson::spec::BinarySubtype;
+    use crate::bson::{
         doc, Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, RawDocument, RawDocumentBuf,
     };
-    use bson::{Regex, Timestamp};
+    use crate::bson::{Regex, Timestamp};
 
     use super::*;
 
@@ -192,7 +192,7 @@ mod tests {
         doc! {
             "double": 1.5, "string": "s", "doc": { "a": [1, { "b": null }] }, "array": [], "empty": {},
             "binary": Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }, "undefined": Bson::Undefined,
-            "oid": bson::oid::ObjectId::from_bytes([3; 12]), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
+            "oid": crate::bson::oid::ObjectId::from_bytes([3; 12]), "bool": true, "date": DateTime::from_millis(0), "null": Bson::Null,
             "regex": Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() }, "code": Bson::JavaScriptCode("f()".into()),
             "symbol": Bson::Symbol("sym".into()),
             "scope": JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },

@@ -1,7 +1,7 @@
 //! Payloads inside documents: mongocryptd markings, Queryable Encryption values to decrypt, key documents. Each
 //! check refuses what the linked libmongocrypt (the `linked` version, passed in) would abort on, and names why.
 
-use bson::{RawBsonRef, RawDocument};
+use crate::bson::{RawBsonRef, RawDocument};
 
 use super::bson::well_formed_first_valueless;
 use crate::error::{Error, Result};
@@ -29,7 +29,7 @@ fn check_marking(marking: &[u8]) -> Result<()> {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
             let name = String::from_utf8_lossy(name);
-            let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
+            let kind = crate::bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
             refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
         }
         Ok(None) => Ok(()),
@@ -182,7 +182,7 @@ enum PayloadFault {
 /// document that is not BSON, or one the `bson` crate cannot walk, is malformed here: libmongocrypt fails the
 /// former before it parses anything (no abort), and no payload libmongocrypt writes is the latter.
 fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), PayloadFault> {
-    use bson::spec::BinarySubtype;
+    use crate::bson::spec::BinarySubtype;
     let malformed = |what: &str| PayloadFault::Malformed(what.to_owned());
     let (fields, min): (&[&str], usize) = match blob_type {
         4 => (&["d", "s", "c", "p", "u", "t", "v", "e"], 16 + 49),
@@ -193,7 +193,7 @@ fn check_insert_payload(blob_type: u8, bytes: &[u8]) -> std::result::Result<(), 
     let mut len = 0;
     for element in doc.iter_elements() {
         let element = element.map_err(|_| malformed("that is malformed BSON"))?;
-        let name = element.key().as_str();
+        let name = crate::bson_compat::key_str(element.key());
         let Some(i) = fields.iter().position(|f| *f == name) else { continue };
         if std::mem::replace(&mut seen[i], true) {
             return Err(PayloadFault::Malformed(format!("with field {name:?} twice")));
@@ -259,12 +259,12 @@ pub(crate) fn check_key_material(key: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use bson::spec::BinarySubtype;
-    use bson::{doc, Binary, Bson, RawDocumentBuf};
+    use crate::bson::spec::BinarySubtype;
+    use crate::bson::{doc, Binary, Bson, RawDocumentBuf};
 
     use super::*;
 
-    fn bytes(d: bson::Document) -> Vec<u8> {
+    fn bytes(d: crate::bson::Document) -> Vec<u8> {
         RawDocumentBuf::try_from(&d).unwrap().into_bytes()
     }
 
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn markings_without_a_value_or_with_malformed_bson() {
-        let marking = |d: bson::Document| [vec![0], bytes(d)].concat();
+        let marking = |d: crate::bson::Document| [vec![0], bytes(d)].concat();
         assert_eq!(refuse_bad_marking(6, &marking(doc! { "v": 1, "a": 1 })), Ok(()));
         assert_eq!(
             refuse_bad_marking(6, &marking(doc! { "a": 1, "v": Bson::Null })),

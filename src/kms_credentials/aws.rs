@@ -240,7 +240,7 @@ fn credentials_from(
     let expiration = match json.get("Expiration") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(
-            bson::DateTime::parse_rfc3339_str(s)
+            crate::bson::DateTime::parse_rfc3339_str(s)
                 .map_err(|e| reply(url, format!("bad Expiration {s:?}: {e}")))?
                 .to_system_time(),
         ),

@@ -117,7 +117,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bson::{doc, Document, RawDocumentBuf};
+use crate::bson::{doc, Document, RawDocumentBuf};
 use zeroize::Zeroizing;
 
 use crate::ctx::Ctx;
@@ -454,7 +454,7 @@ pub fn on_demand_providers(providers: &KmsProviders) -> Vec<String> {
     providers
         .as_document()
         .iter()
-        .filter(|(_, value)| matches!(value, bson::Bson::Document(d) if d.is_empty()))
+        .filter(|(_, value)| matches!(value, crate::bson::Bson::Document(d) if d.is_empty()))
         .map(|(name, _)| name.clone())
         .collect()
 }

@@ -86,7 +86,7 @@
 //! once per attempt, and waits and calls [`KmsCtx::fail`] itself. Delegate it to [`KmsTransport::kms_request`]:
 //!
 //! ```
-//! use bson::{RawDocument, RawDocumentBuf};
+//! use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
 //! use libmongocrypt::kms_tls::KmsTransport;
 //! use libmongocrypt::state_machine::{IoResult, StateMachineIo};
 //! use libmongocrypt::KmsCtx;
@@ -318,21 +318,21 @@ mod tests {
             "tlsDisableCertificateRevocationCheck",
         ] {
             for value in [true, false] {
-                let err = TlsOptions::from_document(&bson::doc! { field: value }).unwrap_err();
+                let err = TlsOptions::from_document(&crate::bson::doc! { field: value }).unwrap_err();
                 let text = err.to_string();
                 assert!(text.contains("Insecure TLS options prohibited") && text.contains(field), "{text}");
             }
         }
-        TlsOptions::from_document(&bson::doc! { "tlsDisableOCSPEndpointCheck": true }).unwrap();
-        TlsOptions::from_document(&bson::doc! { "tlsDisableOCSPEndpointCheck": false }).unwrap();
+        TlsOptions::from_document(&crate::bson::doc! { "tlsDisableOCSPEndpointCheck": true }).unwrap();
+        TlsOptions::from_document(&crate::bson::doc! { "tlsDisableOCSPEndpointCheck": false }).unwrap();
         for field in ["tls", "ssl"] {
-            let err = TlsOptions::from_document(&bson::doc! { field: false }).unwrap_err();
+            let err = TlsOptions::from_document(&crate::bson::doc! { field: false }).unwrap_err();
             assert!(err.to_string().contains("TLS is required"), "{err}");
-            TlsOptions::from_document(&bson::doc! { field: true }).unwrap();
+            TlsOptions::from_document(&crate::bson::doc! { field: true }).unwrap();
         }
-        let err = TlsOptions::from_document(&bson::doc! { "tlsFoo": 1 }).unwrap_err();
+        let err = TlsOptions::from_document(&crate::bson::doc! { "tlsFoo": 1 }).unwrap_err();
         assert!(err.to_string().contains("unknown KMS TLS option tlsFoo"), "{err}");
-        let err = TlsOptions::from_document(&bson::doc! { "tlsCAFile": 1 }).unwrap_err();
+        let err = TlsOptions::from_document(&crate::bson::doc! { "tlsCAFile": 1 }).unwrap_err();
         assert!(err.to_string().contains("tlsCAFile must be a string"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use bson::Document;
+use crate::bson::Document;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
@@ -173,7 +173,7 @@ impl TlsOptions {
         let string = |field: &str| -> Result<Option<&str>, TlsConfigError> {
             match doc.get(field) {
                 None => Ok(None),
-                Some(bson::Bson::String(s)) => Ok(Some(s)),
+                Some(crate::bson::Bson::String(s)) => Ok(Some(s)),
                 Some(other) => {
                     Err(TlsConfigError::Document(format!("{field} must be a string, not {:?}", other.element_type())))
                 }

@@ -28,7 +28,7 @@ use crate::state_machine::IoResult;
 /// An [`AsyncStateMachineIo`](crate::state_machine::AsyncStateMachineIo) serves NEED_KMS with it in one line:
 ///
 /// ```
-/// use bson::{RawDocument, RawDocumentBuf};
+/// use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
 /// use libmongocrypt::kms_tls::TokioKmsTransport;
 /// use libmongocrypt::state_machine::{AsyncStateMachineIo, IoResult};
 /// use libmongocrypt::KmsCtx;

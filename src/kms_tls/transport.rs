@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bson::Document;
+use crate::bson::Document;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::keep_alive::Pool;
@@ -162,7 +162,7 @@ impl KmsTransportBuilder {
     /// "tlsCertificateKeyFile": ...}, "aws": {...}}` (see [`TlsOptions::from_document`]).
     pub fn tls_options_document(mut self, doc: &Document) -> Result<KmsTransportBuilder, TlsConfigError> {
         for (provider, value) in doc {
-            let bson::Bson::Document(options) = value else {
+            let crate::bson::Bson::Document(options) = value else {
                 return Err(TlsConfigError::Document(format!("tlsOptions.{provider} is not a document")));
             };
             self = self.tls_options(provider, TlsOptions::from_document(options)?);

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bson::spec::BinarySubtype;
-use bson::{Binary, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::spec::BinarySubtype;
+use libmongocrypt::bson::{Binary, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use libmongocrypt::{Crypt, CryptBuilder, Ctx, Error, KmsCtx, KmsProviders, LogLevel, State};
 
 /// The example: its extended JSON reader (the repository's one) and libbson-style printer, its HTTP reply loader.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use bson::{RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_credentials::CredentialsFetcher;
 use libmongocrypt::kms_tls::KmsTransport;
 use libmongocrypt::state_machine::{IoResult, StateMachineIo};
@@ -15,7 +15,7 @@ use super::server::{self, MockServer, Options, Reply};
 /// An ECS credentials endpoint on loopback, serving `access_key_id` with a secret, a session token
 /// (`ecsSessionToken`) and an expiration an hour away.
 pub fn ecs_server(access_key_id: &str) -> MockServer {
-    let expiration = bson::DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
+    let expiration = libmongocrypt::bson::DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
     let body = format!(
         r#"{{"AccessKeyId": "{access_key_id}", "SecretAccessKey": "ecsSecret", "Token": "ecsSessionToken", "Expiration": "{}"}}"#,
         expiration.try_to_rfc3339_string().unwrap()

@@ -16,7 +16,7 @@ pub mod server;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bson::{Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::bson::{Document, RawDocument, RawDocumentBuf};
 use libmongocrypt::kms_tls::{KmsTransport, KmsTransportBuilder, TlsOptions};
 use libmongocrypt::state_machine::{IoResult, StateMachineIo};
 use libmongocrypt::{KmsCtx, KmsProviders};
