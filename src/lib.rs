@@ -160,6 +160,9 @@
 //! blocking [`state_machine`] runners; from async code, call `kms_tls` inside an [`AsyncStateMachineIo`] method
 //! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badges naming the feature each item needs; `doc_cfg` also derives them from
+// `#[cfg]`s since doc_auto_cfg was merged into it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binary;
 mod crypt;

@@ -38,6 +38,7 @@
 //! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `libmongocrypt` crate is the
 //! safe interface.
 #![no_std]
+// docs.rs (`--cfg docsrs`, nightly): feature badges, derived from `#[cfg]`s.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 // The comments are mongocrypt.h's Doxygen text: `[in]`, `@ref` and bare URLs are not rustdoc syntax.
