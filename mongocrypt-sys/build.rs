@@ -129,7 +129,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", header.display());
     }
     let header_version = found.include_dir.as_deref().and_then(header_version);
-    let version = found.version.clone().or(header_version.clone()).unwrap_or_else(|| {
+    // With no header (MONGOCRYPT_FUNCTIONS, the library left to the linker), the pre-generated bindings' release.
+    let no_header_version = found.include_dir.is_none().then(|| pregenerated.origin.clone());
+    let version = found.version.clone().or(header_version.clone()).or(no_header_version).unwrap_or_else(|| {
         fail(&format!(
             "found {} but could not read its version (no pkg-config Version and no MONGOCRYPT_VERSION in {})",
             found.source,
