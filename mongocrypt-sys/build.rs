@@ -187,12 +187,8 @@ fn main() {
         Some(header) if !cfg!(feature = "bindgen") => Some(header_functions(header)),
         _ => None,
     };
-    let candidates: Vec<String> = bindings
-        .functions
-        .iter()
-        .filter(|f| in_header.as_ref().is_none_or(|h| h.contains(*f)))
-        .cloned()
-        .collect();
+    let candidates: Vec<String> =
+        bindings.functions.iter().filter(|f| in_header.as_ref().is_none_or(|h| h.contains(*f))).cloned().collect();
 
     // What the library really exports. A header newer than its library (headers from one package, the library
     // from another) declares functions the library lacks: they are left out of the bindings, so nothing can
@@ -840,16 +836,16 @@ fn warn(msg: &str) {
     }
 }
 
-/// pkg-config's error in one line: its own complaint (the `--- stderr` part) when it printed one, else the
-/// crate's description of the failure.
+/// pkg-config's error in one line: pkg-config's own complaint ("Package libmongocrypt was not found in the
+/// pkg-config search path.") when it printed one, else the first line of the crate's description of the failure (a
+/// missing pkg-config program, a cross build), with the PKG_CONFIG_PATH it searched.
 fn pkg_config_reason(error: &str) -> String {
     let lines: Vec<&str> = error.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let stderr: Vec<&str> = lines.iter().skip_while(|l| !l.starts_with("--- stderr")).skip(1).copied().collect();
-    let chosen = if stderr.is_empty() { lines } else { stderr };
-    let text = chosen.join(" ");
-    if text.is_empty() {
-        "failed without saying why".into()
-    } else {
-        text
-    }
+    let own = lines.iter().find(|l| l.contains("Package ") || l.contains("not found in the pkg-config search path"));
+    let reason =
+        own.or(lines.first()).map_or("failed without saying why", |l| l.trim_start_matches("pkg-config output: "));
+    let path = env::var("PKG_CONFIG_PATH").unwrap_or_default();
+    let path =
+        if path.is_empty() { "PKG_CONFIG_PATH unset or empty".to_string() } else { format!("PKG_CONFIG_PATH={path}") };
+    format!("{reason} ({path})")
 }
