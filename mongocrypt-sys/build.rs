@@ -169,8 +169,8 @@ fn main() {
                 generated.functions.iter().filter(|f| !pregenerated.functions.contains(f)).collect();
             if !extra.is_empty() {
                 warn(&format!(
-                    "the header {} declares {} function(s) that the pre-generated bindings ({}) lack: {}. They are \
-                     declared in this build; regenerate src/bindings.rs with scripts/regen-bindings.sh.",
+                    "the header {} declares {} function(s) that the pre-generated bindings (mongocrypt.h {}) lack: {}. \
+                     They are declared in this build; regenerate src/bindings.rs with scripts/regen-bindings.sh.",
                     header.display(),
                     extra.len(),
                     pregenerated.origin,
@@ -187,6 +187,20 @@ fn main() {
         Some(header) if !cfg!(feature = "bindgen") => Some(header_functions(header)),
         _ => None,
     };
+    if let (Some(in_header), Some(header)) = (&in_header, &header) {
+        // A header newer than the pre-generated bindings: its new functions are not reachable without feature bindgen.
+        let newer: Vec<&String> = in_header.iter().filter(|f| !bindings.functions.contains(f)).collect();
+        if !newer.is_empty() {
+            warn(&format!(
+                "the header {} declares {} function(s) that the pre-generated bindings (mongocrypt.h {}) lack: {}. \
+                 Enable feature `bindgen` to declare them.",
+                header.display(),
+                newer.len(),
+                bindings.origin,
+                join(&newer)
+            ));
+        }
+    }
     let candidates: Vec<String> =
         bindings.functions.iter().filter(|f| in_header.as_ref().is_none_or(|h| h.contains(*f))).cloned().collect();
 
