@@ -327,7 +327,7 @@ PY
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libclang-dev >/dev/null
     REGEN_PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1) run scripts/regen-bindings.sh --check
     MSRV_TARGET_DIR="$root/target/msrv" run scripts/msrv.sh
-    command -v clang >/dev/null ||
+    { command -v clang >/dev/null && command -v llvm-ar >/dev/null; } ||
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang llvm >/dev/null
     CROSS_TARGET_DIR="$root/target/cross" run scripts/cross-check.sh
   )
