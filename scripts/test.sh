@@ -300,13 +300,14 @@ if want package; then
       exit 1
     fi
     echo "ok: the default build of libmongocrypt-sys needs no libclang (no clang-sys in its build graph)"
+    t1=$SECONDS
     if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
       python3 - <<'PY' >"$root/target/docsrs-crates"
 import json, subprocess
 m = json.loads(subprocess.check_output(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"]))
 for p in m["packages"]:
     if p.get("publish") != []:
-        docs = (p.get("metadata") or {}).get("docs.rs", {})
+        docs = (p.get("metadata") or {}).get("docs", {}).get("rs", {})  # [package.metadata.docs.rs]
         print(p["name"], ",".join(docs.get("features", [])))
 PY
       while read -r crate docs_features; do
@@ -316,20 +317,29 @@ PY
     else
       echo "package: docs.rs build SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
     fi
+    echo "package: docs.rs build $((SECONDS - t1))s"
   )
   (
     export CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_VENDOR=1
     # Every publishable crate, in dependency order, each verified against the others as packaged (cargo >= 1.90
     # overlays the unpublished workspace crates on the registry). The sizes are in the "Packaged" lines.
+    t1=$SECONDS
     run cargo publish --workspace --dry-run --locked --allow-dirty
+    echo "package: publish dry-run $((SECONDS - t1))s"
     # The checked-in bindings are bindgen's output for the 1.21.1 header (feature bindgen, so libclang).
     dpkg -s libclang-dev >/dev/null 2>&1 ||
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libclang-dev >/dev/null
+    t1=$SECONDS
     REGEN_PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1) run scripts/regen-bindings.sh --check
+    echo "package: bindings staleness $((SECONDS - t1))s"
+    t1=$SECONDS
     MSRV_TARGET_DIR="$root/target/msrv" run scripts/msrv.sh
+    echo "package: msrv $((SECONDS - t1))s"
     { command -v clang >/dev/null && command -v llvm-ar >/dev/null; } ||
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang llvm >/dev/null
+    t1=$SECONDS
     CROSS_TARGET_DIR="$root/target/cross" run scripts/cross-check.sh
+    echo "package: cross checks $((SECONDS - t1))s"
   )
   timings+=("package: $((SECONDS - t0))s")
 fi
