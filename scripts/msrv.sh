@@ -76,7 +76,10 @@ declared_msrv() { # declared_msrv CRATE
   python3 - "$meta" "$1" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
-print(next(p["rust_version"] for p in m["packages"] if p["name"] == sys.argv[2] and p["id"] in m["workspace_members"]))
+rv = next(p.get("rust_version") for p in m["packages"] if p["name"] == sys.argv[2] and p["id"] in m["workspace_members"])
+if not rv:
+    sys.exit(f"FAIL: {sys.argv[2]} declares no rust-version")
+print(rv)
 PY
 }
 
