@@ -21,8 +21,13 @@
 # Rust types and on the header, and the other builds share a header with one of those two.
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
-#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, dynamic, fuzz, static, 1.10.1, 1.13.1,
-#                                         1.17.0, latest, asan
+#   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, package, dynamic, fuzz, static, 1.10.1,
+#                                         1.13.1, 1.17.0, latest, asan
+#
+# package: what a user of the published crates gets: the docs.rs build (nightly, DOCS_RS=1, no libmongocrypt, no
+# libclang), `cargo publish --workspace --dry-run` (every publishable crate, in dependency order), the checked-in
+# bindings against bindgen's output for the 1.21.1 header (scripts/regen-bindings.sh --check), each crate's MSRV
+# (scripts/msrv.sh) and `cargo check` for five other targets (scripts/cross-check.sh).
 #
 # Fails fast: the first failing command stops the run.
 set -euo pipefail
@@ -30,7 +35,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
-all_steps=(lint notfound dynamic fuzz static "${wheel_builds[@]}" asan)
+all_steps=(lint notfound package dynamic fuzz static "${wheel_builds[@]}" asan)
 steps=()
 for step in "$@"; do
   [ "$step" = nocrypto ] && step=latest
@@ -260,8 +265,94 @@ if want notfound; then
     grep -qF -- "$needle" "$out" || { cat "$out"; echo "FAIL: the error message does not mention $needle" >&2; exit 1; }
   done
   echo "ok: the build failed and its message names MONGOCRYPT_LIB_DIR, pkg-config, libmongocrypt-dev, vendor/provision"
-  rm -f "$out"
+  # Every step says why it failed, and the cargo:warning carries the whole message, a line per line.
+  for needle in "MONGOCRYPT_LIB_DIR: not set" "pkg-config: skipped because MONGOCRYPT_NO_PKG_CONFIG is set" \
+    "vendor/provision: skipped because MONGOCRYPT_NO_VENDOR is set" "MONGOCRYPT_FUNCTIONS: not set" \
+    "libclang is not needed"; do
+    grep -qF -- "warning: libmongocrypt-sys@0.1.0:   - $needle" "$out" || grep -qF -- "warning: libmongocrypt-sys@0.1.0: $needle" "$out" ||
+      { cat "$out"; echo "FAIL: the cargo:warning lines do not carry: $needle" >&2; exit 1; }
+  done
+  echo "ok: the warning carries every line, and each step its reason"
+  # pkg-config that finds nothing says so (not an empty reason).
+  echo "+ PKG_CONFIG_LIBDIR=/nonexistent MONGOCRYPT_NO_VENDOR=1 cargo build -p libmongocrypt-sys"
+  if CARGO_TARGET_DIR="$target" PKG_CONFIG_LIBDIR=/nonexistent MONGOCRYPT_NO_VENDOR=1 \
+    cargo build -p libmongocrypt-sys >"$out" 2>&1; then
+    cat "$out"; echo "FAIL: the build succeeded with no libmongocrypt to find" >&2; exit 1
+  fi
+  grep -q -- "- pkg-config libmongocrypt: .*not found in the pkg-config search path" "$out" ||
+    { cat "$out"; echo "FAIL: the pkg-config step does not say why it failed" >&2; exit 1; }
+  echo "ok: the pkg-config step says pkg-config's reason"
+  # A package unpacked from a registry never looks outside itself: the .crate of libmongocrypt-sys, built from a
+  # directory outside this checkout with nothing else to find, does not use vendor/out even when it is there.
+  pkg=$(mktemp -d)
+  run cargo package -q -p libmongocrypt-sys --no-verify --allow-dirty --target-dir "$pkg/target"
+  tar -xzf "$pkg"/target/package/libmongocrypt-sys-*.crate -C "$pkg"
+  echo "+ (in $pkg) MONGOCRYPT_NO_PKG_CONFIG=1 cargo build of the packaged libmongocrypt-sys"
+  if (cd "$pkg"/libmongocrypt-sys-*/ && CARGO_TARGET_DIR="$pkg/target" MONGOCRYPT_NO_PKG_CONFIG=1 \
+    cargo build -q --offline >"$out" 2>&1); then
+    cat "$out"; echo "FAIL: the packaged crate found a libmongocrypt outside itself" >&2; exit 1
+  fi
+  grep -qF "is not a checkout of this repository" "$out" ||
+    { cat "$out"; echo "FAIL: the packaged crate did not say it is not a checkout" >&2; exit 1; }
+  echo "ok: the packaged crate does not look at vendor/out"
+  rm -rf "$pkg" "$out"
   timings+=("notfound: $((SECONDS - t0))s")
+fi
+
+if want package; then
+  header "package: docs.rs build, cargo publish --dry-run, bindings staleness, MSRV, cross-target checks"
+  t0=$SECONDS
+  (
+    # What docs.rs does: no libmongocrypt, no pkg-config, DOCS_RS=1, nightly rustdoc with --cfg docsrs and each
+    # crate's [package.metadata.docs.rs] features. No libclang either: the default build never compiles bindgen.
+    export MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 DOCS_RS=1
+    if cargo tree -p libmongocrypt-sys -e build --prefix none | grep -q '^clang-sys'; then
+      echo "FAIL: the default build of libmongocrypt-sys compiles clang-sys (libclang)" >&2
+      exit 1
+    fi
+    echo "ok: the default build of libmongocrypt-sys needs no libclang (no clang-sys in its build graph)"
+    t1=$SECONDS
+    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+      python3 - <<'PY' >"$root/target/docsrs-crates"
+import json, subprocess
+m = json.loads(subprocess.check_output(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"]))
+for p in m["packages"]:
+    if p.get("publish") != []:
+        docs = (p.get("metadata") or {}).get("docs", {}).get("rs", {})  # [package.metadata.docs.rs]
+        print(p["name"], ",".join(docs.get("features", [])))
+PY
+      while read -r crate docs_features; do
+        RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR="$root/target/docsrs" \
+          run cargo +nightly doc --no-deps --locked -p "$crate" ${docs_features:+--features "$docs_features"}
+      done <"$root/target/docsrs-crates"
+    else
+      echo "package: docs.rs build SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+    fi
+    echo "package: docs.rs build $((SECONDS - t1))s"
+  )
+  (
+    export CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_VENDOR=1
+    # Every publishable crate, in dependency order, each verified against the others as packaged (cargo >= 1.90
+    # overlays the unpublished workspace crates on the registry). The sizes are in the "Packaged" lines.
+    t1=$SECONDS
+    run cargo publish --workspace --dry-run --locked --allow-dirty
+    echo "package: publish dry-run $((SECONDS - t1))s"
+    # The checked-in bindings are bindgen's output for the 1.21.1 header (feature bindgen, so libclang).
+    dpkg -s libclang-dev >/dev/null 2>&1 ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libclang-dev >/dev/null
+    t1=$SECONDS
+    REGEN_PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1) run scripts/regen-bindings.sh --check
+    echo "package: bindings staleness $((SECONDS - t1))s"
+    t1=$SECONDS
+    MSRV_TARGET_DIR="$root/target/msrv" run scripts/msrv.sh
+    echo "package: msrv $((SECONDS - t1))s"
+    { command -v clang >/dev/null && command -v llvm-ar >/dev/null; } ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang llvm >/dev/null
+    t1=$SECONDS
+    CROSS_TARGET_DIR="$root/target/cross" run scripts/cross-check.sh
+    echo "package: cross checks $((SECONDS - t1))s"
+  )
+  timings+=("package: $((SECONDS - t0))s")
 fi
 
 if want dynamic; then

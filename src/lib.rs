@@ -181,6 +181,9 @@
 //! `docs/MIGRATING.md` in the repository maps every call the driver makes into MongoDB's `mongocrypt` crate onto
 //! this crate, with a port of the driver's state loop.
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badges naming the feature each item needs; `doc_cfg` also derives them from
+// `#[cfg]`s since doc_auto_cfg was merged into it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(all(feature = "bson-2", feature = "bson-3"))]
 compile_error!(

@@ -1,12 +1,19 @@
 //! Raw FFI bindings to [libmongocrypt](https://github.com/mongodb/libmongocrypt).
 //!
-//! The bindings are generated at build time by bindgen from the `mongocrypt.h` that the build script found, less
-//! the functions that the library does not export (read from its symbol table with the `object` crate; a header
-//! newer than its library is then reported in a build warning and in [`MONGOCRYPT_SYS_MISSING_FUNCTIONS`]), so they
-//! declare exactly the functions of the library being linked: 69 on libmongocrypt 1.7, 80 on 1.21. Discovery
-//! order: `MONGOCRYPT_LIB_DIR` (+ `MONGOCRYPT_INCLUDE_DIR`), then pkg-config (`libmongocrypt`, or
-//! `libmongocrypt-static` with `MONGOCRYPT_STATIC=1` or the `static` feature), then a build provisioned by
-//! `vendor/provision` in a checkout of the repository.
+//! The bindings ship pre-generated (by bindgen, from the 1.21.1 `mongocrypt.h`), so building needs no libclang;
+//! feature `bindgen` generates them at build time from the `mongocrypt.h` that the build script found instead. Either
+//! way the build script keeps only the functions that the found header declares and the found library exports (read
+//! from its symbol table with the `object` crate; a header newer than its library is reported in a build warning and
+//! in [`MONGOCRYPT_SYS_MISSING_FUNCTIONS`]), so they declare exactly the functions of the library being linked: 69 on
+//! libmongocrypt 1.7, 80 on 1.21. Discovery order: `MONGOCRYPT_LIB_DIR` (+ `MONGOCRYPT_INCLUDE_DIR`), then
+//! pkg-config (`libmongocrypt`, or `libmongocrypt-static` with `MONGOCRYPT_STATIC=1` or the `static` feature), then
+//! a build provisioned by `vendor/provision` in a checkout of the repository. A cross build whose linker finds the
+//! library itself sets `MONGOCRYPT_FUNCTIONS` (`all`, or the functions the library exports, comma-separated); a
+//! docs.rs build (`DOCS_RS`) links nothing and declares every function.
+//!
+//! The constants from `mongocrypt-config.h` (`MONGOCRYPT_VERSION`, `MONGOCRYPT_ENABLE_*`) are those of the header
+//! the bindings were generated from: the 1.21.1 one unless feature `bindgen` is on. The release that was found is
+//! [`MONGOCRYPT_SYS_VERSION`].
 //!
 //! C enums are integer type aliases with constants (`mongocrypt_ctx_state_t` and `MONGOCRYPT_CTX_READY`, ...), so
 //! a value that a newer library returns and this header did not know is still a valid integer.
@@ -31,6 +38,8 @@
 //! Everything here is `unsafe` and follows the rules written in `mongocrypt.h`; the `libmongocrypt` crate is the
 //! safe interface.
 #![no_std]
+// docs.rs (`--cfg docsrs`, nightly): feature badges, derived from `#[cfg]`s.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 // The comments are mongocrypt.h's Doxygen text: `[in]`, `@ref` and bare URLs are not rustdoc syntax.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls, rustdoc::invalid_html_tags)]
