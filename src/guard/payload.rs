@@ -29,7 +29,8 @@ fn check_marking(marking: &[u8]) -> Result<()> {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
             let name = String::from_utf8_lossy(name);
-            let kind = crate::bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
+            let kind =
+                crate::bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
             refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
         }
         Ok(None) => Ok(()),
