@@ -58,7 +58,7 @@
 //!
 //! The steps, their requests, their reply parsing and the caches are written once, as code generic over how a
 //! request is sent; [`CredentialsFetcher::fetch`] sends on the calling thread, and
-//! [`CredentialsFetcher::fetch_async`] (feature `tokio`) sends with an async client on tokio's
+//! `CredentialsFetcher::fetch_async` (feature `tokio`) sends with an async client on tokio's
 //! sockets, so that neither an async driver's executor threads nor tokio's blocking pool ever wait on a metadata
 //! server. Each request is bounded by [`CredentialsFetcher::timeout`].
 //!
@@ -236,7 +236,7 @@ pub trait AwsCredentialProvider: Send + Sync {
     /// The credentials, for [`CredentialsFetcher::fetch`].
     fn credentials(&self) -> Result<AwsCredentials, IoError>;
 
-    /// The credentials, for [`CredentialsFetcher::fetch_async`]; by default [`credentials`](Self::credentials).
+    /// The credentials, for `CredentialsFetcher::fetch_async`; by default [`credentials`](Self::credentials).
     fn credentials_async(&self) -> AwsCredentialsFuture<'_> {
         Box::pin(std::future::ready(self.credentials()))
     }

@@ -40,10 +40,13 @@
 //!
 //! Transport failures are a [`KmsIoError`] rather than a variant of [`libmongocrypt::Error`]: they are not
 //! libmongocrypt's errors, they carry the endpoint and an [`io::Error`] or [`rustls::Error`] (neither of which is
-//! `Clone + Eq` like [`libmongocrypt::Error`]), and [`libmongocrypt::Error`] stays free of the optional dependencies. A
+//! `Clone + Eq` like [`libmongocrypt::Error`]), and [`libmongocrypt::Error`] stays free of TLS types. A
 //! libmongocrypt error raised while feeding the reply is kept inside it ([`KmsIoErrorKind::Mongocrypt`] or, for an
-//! HTTP error status, [`KmsIoErrorKind::Http`]). [`KmsTransport::kms_request`] converts for the state-machine
-//! runner, which needs libmongocrypt's errors as [`libmongocrypt::Error`] (see there).
+//! HTTP error status, [`KmsIoErrorKind::Http`]). It implements the runner's
+//! [`KmsFailure`](libmongocrypt::state_machine::KmsFailure): a network error, a retry libmongocrypt scheduled, or
+//! a final error, whose libmongocrypt error (with the endpoint added) a run returns as
+//! [`RunError::Mongocrypt`](libmongocrypt::RunError::Mongocrypt); [`KmsTransport::kms_request`] hands it to the
+//! runner that way (see there).
 //!
 //! # The whole loop, by hand
 //!
@@ -111,13 +114,14 @@
 //!
 //! # Bringing your own transport
 //!
-//! Nothing in the crate depends on this module: any type implementing
+//! Nothing in the `libmongocrypt` crate depends on this one: any type implementing
 //! [`StateMachineIo::kms_request`](libmongocrypt::state_machine::StateMachineIo::kms_request) (or any code that drives a
 //! [`KmsScope`] by hand) can do the I/O instead: an async runtime's TLS, a proxy, a native-tls stack. The contract
 //! is the one above: connect to [`KmsCtx::endpoint`] over TLS, write [`KmsCtx::message`], then
 //! `while bytes_needed() > 0` read at most that many bytes and feed them (with
 //! [`feed_with_retry`](KmsCtx::feed_with_retry) on libmongocrypt ≥ 1.12), and report network errors with
-//! [`KmsCtx::fail`].
+//! [`KmsCtx::fail`]. Through the runner, return the errors in a
+//! [`KmsAttemptError`](libmongocrypt::state_machine::KmsAttemptError) to say which are final.
 
 //!
 //! # Connections: proxies and ready TLS configurations
@@ -175,7 +179,7 @@
 //!
 //! With the `tokio` feature, `TokioKmsTransport` is the same transport with async I/O (tokio-rustls): an
 //! [`AsyncStateMachineIo`](libmongocrypt::state_machine::AsyncStateMachineIo) forwards `kms_request` to it, and
-//! [`run_tokio`](libmongocrypt::state_machine::run_tokio) does the back-off, retries and attempt counting, as for the
+//! `libmongocrypt::state_machine::run_tokio` does the back-off, retries and attempt counting, as for the
 //! blocking runners.
 
 mod blocking;
