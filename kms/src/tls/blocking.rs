@@ -1,16 +1,19 @@
-//! The blocking exchange: one attempt at one KMS request over a `TcpStream` and rustls, with its timeouts. No
-//! back-off, no retry, no [`KmsCtx::fail`]: those are the state-machine core's.
+//! The blocking face of the exchange (`exchange`): its I/O over a `TcpStream` (or a connector's stream) and rustls
+//! or OpenSSL, with its timeouts.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rustls::{ClientConnection, StreamOwned};
 
-use super::connect::{closed_early, Feeder, Target};
+use super::connect::Target;
 use super::connector::KmsStream;
-use super::keep_alive::{nothing_pending, request_cut, still_idle, Conversed, Failed};
+use super::exchange::{exchange, Face};
+use super::keep_alive::{nothing_pending, request_cut, still_idle};
 use super::transport::{BlockingTls, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::KmsCtx;
@@ -33,112 +36,146 @@ impl TlsSession for openssl::ssl::SslStream<Box<dyn KmsStream>> {
     }
 }
 
+/// A connection of the blocking face: rustls's, or OpenSSL's (never kept).
+#[allow(clippy::large_enum_variant, reason = "one per exchange, on its stack; rustls's is moved whole into the pool")]
+pub(super) enum Conn {
+    Rustls(BlockingTls),
+    #[cfg(feature = "openssl")]
+    OpenSsl(openssl::ssl::SslStream<Box<dyn KmsStream>>),
+}
+
+impl Conn {
+    fn session(&mut self) -> &mut dyn TlsSession {
+        match self {
+            Conn::Rustls(tls) => tls,
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(tls) => tls,
+        }
+    }
+}
+
+/// The blocking I/O of the exchange: each future is ready at its first poll.
+impl Face for KmsTransport {
+    type Conn = Conn;
+    type Deadline = Option<(Instant, Duration)>;
+
+    fn deadline(&self) -> Self::Deadline {
+        self.request_timeout.map(|t| (Instant::now() + t, t))
+    }
+
+    fn max_idle(&self) -> Option<Duration> {
+        self.keep_alive
+    }
+
+    fn request_cut(&self, target: &Target, message: &[u8]) -> Option<Range<usize>> {
+        // The OpenSSL backend serves KMIP, whose requests are never kept.
+        #[cfg(feature = "openssl")]
+        if self.openssl_for(&target.provider).is_some() {
+            return None;
+        }
+        let _ = target;
+        request_cut(message)
+    }
+
+    fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Conn> {
+        self.pool.take((), target, max_idle).map(Conn::Rustls)
+    }
+
+    fn still_idle(&self, conn: &mut Conn) -> impl Future<Output = bool> {
+        std::future::ready(match conn {
+            Conn::Rustls(tls) => still_idle(tls),
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(_) => false,
+        })
+    }
+
+    fn clear_idle(&self, target: &Target) {
+        self.pool.clear((), target);
+    }
+
+    fn keep_idle(&self, target: &Target, conn: Conn, max_idle: Duration) {
+        match conn {
+            Conn::Rustls(mut tls) => {
+                if nothing_pending(&mut tls.conn) {
+                    self.pool.put((), target, tls, max_idle);
+                }
+            }
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(_) => {}
+        }
+    }
+
+    fn open(&self, target: &Target, deadline: Self::Deadline) -> impl Future<Output = Result<Conn, KmsIoErrorKind>> {
+        std::future::ready(self.open_tls(target, deadline))
+    }
+
+    fn write(
+        &self,
+        conn: &mut Conn,
+        before: &[u8],
+        after: &[u8],
+        deadline: Self::Deadline,
+    ) -> impl Future<Output = Result<(), KmsIoErrorKind>> {
+        let during = "writing the request";
+        let tls = conn.session();
+        std::future::ready(self.arm(tls.sock(), deadline, during).and_then(|()| {
+            tls.write_all(before)
+                .and_then(|()| tls.write_all(after))
+                .and_then(|()| tls.flush())
+                .map_err(|e| self.classify(e, during, deadline))
+        }))
+    }
+
+    fn read(
+        &self,
+        conn: &mut Conn,
+        buf: &mut [u8],
+        deadline: Self::Deadline,
+    ) -> impl Future<Output = Result<usize, KmsIoErrorKind>> {
+        std::future::ready(self.read_some(conn.session(), buf, deadline))
+    }
+}
+
 impl KmsTransport {
     pub(super) fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
-        let target = Target::of(kms)?;
-        let fail = |kind| target.fail(kind);
-        let deadline = self.request_timeout.map(|t| (Instant::now() + t, t));
-        #[cfg(feature = "openssl")]
-        let openssl = self.openssl_for(&target.provider);
-        #[cfg(not(feature = "openssl"))]
-        let openssl: Option<()> = None;
-        let cut = match (self.keep_alive, &openssl) {
-            (Some(_), None) => kms.message().ok().and_then(request_cut),
-            _ => None,
-        };
+        exchange(self, kms).now_or_never().expect("the blocking face's futures are all ready at once")
+    }
 
-        if let (Some(max_idle), Some(cut)) = (self.keep_alive, &cut) {
-            if let Some(mut tls) = self.pool.take((), &target, max_idle) {
-                if !still_idle(&mut tls) {
-                    self.pool.clear((), &target);
-                } else {
-                    match self.converse(&mut tls, kms, Some(cut.clone()), deadline) {
-                        Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
-                        Err(failed) => {
-                            self.pool.clear((), &target);
-                            if !failed.closed_while_idle(&target) {
-                                return Err(fail(failed.kind));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        let sock = self.open(&target, deadline).map_err(fail)?;
+    /// A new connection: the stream, then the handshake of the provider's TLS backend.
+    fn open_tls(&self, target: &Target, deadline: Option<(Instant, Duration)>) -> Result<Conn, KmsIoErrorKind> {
+        let sock = self.open(target, deadline)?;
         let during = "the TLS handshake";
-        self.arm(&*sock, deadline, during).map_err(fail)?;
+        self.arm(&*sock, deadline, during)?;
         #[cfg(feature = "openssl")]
-        if let Some(connector) = openssl {
-            let mut tls = self.openssl_handshake(connector, &target, sock, deadline).map_err(fail)?;
-            return self.converse(&mut tls, kms, None, deadline).map(|c| c.exchanged).map_err(|f| fail(f.kind));
+        if let Some(connector) = self.openssl_for(&target.provider) {
+            return self.openssl_handshake(connector, target, sock, deadline).map(Conn::OpenSsl);
         }
         let conn = ClientConnection::new(self.config_for(&target.provider), target.server_name.clone())
-            .map_err(|e| fail(KmsIoErrorKind::Tls(e)))?;
+            .map_err(KmsIoErrorKind::Tls)?;
         let mut tls = StreamOwned::new(conn, sock);
         while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).map_err(|e| fail(self.classify(e, during, deadline)))?;
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| self.classify(e, during, deadline))?;
         }
-        match self.converse(&mut tls, kms, cut, deadline) {
-            Ok(conversed) => Ok(self.keep(&target, tls, conversed)),
-            Err(failed) => Err(fail(failed.kind)),
-        }
+        Ok(Conn::Rustls(tls))
     }
 
-    /// Returns a connection to the pool if its conversation left it reusable.
-    fn keep(&self, target: &Target, mut tls: BlockingTls, conversed: Conversed) -> Exchanged {
-        if let (true, Some(max_idle)) = (conversed.reusable, self.keep_alive) {
-            if nothing_pending(&mut tls.conn) {
-                self.pool.put((), target, tls, max_idle);
-            }
-        }
-        conversed.exchanged
-    }
-
-    /// After the handshake, whatever the TLS backend: write the request (without the `cut` bytes, on a kept-alive
-    /// connection), read and feed the reply.
-    fn converse(
+    /// One read of the reply, bounded by its timeout; 0 when the peer closed the connection.
+    fn read_some(
         &self,
         tls: &mut dyn TlsSession,
-        kms: &mut KmsCtx<'_>,
-        cut: Option<Range<usize>>,
+        buf: &mut [u8],
         deadline: Option<(Instant, Duration)>,
-    ) -> Result<Conversed, Failed> {
-        let during = "writing the request";
-        self.arm(tls.sock(), deadline, during)?;
-        // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
-        let message = kms.message().map_err(KmsIoErrorKind::Mongocrypt)?;
-        let (before, after) = match &cut {
-            Some(cut) => (&message[..cut.start], &message[cut.end..]),
-            None => (message, &[][..]),
-        };
-        tls.write_all(before)
-            .and_then(|()| tls.write_all(after))
-            .and_then(|()| tls.flush())
-            .map_err(|e| self.classify(e, during, deadline))?;
-
+    ) -> Result<usize, KmsIoErrorKind> {
         let during = "reading the reply";
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut feeder = Feeder::default();
         loop {
-            let wanted = feeder.wanted(kms, buf.len());
-            if wanted == 0 {
-                return Ok(feeder.complete(cut.is_some()));
-            }
-            self.arm(tls.sock(), deadline, during).map_err(|kind| feeder.failed(kind))?;
-            let n = match tls.read(&mut buf[..wanted]) {
-                Ok(0) => return Err(feeder.failed(closed_early(feeder.received()))),
-                Ok(n) => n,
+            self.arm(tls.sock(), deadline, during)?;
+            return match tls.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(feeder.failed(closed_early(feeder.received())))
-                }
-                Err(e) => return Err(feeder.failed(self.classify(e, during, deadline))),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                Err(e) => Err(self.classify(e, during, deadline)),
+                Ok(n) => Ok(n),
             };
-            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| feeder.failed(kind))? {
-                return Ok(Conversed { exchanged, reusable: false });
-            }
         }
     }
 

@@ -171,9 +171,11 @@
 //! # Layout
 //!
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
-//! ([`KmsTransport`], its builder and entry points), `blocking` (the blocking exchange), `connector` (pluggable connections, [`HttpProxy`]), `connect` (what both
-//! exchanges share: the endpoint, the feeding of the reply), `keep_alive` (kept connections, for both), `tokio` (the async exchange, `TokioKmsTransport`,
-//! with the `tokio` feature).
+//! ([`KmsTransport`], its builder and entry points), `exchange` (the one exchange of both faces: kept connection or
+//! new one, handshake, conversation, keep), `blocking` (the blocking face's I/O), `connector` (pluggable
+//! connections, [`HttpProxy`]), `connect` (the endpoint, the feeding of the reply), `keep_alive` (which requests and
+//! replies allow keeping a connection, the pool), `tokio` (the async face's I/O, `TokioKmsTransport`, with the
+//! `tokio` feature).
 //!
 //! # Async, on tokio
 //!
@@ -186,6 +188,7 @@ mod blocking;
 mod connect;
 mod connector;
 mod error;
+mod exchange;
 mod keep_alive;
 #[cfg(feature = "openssl")]
 mod openssl;

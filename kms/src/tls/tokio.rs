@@ -1,6 +1,6 @@
-//! The async exchange on tokio (feature `tokio`): [`TokioKmsTransport`], one attempt at one KMS
-//! request over `tokio::net::TcpStream` and tokio-rustls, with the same configuration, timeouts and errors as the
-//! blocking [`KmsTransport`]. No back-off, no retry, no [`KmsCtx::fail`]: the state-machine core does those for
+//! The async face of the exchange on tokio (feature `tokio`): [`TokioKmsTransport`], the I/O of one attempt at one
+//! KMS request (`exchange`) over `tokio::net::TcpStream` and tokio-rustls, with the same configuration, timeouts and
+//! errors as the blocking [`KmsTransport`]. No back-off, no retry, no [`KmsCtx::fail`]: the state-machine core does those for
 //! [`run_async`](libmongocrypt::state_machine::run_async) and [`run_tokio`](libmongocrypt::state_machine::run_tokio).
 
 use std::future::Future;
@@ -15,9 +15,10 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::connect::{closed_early, Feeder, Target};
-use super::keep_alive::{nothing_pending, request_cut, Conversed, Failed, Pool};
-use super::transport::{for_runner, Exchanged};
+use super::connect::Target;
+use super::exchange::{exchange, Face};
+use super::keep_alive::{nothing_pending, request_cut, Pool};
+use super::transport::for_runner;
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::state_machine::IoResult;
 use libmongocrypt::KmsCtx;
@@ -85,100 +86,7 @@ impl TokioKmsTransport {
 
     /// [`KmsTransport::exchange`], async: one exchange with the request's endpoint.
     pub async fn exchange(&self, kms: &mut KmsCtx<'_>) -> Result<(), KmsIoError> {
-        self.exchange_inner(kms).await.map(|_| ())
-    }
-
-    async fn exchange_inner(&self, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
-        let config = &self.inner;
-        let target = Target::of(kms)?;
-        let fail = |kind| target.fail(kind);
-        let deadline = config.request_timeout.map(|t| (Instant::now() + t, t));
-        let cut = config.keep_alive.and_then(|_| kms.message().ok().and_then(request_cut));
-
-        // A socket belongs to the runtime that opened it: each runtime has its own kept connections.
-        let runtime = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
-        if let (Some(max_idle), Some(cut), Some(runtime)) = (config.keep_alive, &cut, runtime) {
-            if let Some(mut tls) = self.pool.take(runtime, &target, max_idle) {
-                if !still_idle(&mut tls).await {
-                    self.pool.clear(runtime, &target);
-                } else {
-                    match self.converse(&mut tls, kms, Some(cut.clone()), deadline).await {
-                        Ok(conversed) => return Ok(self.keep(&target, tls, conversed)),
-                        Err(failed) => {
-                            self.pool.clear(runtime, &target);
-                            if !failed.closed_while_idle(&target) {
-                                return Err(fail(failed.kind));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        let sock = self.connect(&target, deadline).await.map_err(fail)?;
-        let _ = sock.set_nodelay(true);
-        let connector = TlsConnector::from(config.config_for(&target.provider));
-        let handshake = connector.connect(target.server_name.clone(), sock);
-        let mut tls = self.step(deadline, "the TLS handshake", handshake).await.map_err(fail)?;
-        match self.converse(&mut tls, kms, cut, deadline).await {
-            Ok(conversed) => Ok(self.keep(&target, tls, conversed)),
-            Err(failed) => Err(fail(failed.kind)),
-        }
-    }
-
-    /// Returns a connection to the pool if its conversation left it reusable.
-    fn keep(&self, target: &Target, mut tls: TlsStream<TcpStream>, conversed: Conversed) -> Exchanged {
-        let runtime = tokio::runtime::Handle::try_current().map(|h| h.id());
-        if let (true, Some(max_idle), Ok(runtime)) = (conversed.reusable, self.inner.keep_alive, runtime) {
-            if nothing_pending(tls.get_mut().1) {
-                self.pool.put(runtime, target, tls, max_idle);
-            }
-        }
-        conversed.exchanged
-    }
-
-    /// After the handshake: write the request (without the `cut` bytes, on a kept-alive connection), read and feed
-    /// the reply.
-    async fn converse(
-        &self,
-        tls: &mut TlsStream<TcpStream>,
-        kms: &mut KmsCtx<'_>,
-        cut: Option<Range<usize>>,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Result<Conversed, Failed> {
-        // Written from libmongocrypt's buffer (no copy: for Azure and GCP it holds the access token).
-        let message = kms.message().map_err(KmsIoErrorKind::Mongocrypt)?;
-        let (before, after) = match &cut {
-            Some(cut) => (&message[..cut.start], &message[cut.end..]),
-            None => (message, &[][..]),
-        };
-        let write = async {
-            tls.write_all(before).await?;
-            tls.write_all(after).await?;
-            tls.flush().await
-        };
-        self.step(deadline, "writing the request", write).await?;
-
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut feeder = Feeder::default();
-        loop {
-            let wanted = feeder.wanted(kms, buf.len());
-            if wanted == 0 {
-                return Ok(feeder.complete(cut.is_some()));
-            }
-            let n = match self.step(deadline, "reading the reply", tls.read(&mut buf[..wanted])).await {
-                Ok(0) => return Err(feeder.failed(closed_early(feeder.received()))),
-                Ok(n) => n,
-                // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
-                Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(feeder.failed(closed_early(feeder.received())))
-                }
-                Err(kind) => return Err(feeder.failed(kind)),
-            };
-            if let Some(exchanged) = feeder.feed(kms, &buf[..n]).map_err(|kind| feeder.failed(kind))? {
-                return Ok(Conversed { exchanged, reusable: false });
-            }
-        }
+        exchange(self, kms).await.map(|_| ())
     }
 
     /// The timeout of the next step: the I/O timeout (or `per_step`), capped by what is left of the request
@@ -254,6 +162,84 @@ impl TokioKmsTransport {
         Err(last.unwrap_or_else(|| {
             KmsIoErrorKind::Resolve(io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
         }))
+    }
+}
+
+/// The async I/O of the exchange, on tokio. A socket belongs to the runtime that opened it: each runtime has its own
+/// kept connections.
+impl Face for TokioKmsTransport {
+    type Conn = TlsStream<TcpStream>;
+    type Deadline = Option<(Instant, Duration)>;
+
+    fn deadline(&self) -> Self::Deadline {
+        self.inner.request_timeout.map(|t| (Instant::now() + t, t))
+    }
+
+    fn max_idle(&self) -> Option<Duration> {
+        self.inner.keep_alive
+    }
+
+    fn request_cut(&self, _target: &Target, message: &[u8]) -> Option<Range<usize>> {
+        request_cut(message)
+    }
+
+    fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Self::Conn> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+        self.pool.take(runtime, target, max_idle)
+    }
+
+    async fn still_idle(&self, conn: &mut Self::Conn) -> bool {
+        still_idle(conn).await
+    }
+
+    fn clear_idle(&self, target: &Target) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            self.pool.clear(handle.id(), target);
+        }
+    }
+
+    fn keep_idle(&self, target: &Target, mut conn: Self::Conn, max_idle: Duration) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            if nothing_pending(conn.get_mut().1) {
+                self.pool.put(handle.id(), target, conn, max_idle);
+            }
+        }
+    }
+
+    async fn open(&self, target: &Target, deadline: Self::Deadline) -> Result<Self::Conn, KmsIoErrorKind> {
+        let sock = self.connect(target, deadline).await?;
+        let _ = sock.set_nodelay(true);
+        let connector = TlsConnector::from(self.inner.config_for(&target.provider));
+        let handshake = connector.connect(target.server_name.clone(), sock);
+        self.step(deadline, "the TLS handshake", handshake).await
+    }
+
+    async fn write(
+        &self,
+        conn: &mut Self::Conn,
+        before: &[u8],
+        after: &[u8],
+        deadline: Self::Deadline,
+    ) -> Result<(), KmsIoErrorKind> {
+        let write = async {
+            conn.write_all(before).await?;
+            conn.write_all(after).await?;
+            conn.flush().await
+        };
+        self.step(deadline, "writing the request", write).await
+    }
+
+    async fn read(
+        &self,
+        conn: &mut Self::Conn,
+        buf: &mut [u8],
+        deadline: Self::Deadline,
+    ) -> Result<usize, KmsIoErrorKind> {
+        match self.step(deadline, "reading the reply", conn.read(buf)).await {
+            // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
+            Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            result => result,
+        }
     }
 }
 
