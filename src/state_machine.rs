@@ -179,7 +179,8 @@ impl<T: StateMachineIo + ?Sized> StateMachineIo for &T {
 #[non_exhaustive]
 pub enum RunError {
     /// libmongocrypt failed: the ctx entered the ERROR state, a call was rejected (bad BSON fed, a KMS reply that
-    /// does not parse, ...), or a [`StateMachineIo`] method returned a [`crate::Error`].
+    /// does not parse, ...), a [`StateMachineIo`] method returned a [`crate::Error`], or a KMS request failed with a
+    /// final [`KmsFailure`] that carries one.
     #[error(transparent)]
     Mongocrypt(#[from] Error),
     /// A [`StateMachineIo`] method failed while serving `state`.

@@ -22,7 +22,8 @@
 //! # Features
 //!
 //! - `tokio`: the async faces, `tls::TokioKmsTransport` (tokio-rustls) and the async credentials fetch (hyper's
-//!   low-level client on tokio's sockets), for `libmongocrypt::state_machine::run_tokio`.
+//!   low-level client on tokio's sockets), for `libmongocrypt::state_machine::run_tokio` (`libmongocrypt`'s own
+//!   `tokio` feature) or `run_async`.
 //! - `openssl`: the OpenSSL TLS backend of the blocking transport (`KmsTransportBuilder::openssl_for`); links the
 //!   system's OpenSSL.
 //! - `aws-sdk`: the AWS step of the credentials chain is `aws-config`'s default chain (implies `tokio`).

@@ -1,4 +1,5 @@
-//! Shared helpers of the fixture, option and runner tests (the runner tests through `runner_common`): fixture
+//! Shared helpers of the fixture, option and runner tests (the runner tests through `runner_common`; the KMS I/O
+//! crate's tests through `kms/tests/support`): fixture
 //! loading with the example's extended-JSON reader (key order preserved), HTTP replies, version gates, the MANIFEST's
 //! common KMS providers, key vault filters, and a hand driver that records the trace of a ctx.
 //!
