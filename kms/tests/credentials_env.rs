@@ -5,10 +5,14 @@ mod support;
 
 use std::sync::{Mutex, MutexGuard};
 
-use bson::{doc, Document, RawDocumentBuf};
+#[cfg(not(feature = "aws-sdk"))]
+use bson::doc;
+use bson::{Document, RawDocumentBuf};
 use libmongocrypt::state_machine::run;
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsProviders};
-use libmongocrypt_kms::credentials::{CredentialsErrorKind, CredentialsFetcher};
+#[cfg(not(feature = "aws-sdk"))]
+use libmongocrypt_kms::credentials::CredentialsErrorKind;
+use libmongocrypt_kms::credentials::CredentialsFetcher;
 
 use support::credentials::{ecs_server, CredentialsIo};
 use support::pki::Pki;
@@ -41,7 +45,7 @@ fn clean_env() -> MutexGuard<'static, ()> {
 }
 
 // With `aws-sdk`, aws-config's chain replaces the built-in one, and its errors read differently:
-// tests/kms_credentials_aws_sdk.rs covers that chain.
+// kms/tests/credentials_aws_sdk.rs covers that chain.
 #[cfg(not(feature = "aws-sdk"))]
 #[test]
 fn credentials_aws_from_process_environment() {
