@@ -7,7 +7,8 @@
 //! ```
 //!
 //! A driver's [`AsyncStateMachineIo`] would await its MongoDB client and a TLS stream; this one answers from the
-//! example's files, through the blocking example's [`PrintingIo`].
+//! example's files, through the blocking example's [`PrintingIo`]. Ready-made async KMS I/O is
+//! `libmongocrypt_kms::tls::TokioKmsTransport` (crate `libmongocrypt-kms`, feature `tokio`).
 
 #[path = "state_machine.rs"]
 #[allow(dead_code, reason = "the blocking example's main and helpers this example does not call")]

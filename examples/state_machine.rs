@@ -12,6 +12,10 @@
 //! what a driver would send and replies with the file a driver would have received. `tests/state_machine.rs`
 //! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
 //! repository: the tests include this file (through `tests/common`) to read their data files with it.
+//!
+//! It needs only the `libmongocrypt` crate, whose I/O is the driver's. A driver that wants ready-made KMS I/O adds
+//! `libmongocrypt-kms` too, and its `kms_request` becomes one line: `self.kms.kms_request(kms)` with a
+//! `libmongocrypt_kms::tls::KmsTransport` (on-demand credentials: `libmongocrypt_kms::credentials`).
 
 use std::error::Error as StdError;
 use std::io::Write;

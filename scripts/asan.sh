@@ -17,5 +17,5 @@ export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
-cargo +nightly test --workspace --features libmongocrypt/kms-tls,libmongocrypt/tokio --target "$host" --tests "$@" \
+cargo +nightly test --workspace --features libmongocrypt/tokio,libmongocrypt-kms/tokio --target "$host" --tests "$@" \
   -- --skip compile_fail

@@ -55,10 +55,10 @@ export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
-# Every build tests the optional KMS I/O too, and its OpenSSL backend (kms-openssl: the system's OpenSSL, through
-# libssl-dev; tests/kms_kmip.rs runs a real PyKMIP server); `static` is the other feature, chosen per build by
-# MONGOCRYPT_STATIC.
-features=(--features libmongocrypt/kms-tls,libmongocrypt/tokio,libmongocrypt/kms-openssl)
+# Every build tests the core's run_tokio and the KMS I/O crate's async faces and OpenSSL backend (libmongocrypt-kms's
+# openssl feature: the system's OpenSSL, through libssl-dev; kms/tests/tls/kmip.rs runs a real PyKMIP server);
+# `static` is the other feature, chosen per build by MONGOCRYPT_STATIC.
+features=(--features libmongocrypt/tokio,libmongocrypt-kms/tokio,libmongocrypt-kms/openssl)
 
 target="$root/target/matrix"
 log=$(mktemp)
@@ -164,7 +164,7 @@ suite() {
   fi
 }
 
-# provision_pykmip: the KMIP server of tests/kms_kmip.rs, PyKMIP from PyPI, in a virtual environment of its own
+# provision_pykmip: the KMIP server of kms/tests/tls/kmip.rs, PyKMIP from PyPI, in a virtual environment of its own
 # (target/pykmip-venv; tests/support/pykmip.rs runs its pykmip-server). Pinned: PyKMIP 0.10.0 is the last release
 # (2021), unmaintained since. SQLAlchemy 1.4, the last 1.x, because PyKMIP 0.10 was written against SQLAlchemy 1.x
 # (declarative models, Query API; 2.x starts but was not tested here). cryptography at the release tested here on
@@ -191,12 +191,12 @@ provision() {
   vendor/provision system >/dev/null
   # The dynamic build's memcheck run; valgrind is on this kind of machine, but install it where it is missing.
   command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-  # tests/kms_proxy.rs starts its own tinyproxy (HTTP CONNECT proxy) on a free loopback port; a few seconds, once.
+  # kms/tests/tls/proxy.rs starts its own tinyproxy (HTTP CONNECT proxy) on a free loopback port; a few seconds, once.
   command -v tinyproxy >/dev/null || [ -x /usr/sbin/tinyproxy ] || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null ||
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null; }
   }
-  # kms-openssl builds the openssl crate against the system's OpenSSL: its headers and pkg-config file.
+  # libmongocrypt-kms/openssl builds the openssl crate against the system's OpenSSL: its headers and pkg-config file.
   dpkg -s libssl-dev >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev >/dev/null ||
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev >/dev/null; }
@@ -365,7 +365,7 @@ if want dynamic; then
     run scripts/valgrind.sh
     # Feature aws-sdk (aws-config's credential chain), once: about two minutes of extra build.
     export CARGO_TARGET_DIR="$target"
-    run cargo test -p libmongocrypt --features kms-tls,tokio,aws-sdk --test kms_credentials_aws_sdk
+    run cargo test -p libmongocrypt-kms --features aws-sdk --test credentials_aws_sdk
     # Feature bson-2 (bson 2, the MongoDB driver 3.x's default) instead of the default bson-3, once: the core suite.
     run cargo test -p libmongocrypt --no-default-features --features bson-2,tokio --tests
     # Feature serde (the option types' Serialize/Deserialize), once: its test alone.

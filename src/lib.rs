@@ -154,11 +154,13 @@
 //!
 //! # KMS I/O and on-demand credentials
 //!
-//! With the `kms-tls` feature, `kms_tls` serves NEED_KMS over TLS (rustls) with per-provider TLS options and
-//! retries, and `kms_credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (the AWS chain: a custom
+//! This crate does no network I/O: the driver's [`StateMachineIo`] does it, with whatever TLS and HTTP stack the
+//! driver has. The `libmongocrypt-kms` crate has ready-made I/O for the KMS states: `libmongocrypt_kms::tls` serves
+//! NEED_KMS over TLS (rustls, optionally OpenSSL) with per-provider TLS options and retries, and
+//! `libmongocrypt_kms::credentials` fetches on-demand credentials for NEED_KMS_CREDENTIALS (the AWS chain: a custom
 //! provider, environment, web identity, ECS, EC2 IMDSv2; the GCP and Azure metadata servers). Both plug into the
-//! blocking [`state_machine`] runners; from async code, call `kms_tls` inside an [`AsyncStateMachineIo`] method
-//! through the runtime's `spawn_blocking`, and `kms_credentials`' `kms_credentials_async` (feature `tokio`) as is.
+//! runners of [`state_machine`], blocking and async; any other transport does through the same contract
+//! ([`state_machine::KmsFailure`]).
 //!
 //! # bson 2 or bson 3, serde, and the MongoDB driver
 //!
@@ -206,10 +208,6 @@ mod ffi;
 mod guard;
 pub mod hooks;
 mod kms;
-#[cfg(feature = "kms-tls")]
-pub mod kms_credentials;
-#[cfg(feature = "kms-tls")]
-pub mod kms_tls;
 mod log;
 mod options;
 mod state;

@@ -32,11 +32,26 @@
 //! except when the boxed error is a [`crate::Error`] (say, from [`KmsCtx::feed`] inside `kms_request`): that one is
 //! unboxed into [`RunError::Mongocrypt`], so libmongocrypt's errors always come out typed, wherever they arose.
 //!
-//! A `kms_request` that fails with an I/O error (not a [`crate::Error`]) is reported to libmongocrypt with
-//! [`KmsCtx::fail`]. If retries are enabled ([`CryptBuilder::retry_kms`](crate::CryptBuilder::retry_kms),
-//! libmongocrypt ≥ 1.12) and libmongocrypt allows one, the request is sent again in the next pass over the round's
-//! KMS contexts (libmongocrypt's "lazy retry"), after its [`KmsCtx::sleep_duration`]; otherwise the I/O error is
-//! returned.
+//! # KMS failures
+//!
+//! How a failed `kms_request` is handled is decided once, here, from what the I/O says about it; the runner knows
+//! no transport. An I/O returns one of:
+//!
+//! - a [`crate::Error`]: libmongocrypt's own; the run fails with [`RunError::Mongocrypt`];
+//! - a [`KmsAttemptError`] wrapping a [`KmsFailure`], an error type that classifies itself
+//!   ([`KmsFailure::failure_kind`]) as a [`KmsFailureKind::Network`] failure, a [`KmsFailureKind::RetryScheduled`]
+//!   one (libmongocrypt has already scheduled a retry: a retryable HTTP status fed with
+//!   [`KmsCtx::feed_with_retry`]), or a [`KmsFailureKind::Final`] one. The runner records the attempt count in the
+//!   failure that ends a run ([`KmsFailure::record_attempts`]) and keeps the failure itself as the source of
+//!   [`RunError::Io`], or returns its libmongocrypt error ([`KmsFailure::mongocrypt_error`]) as
+//!   [`RunError::Mongocrypt`] for a final one. `libmongocrypt_kms`'s `KmsIoError` is such a type;
+//! - any other error: a network failure.
+//!
+//! A network failure is reported to libmongocrypt with [`KmsCtx::fail`]. If retries are enabled
+//! ([`CryptBuilder::retry_kms`](crate::CryptBuilder::retry_kms), libmongocrypt ≥ 1.12) and libmongocrypt allows
+//! one, the request is sent again in the next pass over the round's KMS contexts (libmongocrypt's "lazy retry"),
+//! after its [`KmsCtx::sleep_duration`], as is a request whose retry libmongocrypt scheduled; otherwise the error is
+//! returned. [`Runner::serve_kms`] runs the same loop for a transport that serves a [`KmsScope`] by itself.
 //!
 //! # Concurrency
 //!
@@ -65,13 +80,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::bson::{RawDocument, RawDocumentBuf};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 
 use crate::ctx::{Ctx, State};
 use crate::error::{Error, Result};
@@ -165,7 +179,8 @@ impl<T: StateMachineIo + ?Sized> StateMachineIo for &T {
 #[non_exhaustive]
 pub enum RunError {
     /// libmongocrypt failed: the ctx entered the ERROR state, a call was rejected (bad BSON fed, a KMS reply that
-    /// does not parse, ...), or a [`StateMachineIo`] method returned a [`crate::Error`].
+    /// does not parse, ...), a [`StateMachineIo`] method returned a [`crate::Error`], or a KMS request failed with a
+    /// final [`KmsFailure`] that carries one.
     #[error(transparent)]
     Mongocrypt(#[from] Error),
     /// A [`StateMachineIo`] method failed while serving `state`.
@@ -333,12 +348,12 @@ impl Runner {
 
     /// [`run`] with these settings.
     pub fn run<I: StateMachineIo + ?Sized>(&self, ctx: &mut Ctx, io: &I) -> RunResult {
-        complete(drive(ctx, &Blocking { io, serve_round: one_by_one }, self))
+        finish(drive(ctx, &Blocking { io, serve_round: one_by_one }, self))
     }
 
     /// [`run_concurrent`] with these settings.
     pub fn run_concurrent<I: StateMachineIo + Sync + ?Sized>(&self, ctx: &mut Ctx, io: &I) -> RunResult {
-        complete(drive(ctx, &Blocking { io, serve_round: on_threads }, self))
+        finish(drive(ctx, &Blocking { io, serve_round: on_threads }, self))
     }
 
     /// [`run_async`] with these settings.
@@ -524,7 +539,7 @@ pub fn feed_kms_reply(kms: &mut KmsCtx<'_>, mut reply: &[u8]) -> Result<()> {
 
 /// The I/O of one face of the runner. [`drive`] and [`serve_kms`] are the state machine, written once over this;
 /// the faces ([`Blocking`] and [`Async`]) only do the I/O. The blocking face returns futures that are ready at
-/// once, so [`complete`] finishes its run in one poll.
+/// once, so [`finish`] completes its run in one poll.
 trait Driver {
     fn list_collections(
         &self,
@@ -541,7 +556,7 @@ trait Driver {
 }
 
 /// The result of serving one KMS request, or one round of them.
-type RoundResult = std::result::Result<(), RunError>;
+type RoundResult = std::result::Result<(), Stop>;
 
 /// How [`Blocking`] serves a round: [`one_by_one`] or [`on_threads`].
 type ServeRound<'i, I> = fn(&Blocking<'i, I>, &mut [Request<'_>], NonZeroUsize) -> RoundResult;
@@ -593,7 +608,7 @@ fn one_by_one<I: StateMachineIo + ?Sized>(
     round: &mut [Request<'_>],
     _limit: NonZeroUsize,
 ) -> RoundResult {
-    round.iter_mut().try_for_each(|kms| complete(serve_kms(blocking, kms)))
+    round.iter_mut().try_for_each(|kms| finish(serve_kms(blocking, kms)))
 }
 
 fn on_threads<I: StateMachineIo + Sync + ?Sized>(
@@ -602,10 +617,10 @@ fn on_threads<I: StateMachineIo + Sync + ?Sized>(
     limit: NonZeroUsize,
 ) -> RoundResult {
     round.chunks_mut(limit.get()).try_for_each(|chunk| match chunk {
-        [kms] => complete(serve_kms(blocking, kms)),
+        [kms] => finish(serve_kms(blocking, kms)),
         chunk => std::thread::scope(|s| {
             let threads: Vec<_> =
-                chunk.iter_mut().map(|kms| s.spawn(move || complete(serve_kms(blocking, kms)))).collect();
+                chunk.iter_mut().map(|kms| s.spawn(move || finish(serve_kms(blocking, kms)))).collect();
             let results: Vec<_> = threads
                 .into_iter()
                 .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -677,11 +692,8 @@ where
 
 /// Runs a blocking face's future, which is ready at its first poll: every future a blocking [`Driver`] returns is
 /// `std::future::ready`, so nothing in [`drive`] ever waits.
-fn complete<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("a blocking driver's futures are all ready at once"),
-    }
+fn finish<F: Future>(future: F) -> F::Output {
+    future.now_or_never().expect("a blocking driver's futures are all ready at once")
 }
 
 /// The state machine: the one loop over the ctx's states, for every face.
@@ -719,7 +731,7 @@ async fn drive<D: Driver>(ctx: &mut Ctx, driver: &D, runner: &Runner) -> RunResu
             }
             State::NeedKms => {
                 let mut scope = ctx.kms_scope()?;
-                serve_scope(&mut scope, driver, runner).await?;
+                serve_scope(&mut scope, driver, runner).await.map_err(Stop::into_run_error)?;
                 scope.done()?;
             }
             State::NeedKmsCredentials => {
@@ -761,16 +773,16 @@ struct Request<'k> {
     /// This attempt's number, from 1.
     attempt: u32,
     /// Why the previous attempt is being retried.
-    last_error: Option<IoError>,
+    last_error: Option<Failed>,
 }
 
 /// Serves every request of one NEED_KMS state, without ending it: the one loop over KMS rounds, for every face
-/// and for [`KmsTransport::serve`](crate::kms_tls::KmsTransport::serve). Every request of a round is handed out
-/// before any is served ("It is not safe to iterate KMS contexts while operating on KMS contexts"); requests to
-/// retry come back in the next pass, as the same kms ctx, which is how attempts are counted.
+/// and for [`Runner::serve_kms`]. Every request of a round is handed out before any is served ("It is not safe to
+/// iterate KMS contexts while operating on KMS contexts"); requests to retry come back in the next pass, as the
+/// same kms ctx, which is how attempts are counted.
 async fn serve_scope<D: Driver>(scope: &mut KmsScope<'_>, driver: &D, runner: &Runner) -> RoundResult {
     // Attempts made and the last attempt's error, by kms ctx address (stable while the scope lives).
-    let mut history: HashMap<usize, (u32, Option<IoError>)> = HashMap::new();
+    let mut history: HashMap<usize, (u32, Option<Failed>)> = HashMap::new();
     loop {
         let mut round: Vec<Request<'_>> = scope
             .kms_ctxs()
@@ -797,82 +809,191 @@ async fn serve_scope<D: Driver>(scope: &mut KmsScope<'_>, driver: &D, runner: &R
 }
 
 /// The error of a request that [`Runner::max_kms_attempts`] stops: its last attempt's.
-fn attempts_exhausted(request: &mut Request<'_>, max: u32) -> RunError {
-    let source = match request.last_error.take() {
-        Some(source) => with_attempts(source, max),
-        None => format!(
-            "KMS request to {} ({}) given up after {max} attempts",
-            request.kms.endpoint().unwrap_or("<no endpoint>"),
-            request.kms.kms_provider()
-        )
-        .into(),
-    };
-    RunError::Io { state: State::NeedKms, source }
+fn attempts_exhausted(request: &mut Request<'_>, max: u32) -> Stop {
+    Stop::Failed(match request.last_error.take() {
+        Some(failed) => failed.with_attempts(max),
+        None => Failed::Plain(
+            format!(
+                "KMS request to {} ({}) given up after {max} attempts",
+                request.kms.endpoint().unwrap_or("<no endpoint>"),
+                request.kms.kms_provider()
+            )
+            .into(),
+        ),
+    })
 }
 
-/// Records the number of attempts in the errors that report it ([`KmsIoError`](crate::kms_tls::KmsIoError)).
-#[cfg(feature = "kms-tls")]
-fn with_attempts(mut source: IoError, attempts: u32) -> IoError {
-    if let Some(error) = source.downcast_mut::<crate::kms_tls::KmsIoError>() {
-        error.set_attempts(attempts);
+/// How the runner handles a failed KMS attempt: the kind of [`KmsFailure`] a `kms_request` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsFailureKind {
+    /// A network failure (connect, TLS, timeout, a connection closed mid-reply): the runner reports it with
+    /// [`KmsCtx::fail`], and the request is sent again if libmongocrypt allows a retry. Any error that is not a
+    /// [`KmsFailure`] counts as one.
+    Network,
+    /// libmongocrypt has already scheduled a retry (a retryable HTTP status fed with
+    /// [`KmsCtx::feed_with_retry`]): the request is sent again without [`KmsCtx::fail`], and this error is kept as
+    /// the attempt's, for the case that no attempt is left.
+    RetryScheduled,
+    /// Not worth retrying (an HTTP error status, a reply libmongocrypt rejected, a bad endpoint): the run fails
+    /// with it.
+    Final,
+}
+
+/// A KMS failure that says how the runner should handle it: the contract between a KMS transport and the runner.
+///
+/// A [`StateMachineIo::kms_request`] (or [`AsyncStateMachineIo::kms_request`], or an attempt of
+/// [`Runner::serve_kms`]) returns it wrapped in a [`KmsAttemptError`]; the runner classifies it once, by
+/// [`failure_kind`](KmsFailure::failure_kind), and records the number of attempts in it when it ends the run.
+pub trait KmsFailure: std::error::Error + Send + Sync + 'static {
+    /// How the runner handles this failure.
+    fn failure_kind(&self) -> KmsFailureKind;
+
+    /// Records how many attempts were made at the request; called when this failure ends the run. By default,
+    /// nothing is recorded.
+    fn record_attempts(&mut self, attempts: u32) {
+        let _ = attempts;
     }
-    source
+
+    /// libmongocrypt's own error, when libmongocrypt raised this failure (an HTTP error status, a reply it
+    /// rejected): a [`Final`](KmsFailureKind::Final) failure that has one ends a run as [`RunError::Mongocrypt`]
+    /// with it. `None` by default: the run fails with [`RunError::Io`] carrying this failure.
+    fn mongocrypt_error(&self) -> Option<Error> {
+        None
+    }
 }
 
-/// Without `kms-tls` there is no error type that records attempts.
-#[cfg(not(feature = "kms-tls"))]
-fn with_attempts(source: IoError, _attempts: u32) -> IoError {
-    source
-}
-
-/// The error of a `kms_request` that libmongocrypt has already scheduled a retry for (a retryable HTTP status fed
-/// with `feed_with_retry`): the request is handed out again without [`KmsCtx::fail`], and the error is kept as the
-/// attempt's. Only this crate's transports return it, from the exchange of their `serve`.
+/// The error a `kms_request` returns, boxed, so that the runner handles it as its [`KmsFailure`] says instead of as
+/// a network failure: `Err(KmsAttemptError::from(failure).into())`.
+///
+/// The runner unwraps it: [`RunError::Io`] carries the failure itself as its source, so a caller downcasts that to
+/// the transport's error type.
 #[derive(Debug)]
-pub(crate) struct RetryScheduled(pub(crate) IoError);
+pub struct KmsAttemptError(Box<dyn KmsFailure>);
 
-impl fmt::Display for RetryScheduled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (libmongocrypt retries it)", self.0)
+impl KmsAttemptError {
+    /// How the runner handles this failure.
+    pub fn failure_kind(&self) -> KmsFailureKind {
+        self.0.failure_kind()
+    }
+
+    /// The failure.
+    pub fn into_inner(self) -> Box<dyn KmsFailure> {
+        self.0
     }
 }
 
-impl std::error::Error for RetryScheduled {}
-
-/// How a failed `kms_request` is handled: the one classification of KMS errors.
-enum Failure {
-    /// libmongocrypt's own error: the run fails with it.
-    Mongocrypt(Error),
-    /// libmongocrypt already scheduled a retry.
-    RetryScheduled(IoError),
-    /// A network error: reported with [`KmsCtx::fail`], retried if libmongocrypt allows.
-    Network(IoError),
-    /// Anything else the transport says is not worth retrying (an HTTP error status, a reply libmongocrypt
-    /// rejected, kept with the transport's context).
-    #[cfg_attr(not(feature = "kms-tls"), allow(dead_code))]
-    Final(IoError),
+impl<F: KmsFailure> From<F> for KmsAttemptError {
+    fn from(failure: F) -> KmsAttemptError {
+        KmsAttemptError(Box::new(failure))
+    }
 }
 
-fn classify(source: IoError) -> Failure {
-    let source = match source.downcast::<Error>() {
-        Ok(e) => return Failure::Mongocrypt(*e),
-        Err(source) => source,
-    };
-    let source = match source.downcast::<RetryScheduled>() {
-        Ok(retry) => return Failure::RetryScheduled(retry.0),
-        Err(source) => source,
-    };
-    #[cfg(feature = "kms-tls")]
-    if let Some(error) = source.downcast_ref::<crate::kms_tls::KmsIoError>() {
-        if !error.is_network() {
-            return Failure::Final(source);
+impl fmt::Display for KmsAttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for KmsAttemptError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A failed attempt, as the runner keeps it.
+enum Failed {
+    /// A [`KmsFailure`], unwrapped from its [`KmsAttemptError`].
+    Classified(Box<dyn KmsFailure>),
+    /// Any other error: a network failure.
+    Plain(IoError),
+}
+
+impl Failed {
+    /// The one classification of a `kms_request`'s error (a libmongocrypt error is the run's, and not retried).
+    fn classify(source: IoError) -> std::result::Result<Failed, Error> {
+        let source = match source.downcast::<Error>() {
+            Ok(e) => return Err(*e),
+            Err(source) => source,
+        };
+        Ok(match source.downcast::<KmsAttemptError>() {
+            Ok(attempt) => Failed::Classified(attempt.0),
+            Err(source) => Failed::Plain(source),
+        })
+    }
+
+    fn kind(&self) -> KmsFailureKind {
+        match self {
+            Failed::Classified(failure) => failure.failure_kind(),
+            Failed::Plain(_) => KmsFailureKind::Network,
         }
     }
-    Failure::Network(source)
+
+    fn with_attempts(mut self, attempts: u32) -> Failed {
+        if let Failed::Classified(failure) = &mut self {
+            failure.record_attempts(attempts);
+        }
+        self
+    }
+
+    fn into_io(self) -> IoError {
+        match self {
+            Failed::Classified(failure) => failure,
+            Failed::Plain(source) => source,
+        }
+    }
 }
 
-/// One attempt at one KMS request, for every face: the back-off, the exchange, and the classification of its error
-/// (libmongocrypt's own, or a network error reported with `fail` and retried if libmongocrypt allows).
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failed::Classified(failure) => failure.fmt(f),
+            Failed::Plain(source) => source.fmt(f),
+        }
+    }
+}
+
+/// Why serving a NEED_KMS state stopped.
+enum Stop {
+    /// libmongocrypt's error (a `kms_request` returned one, or a call on the kms ctx failed).
+    Mongocrypt(Error),
+    /// The failed attempt that ended it, with the attempts recorded.
+    Failed(Failed),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Stop {
+        Stop::Mongocrypt(error)
+    }
+}
+
+impl Stop {
+    /// The error of a run: a final failure carrying libmongocrypt's error is that error.
+    fn into_run_error(self) -> RunError {
+        match self {
+            Stop::Mongocrypt(e) => RunError::Mongocrypt(e),
+            Stop::Failed(Failed::Classified(failure)) if failure.failure_kind() == KmsFailureKind::Final => {
+                match failure.mongocrypt_error() {
+                    Some(e) => RunError::Mongocrypt(e),
+                    None => RunError::Io { state: State::NeedKms, source: failure },
+                }
+            }
+            Stop::Failed(failed) => RunError::Io { state: State::NeedKms, source: failed.into_io() },
+        }
+    }
+
+    /// The error of [`Runner::serve_kms`]: the failure as the attempt returned it.
+    fn into_io(self) -> IoError {
+        match self {
+            Stop::Mongocrypt(e) => Box::new(e),
+            Stop::Failed(failed) => failed.into_io(),
+        }
+    }
+}
+
+/// One attempt at one KMS request, for every face: the back-off, the exchange, and the handling of its failure
+/// (libmongocrypt's own, a retry libmongocrypt scheduled, a network failure reported with `fail` and retried if
+/// libmongocrypt allows, or a final one).
 async fn serve_kms<D: Driver>(driver: &D, request: &mut Request<'_>) -> RoundResult {
     let kms = &mut request.kms;
     // Back-off before a retry; always zero before libmongocrypt 1.12 (where the call is unsupported).
@@ -892,51 +1013,45 @@ async fn serve_kms<D: Driver>(driver: &D, request: &mut Request<'_>) -> RoundRes
         let message = kms.message().map(String::from_utf8_lossy).unwrap_or_default();
         log::trace!(target: LOG_TARGET, "KMS message: {message}");
     }
-    let source = match driver.kms_request(kms).await {
+    let failed = match driver.kms_request(kms).await {
         Ok(()) => return Ok(()),
-        Err(source) => source,
+        Err(source) => Failed::classify(source)?,
     };
-    let io = |source| RunError::Io { state: State::NeedKms, source: with_attempts(source, request.attempt) };
-    match classify(source) {
-        Failure::Mongocrypt(e) => Err(RunError::Mongocrypt(e)),
-        Failure::RetryScheduled(source) => {
-            log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
-            request.last_error = Some(source);
-            Ok(())
-        }
-        // A network error: libmongocrypt hands the request out again if it may be retried.
-        Failure::Network(source) => match kms.fail() {
-            Ok(true) => {
-                log::debug!(target: LOG_TARGET, "KMS request failed ({source}); libmongocrypt retries it");
-                request.last_error = Some(source);
-                Ok(())
-            }
-            // No retry allowed (disabled, attempts used up), or unsupported (libmongocrypt < 1.12).
-            _ => Err(io(source)),
-        },
-        Failure::Final(source) => Err(io(source)),
+    let retried = match failed.kind() {
+        KmsFailureKind::RetryScheduled => true,
+        // libmongocrypt hands the request out again if it may be retried; not if retries are disabled or used
+        // up, or unsupported (libmongocrypt < 1.12).
+        KmsFailureKind::Network => kms.fail().unwrap_or(false),
+        KmsFailureKind::Final => false,
+    };
+    if retried {
+        log::debug!(target: LOG_TARGET, "KMS request failed ({failed}); libmongocrypt retries it");
+        request.last_error = Some(failed);
+        Ok(())
+    } else {
+        Err(Stop::Failed(failed.with_attempts(request.attempt)))
     }
 }
 
-/// Serves every request of `scope` (without ending it) on threads, at most `limit` at once, each attempt with
-/// `request`; at most `max_attempts` attempts per request if given. The entry point of the blocking
-/// [`KmsTransport`](crate::kms_tls::KmsTransport): the same loop, back-off, attempt counting and error
-/// classification as the runners.
-#[cfg_attr(not(feature = "kms-tls"), allow(dead_code))]
-pub(crate) fn serve_scope_blocking<F>(
-    scope: &mut KmsScope<'_>,
-    limit: usize,
-    max_attempts: Option<u32>,
-    request: F,
-) -> RoundResult
-where
-    F: Fn(&mut KmsCtx<'_>) -> IoResult<()> + Sync,
-{
-    let runner = Runner { max_kms_attempts: max_attempts, ..Runner::new().max_concurrent_kms(limit) };
-    complete(serve_scope(scope, &Blocking { io: &KmsOnly(request), serve_round: on_threads }, &runner))
+impl Runner {
+    /// Serves every request of one NEED_KMS state with `attempt`, without ending it (then call
+    /// [`KmsScope::done`]): the runner's KMS loop for a transport that drives a [`KmsScope`] itself. Each round's
+    /// requests are served on scoped threads, at most [`max_concurrent_kms`](Runner::max_concurrent_kms) at once,
+    /// with the back-off, retries, attempt limit and failure handling of [`run_concurrent`].
+    ///
+    /// The error is the failed attempt's, as `attempt` returned it (a [`KmsFailure`] unwrapped from its
+    /// [`KmsAttemptError`], with the attempts recorded), or a [`crate::Error`] of libmongocrypt, boxed. Errors are
+    /// reported in request order; a panic in `attempt` is propagated.
+    pub fn serve_kms<F>(&self, scope: &mut KmsScope<'_>, attempt: F) -> IoResult<()>
+    where
+        F: Fn(&mut KmsCtx<'_>) -> IoResult<()> + Sync,
+    {
+        let blocking = Blocking { io: &KmsOnly(attempt), serve_round: on_threads };
+        finish(serve_scope(scope, &blocking, self)).map_err(Stop::into_io)
+    }
 }
 
-/// A [`StateMachineIo`] that only serves KMS requests, for [`serve_scope_blocking`].
+/// A [`StateMachineIo`] that only serves KMS requests, for [`Runner::serve_kms`].
 struct KmsOnly<F>(F);
 
 impl<F: Fn(&mut KmsCtx<'_>) -> IoResult<()>> StateMachineIo for KmsOnly<F> {

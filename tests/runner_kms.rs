@@ -1,12 +1,15 @@
 //! The KMS side of the runner: on-demand credentials (NEED_KMS_CREDENTIALS), concurrent KMS requests with
-//! `run_concurrent`, and retries of failed requests.
+//! `run_concurrent`, retries of failed requests, and the KMS failure contract (`KmsFailure`, `Runner::serve_kms`).
 
 mod runner_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libmongocrypt::bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};
-use libmongocrypt::state_machine::{feed_kms_reply, run, run_concurrent, IoResult, RunError, StateMachineIo};
+use libmongocrypt::state_machine::{
+    feed_kms_reply, run, run_concurrent, IoError, IoResult, KmsAttemptError, KmsFailure, KmsFailureKind, RunError,
+    Runner, StateMachineIo,
+};
 use libmongocrypt::{Crypt, ErrorKind, KmsCtx, State};
 use runner_common::*;
 
@@ -204,4 +207,140 @@ fn retries_are_bounded() {
     assert_eq!(err.io_state(), Some(State::NeedKms), "{err:?}");
     let attempts = io.trace().iter().filter(|c| **c == "kms_request").count();
     assert!((2..=10).contains(&attempts), "{attempts} attempts");
+}
+
+/// A transport's error that classifies itself for the runner, as `libmongocrypt_kms`'s `KmsIoError` does.
+#[derive(Debug)]
+struct Classified {
+    kind: KmsFailureKind,
+    attempts: u32,
+    mongocrypt: Option<libmongocrypt::Error>,
+}
+
+impl Classified {
+    fn boxed(kind: KmsFailureKind) -> IoError {
+        KmsAttemptError::from(Classified { kind, attempts: 0, mongocrypt: None }).into()
+    }
+}
+
+impl std::fmt::Display for Classified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "classified {:?} failure", self.kind)
+    }
+}
+
+impl std::error::Error for Classified {}
+
+impl KmsFailure for Classified {
+    fn failure_kind(&self) -> KmsFailureKind {
+        self.kind
+    }
+
+    fn record_attempts(&mut self, attempts: u32) {
+        self.attempts = attempts;
+    }
+
+    fn mongocrypt_error(&self) -> Option<libmongocrypt::Error> {
+        self.mongocrypt.clone()
+    }
+}
+
+fn kms_calls(io: &MockIo) -> usize {
+    io.trace().iter().filter(|c| **c == "kms_request").count()
+}
+
+/// The runner's error for a ctx whose only KMS request fails with `failure` every time.
+fn failing_kms_run(
+    crypt: &Crypt,
+    runner: &Runner,
+    failure: impl Fn() -> IoError + Send + Sync + 'static,
+) -> (RunError, usize) {
+    let io = MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(move |_| Err(failure()));
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let err = runner.run(&mut ctx, &io).unwrap_err();
+    (err, kms_calls(&io))
+}
+
+fn classified_source(err: &RunError) -> &Classified {
+    let RunError::Io { state: State::NeedKms, source } = err else { panic!("not a NEED_KMS I/O error: {err:?}") };
+    source.downcast_ref::<Classified>().expect("the runner unwraps the KmsAttemptError to the failure itself")
+}
+
+#[test]
+fn a_final_kms_failure_is_not_retried_and_records_its_attempt() {
+    // Even where libmongocrypt would retry a network error, a final failure ends the run at once.
+    let crypt = retrying_crypt().unwrap_or_else(crypt);
+    let (err, calls) = failing_kms_run(&crypt, &Runner::new(), || Classified::boxed(KmsFailureKind::Final));
+    assert_eq!(calls, 1);
+    assert_eq!(classified_source(&err).attempts, 1);
+    assert_eq!(err.to_string(), "driver I/O failed in state NeedKms: classified Final failure");
+}
+
+#[test]
+fn a_final_kms_failure_with_a_libmongocrypt_error_ends_the_run_with_it() {
+    let crypt = crypt();
+    let failure = || -> IoError {
+        let mongocrypt =
+            Some(libmongocrypt::Error::Kms { code: 1, message: "HTTP status=400 (KMS endpoint x)".into() });
+        KmsAttemptError::from(Classified { kind: KmsFailureKind::Final, attempts: 0, mongocrypt }).into()
+    };
+    let (err, calls) = failing_kms_run(&crypt, &Runner::new(), failure);
+    assert_eq!(calls, 1);
+    let e = err.as_mongocrypt().unwrap_or_else(|| panic!("not a libmongocrypt error: {err:?}"));
+    assert_eq!(e.message(), "HTTP status=400 (KMS endpoint x)");
+}
+
+#[test]
+fn a_classified_network_failure_is_retried_and_records_every_attempt() {
+    let (crypt, expected) = match retrying_crypt() {
+        // libmongocrypt allows three retries.
+        Some(crypt) => (crypt, 4),
+        None => (crypt(), 1),
+    };
+    let (err, calls) = failing_kms_run(&crypt, &Runner::new(), || Classified::boxed(KmsFailureKind::Network));
+    assert_eq!(calls, expected);
+    assert_eq!(classified_source(&err).attempts, expected as u32);
+}
+
+#[test]
+fn a_retry_libmongocrypt_scheduled_is_sent_again_without_fail_up_to_the_attempt_limit() {
+    // libmongocrypt ≥ 1.12 schedules a retry for a 503 when retries are on; the transport says so.
+    let Some(crypt) = retrying_crypt() else { return };
+    let io = MockIo::new().key(load_raw(&format!("{AUTO}/key-document.json"))).kms_with(|kms| {
+        feed_kms_reply(kms, b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n")?;
+        Err(Classified::boxed(KmsFailureKind::RetryScheduled))
+    });
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+    let err = Runner::new().max_kms_attempts(2).run(&mut ctx, &io).unwrap_err();
+    assert_eq!(kms_calls(&io), 2);
+    let source = classified_source(&err);
+    assert_eq!((source.kind, source.attempts), (KmsFailureKind::RetryScheduled, 2));
+}
+
+#[test]
+fn serve_kms_runs_the_runners_kms_loop_for_a_scope() {
+    let crypt = crypt();
+    let need_kms = || {
+        let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO}/expected-encrypted-cmd.json"))).unwrap();
+        assert_eq!(ctx.state(), State::NeedMongoKeys);
+        ctx.mongo_feed(&load_raw(&format!("{AUTO}/key-document.json"))).unwrap();
+        ctx.mongo_done().unwrap();
+        assert_eq!(ctx.state(), State::NeedKms);
+        ctx
+    };
+
+    // A failed attempt comes back as the attempt returned it, with its attempt count.
+    let mut ctx = need_kms();
+    let mut scope = ctx.kms_scope().unwrap();
+    let err = Runner::new().serve_kms(&mut scope, |_| Err(Classified::boxed(KmsFailureKind::Final))).unwrap_err();
+    assert_eq!(err.downcast_ref::<Classified>().expect("the failure itself").attempts, 1);
+    drop(scope);
+
+    // A served scope is left for the caller to end.
+    let mut ctx = need_kms();
+    let mut scope = ctx.kms_scope().unwrap();
+    let reply = kms_reply();
+    Runner::new().serve_kms(&mut scope, |kms| Ok(feed_kms_reply(kms, &reply)?)).unwrap();
+    scope.done().unwrap();
+    assert_eq!(ctx.state(), State::Ready);
 }

@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bson::{RawDocument, RawDocumentBuf};
-use libmongocrypt::kms_tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use libmongocrypt::kms_tls::{KmsTransport, TlsOptions, TokioKmsTransport};
 use libmongocrypt::state_machine::{run_concurrent, run_tokio, AsyncStateMachineIo, IoResult, StateMachineIo};
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders};
+use libmongocrypt_kms::tls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use libmongocrypt_kms::tls::{KmsTransport, TlsOptions, TokioKmsTransport};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,11 +1,12 @@
-//! Shared helpers of the fixture, option and runner tests (the runner tests through `runner_common`): fixture
+//! Shared helpers of the fixture, option and runner tests (the runner tests through `runner_common`; the KMS I/O
+//! crate's tests through `kms/tests/support`): fixture
 //! loading with the example's extended-JSON reader (key order preserved), HTTP replies, version gates, the MANIFEST's
 //! common KMS providers, key vault filters, and a hand driver that records the trace of a ctx.
 //!
 //! Each test crate uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use libmongocrypt::bson::spec::BinarySubtype;
@@ -22,9 +23,12 @@ pub use example::crlf;
 // ---------------------------------------------------------------------------------------------------------------
 // Files
 
-/// A path under `tests/data/`.
+/// A path under the workspace's `tests/data/`, from the tests of the `libmongocrypt` package (its root) or of a
+/// package in a folder of it (`kms/`), which share this module.
 pub fn data_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.ancestors().map(|dir| dir.join("tests/data")).find(|data| data.is_dir());
+    data.unwrap_or_else(|| root.join("tests/data")).join(rel)
 }
 
 /// A file under `tests/data/open/`, as text.

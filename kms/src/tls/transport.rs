@@ -1,0 +1,468 @@
+//! [`KmsTransport`] and its builder: the configuration, and the entry points that hand the request loop to the
+//! state-machine core.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bson::Document;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::keep_alive::Pool;
+use super::{Connector, KmsIoError, KmsIoErrorKind, KmsStream, Resolver, TlsConfigError, TlsOptions};
+use libmongocrypt::state_machine::{IoResult, KmsAttemptError, Runner};
+use libmongocrypt::Error;
+use libmongocrypt::{KmsCtx, KmsScope};
+
+/// Serves KMS requests over TLS. Cheap to clone (the configuration is shared), `Send + Sync`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use libmongocrypt_kms::tls::{KmsTransport, TlsOptions};
+///
+/// let transport = KmsTransport::builder()
+///     .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)
+///     .timeout(Duration::from_secs(10))
+///     .build()?;
+/// # Ok::<(), libmongocrypt_kms::tls::TlsConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct KmsTransport {
+    pub(super) default_config: Arc<ClientConfig>,
+    pub(super) provider_configs: Arc<HashMap<String, Arc<ClientConfig>>>,
+    pub(super) connect_timeout: Duration,
+    pub(super) io_timeout: Duration,
+    pub(super) request_timeout: Option<Duration>,
+    pub(super) resolver: Option<Arc<Resolver>>,
+    pub(super) max_attempts: u32,
+    pub(super) default_connector: Option<Arc<dyn Connector>>,
+    pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
+    #[cfg(feature = "openssl")]
+    pub(super) openssl: Arc<OpenSslChoice<openssl::ssl::SslConnector>>,
+    pub(super) keep_alive: Option<Duration>,
+    pub(super) pool: Arc<Pool<BlockingTls>>,
+}
+
+/// A rustls connection of the blocking face, as kept between requests.
+pub(super) type BlockingTls = StreamOwned<ClientConnection, Box<dyn KmsStream>>;
+
+/// Which providers the OpenSSL backend serves (feature `openssl`), and their connectors.
+#[cfg(feature = "openssl")]
+pub(super) struct OpenSslChoice<T> {
+    pub(super) all: Option<T>,
+    pub(super) providers: HashMap<String, T>,
+}
+
+#[cfg(feature = "openssl")]
+impl<T> Default for OpenSslChoice<T> {
+    fn default() -> Self {
+        OpenSslChoice { all: None, providers: HashMap::new() }
+    }
+}
+
+impl fmt::Debug for KmsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut providers: Vec<_> = self.provider_configs.keys().collect();
+        providers.sort();
+        let mut debug = f.debug_struct("KmsTransport");
+        debug
+            .field("tls_options_for", &providers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("custom_resolver", &self.resolver.is_some())
+            .field("max_attempts", &self.max_attempts)
+            .field("keep_alive", &self.keep_alive)
+            .field("pool", &self.pool);
+        #[cfg(feature = "openssl")]
+        {
+            let mut openssl: Vec<_> = self.openssl.providers.keys().collect();
+            openssl.sort();
+            debug.field("openssl_for", &openssl).field("openssl_for_all", &self.openssl.all.is_some());
+        }
+        debug.finish()
+    }
+}
+
+/// Configures a [`KmsTransport`].
+pub struct KmsTransportBuilder {
+    default_options: TlsOptions,
+    provider_options: HashMap<String, TlsOptions>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    request_timeout: Option<Duration>,
+    resolver: Option<Arc<Resolver>>,
+    max_attempts: u32,
+    default_client_config: Option<Arc<ClientConfig>>,
+    provider_client_configs: HashMap<String, Arc<ClientConfig>>,
+    default_connector: Option<Arc<dyn Connector>>,
+    provider_connectors: HashMap<String, Arc<dyn Connector>>,
+    #[cfg(feature = "openssl")]
+    openssl: OpenSslChoice<()>,
+    keep_alive: Option<Duration>,
+}
+
+impl fmt::Debug for KmsTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut providers: Vec<_> = self.provider_options.keys().collect();
+        providers.sort();
+        f.debug_struct("KmsTransportBuilder")
+            .field("default_options", &self.default_options)
+            .field("tls_options_for", &providers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("custom_resolver", &self.resolver.is_some())
+            .field("max_attempts", &self.max_attempts)
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
+}
+
+/// Default [`KmsTransportBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`KmsTransportBuilder::io_timeout`].
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`KmsTransportBuilder::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+impl Default for KmsTransportBuilder {
+    fn default() -> KmsTransportBuilder {
+        KmsTransportBuilder {
+            default_options: TlsOptions::new(),
+            provider_options: HashMap::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            request_timeout: None,
+            resolver: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            default_client_config: None,
+            provider_client_configs: HashMap::new(),
+            default_connector: None,
+            provider_connectors: HashMap::new(),
+            #[cfg(feature = "openssl")]
+            openssl: OpenSslChoice::default(),
+            keep_alive: None,
+        }
+    }
+}
+
+impl KmsTransportBuilder {
+    /// The TLS options of requests to provider `provider`. Requests are matched by [`KmsCtx::kms_provider`]:
+    /// first the full name (`aws:name` for a named provider on libraries that report it), then the type (`aws`).
+    pub fn tls_options(mut self, provider: &str, options: TlsOptions) -> KmsTransportBuilder {
+        self.provider_options.insert(provider.to_owned(), options);
+        self
+    }
+
+    /// The TLS options of every provider of a spec `tlsOptions` document: `{"kmip": {"tlsCAFile": ...,
+    /// "tlsCertificateKeyFile": ...}, "aws": {...}}` (see [`TlsOptions::from_document`]).
+    pub fn tls_options_document(mut self, doc: &Document) -> Result<KmsTransportBuilder, TlsConfigError> {
+        for (provider, value) in doc {
+            let crate::bson::Bson::Document(options) = value else {
+                return Err(TlsConfigError::Document(format!("tlsOptions.{provider} is not a document")));
+            };
+            self = self.tls_options(provider, TlsOptions::from_document(options)?);
+        }
+        Ok(self)
+    }
+
+    /// The TLS options of providers without their own (default: Mozilla's roots, no client certificate).
+    pub fn default_tls_options(mut self, options: TlsOptions) -> KmsTransportBuilder {
+        self.default_options = options;
+        self
+    }
+
+    /// How long to wait for a TCP connection, per address tried (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one read or write may block: the TLS handshake, writing the request, each read of the reply
+    /// (default 30 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// An upper bound on one whole attempt, from connecting to the last byte of the reply (default: none, each
+    /// step bounded by its own timeout only). It guards against a server that trickles its reply.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> KmsTransportBuilder {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Keeps connections open between requests to the same endpoint (and provider), for at most `idle` between
+    /// two requests; `None` (the default) opens a connection for every request, as libmongocrypt's
+    /// `Connection: close` asks.
+    ///
+    /// With keep-alive, an HTTP request goes out without its `Connection: close` line (unless an AWS signature
+    /// covers it), and its connection is kept if the reply was read to its end, framed by its length or chunked,
+    /// and did not say `Connection: close` itself: a request then costs no TCP or TLS handshake. Before reuse, a
+    /// kept connection is checked without waiting: one on which the server sent anything or closed meanwhile is
+    /// closed instead. If the request still fails on it before any byte of the reply (the server closed it as the
+    /// request went out), the request goes out again on a new connection, in the same attempt: the server may then
+    /// see it twice, which KMS requests (encrypt, decrypt, tokens) allow. Any failure on a kept connection closes
+    /// the endpoint's other idle ones. KMIP requests, the OpenSSL backend (`openssl_for`, feature `openssl`),
+    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`]) and
+    /// connections left in an error are never kept. At most 128 idle connections are kept per endpoint.
+    ///
+    /// Clones of the transport share the kept connections; a `TokioKmsTransport` keeps its own, per tokio runtime
+    /// (a socket belongs to the runtime that opened it), shared by its clones: make it once, not per request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use libmongocrypt_kms::tls::KmsTransport;
+    ///
+    /// let transport = KmsTransport::builder().keep_alive(Some(Duration::from_secs(30))).build()?;
+    /// # Ok::<(), libmongocrypt_kms::tls::TlsConfigError>(())
+    /// ```
+    pub fn keep_alive(mut self, idle: Option<Duration>) -> KmsTransportBuilder {
+        self.keep_alive = idle;
+        self
+    }
+
+    /// Sets the connect, I/O and request timeouts at once.
+    pub fn timeout(self, timeout: Duration) -> KmsTransportBuilder {
+        self.connect_timeout(timeout).io_timeout(timeout).request_timeout(Some(timeout))
+    }
+
+    /// Resolves `host`, `port` to the addresses to connect to, instead of the system resolver. The TLS server
+    /// name stays `host`.
+    pub fn resolver(
+        mut self,
+        resolver: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> KmsTransportBuilder {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// At most this many attempts per request in [`KmsTransport::serve`], whatever libmongocrypt allows
+    /// (default 10; libmongocrypt itself stops after 4). At least 1.
+    pub fn max_attempts(mut self, attempts: u32) -> KmsTransportBuilder {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// A ready rustls configuration for requests to `provider` (matched as for
+    /// [`tls_options`](Self::tls_options)), used as is: its roots, client certificate, cipher suites, protocol
+    /// versions and crypto provider. It takes the place of the provider's [`TlsOptions`].
+    pub fn client_config(mut self, provider: &str, config: Arc<ClientConfig>) -> KmsTransportBuilder {
+        self.provider_client_configs.insert(provider.to_owned(), config);
+        self
+    }
+
+    /// A ready rustls configuration for the providers without their own, instead of
+    /// [`default_tls_options`](Self::default_tls_options).
+    pub fn default_client_config(mut self, config: Arc<ClientConfig>) -> KmsTransportBuilder {
+        self.default_client_config = Some(config);
+        self
+    }
+
+    /// Opens every request's stream with `connector` (a proxy, ...) instead of a TCP connection to the endpoint,
+    /// for the providers without their own ([`provider_connector`](Self::provider_connector)). TLS runs over the
+    /// stream with the KMS host. Used by [`KmsTransport`]; `TokioKmsTransport` refuses requests that would need
+    /// one.
+    pub fn connector(mut self, connector: impl Connector + 'static) -> KmsTransportBuilder {
+        self.default_connector = Some(Arc::new(connector));
+        self
+    }
+
+    /// Opens the streams of requests to `provider` (matched as for [`tls_options`](Self::tls_options)) with
+    /// `connector`.
+    pub fn provider_connector(mut self, provider: &str, connector: impl Connector + 'static) -> KmsTransportBuilder {
+        self.provider_connectors.insert(provider.to_owned(), Arc::new(connector));
+        self
+    }
+
+    /// Serves requests to `provider` (matched as for [`tls_options`](Self::tls_options): `"kmip"` for every KMIP
+    /// provider, `"kmip:name"` for one) with OpenSSL instead of rustls (feature `openssl`), with the same
+    /// [`TlsOptions`]: for KMIP servers that offer only TLS 1.2 CBC suites with RSA key exchange
+    /// (`TLS_RSA_WITH_AES_128_CBC_SHA256`, ...), which rustls does not implement. It offers TLS 1.2 and 1.3 and
+    /// [`OPENSSL_TLS12_CIPHERS`](super::OPENSSL_TLS12_CIPHERS); SNI and hostname verification name the KMS host;
+    /// without `tlsCAFile`, server certificates are checked against the system's roots (OpenSSL's default
+    /// paths). A ready rustls [`client_config`](Self::client_config) of the provider is then unused. Only the
+    /// blocking [`KmsTransport`] has this backend: `TokioKmsTransport` refuses requests to such providers.
+    #[cfg(feature = "openssl")]
+    pub fn openssl_for(mut self, provider: &str) -> KmsTransportBuilder {
+        self.openssl.providers.insert(provider.to_owned(), ());
+        self
+    }
+
+    /// [`openssl_for`](Self::openssl_for) every provider.
+    #[cfg(feature = "openssl")]
+    pub fn openssl_for_all(mut self) -> KmsTransportBuilder {
+        self.openssl.all = Some(());
+        self
+    }
+
+    /// Builds the TLS configurations.
+    pub fn build(self) -> Result<KmsTransport, TlsConfigError> {
+        #[cfg(feature = "openssl")]
+        let openssl = {
+            let options_of = |provider: &str| {
+                let kind = provider.split(':').next().unwrap_or(provider);
+                self.provider_options
+                    .get(provider)
+                    .or_else(|| self.provider_options.get(kind))
+                    .unwrap_or(&self.default_options)
+            };
+            let mut choice = OpenSslChoice::default();
+            for provider in self.openssl.providers.keys() {
+                choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+            }
+            if self.openssl.all.is_some() {
+                // Per provider: the provider's own options; every other provider: the defaults.
+                for (provider, options) in &self.provider_options {
+                    choice.providers.entry(provider.clone()).or_insert(options.openssl_connector()?);
+                }
+                choice.all = Some(self.default_options.openssl_connector()?);
+            }
+            Arc::new(choice)
+        };
+        let mut provider_configs = self
+            .provider_options
+            .iter()
+            .map(|(name, options)| Ok((name.clone(), Arc::new(options.client_config()?))))
+            .collect::<Result<HashMap<_, _>, TlsConfigError>>()?;
+        provider_configs.extend(self.provider_client_configs);
+        let default_config = match self.default_client_config {
+            Some(config) => config,
+            None => Arc::new(self.default_options.client_config()?),
+        };
+        Ok(KmsTransport {
+            default_connector: self.default_connector,
+            provider_connectors: Arc::new(self.provider_connectors),
+            default_config,
+            provider_configs: Arc::new(provider_configs),
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            request_timeout: self.request_timeout,
+            resolver: self.resolver,
+            max_attempts: self.max_attempts,
+            #[cfg(feature = "openssl")]
+            openssl,
+            keep_alive: self.keep_alive,
+            pool: Arc::default(),
+        })
+    }
+}
+
+/// How one exchange ended, when it did not fail.
+pub(super) enum Exchanged {
+    /// The reply was fed in full.
+    Complete,
+    /// libmongocrypt asked for the request to be retried (a retryable HTTP status, if the reply had one).
+    RetryRequested(Option<u16>),
+}
+
+impl KmsTransport {
+    /// A transport with the default options: Mozilla's roots for every provider, default timeouts.
+    pub fn new() -> Result<KmsTransport, TlsConfigError> {
+        KmsTransport::builder().build()
+    }
+
+    /// Starts configuring a transport.
+    pub fn builder() -> KmsTransportBuilder {
+        KmsTransportBuilder::default()
+    }
+
+    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (one
+    /// scoped thread per request when there are several), waiting [`KmsCtx::sleep_duration`] before each attempt
+    /// and retrying as libmongocrypt allows (at most [`max_attempts`](KmsTransportBuilder::max_attempts) times),
+    /// until libmongocrypt hands out no more. Returns the first error in request order.
+    ///
+    /// The rounds, back-off, attempt counting and failure handling are the state-machine runner's own
+    /// ([`Runner::serve_kms`]): this transport only makes the exchanges.
+    ///
+    /// Then call [`KmsScope::done`], or use [`serve_and_done`](Self::serve_and_done).
+    pub fn serve(&self, scope: &mut KmsScope<'_>) -> Result<(), KmsIoError> {
+        Runner::new()
+            .max_concurrent_kms(usize::MAX)
+            .max_kms_attempts(self.max_attempts)
+            .serve_kms(scope, |kms| self.attempt(kms))
+            .map_err(KmsIoError::from_serve_error)
+    }
+
+    /// [`serve`](Self::serve), then [`KmsScope::done`]; an error of `done` is returned as
+    /// [`KmsIoErrorKind::Mongocrypt`] with endpoint `"kms_done"`.
+    pub fn serve_and_done(&self, mut scope: KmsScope<'_>) -> Result<(), KmsIoError> {
+        self.serve(&mut scope)?;
+        scope.done().map_err(|e| KmsIoError::new("kms_done", "", KmsIoErrorKind::Mongocrypt(e)))
+    }
+
+    /// One attempt for [`serve`](Self::serve): the exchange, with a retry libmongocrypt scheduled reported as
+    /// such, so that the runner keeps its HTTP status as the attempt's error.
+    fn attempt(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        match self.exchange_inner(kms) {
+            Ok(Exchanged::Complete) => Ok(()),
+            Ok(Exchanged::RetryRequested(status)) => {
+                Err(KmsAttemptError::from(retry_requested_error(kms, status).retry_scheduled()).into())
+            }
+            Err(error) => Err(KmsAttemptError::from(error).into()),
+        }
+    }
+
+    /// One exchange with the request's endpoint: connect, TLS handshake, write the message, read and feed the
+    /// reply until libmongocrypt needs no more bytes. No back-off, no [`KmsCtx::fail`]: the caller's job.
+    ///
+    /// Returns `Ok` when the reply was fed in full, and also when libmongocrypt asked for a retry (a retryable
+    /// HTTP status, retries enabled): it then hands the request out again from [`KmsScope::next_kms_ctx`].
+    pub fn exchange(&self, kms: &mut KmsCtx<'_>) -> Result<(), KmsIoError> {
+        self.exchange_inner(kms).map(|_| ())
+    }
+
+    /// [`exchange`](Self::exchange) for [`StateMachineIo::kms_request`](libmongocrypt::state_machine::StateMachineIo::kms_request):
+    /// the [`KmsIoError`] in a [`KmsAttemptError`], which the runner handles as its
+    /// [`KmsFailure`](libmongocrypt::state_machine::KmsFailure) says: it calls [`KmsCtx::fail`] on network errors
+    /// only, and reports the errors libmongocrypt raised (an HTTP error status, a bad reply) as
+    /// [`RunError::Mongocrypt`](libmongocrypt::state_machine::RunError::Mongocrypt), with the endpoint added to the
+    /// message.
+    pub fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        for_runner(self.exchange(kms))
+    }
+
+    pub(super) fn connector_for(&self, provider: &str) -> Option<&Arc<dyn Connector>> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.provider_connectors
+            .get(provider)
+            .or_else(|| self.provider_connectors.get(kind))
+            .or(self.default_connector.as_ref())
+    }
+
+    /// The OpenSSL connector of `provider`'s requests, when OpenSSL serves them.
+    #[cfg(feature = "openssl")]
+    pub(super) fn openssl_for(&self, provider: &str) -> Option<&openssl::ssl::SslConnector> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.openssl.providers.get(provider).or_else(|| self.openssl.providers.get(kind)).or(self.openssl.all.as_ref())
+    }
+
+    pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {
+        let kind = provider.split(':').next().unwrap_or(provider);
+        self.provider_configs
+            .get(provider)
+            .or_else(|| self.provider_configs.get(kind))
+            .unwrap_or(&self.default_config)
+            .clone()
+    }
+}
+
+/// The error of an attempt whose reply libmongocrypt retries (a retryable HTTP status).
+fn retry_requested_error(kms: &KmsCtx<'_>, status: Option<u16>) -> KmsIoError {
+    let message = match status {
+        Some(status) => format!("HTTP status {status}, which libmongocrypt retries"),
+        None => "libmongocrypt asked for a retry".to_owned(),
+    };
+    let kind = KmsIoErrorKind::Http { status: status.unwrap_or(0), error: Error::Kms { code: 0, message } };
+    KmsIoError::new(kms.endpoint().unwrap_or("<unknown endpoint>"), kms.kms_provider().as_str(), kind)
+}
+
+/// An exchange's result as a runner's `kms_request` returns it: the [`KmsIoError`] as the
+/// [`KmsFailure`](libmongocrypt::state_machine::KmsFailure) the runner handles.
+pub(super) fn for_runner(result: Result<(), KmsIoError>) -> IoResult<()> {
+    result.map_err(|error| KmsAttemptError::from(error).into())
+}
