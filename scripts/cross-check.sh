@@ -23,7 +23,7 @@ command -v clang >/dev/null || { echo "cross-check: needs clang (Debian: apt-get
 ar=$(command -v llvm-ar || ls /usr/bin/llvm-ar-* 2>/dev/null | head -n1 || true)
 [ -n "$ar" ] || { echo "cross-check: needs llvm-ar (Debian: apt-get install llvm)" >&2; exit 1; }
 
-# Every publishable workspace member (a third one, libmongocrypt-kms, is checked once it is in the workspace).
+# Every publishable workspace member.
 mapfile -t crates < <(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
@@ -33,9 +33,9 @@ for p in m["packages"]:
 ')
 pkgs=()
 for c in "${crates[@]}"; do pkgs+=(-p "$c"); done
-# The features whose code differs per platform (TLS, sockets, timers) on; kms-openssl and aws-sdk are left out:
+# The features whose code differs per platform (TLS, sockets, timers) on; the KMS crate's openssl and aws-sdk are left out:
 # openssl-sys needs the target's OpenSSL, and aws-sdk adds nothing platform-specific of ours.
-features=(--features libmongocrypt/kms-tls,libmongocrypt/tokio)
+features=(--features libmongocrypt/tokio,libmongocrypt-kms/tokio)
 
 stubs=$(mktemp -d)
 trap 'rm -rf "$stubs"' EXIT

@@ -27,7 +27,10 @@
 //! - `openssl`: the OpenSSL TLS backend of the blocking transport (`KmsTransportBuilder::openssl_for`); links the
 //!   system's OpenSSL.
 //! - `aws-sdk`: the AWS step of the credentials chain is `aws-config`'s default chain (implies `tokio`).
+//! - `bson-3` (default) or `bson-2`: passed to `libmongocrypt`, whose bson this crate's documents are; with bson 2,
+//!   `default-features = false, features = ["bson-2"]` on both crates.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Documents are libmongocrypt's bson (feature bson-2 or bson-3), never a second copy.
 use libmongocrypt::bson;
