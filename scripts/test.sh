@@ -369,7 +369,7 @@ if want dynamic; then
     # Feature bson-2 (bson 2, the MongoDB driver 3.x's default) instead of the default bson-3, once: the core suite.
     run cargo test -p libmongocrypt --no-default-features --features bson-2,tokio --tests
     # Feature serde (the option types' Serialize/Deserialize), once: its test alone.
-    run cargo test -p libmongocrypt --features serde --test options_serde
+    run cargo test -p libmongocrypt --features serde --test api options_serde
   )
   timings+=("dynamic: $((SECONDS - t0))s")
 fi

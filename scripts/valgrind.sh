@@ -7,7 +7,7 @@
 #
 # and fails on any memcheck error or definite leak, in our code or in the C libraries. Left out: trybuild's
 # compile_fail binary (it runs rustc on purpose-broken code; nothing it checks runs). Tests that spawn a few
-# child processes (options_bad_input) stay: the children run natively, only the parent is checked.
+# child processes (api: options_bad_input) stay: the children run natively, only the parent is checked.
 #
 # The fuzz test runs its default 7000 cases and the stress test 8 threads x 100 operations (MONGOCRYPT_FUZZ_CASES,
 # MONGOCRYPT_STRESS_OPS override them). Two binaries run at a time on a 2-core machine; each has a time limit.
@@ -65,7 +65,7 @@ for line in sys.stdin:
 ' "$1"
 }
 
-# The tokio feature brings in the async driver tests (tests/async_driver.rs) and the async example. The KMS I/O
+# The tokio feature brings in the async driver tests (tests/runner/async_driver.rs) and the async example. The KMS I/O
 # crate (libmongocrypt-kms: TLS and HTTP on loopback, no FFI of its own) stays out, as it did when it was a feature.
 echo "+ cargo test --workspace --exclude libmongocrypt-kms --features libmongocrypt/tokio --no-run --message-format=json"
 cargo test --workspace --exclude libmongocrypt-kms --features libmongocrypt/tokio --no-run --message-format=json >"$json"

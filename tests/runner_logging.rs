@@ -2,6 +2,8 @@
 //! `libmongocrypt::state_machine`, documents (which can hold key material and credentials) only at trace level. One
 //! test in its own binary, since a `log` logger is process-wide.
 
+mod common;
+#[path = "runner/runner_common.rs"]
 mod runner_common;
 
 use std::sync::Mutex;

@@ -23,7 +23,7 @@ use libmongocrypt::{
 
 /// A 2048-bit RSA test key (PKCS#8 DER, base64) for the GCP provider, made with `openssl genpkey` for these tests;
 /// it protects nothing.
-const GCP_PRIVATE_KEY: &str = include_str!("keys/rsa-2048.pkcs8.b64");
+const GCP_PRIVATE_KEY: &str = include_str!("../keys/rsa-2048.pkcs8.b64");
 
 /// The crypto hooks, by the name the binding reports them under.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

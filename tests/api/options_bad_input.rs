@@ -6,7 +6,7 @@
 //! (libbson aborts) and `masterkey_aws_endpoint` without `masterkey_aws` (1.21.0 dereferences NULL). Their tests run
 //! each case in a child process, so that a regression shows as a failed case instead of a dead test binary.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -307,10 +307,13 @@ const CHILD_CASE: &str = "MONGOCRYPT_RS_ISOLATED_CASE";
 /// Runs `test` of this binary in a child process with `case` set; returns the failures (status and output).
 fn run_cases_isolated(test: &str, cases: &[&str]) -> Vec<String> {
     let exe = std::env::current_exe().unwrap();
+    // libtest names a test by its module path without the crate: this module's, then the function.
+    let module = module_path!().split_once("::").map_or("", |(_, path)| path);
+    let test = format!("{module}::{test}");
     let mut failures = Vec::new();
     for case in cases {
         let out = Command::new(&exe)
-            .args([test, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .args([test.as_str(), "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_CASE, case)
             .output()
             .unwrap();

@@ -11,7 +11,7 @@
 //! - A provider that writes the CBC output itself (`aes_256_cbc_*_uninit`, into a `CipherOutput`) must have written
 //!   every byte it reports: libmongocrypt would read the others, never written, as its output.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

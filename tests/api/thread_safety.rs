@@ -3,7 +3,7 @@
 //! multiple KMS requests is thread-safe". So `Crypt` is `Send + Sync`, `Ctx` is `Send + 'static` but not `Sync`
 //! (checked by `tests/compile_fail/`), and `KmsCtx` is `Send + Sync`, since its `&self` methods only read.
 
-mod common;
+use crate::common;
 
 use common::{example, feed_needed, load_doc};
 use libmongocrypt::bson::spec::BinarySubtype;

@@ -10,7 +10,7 @@
 //! `mongocrypt_is_crypto_available` is the eleventh function; `libmongocrypt::is_crypto_available()` returns a bool,
 //! and the sys tests check it against the library.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -6,7 +6,7 @@
 //! 5/12 equality find, 6/16 unindexed, 10/13 range find, 18 text find. Fields checked: `u` index key id, `cm`
 //! contention factor, range `sp`/`tf`/`mn`/`mx`/`pn`, text `cf`/`df`/`ps`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use libmongocrypt::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf};
@@ -20,7 +20,7 @@ const KEY: &str = "fle1-explicit-local/key-ABCDEFAB-local.json";
 
 /// A 2048-bit RSA test key (PKCS#8 DER, base64) for the GCP provider, made with `openssl genpkey` for these tests;
 /// it protects nothing.
-const GCP_PRIVATE_KEY: &str = include_str!("keys/rsa-2048.pkcs8.b64");
+const GCP_PRIVATE_KEY: &str = include_str!("../keys/rsa-2048.pkcs8.b64");
 
 /// A new local data key: (`_id` bytes, key document).
 fn new_key(crypt: &Crypt) -> (Vec<u8>, RawDocumentBuf) {

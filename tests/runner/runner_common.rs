@@ -1,6 +1,6 @@
-//! Shared by the `runner_*` tests (each includes it with `mod runner_common;`): everything of `tests/common`
+//! Shared by the runner tests (`crate::runner_common`): everything of `tests/common`
 //! (fixture loaders, the MANIFEST's KMS providers, key filters), re-exported, and a mock [`StateMachineIo`] that
-//! serves canned replies and records every call. Compiled on its own too, as a test target without tests.
+//! serves canned replies and records every call.
 #![allow(dead_code)]
 
 use std::sync::Mutex;
@@ -10,8 +10,7 @@ use libmongocrypt::bson::{rawdoc, Binary, RawBinaryRef, RawDocument, RawDocument
 use libmongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, KmsCtx};
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 pub use common::*;
 

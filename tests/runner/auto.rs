@@ -1,7 +1,7 @@
 //! Automatic encryption and decryption through the runner, with the mocked replies of libmongocrypt's example
 //! (`tests/data/open/csfle-auto-aws-example`): exact mongo operations, exact KMS request shape, exact output bytes.
 
-mod runner_common;
+use crate::runner_common;
 
 use libmongocrypt::bson::{rawdoc, Bson, RawDocumentBuf};
 use libmongocrypt::state_machine::{run, run_concurrent, StateMachineIo};

@@ -6,7 +6,7 @@
 //! is no native crypto: a `Crypt` built without a provider installs `RustCrypto` itself, so "native" below is
 //! RustCrypto again there; the known-answer fixture still pins the bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! `Error::WrongState { operation, expected, state }`, and the ctx is left as it was: the tests make every wrong
 //! call in every state of whole operations, then finish each operation and check its result.
 
-mod common;
+use crate::common;
 
 use common::*;
 use libmongocrypt::bson::{doc, rawdoc, RawDocumentBuf};

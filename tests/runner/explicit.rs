@@ -1,7 +1,7 @@
 //! Explicit encryption and decryption through the runner: the known-answer ciphertexts of
 //! `tests/data/open/fle1-explicit-local` (local KEK) and the AWS key of the auto-encryption example.
 
-mod runner_common;
+use crate::runner_common;
 
 use libmongocrypt::bson::{rawdoc, Binary, RawDocumentBuf};
 use libmongocrypt::state_machine::run;

@@ -1,7 +1,7 @@
 //! Error paths of the runner: libmongocrypt's ERROR state and its message, garbage fed at every state (BSON that
 //! does not parse, HTTP that does not parse), failing I/O in every state. Each gives a typed error, none a crash.
 
-mod runner_common;
+use crate::runner_common;
 
 use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{feed_kms_reply, run, IoResult, RunError, StateMachineIo};

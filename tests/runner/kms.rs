@@ -1,7 +1,7 @@
 //! The KMS side of the runner: on-demand credentials (NEED_KMS_CREDENTIALS), concurrent KMS requests with
 //! `run_concurrent`, retries of failed requests, and the KMS failure contract (`KmsFailure`, `Runner::serve_kms`).
 
-mod runner_common;
+use crate::runner_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

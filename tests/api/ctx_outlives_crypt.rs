@@ -4,7 +4,7 @@
 //! run under valgrind in CI (scripts/valgrind.sh), which reports any use of the handle, or of the log handler and
 //! crypto provider it points to, after it was freed.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! linked libmongocrypt lacks are checked to return `Error::Unsupported` naming the C function, the release that
 //! added it, and the linked release.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

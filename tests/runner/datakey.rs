@@ -1,7 +1,7 @@
 //! Data key creation and rewrapping through the runner: local and AWS key encryption keys (AWS KMS replies from
 //! `tests/data/open/datakey-local-aws`), and keys that still decrypt after a rewrap.
 
-mod runner_common;
+use crate::runner_common;
 
 use libmongocrypt::bson::spec::BinarySubtype;
 use libmongocrypt::bson::{doc, rawdoc, Binary, Document, RawDocument, RawDocumentBuf};

@@ -4,7 +4,7 @@
 //! this binary under memcheck with no suppression for that leak, so a second libmongocrypt call fails it there;
 //! natively, the same view (same address) every time shows the cache is used.
 
-mod common;
+use crate::common;
 
 use common::*;
 use libmongocrypt::bson::{doc, rawdoc};

@@ -4,7 +4,7 @@
 //! across awaits, on-demand credentials fetched asynchronously; and `run_async` itself: same results as `run`,
 //! bounded fan-out, the caller's timer for back-offs, retries, cancellation.
 
-mod runner_common;
+use crate::runner_common;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
