@@ -22,15 +22,23 @@ pub(crate) fn refuse_bad_marking(subtype: u8, bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// The most of a field name a refusal quotes.
+const MAX_QUOTED_NAME: usize = 64;
+
 fn check_marking(marking: &[u8]) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
     // null, undefined, MaxKey, MinKey: the values of zero length.
     match well_formed_first_valueless(marking) {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
-            let name = String::from_utf8_lossy(name);
+            // The name is mongocryptd's (or a peer posing as it): quoted up to MAX_QUOTED_NAME bytes.
+            let quoted = String::from_utf8_lossy(&name[..name.len().min(MAX_QUOTED_NAME)]);
+            let name = match name.len() {
+                len if len > MAX_QUOTED_NAME => format!("{quoted:?}\u{2026} (a name of {len} bytes)"),
+                _ => format!("{quoted:?}"),
+            };
             let kind = bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
-            refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
+            refuse(&format!("its {name} is {kind}, which libmongocrypt cannot encrypt"))
         }
         Ok(None) => Ok(()),
     }
@@ -359,6 +367,12 @@ mod tests {
                 "mongocryptd marking refused by the binding: malformed BSON inside it (bad document length or \
                  terminator)"
             )
+        );
+        // A long name is quoted in part, with its length.
+        let long = refuse_bad_marking(6, &marking(doc! { "n".repeat(10_000): Bson::Null })).unwrap_err().message();
+        assert!(
+            long.len() < 250 && long.contains(&format!("{:?}\u{2026} (a name of 10000 bytes)", "n".repeat(64))),
+            "{long}"
         );
         // Not a marking: another subtype, or a ciphertext (first byte not 0).
         assert_eq!(refuse_bad_marking(0, &[0, 5, 0, 0, 0, 1]), Ok(()));

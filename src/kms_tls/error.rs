@@ -187,7 +187,11 @@ impl KmsIoError {
             KmsIoErrorKind::Http { error, .. } | KmsIoErrorKind::Mongocrypt(error) => error,
             kind => return Err(KmsIoError(Box::new(KmsIoErrorInner { kind, ..inner }))),
         };
-        let with_endpoint = |message: String| format!("{} (KMS endpoint {endpoint})", cut_body(&message));
+        let with_endpoint = |message: String| {
+            let message = format!("{} (KMS endpoint {endpoint})", cut_body(&message));
+            // The endpoint comes from a key document: the whole stays within the bound.
+            crate::error::cut_message(&message, message.len(), true)
+        };
         Ok(match error {
             Error::Client { code, message } => Error::Client { code, message: with_endpoint(message) },
             Error::Kms { code, message } => Error::Kms { code, message: with_endpoint(message) },
@@ -223,11 +227,20 @@ fn cut_body(text: &str) -> String {
     if text.len() <= MAX_QUOTED_BODY {
         return text.to_owned();
     }
-    let mut end = MAX_QUOTED_BODY;
-    while !text.is_char_boundary(end) {
+    // A message already cut as it was copied out of C keeps its note, which states the full length.
+    let (body, note) = match text.rfind(" \u{2026} (message cut: ") {
+        Some(at) if text.ends_with(" bytes in all)") => text.split_at(at),
+        _ => (text, ""),
+    };
+    let mut end = MAX_QUOTED_BODY.min(body.len());
+    while !body.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
+    if note.is_empty() {
+        format!("{}... ({} more bytes)", &body[..end], body.len() - end)
+    } else {
+        format!("{}{note}", &body[..end])
+    }
 }
 
 /// rustls's error, with certificate validity times as dates and a hint for a handshake the server refused.
@@ -297,5 +310,7 @@ mod tests {
         let cut = cut_body(&body);
         assert!(cut.len() < MAX_QUOTED_BODY + 40 && cut.ends_with("(1700 more bytes)"), "{cut}");
         assert_eq!(cut_body("short"), "short");
+        let long = crate::error::cut_message(&"x".repeat(5000), 10 << 20, false);
+        assert_eq!(cut_body(&long), format!("{} \u{2026} (message cut: 10485760 bytes in all)", "x".repeat(300)));
     }
 }
