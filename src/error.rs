@@ -128,7 +128,13 @@ impl Error {
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {
-        Error::InvalidArgument(message.into())
+        // Some quote a peer's bytes (a field name in a server reply, ...): bounded as libmongocrypt's are.
+        let message = message.into();
+        Error::InvalidArgument(if message.len() > MAX_ERROR_MESSAGE_LEN {
+            cut_message(&message, message.len(), true)
+        } else {
+            message
+        })
     }
 }
 
@@ -147,3 +153,49 @@ macro_rules! requires {
     }};
 }
 pub(crate) use requires;
+
+/// The longest message, in bytes, that an [`Error`] carries ([`Error::message`]; `Display` adds the kind and code):
+/// libmongocrypt's messages quote peers' bytes (a KMS reply body it cannot parse, whole), as some of the binding's
+/// own refusals do, so a longer one is cut at a UTF-8 boundary and ends with `… (message cut: N bytes in all)`, N
+/// being the full length in bytes.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
+
+/// A message of at most [`MAX_ERROR_MESSAGE_LEN`] bytes from `kept`, the start (`whole`: all) of one of `total`
+/// bytes; a cut one says so and states `total`.
+#[cold]
+pub(crate) fn cut_message(kept: &str, total: usize, whole: bool) -> String {
+    if whole && kept.len() <= MAX_ERROR_MESSAGE_LEN {
+        return kept.to_owned();
+    }
+    let note = format!("\u{2026} (message cut: {total} bytes in all)");
+    let mut end = MAX_ERROR_MESSAGE_LEN.saturating_sub(note.len() + 1).min(kept.len());
+    while !kept.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} {note}", &kept[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_at_the_bound_and_a_char_boundary() {
+        assert_eq!(cut_message("short", 5, true), "short");
+        let fits = "a".repeat(MAX_ERROR_MESSAGE_LEN);
+        assert_eq!(cut_message(&fits, fits.len(), true), fits);
+        // Two-byte characters: the cut lands on a boundary whatever the note's length.
+        for total in [MAX_ERROR_MESSAGE_LEN + 1, 10 << 20, usize::MAX] {
+            let kept = "é".repeat(MAX_ERROR_MESSAGE_LEN);
+            let cut = cut_message(&kept, total, false);
+            assert!(cut.len() <= MAX_ERROR_MESSAGE_LEN, "{}", cut.len());
+            assert!(cut.len() > MAX_ERROR_MESSAGE_LEN - 64, "{}", cut.len());
+            assert!(cut.starts_with("éé") && cut.ends_with(&format!("… (message cut: {total} bytes in all)")));
+        }
+        // A start shorter than the bound but not the whole message still says it was cut.
+        assert_eq!(cut_message("abc", 9000, false), "abc … (message cut: 9000 bytes in all)");
+        let long = "z".repeat(3 * MAX_ERROR_MESSAGE_LEN);
+        assert!(matches!(Error::invalid(long), Error::InvalidArgument(m) if m.len() <= MAX_ERROR_MESSAGE_LEN
+            && m.ends_with(&format!("(message cut: {} bytes in all)", 3 * MAX_ERROR_MESSAGE_LEN))));
+    }
+}

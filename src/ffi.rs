@@ -3,14 +3,13 @@
 //! (it needs only [`crate::error`]), so the layers above never import each other for these.
 
 use std::any::Any;
-use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use libmongocrypt_sys as sys;
 
-use crate::error::{Error, Result};
+use crate::error::{cut_message, Error, Result, MAX_ERROR_MESSAGE_LEN};
 
 /// An owned `mongocrypt_status_t`.
 pub(crate) struct Status(NonNull<sys::mongocrypt_status_t>);
@@ -37,17 +36,7 @@ impl Status {
         if ok {
             return Ok(());
         }
-        let mut len = 0u32;
-        // SAFETY: mongocrypt_status_message returns a NUL-terminated string owned by the status (or NULL); it is
-        // copied out before the status can change or be destroyed.
-        let message = unsafe {
-            let ptr = sys::mongocrypt_status_message(raw, &mut len);
-            if ptr.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(ptr).to_string_lossy().into_owned()
-            }
-        };
+        let message = message_of(raw);
         Err(match kind {
             sys::MONGOCRYPT_STATUS_ERROR_KMS => Error::Kms { code, message },
             sys::MONGOCRYPT_STATUS_ERROR_CRYPT_SHARED => Error::CryptShared { code, message },
@@ -70,6 +59,38 @@ impl Status {
         // "1 + the string length of message", which is `bytes.len()` with the NUL we appended.
         unsafe { sys::mongocrypt_status_set(raw, sys::MONGOCRYPT_STATUS_ERROR_CLIENT, 1, bytes.as_ptr().cast(), len) };
     }
+}
+
+/// The message of the error status `raw`, cut to [`MAX_ERROR_MESSAGE_LEN`]: libmongocrypt quotes peers' bytes in its
+/// messages (a whole unparsable KMS reply body, megabytes of it), so only the kept start is read and copied, and the
+/// full length is taken from `mongocrypt_status_message`'s `len`.
+fn message_of(raw: *mut sys::mongocrypt_status_t) -> String {
+    let mut len = 0u32;
+    // SAFETY: `raw` is a live status (the caller's); mongocrypt_status_message only reads it and returns "a NULL
+    // terminated error message or NULL", owned by the status, with `len` "the length of the returned string
+    // (excluding the trailing NULL byte)".
+    let ptr = unsafe { sys::mongocrypt_status_message(raw, &mut len) };
+    if ptr.is_null() {
+        return String::new();
+    }
+    // One byte more than is kept tells a longer message from one that fills the bound exactly.
+    let mut kept = Vec::with_capacity(MAX_ERROR_MESSAGE_LEN + 1);
+    while kept.len() <= MAX_ERROR_MESSAGE_LEN {
+        // SAFETY: the string is NUL-terminated (mongocrypt_status_message's rule above), and reading stops at the
+        // NUL: every byte read is inside it. The status does not change while we read (we hold it).
+        let byte = unsafe { ptr.cast::<u8>().add(kept.len()).read() };
+        if byte == 0 {
+            break;
+        }
+        kept.push(byte);
+    }
+    let total = if kept.len() <= MAX_ERROR_MESSAGE_LEN {
+        kept.len()
+    } else {
+        // The reported length; a `len` that disagrees with the bytes read (it cannot be shorter) is not trusted.
+        (len as usize).max(kept.len())
+    };
+    cut_message(&String::from_utf8_lossy(&kept), total, kept.len() == total)
 }
 
 impl Drop for Status {
@@ -155,5 +176,35 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     match payload.downcast_ref::<&str>() {
         Some(message) => message,
         None => payload.downcast_ref::<String>().map_or("non-string panic payload", String::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status holding `message` as a client error.
+    fn status_with(message: &str) -> Status {
+        let status = Status::new();
+        // SAFETY: the status is live; set_client_error's contract.
+        unsafe { Status::set_client_error(status.as_ptr(), message) };
+        status
+    }
+
+    #[test]
+    fn long_messages_from_c_are_cut() {
+        for (len, cut) in [(0, false), (100, false), (MAX_ERROR_MESSAGE_LEN, false), (MAX_ERROR_MESSAGE_LEN + 1, true)]
+            .into_iter()
+            .chain([(1 << 20, true)])
+        {
+            let message = "m".repeat(len);
+            let got = status_with(&message).to_result().unwrap_err().message();
+            assert!(got.len() <= MAX_ERROR_MESSAGE_LEN, "{len}: {}", got.len());
+            if cut {
+                assert!(got.starts_with("mmm") && got.ends_with(&format!("(message cut: {len} bytes in all)")));
+            } else {
+                assert_eq!(got, message);
+            }
+        }
     }
 }

@@ -217,7 +217,7 @@ mod version;
 pub use binary::BsonInput;
 pub use crypt::{is_crypto_available, Crypt, CryptBuilder};
 pub use ctx::{Ctx, CtxBuilder};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, MAX_ERROR_MESSAGE_LEN};
 pub use hooks::{CipherOutput, CryptoError, CryptoProvider, IntoCryptoProvider, RustCrypto};
 pub use kms::{KmsCtx, KmsScope};
 pub use log::LogLevel;

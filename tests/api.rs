@@ -11,6 +11,8 @@ mod common;
 mod ctx_outlives_crypt;
 #[path = "api/ctx_wrong_state.rs"]
 mod ctx_wrong_state;
+#[path = "api/error_bounds.rs"]
+mod error_bounds;
 #[path = "api/hook_outputs.rs"]
 mod hook_outputs;
 #[path = "api/mongo_op_view.rs"]

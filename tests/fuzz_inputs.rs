@@ -26,7 +26,8 @@
 //! Inputs that crash libmongocrypt itself are refused by the binding (a chunked KMS reply with a bad chunk, a GCP
 //! reply with bad base64, mongocryptd markings with null-like values or malformed BSON, huge KMIP lengths and short
 //! `keyMaterial` before 1.21, short Queryable Encryption v1 indexed values before 1.21 and malformed v2 ones on
-//! 1.13, malformed insert payloads before 1.13 and ones with a short value before 1.21; the `refused_*` tests below
+//! 1.13, v2 text values whose edge count wraps libmongocrypt's 32-bit length check from 1.17 to before 1.21,
+//! malformed insert payloads before 1.13 and ones with a short value before 1.21; the `refused_*` tests below
 //! feed each and expect `Err`). No input is filtered out of the fuzz.
 
 use std::io::Write;
@@ -1905,6 +1906,51 @@ fn well_formed_v2_indexed_values_are_not_refused() {
             assert!(!is_v2_refusal(&result), "{value:x?} (explicit {explicit}): refused: {result:?}");
             if let Err(e) = &result {
                 assert!(matches!(e, Error::Client { .. }), "{value:x?}: not libmongocrypt's error: {e:?}");
+            }
+        }
+    }
+}
+
+/// The versions on which the binding refuses v2 text values whose edge count needs over 4 GiB of metadata blocks
+/// (src/guard/payload.rs): 1.17 to before 1.21. 1.11 to 1.16 refuse them as malformed.
+fn refuses_wrapping_text_edge_counts() -> bool {
+    mongocrypt_at_least(1, 17) && !mongocrypt_at_least(1, 21)
+}
+
+fn is_text_edge_count_refusal(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(Error::InvalidArgument(m))
+        if m.contains("v2 text value") && m.contains("edge count") && m.contains("refused by the binding"))
+}
+
+/// libmongocrypt 1.17.0 checks a v2 text value's length against `17 + 96 * edges` in 32 bits: an edge count of
+/// 0x02aaaaab (or 0x05555556, 0x80000000, ...) wraps it below the value's length, and it `bson_malloc0`s the
+/// metadata blocks before failing the value: 5 GB of address space for 0x02aaaaab, an abort ("Failure to allocate
+/// memory in bson_malloc0()") for 0x80000000 on a 23 GB machine, and an abort for any of them under a few GB of
+/// RLIMIT_AS (seen in child processes, automatic and explicit decryption, key cached or not; 1.13.1 alike, where
+/// the malformed-value check refuses them). The binding refuses them from 1.17 to before 1.21. 1.21.0 fails them
+/// itself without allocating; 1.7.2 and 1.10.1 return blob type 17 undecrypted.
+#[test]
+fn refused_text_values_with_wrapping_edge_counts() {
+    for edges in [0x02aa_aaab, 0x0555_5556, 0x8000_0000] {
+        for (substr, suffix) in [(0, 0), (1, 2)] {
+            let value = v2_indexed_value(17, &text_counts(edges, substr, suffix), 100);
+            for (explicit, cached) in [(false, false), (true, false), (false, true), (true, true)] {
+                let result = decrypt_v2_indexed(&value, explicit, cached);
+                let what =
+                    format!("edge count {edges:#x}, tags {substr} {suffix} (explicit {explicit}, cached {cached})");
+                if refuses_wrapping_text_edge_counts() {
+                    assert!(is_text_edge_count_refusal(&result), "{what}: expected the binding's refusal: {result:?}");
+                } else if refuses_malformed_v2_indexed_values() {
+                    assert!(is_v2_refusal(&result), "{what}: expected the binding's refusal: {result:?}");
+                } else if mongocrypt_at_least(1, 21) {
+                    // libmongocrypt's own 64-bit length check.
+                    assert!(
+                        matches!(&result, Err(Error::Client { message, .. }) if message.contains("payload size")),
+                        "{what}: {result:?}"
+                    );
+                } else {
+                    assert_eq!(result, Ok(()), "{what}: blob type 17 is returned undecrypted before 1.11");
+                }
             }
         }
     }

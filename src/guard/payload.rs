@@ -22,16 +22,24 @@ pub(crate) fn refuse_bad_marking(subtype: u8, bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// The most of a field name a refusal quotes.
+const MAX_QUOTED_NAME: usize = 64;
+
 fn check_marking(marking: &[u8]) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("mongocryptd marking refused by the binding: {why}")));
     // null, undefined, MaxKey, MinKey: the values of zero length.
     match well_formed_first_valueless(marking) {
         Err(why) => refuse(&format!("malformed BSON inside it ({why})")),
         Ok(Some((kind, name))) => {
-            let name = String::from_utf8_lossy(name);
+            // The name is mongocryptd's (or a peer posing as it): quoted up to MAX_QUOTED_NAME bytes.
+            let quoted = String::from_utf8_lossy(&name[..name.len().min(MAX_QUOTED_NAME)]);
+            let name = match name.len() {
+                len if len > MAX_QUOTED_NAME => format!("{quoted:?}\u{2026} (a name of {len} bytes)"),
+                _ => format!("{quoted:?}"),
+            };
             let kind =
                 crate::bson::spec::ElementType::from(kind).map_or_else(|| format!("{kind:#x}"), |t| format!("{t:?}"));
-            refuse(&format!("its {name:?} is {kind}, which libmongocrypt cannot encrypt"))
+            refuse(&format!("its {name} is {kind}, which libmongocrypt cannot encrypt"))
         }
         Ok(None) => Ok(()),
     }
@@ -50,6 +58,8 @@ fn check_marking(marking: &[u8]) -> Result<()> {
 ///   before 1.17: seen to abort on 1.13.1 (found by the fuzz: a 109-byte type-14 value). Not on 1.7.2 (which
 ///   returns these blob types undecrypted), 1.10.1, 1.17.0 or 1.21.0, which fail such values themselves. 1.11, 1.12
 ///   and 1.14 to 1.16 are untested: refused as on 1.13.
+/// - v2 text values (blob type 17) whose edge count needs more than 4 GiB of metadata blocks, from 1.17 to before
+///   1.21 ([`refuse_wrapping_text_edge_count`]); from 1.11 to before 1.17 the check above refuses them.
 /// - insert payloads (blob type 4, and 11 for v2 from 1.8) that libmongocrypt's parser fails, before 1.13, or
 ///   whose value is too short to decrypt, before 1.21 ([`check_insert_payload`]).
 #[inline]
@@ -87,6 +97,9 @@ pub(crate) fn refuse_aborting_value(linked: &Version, subtype: u8, bytes: &[u8])
             }
         }
         Some(&blob_type @ (14 | 15 | 17)) if subtype == 6 => {
+            if blob_type == 17 && *linked >= Version::new(1, 17, 0) && *linked < Version::new(1, 21, 0) {
+                return refuse_wrapping_text_edge_count(bytes);
+            }
             if *linked < Version::new(1, 11, 0) || *linked >= Version::new(1, 17, 0) {
                 return Ok(());
             }
@@ -100,6 +113,30 @@ pub(crate) fn refuse_aborting_value(linked: &Version, subtype: u8, bytes: &[u8])
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses a v2 text value (blob type 17; `bytes` starts with that byte) whose edge count `e` makes `96 * e` exceed
+/// 32 bits: such a value would be over 4 GiB, so none is well-formed, and libmongocrypt 1.17.0 takes the length of
+/// its metadata blocks modulo 2^32, so the count can pass its length check and it `bson_malloc0`s `e` blocks before
+/// failing the value. Probed in child processes through this API (decrypt and explicit decrypt, key cached or not):
+/// on 1.17.0 a 130-byte value with count 0x02aaaaab reserves 5 GB of address space (untouched, so its resident
+/// size stays the same), one with 0x80000000 aborts (`Failure to allocate memory in bson_malloc0()`) on a 23 GB
+/// machine, and any of them aborts under an address-space limit of a few GB. 1.21.0 fails them in 64 bits without
+/// allocating; 1.13.1 allocates too (refused there as malformed, see [`check_indexed_value_v2`]); 1.7.2 and 1.10.1
+/// return blob type 17 undecrypted. 1.18 to 1.20 are untested: refused as on 1.17, the last release seen to
+/// allocate. A value that ends before its edge count is left to libmongocrypt, which fails it.
+fn refuse_wrapping_text_edge_count(bytes: &[u8]) -> Result<()> {
+    let Some(&[a, b, c, d]) = bytes.get(18..22) else { return Ok(()) };
+    let edges = u32::from_le_bytes([a, b, c, d]);
+    if METADATA_BLOCK_LEN * u64::from(edges) <= u64::from(u32::MAX) {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "Queryable Encryption v2 text value of {} bytes (blob type 17) with an edge count of {edges}, whose metadata \
+         blocks would take over 4 GiB, refused by the binding (libmongocrypt 1.17 wraps their length to 32 bits and \
+         allocates the blocks, or aborts when it cannot)",
+        bytes.len()
+    )))
 }
 
 /// Metadata block of a v2 indexed value (`FLE2TagAndEncryptedMetadataBlock`): encrypted count, tag, encrypted
@@ -332,6 +369,12 @@ mod tests {
                  terminator)"
             )
         );
+        // A long name is quoted in part, with its length.
+        let long = refuse_bad_marking(6, &marking(doc! { "n".repeat(10_000): Bson::Null })).unwrap_err().message();
+        assert!(
+            long.len() < 250 && long.contains(&format!("{:?}\u{2026} (a name of 10000 bytes)", "n".repeat(64))),
+            "{long}"
+        );
         // Not a marking: another subtype, or a ciphertext (first byte not 0).
         assert_eq!(refuse_bad_marking(0, &[0, 5, 0, 0, 0, 1]), Ok(()));
         assert_eq!(refuse_bad_marking(6, &[1, 5, 0, 0, 0, 1]), Ok(()));
@@ -402,6 +445,48 @@ mod tests {
         for linked in [Version::new(1, 10, 1), Version::new(1, 17, 0), Version::new(1, 21, 0)] {
             assert_eq!(refuse_aborting_value(&linked, 6, &short), Ok(()), "{linked}");
         }
+    }
+
+    #[test]
+    fn text_edge_counts_over_32_bits_of_blocks_from_1_17_to_before_1_21() {
+        let (v1_17, v1_20, v1_21) = (Version::new(1, 17, 0), Version::new(1, 20, 9), Version::new(1, 21, 0));
+        assert_eq!(
+            refuse_aborting_value(&v1_17, 6, &value(17, &text_counts(0x02aa_aaab, 0, 0), 100)),
+            invalid(
+                "Queryable Encryption v2 text value of 130 bytes (blob type 17) with an edge count of 44739243, whose \
+                 metadata blocks would take over 4 GiB, refused by the binding (libmongocrypt 1.17 wraps their length \
+                 to 32 bits and allocates the blocks, or aborts when it cannot)"
+            )
+        );
+        // 0x02aaaaab is the first count whose 96-byte blocks overflow 32 bits.
+        for edges in [0x02aa_aaab, 0x02aa_aaac, 0x0555_5556, 0x8000_0000, u32::MAX] {
+            for tags in [(0, 0), (1, 2)] {
+                let v = value(17, &text_counts(edges, tags.0, tags.1), 100);
+                for linked in [&v1_17, &v1_20] {
+                    assert!(refuse_aborting_value(linked, 6, &v).is_err(), "{edges:#x} {linked}");
+                }
+                // 1.21 fails it itself; 1.7.2 and 1.10.1 do not parse blob type 17.
+                for linked in [&v1_21, &Version::new(1, 10, 1), &Version::new(1, 7, 2)] {
+                    assert_eq!(refuse_aborting_value(linked, 6, &v), Ok(()), "{edges:#x} {linked}");
+                }
+                // 1.11 to 1.16 refuse every malformed value.
+                assert!(refuse_aborting_value(&Version::new(1, 13, 1), 6, &v).is_err());
+            }
+        }
+        // Counts whose blocks fit 32 bits reach libmongocrypt 1.17, which fails them if short; so do well-formed
+        // values, values of other blob types and values that end inside their counts.
+        for v in [
+            value(17, &text_counts(0x02aa_aaaa, 0, 0), 100),
+            value(17, &text_counts(1, 0, 0), 100),
+            value(17, &text_counts(1, 0, 0), 17 + 96),
+            value(17, &text_counts(4, 1, 2), 17 + 4 * 96),
+            value(17, &[0xff; 3], 0),
+            value(15, &[255], 100),
+            value(14, &[0xff; 4], 100),
+        ] {
+            assert_eq!(refuse_aborting_value(&v1_17, 6, &v), Ok(()), "{v:x?}");
+        }
+        assert_eq!(refuse_aborting_value(&v1_17, 0, &value(17, &text_counts(u32::MAX, 0, 0), 100)), Ok(()));
     }
 
     #[test]

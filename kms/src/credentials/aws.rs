@@ -241,7 +241,7 @@ fn credentials_from(
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(
             crate::bson::DateTime::parse_rfc3339_str(s)
-                .map_err(|e| reply(url, format!("bad Expiration {s:?}: {e}")))?
+                .map_err(|e| reply(url, format!("bad Expiration {}: {e}", error_body(s.as_bytes()))))?
                 .to_system_time(),
         ),
         Some(serde_json::Value::Number(n)) => {
@@ -249,7 +249,8 @@ fn credentials_from(
                 n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| reply(url, "bad Expiration"))?;
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds))
         }
-        Some(other) => return Err(reply(url, format!("bad Expiration {other}"))),
+        // The server's value, quoted as an error body is: cut, with its length.
+        Some(other) => return Err(reply(url, format!("bad Expiration {}", error_body(other.to_string().as_bytes())))),
     };
     Ok(AwsCredentials::from_parts(id, secret, field(token_field), expiration))
 }
@@ -276,6 +277,11 @@ mod tests {
         assert_eq!(c.expiration().unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_893_553_445);
         let err = parse_credentials_json("u", &response(200, r#"{"SecretAccessKey": "S"}"#)).err().unwrap();
         assert!(err.to_string().contains("no AccessKeyId"), "{err}");
+        for expiration in [format!("\"{}\"", "9".repeat(100_000)), format!("[{}0]", "0,".repeat(50_000))] {
+            let body = format!(r#"{{"AccessKeyId": "A", "SecretAccessKey": "S", "Expiration": {expiration}}}"#);
+            let err = parse_credentials_json("u", &response(200, &body)).err().unwrap().to_string();
+            assert!(err.len() < 500 && err.contains("bad Expiration") && err.contains(" bytes)"), "{err}");
+        }
         let err = parse_credentials_json("u", &response(404, "")).err().unwrap();
         assert_eq!(err.to_string(), "u answered HTTP status 404: (empty body)");
     }

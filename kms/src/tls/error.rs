@@ -220,7 +220,9 @@ impl KmsFailure for KmsIoError {
 
 /// libmongocrypt's `error`, its message cut and naming the KMS endpoint.
 fn with_endpoint(error: Error, endpoint: &str) -> Error {
-    let with_endpoint = |message: String| format!("{} (KMS endpoint {endpoint})", cut_body(&message));
+    // Both parts are a peer's (the endpoint comes from a key document): each is cut, so the whole stays far within
+    // libmongocrypt::MAX_ERROR_MESSAGE_LEN.
+    let with_endpoint = |message: String| format!("{} (KMS endpoint {})", cut_body(&message), cut_body(endpoint));
     match error {
         Error::Client { code, message } => Error::Client { code, message: with_endpoint(message) },
         Error::Kms { code, message } => Error::Kms { code, message: with_endpoint(message) },
@@ -255,11 +257,20 @@ fn cut_body(text: &str) -> String {
     if text.len() <= MAX_QUOTED_BODY {
         return text.to_owned();
     }
-    let mut end = MAX_QUOTED_BODY;
-    while !text.is_char_boundary(end) {
+    // A message already cut as it was copied out of C keeps its note, which states the full length.
+    let (body, note) = match text.rfind(" \u{2026} (message cut: ") {
+        Some(at) if text.ends_with(" bytes in all)") => text.split_at(at),
+        _ => (text, ""),
+    };
+    let mut end = MAX_QUOTED_BODY.min(body.len());
+    while !body.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
+    if note.is_empty() {
+        format!("{}... ({} more bytes)", &body[..end], body.len() - end)
+    } else {
+        format!("{}{note}", &body[..end])
+    }
 }
 
 /// rustls's error, with certificate validity times as dates and a hint for a handshake the server refused.
@@ -329,5 +340,8 @@ mod tests {
         let cut = cut_body(&body);
         assert!(cut.len() < MAX_QUOTED_BODY + 40 && cut.ends_with("(1700 more bytes)"), "{cut}");
         assert_eq!(cut_body("short"), "short");
+        // A message libmongocrypt's status already cut (libmongocrypt's cut_message): its note survives.
+        let long = format!("{} \u{2026} (message cut: 10485760 bytes in all)", "x".repeat(4050));
+        assert_eq!(cut_body(&long), format!("{} \u{2026} (message cut: 10485760 bytes in all)", "x".repeat(300)));
     }
 }
