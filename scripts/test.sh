@@ -13,6 +13,7 @@
 #   1.17.0     older than their header, so the build leaves out the functions they lack and the tests check
 #   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
 #   asan       the workspace's tests under AddressSanitizer on 1.21.0 (scripts/asan.sh; nightly, skipped without it)
+#   miri       the unit tests of src/guard/ under Miri (scripts/miri.sh; nightly, skipped without it)
 #
 # plus `cargo fmt --check`, clippy and rustdoc (once), builds with no bson feature and with both (each must stop at
 # its compile_error!), and a build with nothing to find, which must fail with a readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
@@ -22,7 +23,7 @@
 #
 #   scripts/test.sh                       everything, in the order above (this is what CI runs)
 #   scripts/test.sh dynamic 1.13.1        only some steps: lint, notfound, package, dynamic, fuzz, static, 1.10.1,
-#                                         1.13.1, 1.17.0, latest, asan
+#                                         1.13.1, 1.17.0, latest, asan, miri
 #
 # package: what a user of the published crates gets: the docs.rs build (nightly, DOCS_RS=1, no libmongocrypt, no
 # libclang), `cargo publish --workspace --dry-run` (every publishable crate, in dependency order), the checked-in
@@ -35,7 +36,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 wheel_builds=(1.10.1 1.13.1 1.17.0 latest)
-all_steps=(lint notfound package dynamic fuzz static "${wheel_builds[@]}" asan)
+all_steps=(lint notfound package dynamic fuzz static "${wheel_builds[@]}" asan miri)
 steps=()
 for step in "$@"; do
   [ "$step" = nocrypto ] && step=latest
@@ -426,6 +427,17 @@ if want asan; then
     echo "asan: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
   fi
   timings+=("asan: $((SECONDS - t0))s")
+fi
+
+if want miri; then
+  header "miri: the unit tests of src/guard/ (the pure checks that refuse what aborts libmongocrypt) under Miri"
+  t0=$SECONDS
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    (export CARGO_TARGET_DIR="$root/target/miri"; run scripts/miri.sh)
+  else
+    echo "miri: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+  fi
+  timings+=("miri: $((SECONDS - t0))s")
 fi
 
 header "summary"
