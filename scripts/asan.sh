@@ -17,5 +17,7 @@ export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
-cargo +nightly test --workspace --features libmongocrypt/tokio,libmongocrypt-kms/tokio --target "$host" --tests "$@" \
+# The KMS crate is left out: it has no unsafe code and calls no C of ours (rustls, tokio and hyper under ASan would
+# double this step for nothing the sanitizer can find there).
+cargo +nightly test --workspace --exclude libmongocrypt-kms --features libmongocrypt/tokio --target "$host" --tests "$@" \
   -- --skip compile_fail

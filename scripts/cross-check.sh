@@ -50,12 +50,16 @@ export CARGO_TARGET_DIR=${CROSS_TARGET_DIR:-$PWD/target/cross}
 export MONGOCRYPT_FUNCTIONS=all MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1
 unset MONGOCRYPT_LIB_DIR MONGOCRYPT_INCLUDE_DIR PKG_CONFIG_PATH
 installed=$(rustup target list --installed)
+# One cargo run for every target: its jobs interleave the targets' build scripts and checks on both cores.
+env_args=()
+target_args=()
 for target in "${targets[@]}"; do
   grep -qx "$target" <<<"$installed" || rustup target add "$target"
   t=${target//-/_}
-  t0=$SECONDS
-  echo "+ cargo check --target $target ${pkgs[*]} ${features[*]}"
-  env "CC_$t=clang" "AR_$t=$ar" "CFLAGS_$t=-nostdlibinc -DRING_CORE_NOSTDLIBINC=1 -isystem $stubs" \
-    cargo check -q --locked --target "$target" "${pkgs[@]}" "${features[@]}"
-  echo "ok: $target ($((SECONDS - t0))s)"
+  env_args+=("CC_$t=clang" "AR_$t=$ar" "CFLAGS_$t=-nostdlibinc -DRING_CORE_NOSTDLIBINC=1 -isystem $stubs")
+  target_args+=(--target "$target")
 done
+t0=$SECONDS
+echo "+ cargo check ${target_args[*]} ${pkgs[*]} ${features[*]}"
+env "${env_args[@]}" cargo check -q --locked "${target_args[@]}" "${pkgs[@]}" "${features[@]}"
+echo "ok: ${targets[*]} ($((SECONDS - t0))s)"
