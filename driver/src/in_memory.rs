@@ -101,7 +101,11 @@ impl InMemoryKeyVault {
     }
 
     /// Updates the first document matching `filter`; returns it as it was, and whether it changed.
-    fn update_first(documents: &mut [Document], filter: &Document, update: &Update) -> Result<Option<(Document, bool)>> {
+    fn update_first(
+        documents: &mut [Document],
+        filter: &Document,
+        update: &Update,
+    ) -> Result<Option<(Document, bool)>> {
         let Some(index) = position(documents, filter)? else { return Ok(None) };
         let before = documents[index].clone();
         let after = match update {
@@ -127,7 +131,9 @@ impl InMemoryKeyVault {
         let mut result = BulkWriteResult::default();
         for update in updates {
             let update_document = Update::Document(update.update.clone());
-            if let Some((_, modified)) = InMemoryKeyVault::update_first(&mut documents, &update.filter, &update_document)? {
+            if let Some((_, modified)) =
+                InMemoryKeyVault::update_first(&mut documents, &update.filter, &update_document)?
+            {
                 result.matched_count += 1;
                 result.modified_count += u64::from(modified);
             }
@@ -398,7 +404,8 @@ fn evaluate_operator(document: &Document, this: Option<&Bson>, name: &str, opera
         }
         "$cond" => {
             let mut values = arguments(3)?.into_iter();
-            let (condition, then, otherwise) = (values.next().flatten(), values.next().flatten(), values.next().flatten());
+            let (condition, then, otherwise) =
+                (values.next().flatten(), values.next().flatten(), values.next().flatten());
             if truthy(condition.as_ref()) {
                 then
             } else {
