@@ -57,8 +57,8 @@ pub enum ClientEncryptionError {
         index: usize,
         /// That field's `path`, if it has a string one.
         path: Option<String>,
-        /// The encryptedFields as far as they were filled.
-        encrypted_fields: Document,
+        /// The encryptedFields as far as they were filled (boxed: it keeps every error of this crate small).
+        encrypted_fields: Box<Document>,
         /// Why the data key failed.
         #[source]
         source: Box<ClientEncryptionError>,

@@ -36,8 +36,8 @@ pub enum InMemoryKeyVaultError {
     DuplicateKey {
         /// `_id` or `keyAltNames`.
         field: &'static str,
-        /// The duplicated value.
-        value: Bson,
+        /// The duplicated value (boxed, to keep the error small).
+        value: Box<Bson>,
     },
     /// A filter, update or expression this key vault does not implement.
     #[error("not supported by InMemoryKeyVault: {0}")]
@@ -201,12 +201,12 @@ fn check_unique(documents: &[Document], replacing: Option<usize>, document: &Doc
     for other in others {
         if let (Some(id), Some(other_id)) = (document.get("_id"), other.get("_id")) {
             if id == other_id {
-                return Err(InMemoryKeyVaultError::DuplicateKey { field: "_id", value: id.clone() });
+                return Err(InMemoryKeyVaultError::DuplicateKey { field: "_id", value: Box::new(id.clone()) });
             }
         }
         let other_names = alt_name_keys(other);
         if let Some(name) = alt_name_keys(document).into_iter().find(|name| other_names.contains(name)) {
-            return Err(InMemoryKeyVaultError::DuplicateKey { field: "keyAltNames", value: name.clone() });
+            return Err(InMemoryKeyVaultError::DuplicateKey { field: "keyAltNames", value: Box::new(name.clone()) });
         }
     }
     Ok(())

@@ -42,6 +42,47 @@ pub struct BulkWriteResult {
 ///
 /// A unique index on `keyAltNames` (partial, where it exists) is assumed, as the spec says: a write that breaks it
 /// fails with the server's duplicate key error, which [`ClientEncryption`](crate::ClientEncryption) returns as is.
+///
+/// ```
+/// use libmongocrypt::bson::Document;
+/// use libmongocrypt::state_machine::IoResult;
+/// use libmongocrypt::{Crypt, KmsProvider, KmsProviders};
+/// use libmongocrypt_driver::{
+///     BulkWriteResult, ClientEncryption, DataKeyOpts, InMemoryKeyVault, KeyVault, NoKms, Update, UpdateOne,
+/// };
+///
+/// /// A driver's key vault collection. The driver's calls are in the comments; an InMemoryKeyVault stands in.
+/// struct KeyVaultCollection(InMemoryKeyVault);
+///
+/// impl KeyVault for KeyVaultCollection {
+///     fn find(&self, filter: &Document) -> IoResult<Vec<Document>> {
+///         // collection.find(filter).read_concern(majority) collected
+///         KeyVault::find(&self.0, filter)
+///     }
+///     fn insert_one(&self, document: &Document) -> IoResult<()> {
+///         // collection.insert_one(document).write_concern(majority)
+///         KeyVault::insert_one(&self.0, document)
+///     }
+///     fn delete_one(&self, filter: &Document) -> IoResult<u64> {
+///         // collection.delete_one(filter).write_concern(majority), its deleted count
+///         KeyVault::delete_one(&self.0, filter)
+///     }
+///     fn find_one_and_update(&self, filter: &Document, update: &Update) -> IoResult<Option<Document>> {
+///         // collection.find_one_and_update(filter, update document or pipeline), returning the document before
+///         KeyVault::find_one_and_update(&self.0, filter, update)
+///     }
+///     fn bulk_update(&self, updates: &[UpdateOne]) -> IoResult<BulkWriteResult> {
+///         // one ordered bulk write of updateOne models, its matched and modified counts
+///         KeyVault::bulk_update(&self.0, updates)
+///     }
+/// }
+///
+/// let crypt = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[3u8; 96]))?.build()?;
+/// let client_encryption = ClientEncryption::new(crypt, KeyVaultCollection(InMemoryKeyVault::new()), NoKms);
+/// let id = client_encryption.create_data_key(&KmsProvider::local(), &DataKeyOpts::default())?;
+/// assert_eq!(client_encryption.delete_key(&id)?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait KeyVault {
     /// A find with `filter`: every matching key document.
     fn find(&self, filter: &Document) -> IoResult<Vec<Document>>;

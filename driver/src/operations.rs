@@ -252,5 +252,10 @@ pub(crate) fn encrypted_fields_error(
         .and_then(Bson::as_document)
         .and_then(|field| field.get_str("path").ok())
         .map(str::to_owned);
-    ClientEncryptionError::EncryptedFields { index, path, encrypted_fields, source: Box::new(source) }
+    ClientEncryptionError::EncryptedFields {
+        index,
+        path,
+        encrypted_fields: Box::new(encrypted_fields),
+        source: Box::new(source),
+    }
 }
