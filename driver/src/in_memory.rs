@@ -446,3 +446,142 @@ fn truthy(value: Option<&Bson>) -> bool {
         Some(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libmongocrypt::bson::doc;
+    use libmongocrypt::bson::spec::BinarySubtype;
+    use libmongocrypt::bson::Binary;
+
+    use super::*;
+
+    fn id(byte: u8) -> Binary {
+        Binary { subtype: BinarySubtype::Uuid, bytes: vec![byte; 16] }
+    }
+
+    fn vault() -> InMemoryKeyVault {
+        InMemoryKeyVault::with_documents(vec![
+            doc! { "_id": id(1), "keyAltNames": ["a", "b"] },
+            doc! { "_id": id(2) },
+            doc! { "_id": id(3), "keyAltNames": ["c"] },
+        ])
+    }
+
+    fn ids(documents: Vec<Document>) -> Vec<u8> {
+        documents.iter().map(id_byte).collect()
+    }
+
+    fn id_byte(document: &Document) -> u8 {
+        match document.get("_id") {
+            Some(Bson::Binary(binary)) => binary.bytes[0],
+            other => panic!("_id {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters_match_as_the_server_does() {
+        let vault = vault();
+        // libmongocrypt's key filter.
+        let keys = doc! { "$or": [{ "_id": { "$in": [id(2)] } }, { "keyAltNames": { "$in": ["c"] } }] };
+        assert_eq!(ids(vault.find(&keys).unwrap()), [2, 3]);
+        assert_eq!(ids(vault.find(&doc! { "keyAltNames": "b" }).unwrap()), [1]);
+        assert_eq!(ids(vault.find(&doc! { "keyAltNames": { "$ne": "b" } }).unwrap()), [2, 3]);
+        assert_eq!(ids(vault.find(&doc! { "keyAltNames": { "$exists": false } }).unwrap()), [2]);
+        assert_eq!(ids(vault.find(&doc! { "keyAltNames": Bson::Null }).unwrap()), [2], "missing equals null");
+        let both = doc! { "$and": [{ "keyAltNames": "a" }, { "_id": { "$eq": id(1) } }] };
+        assert_eq!(ids(vault.find(&both).unwrap()), [1]);
+        assert_eq!(ids(vault.find(&doc! {}).unwrap()), [1, 2, 3]);
+        for unsupported in [doc! { "$nor": [] }, doc! { "a": { "$gt": 1 } }, doc! { "a.b": 1 }] {
+            assert!(matches!(vault.find(&unsupported), Err(InMemoryKeyVaultError::Unsupported(_))), "{unsupported}");
+        }
+    }
+
+    #[test]
+    fn update_documents_apply_set_add_to_set_and_current_date() {
+        let vault = vault();
+        let update = Update::Document(doc! {
+            "$addToSet": { "keyAltNames": "d" },
+            "$set": { "status": 1 },
+            "$currentDate": { "updateDate": true },
+        });
+        let before = vault.find_one_and_update(&doc! { "_id": id(2) }, &update).unwrap();
+        assert_eq!(before, Some(doc! { "_id": id(2) }));
+        let after = vault.find(&doc! { "_id": id(2) }).unwrap().remove(0);
+        assert_eq!(after.get_array("keyAltNames").unwrap(), &vec![Bson::from("d")]);
+        assert_eq!(after.get_i32("status").unwrap(), 1);
+        assert!(after.get_datetime("updateDate").is_ok());
+        assert_eq!(vault.find_one_and_update(&doc! { "_id": id(9) }, &update).unwrap(), None);
+
+        let bad = Update::Document(doc! { "$addToSet": { "status": "x" } });
+        assert!(matches!(
+            vault.find_one_and_update(&doc! { "_id": id(2) }, &bad),
+            Err(InMemoryKeyVaultError::Unsupported(_))
+        ));
+        let moves_id = Update::Document(doc! { "$set": { "_id": id(7) } });
+        assert!(matches!(
+            vault.find_one_and_update(&doc! { "_id": id(2) }, &moves_id),
+            Err(InMemoryKeyVaultError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn pipelines_evaluate_cond_eq_ne_filter_and_remove() {
+        let vault = vault();
+        let remove = |name: &str| {
+            Update::Pipeline(vec![doc! {
+                "$set": { "keyAltNames": { "$cond": [
+                    { "$eq": ["$keyAltNames", [name]] },
+                    "$$REMOVE",
+                    { "$filter": { "input": "$keyAltNames", "cond": { "$ne": ["$$this", name] } } },
+                ] } },
+            }])
+        };
+        vault.find_one_and_update(&doc! { "_id": id(1) }, &remove("a")).unwrap();
+        vault.find_one_and_update(&doc! { "_id": id(3) }, &remove("c")).unwrap();
+        // A key without names: the server's $filter of a missing array is null.
+        vault.find_one_and_update(&doc! { "_id": id(2) }, &remove("x")).unwrap();
+        assert_eq!(
+            vault.documents(),
+            [
+                doc! { "_id": id(1), "keyAltNames": ["b"] },
+                doc! { "_id": id(2), "keyAltNames": Bson::Null },
+                doc! { "_id": id(3) },
+            ]
+        );
+        let unknown = Update::Pipeline(vec![doc! { "$set": { "n": { "$add": [1, 2] } } }]);
+        assert!(matches!(
+            vault.find_one_and_update(&doc! { "_id": id(1) }, &unknown),
+            Err(InMemoryKeyVaultError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn unique_indexes_refuse_duplicates_and_change_nothing() {
+        let vault = vault();
+        let duplicate_id = vault.insert_one(&doc! { "_id": id(2) }).unwrap_err();
+        assert_eq!(duplicate_id, InMemoryKeyVaultError::DuplicateKey { field: "_id", value: Box::new(id(2).into()) });
+        let duplicate_name = vault.insert_one(&doc! { "_id": id(4), "keyAltNames": ["z", "c"] }).unwrap_err();
+        assert_eq!(
+            duplicate_name,
+            InMemoryKeyVaultError::DuplicateKey { field: "keyAltNames", value: Box::new(Bson::from("c")) }
+        );
+        let update = Update::Document(doc! { "$addToSet": { "keyAltNames": "a" } });
+        assert!(vault.find_one_and_update(&doc! { "_id": id(3) }, &update).is_err());
+        assert_eq!(vault.documents(), self::vault().documents());
+        assert_eq!(vault.delete_one(&doc! { "keyAltNames": "c" }).unwrap(), 1);
+        assert_eq!(vault.delete_one(&doc! { "keyAltNames": "c" }).unwrap(), 0);
+    }
+
+    #[test]
+    fn bulk_updates_count_matched_and_modified() {
+        let vault = vault();
+        let updates = [
+            UpdateOne { filter: doc! { "_id": id(1) }, update: doc! { "$set": { "status": 1 } } },
+            // Matches, changes nothing.
+            UpdateOne { filter: doc! { "_id": id(3) }, update: doc! { "$set": { "keyAltNames": ["c"] } } },
+            UpdateOne { filter: doc! { "_id": id(9) }, update: doc! { "$set": { "status": 1 } } },
+        ];
+        assert_eq!(vault.bulk_update(&updates).unwrap(), BulkWriteResult { matched_count: 2, modified_count: 1 });
+        assert_eq!(vault.find(&doc! { "status": 1 }).unwrap().len(), 1);
+    }
+}
