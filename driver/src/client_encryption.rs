@@ -202,7 +202,8 @@ impl<V: KeyVault, K: StateMachineIo> ClientEncryption<V, K> {
 
     /// Rewraps the keys matching `filter` with the new master key of `opts` (or each with its current one), and
     /// writes their new `masterKey` and `keyMaterial` (and `updateDate`) in one bulk write of updateOne
-    /// operations. No bulk write is made when no key matches.
+    /// operations. No bulk write is made when no key matches. (libmongocrypt 1.5.0 and 1.5.1, whose rewrap
+    /// MONGOCRYPT-464 breaks, are older than any this crate links.)
     pub fn rewrap_many_data_key(
         &self,
         filter: &Document,
