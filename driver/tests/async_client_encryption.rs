@@ -119,3 +119,14 @@ async fn encrypted_fields_and_option_checks() {
     .await
     .unwrap();
 }
+
+/// `with_tokio` (feature `tokio`): the same ClientEncryption, on tokio's timer.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn with_tokio_builds_a_working_client_encryption() {
+    let ce = AsyncClientEncryption::with_tokio(local_crypt(), InMemoryKeyVault::new(), NoKms);
+    let id = ce.create_data_key(&KmsProvider::local(), &DataKeyOpts::default()).await.unwrap();
+    let opts = EncryptOpts::new(EncryptKey::Id(id), Algorithm::Random);
+    let ciphertext = ce.encrypt(&Bson::from("x"), &opts).await.unwrap();
+    assert_eq!(ce.decrypt(&ciphertext).await.unwrap(), Bson::from("x"));
+}

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{b64, crypt, linked_at_least, local_crypt, local_master_key, uuid, Call, RecordingKeyVault};
+use common::{
+    b64, crypt, example_aws_key, linked_at_least, local_crypt, local_master_key, uuid, Call, MockAwsKms,
+    RecordingKeyVault,
+};
 use libmongocrypt::bson::spec::BinarySubtype;
 use libmongocrypt::bson::{doc, Binary, Bson, Document};
 use libmongocrypt::{Algorithm, KmsProvider, KmsProviders, QueryType, RangeOptions, RunError, TextOptions};
@@ -457,4 +460,43 @@ fn queryable_encryption_payloads() {
         panic!("{encrypted}")
     };
     assert_eq!(bound.subtype, BinarySubtype::Encrypted);
+}
+
+/// Prose test 16 from aws to local, with the KMS mocked: an AWS key of `tests/data/example` is unwrapped through
+/// the KMS I/O (the file's reply), encrypts, and is rewrapped under the local master key, after which a
+/// ClientEncryption without AWS decrypts.
+#[test]
+fn aws_key_through_a_mocked_kms_rewrapped_to_local() {
+    let providers = KmsProviders::new().aws("aws", "example", "example", None).local("local", &local_master_key());
+    let vault = InMemoryKeyVault::with_documents(vec![example_aws_key()]);
+    let kms = MockAwsKms::default();
+    let client_encryption = ClientEncryption::new(crypt(&providers), &vault, &kms);
+    let key_id = uuid(b"aaaaaaaaaaaaaaaa");
+
+    let by_name = deterministic(EncryptKey::AltName("keyDocumentName".into()));
+    let ciphertext = client_encryption.encrypt(&Bson::from("test"), &by_name).unwrap();
+    assert_eq!(*kms.requests.lock().unwrap(), 1, "one KMS decrypt");
+    assert_eq!(
+        client_encryption.encrypt(&Bson::from("test"), &deterministic(EncryptKey::Id(key_id.clone()))).unwrap(),
+        ciphertext
+    );
+    assert_eq!(client_encryption.decrypt(&ciphertext).unwrap(), Bson::from("test"));
+
+    let opts = RewrapManyDataKeyOpts { provider: local(), master_key: None };
+    let result =
+        client_encryption.rewrap_many_data_key(&doc! { "keyAltNames": "keyDocumentName" }, Some(&opts)).unwrap();
+    assert_eq!(result.bulk_write_result.map(|r| (r.matched_count, r.modified_count)), Some((1, 1)));
+    let key = client_encryption.get_key(&key_id).unwrap().unwrap();
+    assert_eq!(key.get_document("masterKey").unwrap(), &doc! { "provider": "local" });
+
+    let local_only = ClientEncryption::new(local_crypt(), &vault, NoKms);
+    assert_eq!(local_only.decrypt(&ciphertext).unwrap(), Bson::from("test"));
+
+    // Without KMS I/O, the AWS key cannot be unwrapped: NoKms's error, in state NEED_KMS.
+    let aws_vault = InMemoryKeyVault::with_documents(vec![example_aws_key()]);
+    let no_kms = ClientEncryption::new(crypt(&providers), &aws_vault, NoKms);
+    let error = no_kms.decrypt(&ciphertext).unwrap_err();
+    let ClientEncryptionError::Run(RunError::Io { state, source }) = &error else { panic!("{error:?}") };
+    assert_eq!(*state, libmongocrypt::State::NeedKms);
+    assert!(source.to_string().contains("NoKms"), "{source}");
 }

@@ -7,10 +7,56 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use libmongocrypt::bson::spec::BinarySubtype;
-use libmongocrypt::bson::{Binary, Document};
-use libmongocrypt::state_machine::IoResult;
-use libmongocrypt::{Crypt, KmsProviders, Version};
+use libmongocrypt::bson::{Binary, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
+use libmongocrypt::{Crypt, KmsCtx, KmsProviders, Version};
 use libmongocrypt_driver::{BulkWriteResult, InMemoryKeyVault, KeyVault, Update, UpdateOne};
+
+/// The core crate's example: its extended JSON reader and its HTTP reply loader, for the files of
+/// `tests/data/example` (an AWS key document and the mocked KMS reply that unwraps it).
+#[path = "../../../examples/state_machine.rs"]
+pub mod example;
+
+/// The workspace's `tests/data/example` (the example's `data_dir` is relative to its own package).
+fn example_data() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/example")
+}
+
+/// An AWS key document of `tests/data/example`, `_id` sixteen `a`s, and the KMS I/O that unwraps it with the
+/// file's mocked reply (counting requests).
+pub fn example_aws_key() -> Document {
+    let raw = example::read_json(&example_data().join("key-document.json")).expect("the example key document");
+    Document::try_from(raw.as_ref()).expect("a document")
+}
+
+/// Serves every KMS request with `kms-decrypt-reply.txt` after checking it goes to AWS in us-east-1.
+#[derive(Default)]
+pub struct MockAwsKms {
+    pub requests: Mutex<u32>,
+}
+
+impl StateMachineIo for MockAwsKms {
+    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("not a KMS request".into())
+    }
+
+    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+        Err("not a KMS request".into())
+    }
+
+    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("not a KMS request".into())
+    }
+
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        *self.requests.lock().unwrap() += 1;
+        if kms.kms_provider() != "aws" || kms.endpoint()? != "kms.us-east-1.amazonaws.com:443" {
+            return Err(format!("unexpected KMS request to {} ({})", kms.endpoint()?, kms.kms_provider()).into());
+        }
+        let reply = example::read_http(&example_data().join("kms-decrypt-reply.txt"))?;
+        Ok(feed_kms_reply(kms, &reply)?)
+    }
+}
 
 /// The prose tests' LOCAL_MASTERKEY, base64 of 96 bytes.
 pub const LOCAL_MASTERKEY: &str = "Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk";
