@@ -1,6 +1,8 @@
 //! ClientEncryption on a key vault in memory and local master keys, so that it runs without a server or a KMS:
 //! a data key, explicit encryption and decryption, a rewrap to another master key, key alternate names, and the
-//! encryptedFields of a Queryable Encryption collection filled in with new data keys.
+//! encryptedFields of a Queryable Encryption collection filled in with new data keys. Last, the mock KMS: an AWS
+//! data key (the key document of the core crate's `tests/data/example`) is unwrapped through KMS I/O that replies
+//! with that folder's recorded AWS KMS reply, used, and rewrapped under the local master key.
 //!
 //! ```text
 //! cargo run -p libmongocrypt-driver --example client_encryption
@@ -10,12 +12,69 @@
 //! collection, and [`NoKms`] with its KMS I/O (such as `libmongocrypt-kms`'s transport) to use remote KMS providers.
 
 use std::error::Error;
+use std::path::{Path, PathBuf};
 
-use libmongocrypt::bson::{doc, Bson};
-use libmongocrypt::{Algorithm, Crypt, KmsProvider, KmsProviders, Version};
+use libmongocrypt::bson::{doc, Bson, Document, RawDocument, RawDocumentBuf};
+use libmongocrypt::state_machine::{feed_kms_reply, IoResult, StateMachineIo};
+use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProvider, KmsProviders, Version};
 use libmongocrypt_driver::{
     ClientEncryption, DataKeyOpts, EncryptKey, EncryptOpts, InMemoryKeyVault, NoKms, RewrapManyDataKeyOpts,
 };
+
+/// The core crate's example, for its extended JSON reader and HTTP reply loader.
+#[allow(dead_code, reason = "only the readers are used")]
+#[path = "../../examples/state_machine.rs"]
+mod state_machine;
+
+/// The core crate's `tests/data/example`: an AWS key document and the AWS KMS reply that unwraps it.
+fn example_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/example")
+}
+
+/// KMS I/O that answers every request with the recorded reply, as a KMS transport would after its HTTPS exchange
+/// with the request's endpoint. Only its KMS methods are used by ClientEncryption.
+struct MockKms;
+
+impl StateMachineIo for MockKms {
+    fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("KMS only".into())
+    }
+
+    fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+        Err("KMS only".into())
+    }
+
+    fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Err("KMS only".into())
+    }
+
+    fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        println!("mock KMS: {} request to {}", kms.kms_provider(), kms.endpoint()?);
+        let reply = state_machine::read_http(&example_data().join("kms-decrypt-reply.txt"))?;
+        Ok(feed_kms_reply(kms, &reply)?)
+    }
+}
+
+/// The AWS key of `tests/data/example`, used through the mock KMS, then rewrapped under the local master key.
+fn aws_key_through_the_mock_kms() -> Result<(), Box<dyn Error>> {
+    let key = state_machine::read_json(&example_data().join("key-document.json")).map_err(|e| e.to_string())?;
+    let vault = InMemoryKeyVault::with_documents(vec![Document::try_from(key.as_ref())?]);
+    let providers = KmsProviders::new().aws("aws", "example", "example", None).local("local", &[0x11; 96]);
+    let crypt = Crypt::builder().kms_providers(&providers)?.build()?;
+    let client_encryption = ClientEncryption::new(crypt, &vault, MockKms);
+
+    let opts = EncryptOpts::new(EncryptKey::AltName("keyDocumentName".into()), Algorithm::Deterministic);
+    let ciphertext = client_encryption.encrypt(&Bson::from("secret"), &opts)?;
+    println!("encrypted with the AWS key, decrypted: {}", client_encryption.decrypt(&ciphertext)?);
+
+    let rewrap = RewrapManyDataKeyOpts { provider: KmsProvider::local(), master_key: None };
+    let result = client_encryption.rewrap_many_data_key(&doc! { "keyAltNames": "keyDocumentName" }, Some(&rewrap))?;
+    println!("rewrapped the AWS key to local: {:?}", result.bulk_write_result);
+    let local_only = Crypt::builder().kms_providers(&KmsProviders::new().local("local", &[0x11; 96]))?.build()?;
+    let local_only = ClientEncryption::new(local_only, &vault, NoKms);
+    println!("decrypted without AWS: {}", local_only.decrypt(&ciphertext)?);
+    Ok(())
+}
 
 fn main() -> Result<(), Box<dyn Error>> {
     let linked = Version::linked();
@@ -95,5 +154,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     } else {
         println!("no Indexed payload: QE protocol v2 needs libmongocrypt 1.8, {} is linked", libmongocrypt::version());
     }
-    Ok(())
+
+    aws_key_through_the_mock_kms()
 }
