@@ -18,7 +18,7 @@ fn key_encryption_key(provider: &KmsProvider, master_key: Option<&Document>) -> 
             if value.as_str() != Some(provider.as_str()) {
                 return Err(ClientEncryptionError::MasterKeyProvider {
                     provider: provider.to_string(),
-                    master_key_provider: value.to_string(),
+                    master_key_provider: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
                 });
             }
             continue;

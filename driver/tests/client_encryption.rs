@@ -349,7 +349,7 @@ fn master_keys_and_providers_are_checked() {
     let error = client_encryption.create_data_key(&local(), &opts).unwrap_err();
     assert!(
         matches!(&error, ClientEncryptionError::MasterKeyProvider { provider, master_key_provider }
-            if provider == "local" && master_key_provider == "\"aws\""),
+            if provider == "local" && master_key_provider == "aws"),
         "{error:?}"
     );
     // A provider the Crypt was not given: libmongocrypt refuses it.
