@@ -500,3 +500,33 @@ fn aws_key_through_a_mocked_kms_rewrapped_to_local() {
     assert_eq!(*state, libmongocrypt::State::NeedKms);
     assert!(source.to_string().contains("NoKms"), "{source}");
 }
+
+/// Prose test 23: Range explicit encryption applies libmongocrypt's defaults (sparsity 2, trimFactor 6), and
+/// accepts trimFactor 0. Needs MONGOCRYPT-698's defaults: libmongocrypt 1.11.
+#[test]
+fn range_explicit_encryption_applies_defaults() {
+    if !linked_at_least(1, 11) {
+        eprintln!(
+            "skipped: the range defaults (MONGOCRYPT-698) need libmongocrypt 1.11, {} is linked",
+            libmongocrypt::version()
+        );
+        return;
+    }
+    let client_encryption = ClientEncryption::new(local_crypt(), InMemoryKeyVault::new(), NoKms);
+    let id = client_encryption.create_data_key(&local(), &DataKeyOpts::default()).unwrap();
+    let range = |sparsity, trim_factor| EncryptOpts {
+        contention_factor: Some(0),
+        range_opts: Some(RangeOptions {
+            min: Some(Bson::Int32(0)),
+            max: Some(Bson::Int32(1000)),
+            sparsity,
+            trim_factor,
+            precision: None,
+        }),
+        ..EncryptOpts::new(EncryptKey::Id(id.clone()), Algorithm::Range)
+    };
+    let size = |opts: EncryptOpts| client_encryption.encrypt(&Bson::Int32(123), &opts).unwrap().bytes.len();
+    let defaults = size(range(None, None));
+    assert_eq!(size(range(Some(2), Some(6))), defaults, "case 1: the defaults are sparsity 2, trimFactor 6");
+    assert!(size(range(None, Some(0))) > defaults, "case 2: trimFactor 0 keeps more edges");
+}
