@@ -13,7 +13,7 @@ use libmongocrypt::state_machine::{AsyncStateMachineIo, IoResult, StateMachineIo
 use libmongocrypt::{Crypt, Ctx, KmsCtx, KmsProvider, Runner};
 
 use crate::error::{ClientEncryptionError, Result};
-use crate::key_vault::{AsyncKeyVault, KeyVault};
+use crate::key_vault::{AsyncKeyVault, KeyVault, Update};
 use crate::operations::{self as ops, Plaintext};
 use crate::options::{DataKeyOpts, EncryptOpts, RewrapManyDataKeyOpts, RewrapManyDataKeyResult};
 
@@ -278,7 +278,7 @@ impl<V: KeyVault, K: StateMachineIo> ClientEncryption<V, K> {
         self.key_vault.find(filter).map_err(ClientEncryptionError::key_vault("find"))
     }
 
-    fn find_one_and_update(&self, filter: &Document, update: &crate::Update) -> Result<Option<Document>> {
+    fn find_one_and_update(&self, filter: &Document, update: &Update) -> Result<Option<Document>> {
         self.key_vault
             .find_one_and_update(filter, update)
             .map_err(ClientEncryptionError::key_vault("find_one_and_update"))
@@ -447,7 +447,7 @@ where
         self.key_vault.find(filter).await.map_err(ClientEncryptionError::key_vault("find"))
     }
 
-    async fn find_one_and_update(&self, filter: &Document, update: &crate::Update) -> Result<Option<Document>> {
+    async fn find_one_and_update(&self, filter: &Document, update: &Update) -> Result<Option<Document>> {
         self.key_vault
             .find_one_and_update(filter, update)
             .await

@@ -65,6 +65,8 @@ impl EncryptOpts {
 
 /// The options of [`ClientEncryption::rewrap_many_data_key`](crate::ClientEncryption::rewrap_many_data_key): the
 /// KMS provider and master key to wrap the keys with. Without them, each key is rewrapped with its current one.
+/// The provider is not optional here, so a master key without one (the spec's prose test 16, case 2) cannot be
+/// written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RewrapManyDataKeyOpts {
     /// The KMS provider of the new master key.
