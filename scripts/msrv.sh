@@ -29,6 +29,8 @@ sets=(
   "libmongocrypt-kms|||"
   "libmongocrypt-kms|tokio,openssl||"
   "libmongocrypt-kms|tokio,openssl,aws-sdk|1.94.1|"
+  "libmongocrypt-driver|||"
+  "libmongocrypt-driver|tokio||yes"
 )
 meta=$(mktemp)
 checker=$(mktemp)

@@ -56,10 +56,10 @@ export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
-# Every build tests the core's run_tokio and the KMS I/O crate's async faces and OpenSSL backend (libmongocrypt-kms's
+# Every build tests the core's run_tokio, the driver crate's tokio timer, and the KMS I/O crate's async faces and OpenSSL backend (libmongocrypt-kms's
 # openssl feature: the system's OpenSSL, through libssl-dev; kms/tests/tls/kmip.rs runs a real PyKMIP server);
 # `static` is the other feature, chosen per build by MONGOCRYPT_STATIC.
-features=(--features libmongocrypt/tokio,libmongocrypt-kms/tokio,libmongocrypt-kms/openssl)
+features=(--features libmongocrypt/tokio,libmongocrypt-kms/tokio,libmongocrypt-kms/openssl,libmongocrypt-driver/tokio)
 
 target="$root/target/matrix"
 log=$(mktemp)
