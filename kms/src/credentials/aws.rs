@@ -48,7 +48,7 @@ impl CredentialsFetcher {
         #[cfg(not(feature = "aws-sdk"))]
         let credentials = self.aws_chain(transport, fail).await?;
         if let Some(expiration) = credentials.expiration() {
-            self.aws_cache.put(credentials.clone(), expiration);
+            self.aws_cache.put(credentials.clone(), Some(expiration));
         }
         Ok(credentials)
     }
@@ -245,9 +245,10 @@ fn credentials_from(
                 .to_system_time(),
         ),
         Some(serde_json::Value::Number(n)) => {
-            let seconds =
-                n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| reply(url, "bad Expiration"))?;
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds))
+            let seconds = n.as_f64().filter(|s| *s >= 0.0).ok_or_else(|| reply(url, format!("bad Expiration {n}")))?;
+            // Past what Duration or SystemTime holds (1e300, 1.9e19, 9.3e18 seconds): no expiry known, so the
+            // credentials are used and not cached, as when the reply has no Expiration.
+            Duration::try_from_secs_f64(seconds).ok().and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
         }
         Some(other) => return Err(reply(url, format!("bad Expiration {other}"))),
     };
@@ -278,6 +279,37 @@ mod tests {
         assert!(err.to_string().contains("no AccessKeyId"), "{err}");
         let err = parse_credentials_json("u", &response(404, "")).err().unwrap();
         assert_eq!(err.to_string(), "u answered HTTP status 404: (empty body)");
+    }
+
+    /// `Expiration` at the edges of time, as a number and as a string: never a panic; past what `SystemTime`
+    /// holds, no expiry (not cached); negative or not a date, a typed error.
+    #[test]
+    fn expirations_at_the_edges_of_time_never_panic() {
+        let parse = |expiration: &str| {
+            let body = format!(r#"{{"AccessKeyId": "A", "SecretAccessKey": "S", "Expiration": {expiration}}}"#);
+            parse_credentials_json("u", &response(200, &body)).map(|c| c.expiration())
+        };
+        let seconds = |e: Option<SystemTime>| e.unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(seconds(parse("0").unwrap()), Duration::ZERO);
+        assert_eq!(seconds(parse("1e-9").unwrap()), Duration::from_nanos(1));
+        assert_eq!(seconds(parse("1.5").unwrap()), Duration::from_millis(1500));
+        for absurd in ["1e300", "1.9e19", "9.3e18", "18446744073709551615", "1.7976931348623157e308"] {
+            assert_eq!(parse(absurd).unwrap(), None, "{absurd}");
+        }
+        for bad in ["-1", "-1e300", "-0.5", r#""1e300""#, r#""NaN""#, r#""-1""#, r#""""#, "true", "[]"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.to_string().contains("bad Expiration"), "{bad}: {err}");
+        }
+        // NaN and the infinities are not JSON: the reply is refused as such.
+        for not_json in ["NaN", "Infinity", "-Infinity"] {
+            assert!(parse(not_json).unwrap_err().to_string().contains("not JSON"), "{not_json}");
+        }
+        assert!(parse(r#""9999-12-31T23:59:59Z""#).unwrap().is_some());
+        assert!(parse(r#""0001-01-01T00:00:00Z""#).unwrap().is_some());
+        // STS's numeric form goes through the same code.
+        let body = r#"{"AssumeRoleWithWebIdentityResponse": {"AssumeRoleWithWebIdentityResult": {"Credentials":
+            {"AccessKeyId": "ASIA", "SecretAccessKey": "S", "Expiration": 1e300}}}}"#;
+        assert_eq!(parse_sts("u", &response(200, body)).unwrap().expiration(), None);
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl Transport for Blocking {
 pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<HttpResponse, CredentialsErrorKind> {
     let url = &request.url;
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
+        // ureq adds the timeout to an Instant: one past what an Instant holds is no limit.
+        .timeout_global(std::time::Instant::now().checked_add(timeout).map(|_| timeout))
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)

@@ -1,0 +1,120 @@
+//! Metadata servers that lie: absurd expiries (`expires_in`, `Expiration` past what a `SystemTime` holds) and
+//! `Duration::MAX` options, on both faces. Nothing may panic; an expiry past the representable range means "no
+//! limit" (Azure: cached; AWS: used, not cached, as without `Expiration`). Loopback servers only.
+
+use crate::support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libmongocrypt_kms::credentials::CredentialsFetcher;
+
+use support::server::{self, MockServer, Options, Reply};
+
+const AZURE_PATH: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
+
+/// A metadata server that answers every request with `body` (status 200) and counts them.
+fn lying_server(body: String) -> (MockServer, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    let server = MockServer::start(Options::default(), move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        Reply::Bytes(server::http(200, &body))
+    });
+    (server, served)
+}
+
+fn azure(expires_in: &str) -> (MockServer, Arc<AtomicUsize>, CredentialsFetcher) {
+    let (server, served) = lying_server(format!(
+        r#"{{"access_token": "azure-token", "expires_in": {expires_in}, "token_type": "Bearer"}}"#
+    ));
+    let fetcher = CredentialsFetcher::new(["azure"]).azure_endpoint(format!("http://{}{AZURE_PATH}", server.addr()));
+    (server, served, fetcher)
+}
+
+/// An ECS endpoint whose credentials expire at `expiration` (a JSON value), and a fetcher that finds it.
+fn ecs(expiration: &str) -> (MockServer, Arc<AtomicUsize>, CredentialsFetcher) {
+    let (server, served) = lying_server(format!(
+        r#"{{"AccessKeyId": "ecsKey", "SecretAccessKey": "ecsSecret", "Token": "t", "Expiration": {expiration}}}"#
+    ));
+    let fetcher = CredentialsFetcher::new(["aws"])
+        .env(|name| (name == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").then(|| "/creds".to_owned()))
+        .aws_ecs_endpoint(format!("http://{}", server.addr()));
+    (server, served, fetcher)
+}
+
+/// Azure's `expires_in` at u64::MAX (as a number and as Azure's string): the token is fetched, and kept for good
+/// (no expiry that can be represented), whatever the refresh margin.
+#[test]
+fn azure_expires_in_past_the_end_of_time_is_no_limit() {
+    for expires_in in ["18446744073709551615", "\"18446744073709551615\""] {
+        let (server, served, fetcher) = azure(expires_in);
+        let fetcher = fetcher.azure_refresh_margin(Duration::MAX);
+        for _ in 0..2 {
+            let doc = fetcher.fetch().unwrap();
+            assert_eq!(doc.get_document("azure").unwrap().get_str("accessToken").unwrap(), "azure-token");
+        }
+        assert_eq!(served.load(Ordering::SeqCst), 1, "{expires_in}: cached");
+        drop(server);
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_expires_in_past_the_end_of_time_is_no_limit_async() {
+    let (_server, served, fetcher) = azure("18446744073709551615");
+    for _ in 0..2 {
+        let doc = fetcher.fetch_async().await.unwrap();
+        assert_eq!(doc.get_document("azure").unwrap().get_str("accessToken").unwrap(), "azure-token");
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 1, "cached");
+}
+
+/// ECS (the IMDS and STS replies share its parser) with numeric expirations past what Duration or SystemTime
+/// holds: credentials used, not cached; a negative one refused, typed. The refresh margin at its maximum once
+/// something is cached: no panic, fetched anew.
+#[test]
+fn aws_expirations_past_the_end_of_time_never_panic() {
+    for expiration in ["1e300", "1.9e19", "9.3e18"] {
+        let (_server, served, fetcher) = ecs(expiration);
+        for _ in 0..2 {
+            let doc = fetcher.fetch().unwrap();
+            assert_eq!(doc.get_document("aws").unwrap().get_str("accessKeyId").unwrap(), "ecsKey", "{expiration}");
+        }
+        assert_eq!(served.load(Ordering::SeqCst), 2, "{expiration}: not cached");
+    }
+    let (_server, _, fetcher) = ecs("-1");
+    let err = fetcher.fetch().unwrap_err();
+    assert!(err.to_string().contains("bad Expiration -1"), "{err}");
+
+    let (_server, served, fetcher) = ecs("4102444800"); // 2100-01-01: cached
+    let fetcher = fetcher.aws_refresh_margin(Duration::MAX);
+    fetcher.fetch().unwrap();
+    fetcher.fetch().unwrap();
+    assert_eq!(served.load(Ordering::SeqCst), 2, "a margin past the end of time refetches");
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_expirations_past_the_end_of_time_never_panic_async() {
+    for expiration in ["1e300", "1.9e19", "9.3e18"] {
+        let (_server, served, fetcher) = ecs(expiration);
+        fetcher.fetch_async().await.unwrap();
+        fetcher.fetch_async().await.unwrap();
+        assert_eq!(served.load(Ordering::SeqCst), 2, "{expiration}: not cached");
+    }
+    let (_server, served, fetcher) = ecs("4102444800");
+    let fetcher = fetcher.aws_refresh_margin(Duration::MAX).timeout(Duration::MAX);
+    fetcher.fetch_async().await.unwrap();
+    fetcher.fetch_async().await.unwrap();
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+}
+
+/// `timeout(Duration::MAX)`: no limit, on the blocking face (ureq) as on the async one.
+#[test]
+fn a_timeout_past_the_end_of_time_is_no_limit() {
+    let (_server, _, fetcher) = azure("3600");
+    let doc = fetcher.timeout(Duration::MAX).fetch().unwrap();
+    assert_eq!(doc.get_document("azure").unwrap().get_str("accessToken").unwrap(), "azure-token");
+}
