@@ -114,11 +114,12 @@ pub(super) fn nothing_pending(conn: &mut ClientConnection) -> bool {
 /// idle (no bytes, which would be read as the next reply; no close). Checked without waiting, through
 /// [`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking): a stream that refuses it is not reused.
 pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
-    if tls.sock.set_nonblocking(true).is_err() {
+    let sock = tls.sock.raw();
+    if sock.set_nonblocking(true).is_err() {
         return false;
     }
     let idle = loop {
-        match tls.conn.read_tls(&mut tls.sock) {
+        match tls.conn.read_tls(sock) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break nothing_pending(&mut tls.conn),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Records that carry no data (a session ticket) leave it idle; anything else does not.
@@ -126,7 +127,7 @@ pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
             Ok(_) | Err(_) => break false,
         }
     };
-    tls.sock.set_nonblocking(false).is_ok() && idle
+    sock.set_nonblocking(false).is_ok() && idle
 }
 
 /// How a conversation over a connection ended, when it did not fail.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use crate::bson::Document;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use super::blocking::Bounded;
 use super::keep_alive::Pool;
-use super::{Connector, KmsIoError, KmsIoErrorKind, KmsStream, Resolver, TlsConfigError, TlsOptions};
+use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
 use libmongocrypt::state_machine::{IoResult, KmsAttemptError, Runner};
 use libmongocrypt::Error;
 use libmongocrypt::{KmsCtx, KmsScope};
@@ -47,7 +48,7 @@ pub struct KmsTransport {
 }
 
 /// A rustls connection of the blocking face, as kept between requests.
-pub(super) type BlockingTls = StreamOwned<ClientConnection, Box<dyn KmsStream>>;
+pub(super) type BlockingTls = StreamOwned<ClientConnection, Bounded>;
 
 /// Which providers the OpenSSL backend serves (feature `openssl`), and their connectors.
 #[cfg(feature = "openssl")]
@@ -182,15 +183,18 @@ impl KmsTransportBuilder {
         self
     }
 
-    /// How long one read or write may block: the TLS handshake, writing the request, each read of the reply
-    /// (default 30 s).
+    /// How long each step may take, as a whole: the TLS handshake, writing the request, each read of the reply
+    /// (default 30 s). A deadline, not a socket timeout: a peer sending a byte at a time does not stretch it.
     pub fn io_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
         self.io_timeout = timeout;
         self
     }
 
     /// An upper bound on one whole attempt, from connecting to the last byte of the reply (default: none, each
-    /// step bounded by its own timeout only). It guards against a server that trickles its reply.
+    /// step bounded by its own timeout only). It guards against a server that trickles its reply: every step
+    /// (connecting, a [`Connector`]'s work such as a proxy's CONNECT, the TLS handshake on either backend,
+    /// writing, reading) ends by it, with a [`KmsIoErrorKind::Timeout`] naming the step. A timeout too long to
+    /// add to the current time (`Duration::MAX`) is no limit.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> KmsTransportBuilder {
         self.request_timeout = timeout;
         self
@@ -208,7 +212,7 @@ impl KmsTransportBuilder {
     /// request went out), the request goes out again on a new connection, in the same attempt: the server may then
     /// see it twice, which KMS requests (encrypt, decrypt, tokens) allow. Any failure on a kept connection closes
     /// the endpoint's other idle ones. KMIP requests, the OpenSSL backend (`openssl_for`, feature `openssl`),
-    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`]) and
+    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking)) and
     /// connections left in an error are never kept. At most 128 idle connections are kept per endpoint.
     ///
     /// Clones of the transport share the kept connections; a `TokioKmsTransport` keeps its own, per tokio runtime

@@ -1,0 +1,141 @@
+//! Hostile peers against the TLS transport, on loopback: servers and proxies that drip (one byte per interval,
+//! never finishing) and options at the edge of time (`Duration::MAX`). A request ends by its deadline plus a
+//! margin, with a timeout error naming the step; nothing panics. Margins are generous: CI machines are slow.
+
+use crate::support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bson::Document;
+use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
+use libmongocrypt_kms::tls::{HttpProxy, KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
+
+use support::drip::{Dripper, ENDLESS_TLS_RECORD};
+use support::pki::Pki;
+use support::*;
+
+/// The request timeout of these tests, and how long past it a request may take on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(1);
+const MARGIN: Duration = Duration::from_secs(3);
+
+fn crypt() -> Crypt {
+    Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap()
+}
+
+fn aws_datakey(crypt: &Crypt) -> Ctx {
+    crypt.ctx().key_encryption_key(&KeyEncryptionKey::aws("aws", "us-east-1", AWS_KEY_ARN)).unwrap().datakey().unwrap()
+}
+
+fn datakey(transport: &KmsTransport) -> Result<Document, KmsIoError> {
+    let crypt = crypt();
+    let mut ctx = aws_datakey(&crypt);
+    loop {
+        match ctx.state() {
+            State::NeedKms => transport.serve_and_done(ctx.kms_scope().unwrap())?,
+            State::Ready => return Ok(Document::try_from(ctx.finalize_owned().unwrap().as_ref()).unwrap()),
+            other => panic!("unexpected state {other:?}"),
+        }
+    }
+}
+
+/// A KMS that starts a TLS record and drips it a byte every 50 ms: each byte would restart a socket timeout.
+fn dripping_kms() -> Dripper {
+    Dripper::start(ENDLESS_TLS_RECORD, 0, Duration::from_millis(50), Duration::from_secs(30))
+}
+
+/// A transport to `addr` with long per-step timeouts: only the request timeout can end a dripped step.
+fn slow_steps_to(addr: SocketAddr) -> KmsTransportBuilder {
+    KmsTransport::builder()
+        .resolver(move |_host, _port| Ok(vec![addr]))
+        .connect_timeout(Duration::from_secs(20))
+        .io_timeout(Duration::from_secs(20))
+        .request_timeout(Some(DEADLINE))
+}
+
+/// Runs a data key that must time out during `step`, by the deadline plus the margin.
+fn assert_times_out(transport: &KmsTransport, step: &str, deadline: Duration) {
+    let started = Instant::now();
+    let err = datakey(transport).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(err.kind(), KmsIoErrorKind::Timeout { during, after } if *during == step && *after == deadline),
+        "{err}"
+    );
+    assert!(err.is_timeout() && err.is_network(), "{err}");
+    assert!(elapsed >= deadline && elapsed < deadline + MARGIN, "{step}: took {elapsed:?}");
+}
+
+#[test]
+fn a_dripped_handshake_ends_at_the_request_timeout() {
+    let kms = dripping_kms();
+    assert_times_out(&slow_steps_to(kms.addr()).build().unwrap(), "the TLS handshake", DEADLINE);
+}
+
+/// Without a request timeout, the I/O timeout bounds the whole handshake, not each of its reads.
+#[test]
+fn a_dripped_handshake_ends_at_the_io_timeout() {
+    let kms = dripping_kms();
+    let transport = slow_steps_to(kms.addr()).request_timeout(None).io_timeout(DEADLINE).build().unwrap();
+    assert_times_out(&transport, "the TLS handshake", DEADLINE);
+}
+
+#[cfg(feature = "openssl")]
+#[test]
+fn a_dripped_openssl_handshake_ends_at_the_request_timeout() {
+    let kms = dripping_kms();
+    assert_times_out(&slow_steps_to(kms.addr()).openssl_for_all().build().unwrap(), "the TLS handshake", DEADLINE);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripped_handshake_ends_at_the_request_timeout_async() {
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+    let kms = dripping_kms();
+    let transport = TokioKmsTransport::new(slow_steps_to(kms.addr()).build().unwrap());
+    let crypt = crypt();
+    let mut ctx = aws_datakey(&crypt);
+    let started = Instant::now();
+    let mut scope = ctx.kms_scope().unwrap();
+    let mut kms_ctx = scope.next_kms_ctx().unwrap();
+    let err = transport.exchange(&mut kms_ctx).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Timeout { during: "the TLS handshake", .. }), "{err}");
+    assert!(elapsed >= DEADLINE && elapsed < DEADLINE + MARGIN, "took {elapsed:?}");
+}
+
+/// A proxy that answers CONNECT with a header line that never ends, a byte every 50 ms: the connector has the
+/// request's deadline, not a timeout per read.
+#[test]
+fn a_dripping_proxy_ends_at_the_request_timeout() {
+    let proxy =
+        Dripper::start(b"HTTP/1.1 200 OK\r\nX-Drip: ", b'a', Duration::from_millis(50), Duration::from_secs(30));
+    let transport = slow_steps_to(proxy.addr()).connector(HttpProxy::new(proxy.addr().to_string())).build().unwrap();
+    assert_times_out(&transport, "connecting through the connector", DEADLINE);
+}
+
+/// `Duration::MAX` as every timeout is no limit: requests are served, nothing panics, on both faces.
+#[test]
+fn timeouts_past_the_end_of_time_are_no_limit() {
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let tls = || TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).unwrap();
+    let addr = kms.addr();
+    let to = move || KmsTransport::builder().default_tls_options(tls()).resolver(move |_, _| Ok(vec![addr]));
+    datakey(&to().timeout(Duration::MAX).build().unwrap()).unwrap();
+    datakey(&to().request_timeout(Some(Duration::MAX)).build().unwrap()).unwrap();
+    datakey(&to().keep_alive(Some(Duration::MAX)).timeout(Duration::MAX).build().unwrap()).unwrap();
+    #[cfg(feature = "tokio")]
+    {
+        let transport = libmongocrypt_kms::tls::TokioKmsTransport::new(to().timeout(Duration::MAX).build().unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let crypt = crypt();
+        let mut ctx = aws_datakey(&crypt);
+        runtime.block_on(async {
+            let mut scope = ctx.kms_scope().unwrap();
+            let mut kms_ctx = scope.next_kms_ctx().unwrap();
+            transport.exchange(&mut kms_ctx).await.unwrap();
+        });
+    }
+    assert_eq!(kms.stop().len(), 4);
+}
