@@ -133,7 +133,11 @@ impl KmsIoError {
         };
         let kind = match error.downcast::<Error>() {
             Ok(e) => KmsIoErrorKind::Mongocrypt(*e),
-            Err(other) => KmsIoErrorKind::Io(io::Error::other(other)),
+            // An io::Error (a thread that could not start) keeps its kind.
+            Err(other) => KmsIoErrorKind::Io(match other.downcast::<io::Error>() {
+                Ok(e) => *e,
+                Err(other) => io::Error::other(other),
+            }),
         };
         KmsIoError::new("<unknown endpoint>", "", kind)
     }

@@ -214,6 +214,7 @@ pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
 pub use options::{TlsConfigError, TlsOptions};
 pub use transport::{
     KmsTransport, KmsTransportBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_CONCURRENT,
 };
 
 /// The certificate and key types of [`TlsOptions`]'s in-memory options (`rustls::pki_types`). The whole `rustls`

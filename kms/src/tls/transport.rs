@@ -39,6 +39,7 @@ pub struct KmsTransport {
     pub(super) request_timeout: Option<Duration>,
     pub(super) resolver: Option<Arc<Resolver>>,
     pub(super) max_attempts: u32,
+    pub(super) max_concurrent: usize,
     pub(super) default_connector: Option<Arc<dyn Connector>>,
     pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
     #[cfg(feature = "openssl")]
@@ -76,6 +77,7 @@ impl fmt::Debug for KmsTransport {
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("max_concurrent", &self.max_concurrent)
             .field("keep_alive", &self.keep_alive)
             .field("pool", &self.pool);
         #[cfg(feature = "openssl")]
@@ -97,6 +99,7 @@ pub struct KmsTransportBuilder {
     request_timeout: Option<Duration>,
     resolver: Option<Arc<Resolver>>,
     max_attempts: u32,
+    max_concurrent: usize,
     default_client_config: Option<Arc<ClientConfig>>,
     provider_client_configs: HashMap<String, Arc<ClientConfig>>,
     default_connector: Option<Arc<dyn Connector>>,
@@ -118,6 +121,7 @@ impl fmt::Debug for KmsTransportBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("max_concurrent", &self.max_concurrent)
             .field("keep_alive", &self.keep_alive)
             .finish()
     }
@@ -129,6 +133,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`KmsTransportBuilder::max_attempts`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Default [`KmsTransportBuilder::max_concurrent`]: the state-machine runner's own default
+/// ([`Runner::max_concurrent_kms`]).
+pub const DEFAULT_MAX_CONCURRENT: usize = 16;
 
 impl Default for KmsTransportBuilder {
     fn default() -> KmsTransportBuilder {
@@ -140,6 +147,7 @@ impl Default for KmsTransportBuilder {
             request_timeout: None,
             resolver: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
             default_client_config: None,
             provider_client_configs: HashMap::new(),
             default_connector: None,
@@ -252,6 +260,13 @@ impl KmsTransportBuilder {
         self
     }
 
+    /// At most this many requests of a round at once in [`KmsTransport::serve`], each on a thread of its own
+    /// (default [`DEFAULT_MAX_CONCURRENT`], 16); the others wait for a place. 0 counts as 1.
+    pub fn max_concurrent(mut self, limit: usize) -> KmsTransportBuilder {
+        self.max_concurrent = limit.max(1);
+        self
+    }
+
     /// A ready rustls configuration for requests to `provider` (matched as for
     /// [`tls_options`](Self::tls_options)), used as is: its roots, client certificate, cipher suites, protocol
     /// versions and crypto provider. It takes the place of the provider's [`TlsOptions`].
@@ -348,6 +363,7 @@ impl KmsTransportBuilder {
             request_timeout: self.request_timeout,
             resolver: self.resolver,
             max_attempts: self.max_attempts,
+            max_concurrent: self.max_concurrent,
             #[cfg(feature = "openssl")]
             openssl,
             keep_alive: self.keep_alive,
@@ -375,8 +391,9 @@ impl KmsTransport {
         KmsTransportBuilder::default()
     }
 
-    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (one
-    /// scoped thread per request when there are several), waiting [`KmsCtx::sleep_duration`] before each attempt
+    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (on
+    /// scoped threads, at most [`max_concurrent`](KmsTransportBuilder::max_concurrent) at once; a thread that
+    /// cannot start is an error, not a panic), waiting [`KmsCtx::sleep_duration`] before each attempt
     /// and retrying as libmongocrypt allows (at most [`max_attempts`](KmsTransportBuilder::max_attempts) times),
     /// until libmongocrypt hands out no more. Returns the first error in request order.
     ///
@@ -386,7 +403,7 @@ impl KmsTransport {
     /// Then call [`KmsScope::done`], or use [`serve_and_done`](Self::serve_and_done).
     pub fn serve(&self, scope: &mut KmsScope<'_>) -> Result<(), KmsIoError> {
         Runner::new()
-            .max_concurrent_kms(usize::MAX)
+            .max_concurrent_kms(self.max_concurrent)
             .max_kms_attempts(self.max_attempts)
             .serve_kms(scope, |kms| self.attempt(kms))
             .map_err(KmsIoError::from_serve_error)

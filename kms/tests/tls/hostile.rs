@@ -1,18 +1,25 @@
 //! Hostile peers against the TLS transport, on loopback: servers and proxies that drip (one byte per interval,
-//! never finishing) and options at the edge of time (`Duration::MAX`). A request ends by its deadline plus a
+//! never finishing), options at the edge of time (`Duration::MAX`), and rounds of many requests (bounded threads). A request ends by its deadline plus a
 //! margin, with a timeout error naming the step; nothing panics. Margins are generous: CI machines are slow.
 
 use crate::support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::Document;
+use bson::spec::BinarySubtype;
+use bson::{doc, Binary, Document};
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
-use libmongocrypt_kms::tls::{HttpProxy, KmsIoError, KmsIoErrorKind, KmsTransport, KmsTransportBuilder, TlsOptions};
+use libmongocrypt_kms::tls::{
+    HttpProxy, KmsIoError, KmsIoErrorKind, KmsStream, KmsTransport, KmsTransportBuilder, TlsOptions,
+    DEFAULT_MAX_CONCURRENT,
+};
 
 use support::drip::{Dripper, ENDLESS_TLS_RECORD};
 use support::pki::Pki;
+use support::server::{self, MockServer, Options};
 use support::*;
 
 /// The request timeout of these tests, and how long past it a request may take on a loaded machine.
@@ -138,4 +145,101 @@ fn timeouts_past_the_end_of_time_are_no_limit() {
         });
     }
     assert_eq!(kms.stop().len(), 4);
+}
+
+/// A stream that counts the streams open at once (the requests in flight), and the most seen.
+struct Counted {
+    sock: std::net::TcpStream,
+    gauge: Arc<(AtomicUsize, AtomicUsize)>,
+}
+
+impl Counted {
+    fn open(addr: SocketAddr, gauge: &Arc<(AtomicUsize, AtomicUsize)>) -> std::io::Result<Counted> {
+        let sock = std::net::TcpStream::connect(addr)?;
+        let now = gauge.0.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge.1.fetch_max(now, Ordering::SeqCst);
+        Ok(Counted { sock, gauge: gauge.clone() })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gauge.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.read(buf)
+    }
+}
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+impl KmsStream for Counted {
+    fn set_io_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.sock.set_io_timeout(timeout)
+    }
+}
+
+/// A rewrap of 40 AWS keys is one round of 40 KMS requests: `serve` runs at most `max_concurrent` of them at once
+/// (16 by default, as the runner), never a thread per request.
+#[test]
+fn serve_bounds_its_threads() {
+    const KEYS: usize = 40;
+    let keys: Vec<_> = (0..KEYS)
+        .map(|i| {
+            let mut key = doc("example/key-document.json");
+            key.insert("_id", Binary { subtype: BinarySubtype::Uuid, bytes: format!("{i:016}").into_bytes() });
+            key.remove("keyAltNames");
+            raw(&key)
+        })
+        .collect();
+    let pki = Pki::new("mock CA");
+    for (limit, expected) in [(None, DEFAULT_MAX_CONCURRENT), (Some(4), 4)] {
+        let config = server::tls_config(vec![pki.server.cert.clone()], pki.server.key(), None);
+        // Each reply is held a little, so that requests overlap.
+        let kms = MockServer::start(
+            Options { tls: Some(config), max_connections: KEYS + 8, ..Options::default() },
+            |request| {
+                std::thread::sleep(Duration::from_millis(50));
+                aws_replies(request)
+            },
+        );
+        let gauge = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let addr = kms.addr();
+        let connector_gauge = gauge.clone();
+        let mut builder = transport_to(&pki, addr).connector(move |_: &str, _: u16, _: Instant| {
+            Ok(Box::new(Counted::open(addr, &connector_gauge)?) as Box<dyn KmsStream>)
+        });
+        if let Some(limit) = limit {
+            builder = builder.max_concurrent(limit);
+        }
+        let transport = builder.build().unwrap();
+        let crypt = crypt();
+        let mut ctx = crypt
+            .ctx()
+            .key_encryption_key(&KeyEncryptionKey::local("local"))
+            .unwrap()
+            .rewrap_many_datakey(&doc! {})
+            .unwrap();
+        for key in &keys {
+            ctx.mongo_feed(key).unwrap();
+        }
+        ctx.mongo_done().unwrap();
+        assert_eq!(ctx.state(), State::NeedKms);
+        transport.serve_and_done(ctx.kms_scope().unwrap()).unwrap();
+        let result = Document::try_from(ctx.finalize_owned().unwrap().as_ref()).unwrap();
+        assert_eq!(result.get_array("v").unwrap().len(), KEYS);
+        assert_eq!(kms.stop().len(), KEYS);
+        let most = gauge.1.load(Ordering::SeqCst);
+        assert!(most <= expected && most > 1, "limit {limit:?}: {most} requests at once");
+    }
 }
