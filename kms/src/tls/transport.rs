@@ -162,6 +162,8 @@ impl Default for KmsTransportBuilder {
 impl KmsTransportBuilder {
     /// The TLS options of requests to provider `provider`. Requests are matched by [`KmsCtx::kms_provider`]:
     /// first the full name (`aws:name` for a named provider on libraries that report it), then the type (`aws`).
+    /// The same lookup finds a request's options, ready configuration, connector and backend on every path: a
+    /// `kmip:name` with options of its own keeps them when OpenSSL is chosen for all of `kmip`.
     pub fn tls_options(mut self, provider: &str, options: TlsOptions) -> KmsTransportBuilder {
         self.provider_options.insert(provider.to_owned(), options);
         self
@@ -330,15 +332,22 @@ impl KmsTransportBuilder {
                     .or_else(|| self.provider_options.get(kind))
                     .unwrap_or(&self.default_options)
             };
+            let chosen = |provider: &str| {
+                let kind = provider.split(':').next().unwrap_or(provider);
+                self.openssl.all.is_some()
+                    || self.openssl.providers.contains_key(provider)
+                    || self.openssl.providers.contains_key(kind)
+            };
+            // A connector for every name OpenSSL serves and every name with options of its own that OpenSSL
+            // serves (`kmip:name` under `openssl_for("kmip")`), each from that name's options: a request then finds
+            // its connector as the rustls path finds its configuration, by full name first, then by kind.
             let mut choice = OpenSslChoice::default();
-            for provider in self.openssl.providers.keys() {
-                choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+            for provider in self.openssl.providers.keys().chain(self.provider_options.keys()) {
+                if chosen(provider) && !choice.providers.contains_key(provider) {
+                    choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+                }
             }
             if self.openssl.all.is_some() {
-                // Per provider: the provider's own options; every other provider: the defaults.
-                for (provider, options) in &self.provider_options {
-                    choice.providers.entry(provider.clone()).or_insert(options.openssl_connector()?);
-                }
                 choice.all = Some(self.default_options.openssl_connector()?);
             }
             Arc::new(choice)
