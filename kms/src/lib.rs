@@ -36,4 +36,5 @@
 use libmongocrypt::bson;
 
 pub mod credentials;
+mod file;
 pub mod tls;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
 use super::http::{error_body, HttpRequest, HttpResponse, Transport};
-use super::{AwsCredentials, AwsStep, CredentialsError, CredentialsErrorKind, CredentialsFetcher};
+use super::{AwsCredentials, AwsStep, CredentialsError, CredentialsErrorKind, CredentialsFetcher, MAX_TOKEN_FILE};
 
 /// The default STS endpoint of [`CredentialsFetcher::aws_sts_endpoint`].
 pub const AWS_STS_URL: &str = "https://sts.amazonaws.com/";
@@ -104,9 +104,7 @@ impl CredentialsFetcher {
         else {
             return Ok(Found::NotConfigured("web identity not configured".into()));
         };
-        let token = std::fs::read_to_string(token_file.as_str())
-            .map_err(|source| CredentialsErrorKind::File { path: token_file.as_str().to_owned(), source })?;
-        let token = Zeroizing::new(token);
+        let token = read_token_file(&token_file)?;
         let session_name = self.var("AWS_ROLE_SESSION_NAME").map(|s| s.as_str().to_owned()).unwrap_or_else(|| {
             let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
             format!("mongocrypt-rs-{nanos}")
@@ -126,10 +124,7 @@ impl CredentialsFetcher {
         };
         let mut request = HttpRequest::get(&url).header("Accept", "application/json");
         let authorization = match self.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Some(path) => Some(Zeroizing::new(
-                std::fs::read_to_string(path.as_str())
-                    .map_err(|source| CredentialsErrorKind::File { path: path.as_str().to_owned(), source })?,
-            )),
+            Some(path) => Some(read_token_file(&path)?),
             None => self.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         };
         if let Some(authorization) = authorization {
@@ -161,6 +156,24 @@ impl CredentialsFetcher {
         let request = HttpRequest::get(&role_url).header("X-aws-ec2-metadata-token", token.as_str());
         let response = transport.send(request).await?;
         parse_credentials_json(&role_url, &response)
+    }
+}
+
+/// A token file named by the environment: a regular file of at most [`MAX_TOKEN_FILE`] bytes, UTF-8.
+fn read_token_file(path: &str) -> Result<Zeroizing<String>, CredentialsErrorKind> {
+    use crate::file::{read_bounded, FileError};
+    let shown = || path.to_owned();
+    let bytes = read_bounded(std::path::Path::new(path), MAX_TOKEN_FILE).map_err(|e| match e {
+        FileError::Io(source) => CredentialsErrorKind::File { path: shown(), source },
+        FileError::NotAFile => CredentialsErrorKind::NotAFile { path: shown() },
+        FileError::TooLarge(limit) => CredentialsErrorKind::FileTooLarge { path: shown(), limit },
+    })?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(e) => Err(CredentialsErrorKind::File {
+            path: shown(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
     }
 }
 

@@ -142,6 +142,11 @@ pub const DEFAULT_AZURE_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// `Expiration`, as the AWS SDKs do.
 pub const DEFAULT_AWS_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// The longest token file read (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`): 64 KiB,
+/// far more than a JWT or an ECS token needs. A longer file is [`CredentialsErrorKind::FileTooLarge`]; only
+/// regular files are read ([`CredentialsErrorKind::NotAFile`]).
+pub const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
 type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// AWS credentials: from a step of the chain or from a custom provider. The strings are wiped when dropped, and
@@ -551,6 +556,20 @@ pub enum CredentialsErrorKind {
     /// The custom AWS credential provider failed.
     #[error("the custom AWS credential provider failed: {0}")]
     AwsProvider(#[source] IoError),
+    /// A file named by the environment is not a regular file (a directory, a FIFO, a device): not read.
+    #[error("cannot read {path}: not a regular file")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
+    /// A file named by the environment is longer than the limit ([`MAX_TOKEN_FILE`]): not read.
+    #[error("cannot read {path}: longer than {limit} bytes")]
+    FileTooLarge {
+        /// The path.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A file named by the environment could not be read.
     #[error("cannot read {path}: {source}")]
     File {

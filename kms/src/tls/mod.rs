@@ -211,7 +211,9 @@ pub use self::openssl::{OpenSslError, OPENSSL_TLS12_CIPHERS};
 pub use self::tokio::TokioKmsTransport;
 pub use connector::{Connector, HttpProxy, KmsStream};
 pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
-pub use options::{TlsConfigError, TlsOptions};
+pub use options::{
+    TlsConfigError, TlsOptions, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK, MAX_TLS_FILE,
+};
 pub use transport::{
     KmsTransport, KmsTransportBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_CONCURRENT,

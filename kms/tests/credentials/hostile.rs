@@ -1,5 +1,5 @@
 //! Metadata servers that lie: absurd expiries (`expires_in`, `Expiration` past what a `SystemTime` holds) and
-//! `Duration::MAX` options, on both faces. Nothing may panic; an expiry past the representable range means "no
+//! `Duration::MAX` options, on both faces; token files that never end (a device, a FIFO, a huge file). Nothing may panic; an expiry past the representable range means "no
 //! limit" (Azure: cached; AWS: used, not cached, as without `Expiration`). Loopback servers only.
 
 use crate::support;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libmongocrypt_kms::credentials::CredentialsFetcher;
+use libmongocrypt_kms::credentials::{CredentialsFetcher, MAX_TOKEN_FILE};
 
 use support::server::{self, MockServer, Options, Reply};
 
@@ -117,4 +117,67 @@ fn a_timeout_past_the_end_of_time_is_no_limit() {
     let (_server, _, fetcher) = azure("3600");
     let doc = fetcher.timeout(Duration::MAX).fetch().unwrap();
     assert_eq!(doc.get_document("azure").unwrap().get_str("accessToken").unwrap(), "azure-token");
+}
+
+/// A scratch directory with a FIFO (no writer: opening it for reading would wait forever) and an oversized file.
+struct HostileFiles(std::path::PathBuf);
+
+impl HostileFiles {
+    fn new(tag: &str) -> HostileFiles {
+        let dir = std::env::temp_dir().join(format!("mongocrypt-hostile-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success(), "mkfifo");
+        std::fs::write(dir.join("large"), vec![b'a'; MAX_TOKEN_FILE as usize + 1]).unwrap();
+        std::fs::write(dir.join("limit"), vec![b'a'; MAX_TOKEN_FILE as usize]).unwrap();
+        HostileFiles(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for HostileFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The web-identity and ECS token files: a device, a FIFO and a file past [`MAX_TOKEN_FILE`] are refused at once,
+/// with errors that say why; a file of exactly the limit is read.
+#[test]
+fn token_files_are_bounded() {
+    let files = HostileFiles::new("tokens");
+    let fetch = |var: &'static str, path: String| {
+        let vars = move |name: &str| match name {
+            "AWS_ROLE_ARN" => Some("arn:aws:iam::1:role/r".to_owned()),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some("http://127.0.0.1:9/creds".to_owned()),
+            name if name == var => Some(path.clone()),
+            _ => None,
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let err = CredentialsFetcher::new(["aws"])
+            .env(vars)
+            .aws_sts_endpoint(format!("http://{closed}/"))
+            .aws_imds_endpoint(format!("http://{closed}"))
+            .timeout(Duration::from_secs(2))
+            .fetch()
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "{var}: took {:?}", started.elapsed());
+        err.to_string()
+    };
+    for var in ["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] {
+        let text = fetch(var, "/dev/zero".into());
+        assert!(text.contains("/dev/zero: not a regular file"), "{var}: {text}");
+        let text = fetch(var, files.path("fifo"));
+        assert!(text.contains("fifo: not a regular file"), "{var}: {text}");
+        let text = fetch(var, files.path("large"));
+        assert!(text.contains(&format!("large: longer than {MAX_TOKEN_FILE} bytes")), "{var}: {text}");
+        // Read, then the request fails (nothing listens): the file was not the problem.
+        let text = fetch(var, files.path("limit"));
+        assert!(!text.contains("cannot read"), "{var}: {text}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Hostile peers against the TLS transport, on loopback: servers and proxies that drip (one byte per interval,
-//! never finishing), options at the edge of time (`Duration::MAX`), and rounds of many requests (bounded threads). A request ends by its deadline plus a
+//! never finishing), options at the edge of time (`Duration::MAX`), rounds of many requests (bounded threads), and
+//! option files that never end or cost hours to decrypt. A request ends by its deadline plus a
 //! margin, with a timeout error naming the step; nothing panics. Margins are generous: CI machines are slow.
 
 use crate::support;
@@ -13,8 +14,8 @@ use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Document};
 use libmongocrypt::{Crypt, Ctx, KeyEncryptionKey, State};
 use libmongocrypt_kms::tls::{
-    HttpProxy, KmsIoError, KmsIoErrorKind, KmsStream, KmsTransport, KmsTransportBuilder, TlsOptions,
-    DEFAULT_MAX_CONCURRENT,
+    HttpProxy, KmsIoError, KmsIoErrorKind, KmsStream, KmsTransport, KmsTransportBuilder, TlsConfigError, TlsOptions,
+    DEFAULT_MAX_CONCURRENT, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK, MAX_TLS_FILE,
 };
 
 use support::drip::{Dripper, ENDLESS_TLS_RECORD};
@@ -241,5 +242,76 @@ fn serve_bounds_its_threads() {
         assert_eq!(kms.stop().len(), KEYS);
         let most = gauge.1.load(Ordering::SeqCst);
         assert!(most <= expected && most > 1, "limit {limit:?}: {most} requests at once");
+    }
+}
+
+/// `tlsCAFile` and `tlsCertificateKeyFile` that never end: a device, a FIFO (no writer), a file past
+/// [`MAX_TLS_FILE`]: refused at once, typed.
+#[test]
+fn option_files_are_bounded() {
+    let dir = std::env::temp_dir().join(format!("mongocrypt-hostile-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
+    let large = dir.join("large.pem");
+    std::fs::write(&large, vec![b'a'; MAX_TLS_FILE as usize + 1]).unwrap();
+    for path in [std::path::Path::new("/dev/zero"), &fifo, &dir] {
+        let err = TlsOptions::new().ca_file(path).unwrap_err();
+        assert!(matches!(err, TlsConfigError::NotAFile { .. }), "{}: {err}", path.display());
+        let err = TlsOptions::new().certificate_key_file(path, None).unwrap_err();
+        assert!(matches!(err, TlsConfigError::NotAFile { .. }), "{}: {err}", path.display());
+    }
+    let err = TlsOptions::new().ca_file(&large).unwrap_err();
+    assert!(matches!(err, TlsConfigError::FileTooLarge { limit: MAX_TLS_FILE, .. }), "{err}");
+    assert!(err.to_string().contains(&format!("longer than {MAX_TLS_FILE} bytes")), "{err}");
+    let err = TlsOptions::new().certificate_key_file(&large, Some("pw")).unwrap_err();
+    assert!(matches!(err, TlsConfigError::FileTooLarge { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An `ENCRYPTED PRIVATE KEY` whose parameters ask for hours of PBKDF2 or terabytes of scrypt memory is refused
+/// before any derivation, with the limit it passes (the encrypted bytes are never looked at).
+#[test]
+fn costly_key_derivations_are_refused_before_deriving() {
+    use pkcs8::der::EncodePem;
+    use pkcs8::pkcs5::pbes2::{self, Pbkdf2Params, Pbkdf2Prf, ScryptParams};
+    use pkcs8::{EncryptedPrivateKeyInfo, LineEnding};
+
+    let pki = Pki::new("mock CA");
+    let iv = [7u8; 16];
+    let salt = [9u8; 16];
+    let encrypted_data = [0u8; 64];
+    let pem = |kdf: pbes2::Kdf<'_>| {
+        let params = pbes2::Parameters { kdf, encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: &iv } };
+        let info = EncryptedPrivateKeyInfo { encryption_algorithm: params.into(), encrypted_data: &encrypted_data };
+        let key = info.to_pem(LineEnding::LF).unwrap();
+        format!("{}{key}", pki.client.cert_pem)
+    };
+    let pbkdf2 = |iterations| {
+        pem(Pbkdf2Params { salt: &salt, iteration_count: iterations, key_length: None, prf: Pbkdf2Prf::HmacWithSha256 }
+            .into())
+    };
+    let scrypt = |n: u64, r: u16, p: u16| {
+        pem(ScryptParams { salt: &salt, cost_parameter: n, block_size: r, parallelization: p, key_length: Some(32) }
+            .into())
+    };
+    let cases = [
+        (pbkdf2(u32::MAX), "PBKDF2 with 4294967295 iterations".to_owned()),
+        (pbkdf2(MAX_PBKDF2_ITERATIONS + 1), format!("more than {MAX_PBKDF2_ITERATIONS}")),
+        (scrypt(1 << 36, 8, 1), format!("more than {MAX_SCRYPT_MEMORY}")),
+        (scrypt(1 << 62, 8, 1), format!("more than {MAX_SCRYPT_MEMORY}")),
+        (scrypt(1 << 14, 8, 1024), format!("N·r·p more than {MAX_SCRYPT_WORK}")),
+    ];
+    for (pem, limit) in cases {
+        let started = Instant::now();
+        let err = TlsOptions::new().certificate_key_pem(pem.as_bytes(), Some("pw")).unwrap_err();
+        assert!(matches!(err, TlsConfigError::KeyDerivationLimit { .. }), "{err}");
+        assert!(err.to_string().contains(&limit), "{limit}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{limit}: took {:?}", started.elapsed());
+    }
+    // Within the limits, the derivation runs: a wrong password (the data is zeros), not a limit.
+    for pem in [pbkdf2(2048), scrypt(1 << 14, 8, 1)] {
+        let err = TlsOptions::new().certificate_key_pem(pem.as_bytes(), Some("pw")).unwrap_err();
+        assert!(matches!(err, TlsConfigError::WrongKeyPassword { .. }), "{err}");
     }
 }
