@@ -37,4 +37,6 @@ use libmongocrypt::bson;
 
 pub mod credentials;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod tls;

@@ -224,14 +224,17 @@ fn json(url: &str, response: &HttpResponse) -> Result<serde_json::Value, Credent
 }
 
 /// ECS and EC2 role credentials: `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration": RFC 3339}`.
-fn parse_credentials_json(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
+pub(super) fn parse_credentials_json(
+    url: &str,
+    response: &HttpResponse,
+) -> Result<AwsCredentials, CredentialsErrorKind> {
     let json = json(url, response)?;
     credentials_from(url, &json, "Token")
 }
 
 /// STS: `{"AssumeRoleWithWebIdentityResponse": {"AssumeRoleWithWebIdentityResult": {"Credentials": {...}}}}`,
 /// the expiration in seconds since the epoch.
-fn parse_sts(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
+pub(super) fn parse_sts(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
     let json = json(url, response)?;
     let credentials = json
         .pointer("/AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials")

@@ -500,6 +500,19 @@ fn oauth_token(url: &str, response: &HttpResponse) -> Result<TokenReply, Credent
     Ok(TokenReply { token, expires_in })
 }
 
+/// The fuzz targets' way into the parsers of metadata-server and STS replies ([`crate::fuzzing`]): byte 0 of
+/// `data` picks the parser (ECS and IMDS credentials, STS, GCP and Azure tokens), the rest is the body of a 200
+/// reply. None may panic, whatever the bytes.
+pub(crate) fn fuzz_reply(data: &[u8]) {
+    let [which, body @ ..] = data else { return };
+    let response = HttpResponse { status: 200, body: Zeroizing::new(body.to_vec()) };
+    match which % 3 {
+        0 => drop(aws::parse_credentials_json("u", &response)),
+        1 => drop(aws::parse_sts("u", &response)),
+        _ => drop(oauth_token("u", &response)),
+    }
+}
+
 /// A step of the AWS chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

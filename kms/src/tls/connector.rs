@@ -140,47 +140,58 @@ impl HttpProxy {
         let step = || format!("CONNECT {target} through proxy {}", self.proxy);
         sock.set_io_timeout(left(deadline, step)?)?;
         sock.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())?;
-        // The reply head, byte by byte: nothing of the tunnel may be read past it.
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if head.len() >= MAX_PROXY_REPLY {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply head is too long"));
-            }
-            // Re-armed before each byte: a proxy dripping its reply gets the time left, not a timeout per byte.
-            sock.set_io_timeout(left(deadline, step)?)?;
-            match sock.read(&mut byte) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("proxy {} closed the connection before answering CONNECT {target}", self.proxy),
-                    ))
-                }
-                Ok(_) => head.push(byte[0]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        // Re-armed before each byte: a proxy dripping its reply gets the time left, not a timeout per byte.
+        connect_reply(&mut &sock, || sock.set_io_timeout(left(deadline, step)?), &self.proxy, &target)?;
+        Ok(sock)
+    }
+}
+
+/// Reads a proxy's reply to `CONNECT target` from `reader`, byte by byte (nothing of the tunnel may be read past
+/// it), calling `before_read` before each read, and checks it: a complete HTTP head of at most
+/// [`MAX_PROXY_REPLY`] bytes with a 2xx status.
+pub(crate) fn connect_reply(
+    reader: &mut impl Read,
+    mut before_read: impl FnMut() -> io::Result<()>,
+    proxy: &str,
+    target: &str,
+) -> io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_PROXY_REPLY {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply head is too long"));
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut reply = httparse::Response::new(&mut headers);
-        match reply.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) | Err(_) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply to CONNECT is not HTTP"))
+        before_read()?;
+        match reader.read(&mut byte) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("proxy {proxy} closed the connection before answering CONNECT {target}"),
+                ))
             }
+            Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        match reply.code {
-            Some(code) if (200..300).contains(&code) => Ok(sock),
-            code => Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!(
-                    "proxy {} refused CONNECT {target}: HTTP status {} {}",
-                    self.proxy,
-                    code.unwrap_or(0),
-                    reply.reason.unwrap_or_default()
-                ),
-            )),
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut reply = httparse::Response::new(&mut headers);
+    match reply.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply to CONNECT is not HTTP"))
         }
+    }
+    match reply.code {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        code => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!(
+                "proxy {proxy} refused CONNECT {target}: HTTP status {} {}",
+                code.unwrap_or(0),
+                reply.reason.unwrap_or_default()
+            ),
+        )),
     }
 }
 

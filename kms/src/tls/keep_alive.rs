@@ -34,7 +34,7 @@ const MAX_HEADERS: usize = 32;
 /// The bytes of libmongocrypt's message to leave out on a kept connection: its `Connection: close` line (an
 /// empty range when it has no `Connection` header). `None` when the message must go out as it is and its
 /// connection be closed: not HTTP/1.1, a `Connection` header signed by an AWS signature, or more than one.
-pub(super) fn request_cut(message: &[u8]) -> Option<Range<usize>> {
+pub(crate) fn request_cut(message: &[u8]) -> Option<Range<usize>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(message), Ok(httparse::Status::Complete(_))) || request.version != Some(1) {
@@ -84,7 +84,7 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// Whether a complete reply's head (status line and headers, through the blank line) leaves the connection
 /// reusable: HTTP/1.1, a length or chunked framing (so the reply ended where libmongocrypt stopped reading), and
 /// no `Connection: close`.
-pub(super) fn reply_keeps_alive(head: &[u8]) -> bool {
+pub(crate) fn reply_keeps_alive(head: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut reply = httparse::Response::new(&mut headers);
     if !matches!(reply.parse(head), Ok(httparse::Status::Complete(_))) || reply.version != Some(1) {

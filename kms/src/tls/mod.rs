@@ -245,6 +245,21 @@ pub fn enable_retries(builder: CryptBuilder) -> libmongocrypt::Result<CryptBuild
     }
 }
 
+/// The fuzz targets' way into the parsers of a KMS reply's framing and a proxy's CONNECT reply
+/// ([`crate::fuzzing`]): none may panic, whatever the bytes.
+pub(crate) fn fuzz_framing(bytes: &[u8]) {
+    let _ = connect::http_status(bytes);
+    let _ = keep_alive::reply_keeps_alive(bytes);
+    if let Some(cut) = keep_alive::request_cut(bytes) {
+        assert!(cut.start <= cut.end && cut.end <= bytes.len(), "a cut inside the message");
+    }
+}
+
+/// See [`fuzz_framing`].
+pub(crate) fn fuzz_connect_reply(bytes: &[u8]) {
+    let _ = connector::connect_reply(&mut &bytes[..], || Ok(()), "proxy", "kms:443");
+}
+
 /// A function from `host` and `port` to the addresses to try, in order.
 pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
 
