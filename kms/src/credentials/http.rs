@@ -138,6 +138,11 @@ pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<
     let http_request = builder.body(request.body.as_slice()).map_err(|_| CredentialsErrorKind::Url(url.to_owned()))?;
     let mut response = agent.run(http_request).map_err(|e| classify(url, timeout, e))?;
     let status = response.status().as_u16();
+    // A reply that announces more than the limit is refused before its body is waited for.
+    let announced = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_REPLY) {
+        return Err(CredentialsErrorKind::Reply { url: url.to_owned(), message: "reply too large".into() });
+    }
     let body =
         response.body_mut().with_config().limit(MAX_REPLY).read_to_vec().map_err(|e| classify(url, timeout, e))?;
     Ok(HttpResponse { status, body: Zeroizing::new(body) })

@@ -1,15 +1,17 @@
 //! Metadata servers that lie: absurd expiries (`expires_in`, `Expiration` past what a `SystemTime` holds) and
-//! `Duration::MAX` options, on both faces; token files that never end (a device, a FIFO, a huge file). Nothing may panic; an expiry past the representable range means "no
+//! `Duration::MAX` options, on both faces; token files that never end (a device, a FIFO, a huge file); replies
+//! that drip or announce more than they send. Nothing may panic; an expiry past the representable range means "no
 //! limit" (Azure: cached; AWS: used, not cached, as without `Expiration`). Loopback servers only.
 
 use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use libmongocrypt_kms::credentials::{CredentialsFetcher, MAX_TOKEN_FILE};
+use libmongocrypt_kms::credentials::{CredentialsErrorKind, CredentialsFetcher, MAX_TOKEN_FILE};
 
+use support::drip::Dripper;
 use support::server::{self, MockServer, Options, Reply};
 
 const AZURE_PATH: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
@@ -180,4 +182,68 @@ fn token_files_are_bounded() {
         let text = fetch(var, files.path("limit"));
         assert!(!text.contains("cannot read"), "{var}: {text}");
     }
+}
+
+/// Metadata servers that drip a reply that never ends, or announce a body they never send: the fetch ends by its
+/// timeout, on both faces, with a timeout error; a Content-Length past the reply limit is refused at once.
+#[test]
+fn dripping_and_lying_metadata_servers_end_by_the_timeout() {
+    for head in [&b"HTTP/1.1 200 OK\r\nX-Drip: "[..], b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"] {
+        let server = Dripper::start(head, b'a', Duration::from_millis(50), Duration::from_secs(30));
+        let fetcher = CredentialsFetcher::new(["azure"])
+            .azure_endpoint(format!("http://{}{AZURE_PATH}", server.addr()))
+            .timeout(Duration::from_secs(1));
+        let started = Instant::now();
+        let err = fetcher.fetch().unwrap_err();
+        let elapsed = started.elapsed();
+        let head = String::from_utf8_lossy(head);
+        assert!(matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "{head:?} after {elapsed:?}: {err:?}");
+        assert!(elapsed < Duration::from_secs(4), "{head:?}: took {elapsed:?}");
+    }
+    let huge = Dripper::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n",
+        b'a',
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+    );
+    let started = Instant::now();
+    let err = CredentialsFetcher::new(["azure"])
+        .azure_endpoint(format!("http://{}{AZURE_PATH}", huge.addr()))
+        .timeout(Duration::from_secs(10))
+        .fetch()
+        .unwrap_err();
+    assert!(!matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "refused, not waited for: {err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripping_and_lying_metadata_servers_end_by_the_timeout_async() {
+    for head in [&b"HTTP/1.1 200 OK\r\nX-Drip: "[..], b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"] {
+        let server = Dripper::start(head, b'a', Duration::from_millis(50), Duration::from_secs(30));
+        let fetcher = CredentialsFetcher::new(["azure"])
+            .azure_endpoint(format!("http://{}{AZURE_PATH}", server.addr()))
+            .timeout(Duration::from_secs(1));
+        let started = Instant::now();
+        let err = fetcher.fetch_async().await.unwrap_err();
+        let elapsed = started.elapsed();
+        let head = String::from_utf8_lossy(head);
+        assert!(matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "{head:?} after {elapsed:?}: {err:?}");
+        assert!(elapsed < Duration::from_secs(4), "{head:?}: took {elapsed:?}");
+    }
+    let huge = Dripper::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n",
+        b'a',
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+    );
+    let started = Instant::now();
+    let err = CredentialsFetcher::new(["azure"])
+        .azure_endpoint(format!("http://{}{AZURE_PATH}", huge.addr()))
+        .timeout(Duration::from_secs(10))
+        .fetch_async()
+        .await
+        .unwrap_err();
+    assert!(!matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "refused, not waited for: {err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }

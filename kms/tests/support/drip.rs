@@ -1,5 +1,5 @@
-//! A hostile peer on loopback: accepts connections and drips `head`, then `filler` forever, one byte per
-//! `interval`, never finishing; it reads and ignores what it is sent. Bounded: at most 8 connections, a lifetime,
+//! A hostile peer on loopback: accepts connections and, once the client has sent something, drips `head`, then
+//! `filler` forever, one byte per `interval`, never finishing; it reads and ignores what it is sent. Bounded: at most 8 connections, a lifetime,
 //! and it stops (joining its threads) when dropped.
 
 use std::io::{Read, Write};
@@ -55,9 +55,18 @@ fn drip(mut sock: TcpStream, head: &[u8], filler: u8, interval: Duration, until:
     let _ = sock.set_nonblocking(true);
     let mut sink = [0u8; 4096];
     let mut sent = 0usize;
+    let mut spoken = false;
     while !stop.load(Ordering::SeqCst) && Instant::now() < until {
         // Whatever the client sends is read and ignored, so that its writes never block.
-        while matches!(sock.read(&mut sink), Ok(n) if n > 0) {}
+        while let Ok(n @ 1..) = sock.read(&mut sink) {
+            spoken |= n > 0;
+        }
+        // The client speaks first (ClientHello, CONNECT, an HTTP request): an HTTP client takes bytes that come
+        // before its request for a broken connection.
+        if !spoken {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         let byte = head.get(sent).copied().unwrap_or(filler);
         if sock.write(&[byte]).is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
             return;
