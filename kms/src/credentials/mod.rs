@@ -676,6 +676,24 @@ impl std::error::Error for CredentialsError {
 mod tests {
     use super::*;
 
+    /// `expires_in` at the edges, as a number and as Azure's string: seconds up to u64::MAX (the cache makes an
+    /// unrepresentable expiry "no limit"); negative, fractional, NaN or 1e300 are no `expires_in` at all.
+    #[test]
+    fn token_expiries_at_the_edges_parse_or_are_absent() {
+        let expires_in = |value: &str| {
+            let body = format!(r#"{{"access_token": "t", "expires_in": {value}}}"#);
+            let response = HttpResponse { status: 200, body: Zeroizing::new(body.into_bytes()) };
+            oauth_token("u", &response).unwrap().expires_in
+        };
+        assert_eq!(expires_in("0"), Some(Duration::ZERO));
+        assert_eq!(expires_in("\"1\""), Some(Duration::from_secs(1)));
+        assert_eq!(expires_in("18446744073709551615"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(expires_in("\"18446744073709551615\""), Some(Duration::from_secs(u64::MAX)));
+        for absent in ["-1", "\"-1\"", "1.5", "1e300", "\"1e300\"", "\"NaN\"", "18446744073709551616", "null"] {
+            assert_eq!(expires_in(absent), None, "{absent}");
+        }
+    }
+
     #[test]
     fn on_demand_providers_are_the_empty_ones() {
         let providers = KmsProviders::new().on_demand("aws").local("local", &[0; 96]).on_demand("azure");

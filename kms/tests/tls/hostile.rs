@@ -315,3 +315,29 @@ fn costly_key_derivations_are_refused_before_deriving() {
         assert!(matches!(err, TlsConfigError::WrongKeyPassword { .. }), "{err}");
     }
 }
+
+/// Timeouts of zero and one nanosecond: the request ends at once with a timeout error naming the step, never a
+/// panic, and zero never means "no timeout".
+#[test]
+fn timeouts_of_zero_and_one_nanosecond_end_at_once() {
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let addr = kms.addr();
+    let to = || {
+        KmsTransport::builder()
+            .default_tls_options(TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).unwrap())
+            .resolver(move |_, _| Ok(vec![addr]))
+    };
+    for tiny in [Duration::ZERO, Duration::from_nanos(1)] {
+        for (name, transport) in [
+            ("request_timeout", to().request_timeout(Some(tiny))),
+            ("io_timeout", to().io_timeout(tiny)),
+            ("timeout", to().timeout(tiny)),
+        ] {
+            let started = Instant::now();
+            let err = datakey(&transport.build().unwrap()).unwrap_err();
+            assert!(matches!(err.kind(), KmsIoErrorKind::Timeout { .. }), "{name}({tiny:?}): {err}");
+            assert!(started.elapsed() < MARGIN, "{name}({tiny:?}): took {:?}", started.elapsed());
+        }
+    }
+}
