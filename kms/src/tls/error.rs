@@ -60,9 +60,10 @@ pub enum KmsIoErrorKind {
     /// A timeout elapsed.
     #[error("timed out after {after:?} while {during}")]
     Timeout {
-        /// What was under way: `connecting`, `the TLS handshake`, `writing the request`, `reading the reply`.
+        /// What was under way: `connecting`, `connecting through the connector` (a [`Connector`](super::Connector)'s
+        /// whole work, such as a proxy's CONNECT), `the TLS handshake`, `writing the request`, `reading the reply`.
         during: &'static str,
-        /// The timeout that elapsed.
+        /// The timeout that elapsed: the request timeout when its deadline ended the step, else the step's own.
         after: Duration,
     },
     /// Any other I/O error, including a connection closed before the reply was complete.
