@@ -385,7 +385,7 @@ impl KmsTransport {
             match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
                 Ok(sock) => return Ok(sock),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    last = Some(KmsIoErrorKind::Timeout { during: "connecting", after: timeout });
+                    last = Some(Self::timeout_of("connecting", self.connect_timeout, deadline));
                 }
                 Err(source) => last = Some(KmsIoErrorKind::Connect { addr, source }),
             }
