@@ -187,7 +187,8 @@ impl KmsTransportBuilder {
         self
     }
 
-    /// How long to wait for a TCP connection, per address tried (default 10 s).
+    /// How long to wait for a TCP connection, per address tried, or for a [`Connector`]'s whole work (a proxy's
+    /// connection, its CONNECT and its reply) (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
         self.connect_timeout = timeout;
         self
