@@ -9,7 +9,9 @@
 #   scripts/fuzz.sh list               the targets
 #
 # Targets: mongo_feed (every NEED_MONGO_* state), kms_feed (AWS, Azure, GCP, KMIP replies), explicit_decrypt,
-# options (every setter and init that takes a document), rust_crypto (the Rust crypto provider's hooks). Seeds are
+# options (every setter and init that takes a document), rust_crypto (the Rust crypto provider's hooks);
+# credentials_reply (metadata-server and STS replies), proxy_connect_reply (a proxy's reply to CONNECT) and
+# kms_framing (KMS reply and request framing), the KMS crate's parsers of what peers send. Seeds are
 # fuzz/seeds/TARGET (checked in, read only); what the run finds goes to $FUZZ_CORPUS/TARGET (default
 # target/fuzz-corpus, kept between runs). Needs the nightly toolchain; installs cargo-fuzz if it is missing.
 # FUZZ_SKIP_WITHOUT_NIGHTLY=1: exit 0 with a message instead of failing when there is no nightly toolchain.
@@ -17,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-targets=(mongo_feed kms_feed explicit_decrypt options rust_crypto)
+targets=(mongo_feed kms_feed explicit_decrypt options rust_crypto credentials_reply proxy_connect_reply kms_framing)
 if [[ ${1:-} == list ]]; then
   printf '%s\n' "${targets[@]}"
   exit 0

@@ -619,13 +619,25 @@ fn on_threads<I: StateMachineIo + Sync + ?Sized>(
     round.chunks_mut(limit.get()).try_for_each(|chunk| match chunk {
         [kms] => finish(serve_kms(blocking, kms)),
         chunk => std::thread::scope(|s| {
-            let threads: Vec<_> =
-                chunk.iter_mut().map(|kms| s.spawn(move || finish(serve_kms(blocking, kms)))).collect();
+            let mut threads = Vec::with_capacity(chunk.len());
+            let mut started = Ok(());
+            for kms in chunk {
+                // A thread that cannot start (the process's limit, its address space) ends the round with an
+                // error, after the ones already started; never a panic.
+                match std::thread::Builder::new().spawn_scoped(s, move || finish(serve_kms(blocking, kms))) {
+                    Ok(thread) => threads.push(thread),
+                    Err(e) => {
+                        let message = format!("cannot start a thread for a KMS request: {e}");
+                        started = Err(Stop::Failed(Failed::Plain(Box::new(std::io::Error::new(e.kind(), message)))));
+                        break;
+                    }
+                }
+            }
             let results: Vec<_> = threads
                 .into_iter()
                 .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
                 .collect();
-            results.into_iter().collect()
+            started.and_then(|()| results.into_iter().collect())
         }),
     })
 }

@@ -36,4 +36,7 @@
 use libmongocrypt::bson;
 
 pub mod credentials;
+mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod tls;

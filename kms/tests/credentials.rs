@@ -10,3 +10,5 @@ mod aws;
 mod fetcher;
 #[path = "credentials/gcp_keys.rs"]
 mod gcp_keys;
+#[path = "credentials/hostile.rs"]
+mod hostile;

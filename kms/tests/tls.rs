@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "tls/hostile.rs"]
+mod hostile;
 #[path = "tls/keep_alive.rs"]
 mod keep_alive;
 #[path = "tls/kmip.rs"]

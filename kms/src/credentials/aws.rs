@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
 use super::http::{error_body, HttpRequest, HttpResponse, Transport};
-use super::{AwsCredentials, AwsStep, CredentialsError, CredentialsErrorKind, CredentialsFetcher};
+use super::{AwsCredentials, AwsStep, CredentialsError, CredentialsErrorKind, CredentialsFetcher, MAX_TOKEN_FILE};
 
 /// The default STS endpoint of [`CredentialsFetcher::aws_sts_endpoint`].
 pub const AWS_STS_URL: &str = "https://sts.amazonaws.com/";
@@ -48,7 +48,7 @@ impl CredentialsFetcher {
         #[cfg(not(feature = "aws-sdk"))]
         let credentials = self.aws_chain(transport, fail).await?;
         if let Some(expiration) = credentials.expiration() {
-            self.aws_cache.put(credentials.clone(), expiration);
+            self.aws_cache.put(credentials.clone(), Some(expiration));
         }
         Ok(credentials)
     }
@@ -104,9 +104,7 @@ impl CredentialsFetcher {
         else {
             return Ok(Found::NotConfigured("web identity not configured".into()));
         };
-        let token = std::fs::read_to_string(token_file.as_str())
-            .map_err(|source| CredentialsErrorKind::File { path: token_file.as_str().to_owned(), source })?;
-        let token = Zeroizing::new(token);
+        let token = read_token_file(&token_file)?;
         let session_name = self.var("AWS_ROLE_SESSION_NAME").map(|s| s.as_str().to_owned()).unwrap_or_else(|| {
             let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
             format!("mongocrypt-rs-{nanos}")
@@ -126,10 +124,7 @@ impl CredentialsFetcher {
         };
         let mut request = HttpRequest::get(&url).header("Accept", "application/json");
         let authorization = match self.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Some(path) => Some(Zeroizing::new(
-                std::fs::read_to_string(path.as_str())
-                    .map_err(|source| CredentialsErrorKind::File { path: path.as_str().to_owned(), source })?,
-            )),
+            Some(path) => Some(read_token_file(&path)?),
             None => self.var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         };
         if let Some(authorization) = authorization {
@@ -161,6 +156,24 @@ impl CredentialsFetcher {
         let request = HttpRequest::get(&role_url).header("X-aws-ec2-metadata-token", token.as_str());
         let response = transport.send(request).await?;
         parse_credentials_json(&role_url, &response)
+    }
+}
+
+/// A token file named by the environment: a regular file of at most [`MAX_TOKEN_FILE`] bytes, UTF-8.
+fn read_token_file(path: &str) -> Result<Zeroizing<String>, CredentialsErrorKind> {
+    use crate::file::{read_bounded, FileError};
+    let shown = || path.to_owned();
+    let bytes = read_bounded(std::path::Path::new(path), MAX_TOKEN_FILE).map_err(|e| match e {
+        FileError::Io(source) => CredentialsErrorKind::File { path: shown(), source },
+        FileError::NotAFile => CredentialsErrorKind::NotAFile { path: shown() },
+        FileError::TooLarge(limit) => CredentialsErrorKind::FileTooLarge { path: shown(), limit },
+    })?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(e) => Err(CredentialsErrorKind::File {
+            path: shown(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
     }
 }
 
@@ -211,14 +224,17 @@ fn json(url: &str, response: &HttpResponse) -> Result<serde_json::Value, Credent
 }
 
 /// ECS and EC2 role credentials: `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration": RFC 3339}`.
-fn parse_credentials_json(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
+pub(super) fn parse_credentials_json(
+    url: &str,
+    response: &HttpResponse,
+) -> Result<AwsCredentials, CredentialsErrorKind> {
     let json = json(url, response)?;
     credentials_from(url, &json, "Token")
 }
 
 /// STS: `{"AssumeRoleWithWebIdentityResponse": {"AssumeRoleWithWebIdentityResult": {"Credentials": {...}}}}`,
 /// the expiration in seconds since the epoch.
-fn parse_sts(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
+pub(super) fn parse_sts(url: &str, response: &HttpResponse) -> Result<AwsCredentials, CredentialsErrorKind> {
     let json = json(url, response)?;
     let credentials = json
         .pointer("/AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials")
@@ -245,9 +261,10 @@ fn credentials_from(
                 .to_system_time(),
         ),
         Some(serde_json::Value::Number(n)) => {
-            let seconds =
-                n.as_f64().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| reply(url, "bad Expiration"))?;
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds))
+            let seconds = n.as_f64().filter(|s| *s >= 0.0).ok_or_else(|| reply(url, format!("bad Expiration {n}")))?;
+            // Past what Duration or SystemTime holds (1e300, 1.9e19, 9.3e18 seconds): no expiry known, so the
+            // credentials are used and not cached, as when the reply has no Expiration.
+            Duration::try_from_secs_f64(seconds).ok().and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
         }
         // The server's value, quoted as an error body is: cut, with its length.
         Some(other) => return Err(reply(url, format!("bad Expiration {}", error_body(other.to_string().as_bytes())))),
@@ -284,6 +301,37 @@ mod tests {
         }
         let err = parse_credentials_json("u", &response(404, "")).err().unwrap();
         assert_eq!(err.to_string(), "u answered HTTP status 404: (empty body)");
+    }
+
+    /// `Expiration` at the edges of time, as a number and as a string: never a panic; past what `SystemTime`
+    /// holds, no expiry (not cached); negative or not a date, a typed error.
+    #[test]
+    fn expirations_at_the_edges_of_time_never_panic() {
+        let parse = |expiration: &str| {
+            let body = format!(r#"{{"AccessKeyId": "A", "SecretAccessKey": "S", "Expiration": {expiration}}}"#);
+            parse_credentials_json("u", &response(200, &body)).map(|c| c.expiration())
+        };
+        let seconds = |e: Option<SystemTime>| e.unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(seconds(parse("0").unwrap()), Duration::ZERO);
+        assert_eq!(seconds(parse("1e-9").unwrap()), Duration::from_nanos(1));
+        assert_eq!(seconds(parse("1.5").unwrap()), Duration::from_millis(1500));
+        for absurd in ["1e300", "1.9e19", "9.3e18", "18446744073709551615", "1.7976931348623157e308"] {
+            assert_eq!(parse(absurd).unwrap(), None, "{absurd}");
+        }
+        for bad in ["-1", "-1e300", "-0.5", r#""1e300""#, r#""NaN""#, r#""-1""#, r#""""#, "true", "[]"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.to_string().contains("bad Expiration"), "{bad}: {err}");
+        }
+        // NaN and the infinities are not JSON: the reply is refused as such.
+        for not_json in ["NaN", "Infinity", "-Infinity"] {
+            assert!(parse(not_json).unwrap_err().to_string().contains("not JSON"), "{not_json}");
+        }
+        assert!(parse(r#""9999-12-31T23:59:59Z""#).unwrap().is_some());
+        assert!(parse(r#""0001-01-01T00:00:00Z""#).unwrap().is_some());
+        // STS's numeric form goes through the same code.
+        let body = r#"{"AssumeRoleWithWebIdentityResponse": {"AssumeRoleWithWebIdentityResult": {"Credentials":
+            {"AccessKeyId": "ASIA", "SecretAccessKey": "S", "Expiration": 1e300}}}}"#;
+        assert_eq!(parse_sts("u", &response(200, body)).unwrap().expiration(), None);
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub(crate) fn credentials_blocking(timeout: Duration) -> Result<AwsCredentials, 
             .block_on(credentials(timeout))
     };
     if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|scope| scope.spawn(run).join())
-            .unwrap_or_else(|_| Err(sdk_error("the AWS SDK's thread panicked".into())))
+        std::thread::scope(|scope| match std::thread::Builder::new().spawn_scoped(scope, run) {
+            Ok(thread) => thread.join().unwrap_or_else(|_| Err(sdk_error("the AWS SDK's thread panicked".into()))),
+            Err(e) => Err(sdk_error(format!("cannot start a thread for the AWS SDK: {e}"))),
+        })
     } else {
         run()
     }

@@ -25,7 +25,8 @@ impl CredentialsFetcher {
         let expires_in: Duration = reply.expires_in.ok_or_else(|| {
             fail(CredentialsErrorKind::Reply { url: self.azure_url.clone(), message: "no expires_in".into() })
         })?;
-        self.azure_cache.put(reply.token.clone(), fetched_at + expires_in);
+        // An expiry past what SystemTime holds: the token never expires, as far as can be told.
+        self.azure_cache.put(reply.token.clone(), fetched_at.checked_add(expires_in));
         Ok(reply.token)
     }
 }

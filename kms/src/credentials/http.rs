@@ -124,7 +124,8 @@ impl Transport for Blocking {
 pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<HttpResponse, CredentialsErrorKind> {
     let url = &request.url;
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
+        // ureq adds the timeout to an Instant: one past what an Instant holds is no limit.
+        .timeout_global(std::time::Instant::now().checked_add(timeout).map(|_| timeout))
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
@@ -137,6 +138,11 @@ pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<
     let http_request = builder.body(request.body.as_slice()).map_err(|_| CredentialsErrorKind::Url(url.to_owned()))?;
     let mut response = agent.run(http_request).map_err(|e| classify(url, timeout, e))?;
     let status = response.status().as_u16();
+    // A reply that announces more than the limit is refused before its body is waited for.
+    let announced = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_REPLY) {
+        return Err(CredentialsErrorKind::Reply { url: url.to_owned(), message: "reply too large".into() });
+    }
     let body =
         response.body_mut().with_config().limit(MAX_REPLY).read_to_vec().map_err(|e| classify(url, timeout, e))?;
     Ok(HttpResponse { status, body: Zeroizing::new(body) })

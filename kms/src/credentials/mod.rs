@@ -142,6 +142,11 @@ pub const DEFAULT_AZURE_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// `Expiration`, as the AWS SDKs do.
 pub const DEFAULT_AWS_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// The longest token file read (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`): 64 KiB,
+/// far more than a JWT or an ECS token needs. A longer file is [`CredentialsErrorKind::FileTooLarge`]; only
+/// regular files are read ([`CredentialsErrorKind::NotAFile`]).
+pub const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
 type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// AWS credentials: from a step of the chain or from a custom provider. The strings are wiped when dropped, and
@@ -495,6 +500,19 @@ fn oauth_token(url: &str, response: &HttpResponse) -> Result<TokenReply, Credent
     Ok(TokenReply { token, expires_in })
 }
 
+/// The fuzz targets' way into the parsers of metadata-server and STS replies ([`crate::fuzzing`]): byte 0 of
+/// `data` picks the parser (ECS and IMDS credentials, STS, GCP and Azure tokens), the rest is the body of a 200
+/// reply. None may panic, whatever the bytes.
+pub(crate) fn fuzz_reply(data: &[u8]) {
+    let [which, body @ ..] = data else { return };
+    let response = HttpResponse { status: 200, body: Zeroizing::new(body.to_vec()) };
+    match which % 3 {
+        0 => drop(aws::parse_credentials_json("u", &response)),
+        1 => drop(aws::parse_sts("u", &response)),
+        _ => drop(oauth_token("u", &response)),
+    }
+}
+
 /// A step of the AWS chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -551,6 +569,20 @@ pub enum CredentialsErrorKind {
     /// The custom AWS credential provider failed.
     #[error("the custom AWS credential provider failed: {0}")]
     AwsProvider(#[source] IoError),
+    /// A file named by the environment is not a regular file (a directory, a FIFO, a device): not read.
+    #[error("cannot read {path}: not a regular file")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
+    /// A file named by the environment is longer than the limit ([`MAX_TOKEN_FILE`]): not read.
+    #[error("cannot read {path}: longer than {limit} bytes")]
+    FileTooLarge {
+        /// The path.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A file named by the environment could not be read.
     #[error("cannot read {path}: {source}")]
     File {
@@ -643,6 +675,24 @@ impl std::error::Error for CredentialsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `expires_in` at the edges, as a number and as Azure's string: seconds up to u64::MAX (the cache makes an
+    /// unrepresentable expiry "no limit"); negative, fractional, NaN or 1e300 are no `expires_in` at all.
+    #[test]
+    fn token_expiries_at_the_edges_parse_or_are_absent() {
+        let expires_in = |value: &str| {
+            let body = format!(r#"{{"access_token": "t", "expires_in": {value}}}"#);
+            let response = HttpResponse { status: 200, body: Zeroizing::new(body.into_bytes()) };
+            oauth_token("u", &response).unwrap().expires_in
+        };
+        assert_eq!(expires_in("0"), Some(Duration::ZERO));
+        assert_eq!(expires_in("\"1\""), Some(Duration::from_secs(1)));
+        assert_eq!(expires_in("18446744073709551615"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(expires_in("\"18446744073709551615\""), Some(Duration::from_secs(u64::MAX)));
+        for absent in ["-1", "\"-1\"", "1.5", "1e300", "\"1e300\"", "\"NaN\"", "18446744073709551616", "null"] {
+            assert_eq!(expires_in(absent), None, "{absent}");
+        }
+    }
 
     #[test]
     fn on_demand_providers_are_the_empty_ones() {

@@ -1,5 +1,10 @@
 //! The blocking face of the exchange (`exchange`): its I/O over a `TcpStream` (or a connector's stream) and rustls
 //! or OpenSSL, with its timeouts.
+//!
+//! Every step (connect, handshake, write, each read of the reply) has a deadline, the sooner of its own timeout
+//! and the request's: the stream under TLS ([`Bounded`]) sets the socket's timeouts to what is left of it before
+//! each read and write, so that a peer sending a byte at a time cannot stretch a step (a socket timeout alone
+//! restarts with every byte).
 
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -18,21 +23,76 @@ use super::transport::{BlockingTls, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::KmsCtx;
 
-/// A TLS stream after its handshake, rustls's or OpenSSL's, and the stream it runs over (for its timeouts).
-trait TlsSession: Read + Write {
-    fn sock(&self) -> &dyn KmsStream;
+/// When a step must be over, and the timeout to report if it is not.
+#[derive(Clone, Copy)]
+pub(super) struct StepDeadline {
+    at: Instant,
+    after: Duration,
 }
 
-impl TlsSession for StreamOwned<ClientConnection, Box<dyn KmsStream>> {
-    fn sock(&self) -> &dyn KmsStream {
-        &*self.sock
+/// The stream under TLS, bounded by the deadline of the step under way: before each read and write, the socket's
+/// timeouts are set to what is left of it (never zero, which would mean "no timeout" to the socket), and a step
+/// whose deadline has passed fails with [`io::ErrorKind::TimedOut`].
+pub(super) struct Bounded {
+    sock: Box<dyn KmsStream>,
+    /// `None` between steps (a kept connection, idle) and when no step timeout can be represented.
+    step: Option<StepDeadline>,
+}
+
+impl Bounded {
+    fn new(sock: Box<dyn KmsStream>) -> Bounded {
+        Bounded { sock, step: None }
+    }
+
+    /// The stream itself, without deadline: for the keep-alive check, which does not wait.
+    pub(super) fn raw(&mut self) -> &mut Box<dyn KmsStream> {
+        &mut self.sock
+    }
+
+    fn arm(&self) -> io::Result<()> {
+        let Some(step) = self.step else { return Ok(()) };
+        let left = step.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the step's deadline passed"));
+        }
+        self.sock.set_io_timeout(left)
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.arm()?;
+        self.sock.flush()
+    }
+}
+
+/// A TLS stream, rustls's or OpenSSL's, and the bounded stream it runs over.
+trait TlsSession: Read + Write {
+    fn bounded(&mut self) -> &mut Bounded;
+}
+
+impl TlsSession for BlockingTls {
+    fn bounded(&mut self) -> &mut Bounded {
+        &mut self.sock
     }
 }
 
 #[cfg(feature = "openssl")]
-impl TlsSession for openssl::ssl::SslStream<Box<dyn KmsStream>> {
-    fn sock(&self) -> &dyn KmsStream {
-        &**self.get_ref()
+impl TlsSession for openssl::ssl::SslStream<Bounded> {
+    fn bounded(&mut self) -> &mut Bounded {
+        self.get_mut()
     }
 }
 
@@ -41,7 +101,7 @@ impl TlsSession for openssl::ssl::SslStream<Box<dyn KmsStream>> {
 pub(super) enum Conn {
     Rustls(BlockingTls),
     #[cfg(feature = "openssl")]
-    OpenSsl(openssl::ssl::SslStream<Box<dyn KmsStream>>),
+    OpenSsl(openssl::ssl::SslStream<Bounded>),
 }
 
 impl Conn {
@@ -60,7 +120,8 @@ impl Face for KmsTransport {
     type Deadline = Option<(Instant, Duration)>;
 
     fn deadline(&self) -> Self::Deadline {
-        self.request_timeout.map(|t| (Instant::now() + t, t))
+        // A request timeout past what an Instant holds is no limit.
+        self.request_timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t)))
     }
 
     fn max_idle(&self) -> Option<Duration> {
@@ -96,6 +157,7 @@ impl Face for KmsTransport {
     fn keep_idle(&self, target: &Target, conn: Conn, max_idle: Duration) {
         match conn {
             Conn::Rustls(mut tls) => {
+                tls.sock.step = None;
                 if nothing_pending(&mut tls.conn) {
                     self.pool.put((), target, tls, max_idle);
                 }
@@ -118,7 +180,7 @@ impl Face for KmsTransport {
     ) -> impl Future<Output = Result<(), KmsIoErrorKind>> {
         let during = "writing the request";
         let tls = conn.session();
-        std::future::ready(self.arm(tls.sock(), deadline, during).and_then(|()| {
+        std::future::ready(self.arm(tls.bounded(), deadline, during).and_then(|()| {
             tls.write_all(before)
                 .and_then(|()| tls.write_all(after))
                 .and_then(|()| tls.flush())
@@ -143,9 +205,10 @@ impl KmsTransport {
 
     /// A new connection: the stream, then the handshake of the provider's TLS backend.
     fn open_tls(&self, target: &Target, deadline: Option<(Instant, Duration)>) -> Result<Conn, KmsIoErrorKind> {
-        let sock = self.open(target, deadline)?;
+        let mut sock = Bounded::new(self.open(target, deadline)?);
         let during = "the TLS handshake";
-        self.arm(&*sock, deadline, during)?;
+        // The whole handshake is one step: each of its reads and writes gets what is left of it.
+        self.arm(&mut sock, deadline, during)?;
         #[cfg(feature = "openssl")]
         if let Some(connector) = self.openssl_for(&target.provider) {
             return self.openssl_handshake(connector, target, sock, deadline).map(Conn::OpenSsl);
@@ -167,8 +230,9 @@ impl KmsTransport {
         deadline: Option<(Instant, Duration)>,
     ) -> Result<usize, KmsIoErrorKind> {
         let during = "reading the reply";
+        // One read of the exchange is one step, however many records it takes.
+        self.arm(tls.bounded(), deadline, during)?;
         loop {
-            self.arm(tls.sock(), deadline, during)?;
             return match tls.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
@@ -185,9 +249,9 @@ impl KmsTransport {
         &self,
         connector: &openssl::ssl::SslConnector,
         target: &Target,
-        sock: Box<dyn KmsStream>,
+        sock: Bounded,
         deadline: Option<(Instant, Duration)>,
-    ) -> Result<openssl::ssl::SslStream<Box<dyn KmsStream>>, KmsIoErrorKind> {
+    ) -> Result<openssl::ssl::SslStream<Bounded>, KmsIoErrorKind> {
         use openssl::ssl::HandshakeError;
         let mut config = connector
             .configure()
@@ -199,12 +263,12 @@ impl KmsTransport {
                 Err(KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: e.to_string() }))
             }
             // A blocking socket's read timed out (EAGAIN).
-            Err(HandshakeError::WouldBlock(_)) => {
-                let after = match deadline {
-                    Some((at, total)) if Instant::now() + Duration::from_millis(5) >= at => total,
-                    _ => self.io_timeout,
-                };
-                Err(KmsIoErrorKind::Timeout { during: "the TLS handshake", after })
+            Err(HandshakeError::WouldBlock(_)) => Err(self.timeout("the TLS handshake", deadline)),
+            // The step's deadline passed (Bounded's TimedOut).
+            Err(HandshakeError::Failure(mid))
+                if mid.error().io_error().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut) =>
+            {
+                Err(self.timeout("the TLS handshake", deadline))
             }
             Err(HandshakeError::Failure(mid)) => {
                 Err(super::openssl::handshake_error(mid.error(), mid.ssl(), &failed_cert))
@@ -212,25 +276,38 @@ impl KmsTransport {
         }
     }
 
-    /// Sets the socket's timeouts for the next step: the I/O timeout, capped by what is left of the request
-    /// timeout.
+    /// Starts a step on `sock`: its deadline is the I/O timeout from now, or the request's deadline if sooner.
     fn arm(
         &self,
-        sock: &dyn KmsStream,
+        sock: &mut Bounded,
         deadline: Option<(Instant, Duration)>,
         during: &'static str,
     ) -> Result<(), KmsIoErrorKind> {
-        let mut timeout = self.io_timeout;
-        if let Some((at, total)) = deadline {
-            let left = at.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(KmsIoErrorKind::Timeout { during, after: total });
-            }
-            timeout = timeout.min(left);
+        let now = Instant::now();
+        let own = now.checked_add(self.io_timeout).map(|at| StepDeadline { at, after: self.io_timeout });
+        let request = deadline.map(|(at, after)| StepDeadline { at, after });
+        sock.step = match (own, request) {
+            (Some(own), Some(request)) => Some(if request.at < own.at { request } else { own }),
+            (own, request) => own.or(request),
+        };
+        match sock.step {
+            Some(step) if step.at <= now => Err(KmsIoErrorKind::Timeout { during, after: step.after }),
+            _ => Ok(()),
         }
-        // A zero timeout means "block forever" to set_read_timeout; it is refused instead, so never pass one.
-        let timeout = timeout.max(Duration::from_millis(1));
-        sock.set_io_timeout(timeout).map_err(KmsIoErrorKind::Io)
+    }
+
+    /// The timeout error of a step: the request timeout if that is what ran out, else the step's own (`own`).
+    fn timeout_of(during: &'static str, own: Duration, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
+        let after = match deadline {
+            Some((at, total)) if Instant::now() + Duration::from_millis(5) >= at => total,
+            _ => own,
+        };
+        KmsIoErrorKind::Timeout { during, after }
+    }
+
+    /// [`timeout_of`](Self::timeout_of) a step bounded by the I/O timeout.
+    fn timeout(&self, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
+        Self::timeout_of(during, self.io_timeout, deadline)
     }
 
     fn classify(&self, e: io::Error, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
@@ -245,11 +322,7 @@ impl KmsTransport {
             }
         }
         if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
-            let after = match deadline {
-                Some((at, total)) if Instant::now() + Duration::from_millis(5) >= at => total,
-                _ => self.io_timeout,
-            };
-            return KmsIoErrorKind::Timeout { during, after };
+            return self.timeout(during, deadline);
         }
         KmsIoErrorKind::Io(e)
     }
@@ -266,9 +339,19 @@ impl KmsTransport {
             return Ok(Box::new(sock));
         };
         let timeout = self.connect_timeout_within(deadline)?;
-        connector.connect(&target.host, target.port, timeout).map_err(|e| match e.kind() {
+        // The connector's deadline: the connect timeout from now, or the request's if sooner; one that cannot be
+        // represented is a century away (no limit, in effect).
+        let now = Instant::now();
+        let until = deadline
+            .map(|(at, _)| at)
+            .into_iter()
+            .chain(now.checked_add(timeout))
+            .min()
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(now);
+        connector.connect(&target.host, target.port, until).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                KmsIoErrorKind::Timeout { during: "connecting", after: timeout }
+                Self::timeout_of("connecting through the connector", self.connect_timeout, deadline)
             }
             _ => KmsIoErrorKind::Connector(e),
         })
@@ -302,7 +385,7 @@ impl KmsTransport {
             match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
                 Ok(sock) => return Ok(sock),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    last = Some(KmsIoErrorKind::Timeout { during: "connecting", after: timeout });
+                    last = Some(Self::timeout_of("connecting", self.connect_timeout, deadline));
                 }
                 Err(source) => last = Some(KmsIoErrorKind::Connect { addr, source }),
             }

@@ -60,9 +60,10 @@ pub enum KmsIoErrorKind {
     /// A timeout elapsed.
     #[error("timed out after {after:?} while {during}")]
     Timeout {
-        /// What was under way: `connecting`, `the TLS handshake`, `writing the request`, `reading the reply`.
+        /// What was under way: `connecting`, `connecting through the connector` (a [`Connector`](super::Connector)'s
+        /// whole work, such as a proxy's CONNECT), `the TLS handshake`, `writing the request`, `reading the reply`.
         during: &'static str,
-        /// The timeout that elapsed.
+        /// The timeout that elapsed: the request timeout when its deadline ended the step, else the step's own.
         after: Duration,
     },
     /// Any other I/O error, including a connection closed before the reply was complete.
@@ -133,7 +134,11 @@ impl KmsIoError {
         };
         let kind = match error.downcast::<Error>() {
             Ok(e) => KmsIoErrorKind::Mongocrypt(*e),
-            Err(other) => KmsIoErrorKind::Io(io::Error::other(other)),
+            // An io::Error (a thread that could not start) keeps its kind.
+            Err(other) => KmsIoErrorKind::Io(match other.downcast::<io::Error>() {
+                Ok(e) => *e,
+                Err(other) => io::Error::other(other),
+            }),
         };
         KmsIoError::new("<unknown endpoint>", "", kind)
     }

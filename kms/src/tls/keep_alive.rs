@@ -34,7 +34,7 @@ const MAX_HEADERS: usize = 32;
 /// The bytes of libmongocrypt's message to leave out on a kept connection: its `Connection: close` line (an
 /// empty range when it has no `Connection` header). `None` when the message must go out as it is and its
 /// connection be closed: not HTTP/1.1, a `Connection` header signed by an AWS signature, or more than one.
-pub(super) fn request_cut(message: &[u8]) -> Option<Range<usize>> {
+pub(crate) fn request_cut(message: &[u8]) -> Option<Range<usize>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     if !matches!(request.parse(message), Ok(httparse::Status::Complete(_))) || request.version != Some(1) {
@@ -84,7 +84,7 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// Whether a complete reply's head (status line and headers, through the blank line) leaves the connection
 /// reusable: HTTP/1.1, a length or chunked framing (so the reply ended where libmongocrypt stopped reading), and
 /// no `Connection: close`.
-pub(super) fn reply_keeps_alive(head: &[u8]) -> bool {
+pub(crate) fn reply_keeps_alive(head: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut reply = httparse::Response::new(&mut headers);
     if !matches!(reply.parse(head), Ok(httparse::Status::Complete(_))) || reply.version != Some(1) {
@@ -114,11 +114,12 @@ pub(super) fn nothing_pending(conn: &mut ClientConnection) -> bool {
 /// idle (no bytes, which would be read as the next reply; no close). Checked without waiting, through
 /// [`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking): a stream that refuses it is not reused.
 pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
-    if tls.sock.set_nonblocking(true).is_err() {
+    let sock = tls.sock.raw();
+    if sock.set_nonblocking(true).is_err() {
         return false;
     }
     let idle = loop {
-        match tls.conn.read_tls(&mut tls.sock) {
+        match tls.conn.read_tls(sock) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break nothing_pending(&mut tls.conn),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Records that carry no data (a session ticket) leave it idle; anything else does not.
@@ -126,7 +127,7 @@ pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
             Ok(_) | Err(_) => break false,
         }
     };
-    tls.sock.set_nonblocking(false).is_ok() && idle
+    sock.set_nonblocking(false).is_ok() && idle
 }
 
 /// How a conversation over a connection ended, when it did not fail.

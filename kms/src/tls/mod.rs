@@ -211,9 +211,12 @@ pub use self::openssl::{OpenSslError, OPENSSL_TLS12_CIPHERS};
 pub use self::tokio::TokioKmsTransport;
 pub use connector::{Connector, HttpProxy, KmsStream};
 pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
-pub use options::{TlsConfigError, TlsOptions};
+pub use options::{
+    TlsConfigError, TlsOptions, MAX_PBKDF2_ITERATIONS, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK, MAX_TLS_FILE,
+};
 pub use transport::{
     KmsTransport, KmsTransportBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_CONCURRENT,
 };
 
 /// The certificate and key types of [`TlsOptions`]'s in-memory options (`rustls::pki_types`). The whole `rustls`
@@ -240,6 +243,21 @@ pub fn enable_retries(builder: CryptBuilder) -> libmongocrypt::Result<CryptBuild
     } else {
         Ok(builder)
     }
+}
+
+/// The fuzz targets' way into the parsers of a KMS reply's framing and a proxy's CONNECT reply
+/// ([`crate::fuzzing`]): none may panic, whatever the bytes.
+pub(crate) fn fuzz_framing(bytes: &[u8]) {
+    let _ = connect::http_status(bytes);
+    let _ = keep_alive::reply_keeps_alive(bytes);
+    if let Some(cut) = keep_alive::request_cut(bytes) {
+        assert!(cut.start <= cut.end && cut.end <= bytes.len(), "a cut inside the message");
+    }
+}
+
+/// See [`fuzz_framing`].
+pub(crate) fn fuzz_connect_reply(bytes: &[u8]) {
+    let _ = connector::connect_reply(&mut &bytes[..], || Ok(()), "proxy", "kms:443");
 }
 
 /// A function from `host` and `port` to the addresses to try, in order.

@@ -132,7 +132,7 @@ impl TlsOptions {
     ) -> Result<TlsOptions, TlsConfigError> {
         let path = path.as_ref();
         // The file may hold an unencrypted key: wiped once parsed.
-        let pem = Zeroizing::new(read_file(path)?);
+        let pem = read_file(path)?;
         self.certificate_key_pem_from(&pem, password, &path.display().to_string())
     }
 
@@ -260,8 +260,61 @@ impl TlsOptions {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, TlsConfigError> {
-    std::fs::read(path).map_err(|source| TlsConfigError::File { path: path.display().to_string(), source })
+/// The longest CA or certificate-key file read (`tlsCAFile`, `tlsCertificateKeyFile`): 4 MiB, thousands of
+/// certificates. A longer file is [`TlsConfigError::FileTooLarge`]; only regular files are read
+/// ([`TlsConfigError::NotAFile`]).
+pub const MAX_TLS_FILE: u64 = 4 * 1024 * 1024;
+
+/// The most PBKDF2 iterations an `ENCRYPTED PRIVATE KEY` may ask for (OpenSSL writes 2,048 by default, and
+/// current guidance asks for at most a few hundred thousand); more is [`TlsConfigError::KeyDerivationLimit`].
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+/// The most memory the scrypt parameters of an `ENCRYPTED PRIVATE KEY` may ask for, counted as OpenSSL does
+/// (128·r·(N + p + 2) bytes), and OpenSSL's own default limit: 32 MiB (`openssl pkcs8 -scrypt` writes N = 16384,
+/// r = 8, p = 1: 16 MiB). More is [`TlsConfigError::KeyDerivationLimit`].
+pub const MAX_SCRYPT_MEMORY: u64 = 32 * 1024 * 1024;
+
+/// The most scrypt work (N·r·p) an `ENCRYPTED PRIVATE KEY` may ask for: 2^24, sixteen times OpenSSL's default,
+/// about a second; a large `p` costs time, not memory. More is [`TlsConfigError::KeyDerivationLimit`].
+pub const MAX_SCRYPT_WORK: u64 = 1 << 24;
+
+/// A CA or certificate-key file, bounded ([`MAX_TLS_FILE`]); wiped when dropped (it may hold a key).
+fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsConfigError> {
+    let shown = || path.display().to_string();
+    crate::file::read_bounded(path, MAX_TLS_FILE).map_err(|e| match e {
+        crate::file::FileError::Io(source) => TlsConfigError::File { path: shown(), source },
+        crate::file::FileError::NotAFile => TlsConfigError::NotAFile { path: shown() },
+        crate::file::FileError::TooLarge(limit) => TlsConfigError::FileTooLarge { path: shown(), limit },
+    })
+}
+
+/// Refuses key-derivation parameters past the limits, before any derivation: a key file must not cost hours of
+/// CPU or terabytes of memory.
+fn check_kdf(kdf: &pkcs8::pkcs5::pbes2::Kdf<'_>, origin: &str) -> Result<(), TlsConfigError> {
+    let refuse = |limit: String| TlsConfigError::KeyDerivationLimit { origin: origin.to_owned(), limit };
+    if let Some(pbkdf2) = kdf.pbkdf2() {
+        if pbkdf2.iteration_count > MAX_PBKDF2_ITERATIONS {
+            return Err(refuse(format!(
+                "PBKDF2 with {} iterations, more than {MAX_PBKDF2_ITERATIONS}",
+                pbkdf2.iteration_count
+            )));
+        }
+    }
+    if let Some(scrypt) = kdf.scrypt() {
+        let (n, r, p) = (scrypt.cost_parameter, u64::from(scrypt.block_size), u64::from(scrypt.parallelization));
+        // Checked: N is up to 2^63 here, and the products overflow u64.
+        let memory = n.checked_add(p + 2).and_then(|x| x.checked_mul(128 * r));
+        if memory.is_none_or(|m| m > MAX_SCRYPT_MEMORY) {
+            return Err(refuse(format!(
+                "scrypt with N = {n}, r = {r}, p = {p}: 128·r·(N + p + 2) bytes, more than {MAX_SCRYPT_MEMORY}"
+            )));
+        }
+        let work = n.checked_mul(r).and_then(|x| x.checked_mul(p));
+        if work.is_none_or(|w| w > MAX_SCRYPT_WORK) {
+            return Err(refuse(format!("scrypt with N = {n}, r = {r}, p = {p}: N·r·p more than {MAX_SCRYPT_WORK}")));
+        }
+    }
+    Ok(())
 }
 
 fn parse_certs(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
@@ -400,6 +453,9 @@ fn decrypt_pkcs8(body: &str, password: &str, source: &str) -> Result<Zeroizing<V
             None => TlsConfigError::Pem { origin: origin(), message: format!("invalid ENCRYPTED PRIVATE KEY: {e}") },
         }
     })?;
+    if let Some(pbes2) = info.encryption_algorithm.pbes2() {
+        check_kdf(&pbes2.kdf, source)?;
+    }
     let wrong_password = || TlsConfigError::WrongKeyPassword { origin: origin() };
     let decrypted = info.decrypt(password).map_err(|e| match e {
         // A bad padding (which pkcs5 0.7 reports as EncryptFailed), or a plaintext that is not DER: what a wrong
@@ -448,6 +504,29 @@ pub enum TlsConfigError {
         /// The I/O error.
         #[source]
         source: io::Error,
+    },
+    /// A file is not a regular file (a directory, a FIFO, a device): not read.
+    #[error("cannot read {path}: not a regular file")]
+    NotAFile {
+        /// The file.
+        path: String,
+    },
+    /// A file is longer than the limit ([`MAX_TLS_FILE`]): not read.
+    #[error("cannot read {path}: longer than {limit} bytes")]
+    FileTooLarge {
+        /// The file.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The key-derivation parameters of an `ENCRYPTED PRIVATE KEY` ask for more than a limit
+    /// ([`MAX_PBKDF2_ITERATIONS`], [`MAX_SCRYPT_MEMORY`], [`MAX_SCRYPT_WORK`]): refused before any derivation.
+    #[error("{origin}: the private key's encryption asks too much of its key derivation: {limit}")]
+    KeyDerivationLimit {
+        /// The file, or what the PEM text was.
+        origin: String,
+        /// Which parameters, and the limit they pass.
+        limit: String,
     },
     /// PEM text did not hold what was expected.
     #[error("{origin}: {message}")]

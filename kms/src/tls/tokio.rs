@@ -172,7 +172,8 @@ impl Face for TokioKmsTransport {
     type Deadline = Option<(Instant, Duration)>;
 
     fn deadline(&self) -> Self::Deadline {
-        self.inner.request_timeout.map(|t| (Instant::now() + t, t))
+        // A request timeout past what an Instant holds is no limit.
+        self.inner.request_timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t)))
     }
 
     fn max_idle(&self) -> Option<Duration> {

@@ -11,8 +11,9 @@ use std::time::Duration;
 use crate::bson::Document;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use super::blocking::Bounded;
 use super::keep_alive::Pool;
-use super::{Connector, KmsIoError, KmsIoErrorKind, KmsStream, Resolver, TlsConfigError, TlsOptions};
+use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
 use libmongocrypt::state_machine::{IoResult, KmsAttemptError, Runner};
 use libmongocrypt::Error;
 use libmongocrypt::{KmsCtx, KmsScope};
@@ -38,6 +39,7 @@ pub struct KmsTransport {
     pub(super) request_timeout: Option<Duration>,
     pub(super) resolver: Option<Arc<Resolver>>,
     pub(super) max_attempts: u32,
+    pub(super) max_concurrent: usize,
     pub(super) default_connector: Option<Arc<dyn Connector>>,
     pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
     #[cfg(feature = "openssl")]
@@ -47,7 +49,7 @@ pub struct KmsTransport {
 }
 
 /// A rustls connection of the blocking face, as kept between requests.
-pub(super) type BlockingTls = StreamOwned<ClientConnection, Box<dyn KmsStream>>;
+pub(super) type BlockingTls = StreamOwned<ClientConnection, Bounded>;
 
 /// Which providers the OpenSSL backend serves (feature `openssl`), and their connectors.
 #[cfg(feature = "openssl")]
@@ -75,6 +77,7 @@ impl fmt::Debug for KmsTransport {
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("max_concurrent", &self.max_concurrent)
             .field("keep_alive", &self.keep_alive)
             .field("pool", &self.pool);
         #[cfg(feature = "openssl")]
@@ -96,6 +99,7 @@ pub struct KmsTransportBuilder {
     request_timeout: Option<Duration>,
     resolver: Option<Arc<Resolver>>,
     max_attempts: u32,
+    max_concurrent: usize,
     default_client_config: Option<Arc<ClientConfig>>,
     provider_client_configs: HashMap<String, Arc<ClientConfig>>,
     default_connector: Option<Arc<dyn Connector>>,
@@ -117,6 +121,7 @@ impl fmt::Debug for KmsTransportBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("custom_resolver", &self.resolver.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("max_concurrent", &self.max_concurrent)
             .field("keep_alive", &self.keep_alive)
             .finish()
     }
@@ -128,6 +133,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`KmsTransportBuilder::max_attempts`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Default [`KmsTransportBuilder::max_concurrent`]: the state-machine runner's own default
+/// ([`Runner::max_concurrent_kms`]).
+pub const DEFAULT_MAX_CONCURRENT: usize = 16;
 
 impl Default for KmsTransportBuilder {
     fn default() -> KmsTransportBuilder {
@@ -139,6 +147,7 @@ impl Default for KmsTransportBuilder {
             request_timeout: None,
             resolver: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
             default_client_config: None,
             provider_client_configs: HashMap::new(),
             default_connector: None,
@@ -153,6 +162,8 @@ impl Default for KmsTransportBuilder {
 impl KmsTransportBuilder {
     /// The TLS options of requests to provider `provider`. Requests are matched by [`KmsCtx::kms_provider`]:
     /// first the full name (`aws:name` for a named provider on libraries that report it), then the type (`aws`).
+    /// The same lookup finds a request's options, ready configuration, connector and backend on every path: a
+    /// `kmip:name` with options of its own keeps them when OpenSSL is chosen for all of `kmip`.
     pub fn tls_options(mut self, provider: &str, options: TlsOptions) -> KmsTransportBuilder {
         self.provider_options.insert(provider.to_owned(), options);
         self
@@ -176,21 +187,25 @@ impl KmsTransportBuilder {
         self
     }
 
-    /// How long to wait for a TCP connection, per address tried (default 10 s).
+    /// How long to wait for a TCP connection, per address tried, or for a [`Connector`]'s whole work (a proxy's
+    /// connection, its CONNECT and its reply) (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
         self.connect_timeout = timeout;
         self
     }
 
-    /// How long one read or write may block: the TLS handshake, writing the request, each read of the reply
-    /// (default 30 s).
+    /// How long each step may take, as a whole: the TLS handshake, writing the request, each read of the reply
+    /// (default 30 s). A deadline, not a socket timeout: a peer sending a byte at a time does not stretch it.
     pub fn io_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
         self.io_timeout = timeout;
         self
     }
 
     /// An upper bound on one whole attempt, from connecting to the last byte of the reply (default: none, each
-    /// step bounded by its own timeout only). It guards against a server that trickles its reply.
+    /// step bounded by its own timeout only). It guards against a server that trickles its reply: every step
+    /// (connecting, a [`Connector`]'s work such as a proxy's CONNECT, the TLS handshake on either backend,
+    /// writing, reading) ends by it, with a [`KmsIoErrorKind::Timeout`] naming the step. A timeout too long to
+    /// add to the current time (`Duration::MAX`) is no limit.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> KmsTransportBuilder {
         self.request_timeout = timeout;
         self
@@ -208,7 +223,7 @@ impl KmsTransportBuilder {
     /// request went out), the request goes out again on a new connection, in the same attempt: the server may then
     /// see it twice, which KMS requests (encrypt, decrypt, tokens) allow. Any failure on a kept connection closes
     /// the endpoint's other idle ones. KMIP requests, the OpenSSL backend (`openssl_for`, feature `openssl`),
-    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`]) and
+    /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking)) and
     /// connections left in an error are never kept. At most 128 idle connections are kept per endpoint.
     ///
     /// Clones of the transport share the kept connections; a `TokioKmsTransport` keeps its own, per tokio runtime
@@ -245,6 +260,13 @@ impl KmsTransportBuilder {
     /// (default 10; libmongocrypt itself stops after 4). At least 1.
     pub fn max_attempts(mut self, attempts: u32) -> KmsTransportBuilder {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// At most this many requests of a round at once in [`KmsTransport::serve`], each on a thread of its own
+    /// (default [`DEFAULT_MAX_CONCURRENT`], 16); the others wait for a place. 0 counts as 1.
+    pub fn max_concurrent(mut self, limit: usize) -> KmsTransportBuilder {
+        self.max_concurrent = limit.max(1);
         self
     }
 
@@ -311,15 +333,22 @@ impl KmsTransportBuilder {
                     .or_else(|| self.provider_options.get(kind))
                     .unwrap_or(&self.default_options)
             };
+            let chosen = |provider: &str| {
+                let kind = provider.split(':').next().unwrap_or(provider);
+                self.openssl.all.is_some()
+                    || self.openssl.providers.contains_key(provider)
+                    || self.openssl.providers.contains_key(kind)
+            };
+            // A connector for every name OpenSSL serves and every name with options of its own that OpenSSL
+            // serves (`kmip:name` under `openssl_for("kmip")`), each from that name's options: a request then finds
+            // its connector as the rustls path finds its configuration, by full name first, then by kind.
             let mut choice = OpenSslChoice::default();
-            for provider in self.openssl.providers.keys() {
-                choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+            for provider in self.openssl.providers.keys().chain(self.provider_options.keys()) {
+                if chosen(provider) && !choice.providers.contains_key(provider) {
+                    choice.providers.insert(provider.clone(), options_of(provider).openssl_connector()?);
+                }
             }
             if self.openssl.all.is_some() {
-                // Per provider: the provider's own options; every other provider: the defaults.
-                for (provider, options) in &self.provider_options {
-                    choice.providers.entry(provider.clone()).or_insert(options.openssl_connector()?);
-                }
                 choice.all = Some(self.default_options.openssl_connector()?);
             }
             Arc::new(choice)
@@ -344,6 +373,7 @@ impl KmsTransportBuilder {
             request_timeout: self.request_timeout,
             resolver: self.resolver,
             max_attempts: self.max_attempts,
+            max_concurrent: self.max_concurrent,
             #[cfg(feature = "openssl")]
             openssl,
             keep_alive: self.keep_alive,
@@ -371,8 +401,9 @@ impl KmsTransport {
         KmsTransportBuilder::default()
     }
 
-    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (one
-    /// scoped thread per request when there are several), waiting [`KmsCtx::sleep_duration`] before each attempt
+    /// Serves every request of one NEED_KMS state, without ending it: each round's requests concurrently (on
+    /// scoped threads, at most [`max_concurrent`](KmsTransportBuilder::max_concurrent) at once; a thread that
+    /// cannot start is an error, not a panic), waiting [`KmsCtx::sleep_duration`] before each attempt
     /// and retrying as libmongocrypt allows (at most [`max_attempts`](KmsTransportBuilder::max_attempts) times),
     /// until libmongocrypt hands out no more. Returns the first error in request order.
     ///
@@ -382,7 +413,7 @@ impl KmsTransport {
     /// Then call [`KmsScope::done`], or use [`serve_and_done`](Self::serve_and_done).
     pub fn serve(&self, scope: &mut KmsScope<'_>) -> Result<(), KmsIoError> {
         Runner::new()
-            .max_concurrent_kms(usize::MAX)
+            .max_concurrent_kms(self.max_concurrent)
             .max_kms_attempts(self.max_attempts)
             .serve_kms(scope, |kms| self.attempt(kms))
             .map_err(KmsIoError::from_serve_error)

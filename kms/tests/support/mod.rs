@@ -8,6 +8,7 @@
 #[path = "../../../tests/common/mod.rs"]
 pub mod common;
 pub mod credentials;
+pub mod drip;
 pub mod pki;
 #[cfg(feature = "openssl")]
 pub mod pykmip;

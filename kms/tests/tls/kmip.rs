@@ -310,3 +310,37 @@ fn pykmip_expired_server_certificate_is_clear() {
     assert!(text.contains("certificate has expired"), "{text}");
     assert!(text.contains("Dec 31 00:00:00 2021 GMT"), "the validity, as dates: {text}");
 }
+
+/// A named KMIP provider with TLS options of its own (`kmip:with_tls`: the CA and a client certificate) next to
+/// `kmip` without any (Mozilla's roots: PyKMIP's certificate is refused): whichever way OpenSSL is chosen (by kind,
+/// by full name, for all), `kmip:with_tls` uses its own options, looked up by full name first as on the rustls
+/// path (prose test 11.6, "named KMIP: kmip:with_tls → success").
+#[test]
+fn pykmip_named_providers_use_their_own_tls_options_on_openssl() {
+    if linked_version() < 0x0109_0000 {
+        eprintln!("skipped: libmongocrypt {} predates named KMIP providers (1.9)", libmongocrypt::version());
+        return;
+    }
+    let pki = RsaPki::new();
+    let server = PyKmip::start("named", &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
+    let files = Files::new("named");
+    let endpoint = format!("localhost:{}", server.addr.port());
+    let providers = KmsProviders::new().kmip("kmip", &endpoint).kmip("kmip:with_tls", &endpoint);
+    let crypt = Crypt::builder().kms_providers(&providers).unwrap().build().unwrap();
+    let tls = libmongocrypt::bson::doc! { "kmip:with_tls": tls_document(&files, &pki, true) };
+    for choose in ["kmip", "kmip:with_tls", "all"] {
+        let builder = builder_to(&server).tls_options_document(&tls).unwrap();
+        let builder = if choose == "all" { builder.openssl_for_all() } else { builder.openssl_for(choose) };
+        let transport = builder.build().unwrap();
+        let key = create_key(&crypt, &KeyEncryptionKey::kmip("kmip:with_tls"), &KmipIo::new(transport.clone()));
+        assert_eq!(master_key(&key).get_str("provider").unwrap(), "kmip:with_tls", "{choose}");
+        round_trip(&providers, &key, &transport);
+        if choose != "kmip:with_tls" {
+            // Plain kmip on OpenSSL too, with the defaults: the system's roots do not know the test CA.
+            let err = datakey_error(&crypt, &KeyEncryptionKey::kmip("kmip"), &transport);
+            assert!(matches!(err.kind(), KmsIoErrorKind::OpenSsl(_)), "{choose}: {err}");
+            assert!(err.to_string().contains("failed verification"), "{choose}: {err}");
+        }
+    }
+    drop(server);
+}
