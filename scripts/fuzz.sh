@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS     e.g. scripts/fuzz.sh kms_feed 60
 #   scripts/fuzz.sh list               the targets
+#   scripts/fuzz.sh list linked        the targets that call libmongocrypt
 #
 # Targets: mongo_feed (every NEED_MONGO_* state), kms_feed (AWS, Azure, GCP, KMIP replies), explicit_decrypt,
 # options (every setter and init that takes a document), rust_crypto (the Rust crypto provider's hooks);
@@ -19,7 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-targets=(mongo_feed kms_feed explicit_decrypt options rust_crypto credentials_reply proxy_connect_reply kms_framing)
+# The targets that call libmongocrypt (their outcome depends on the linked version), then the KMS crate's pure
+# parsers of network replies (the same on every version).
+linked_targets=(mongo_feed kms_feed explicit_decrypt options rust_crypto)
+targets=("${linked_targets[@]}" credentials_reply proxy_connect_reply kms_framing)
+if [[ ${1:-} == list && ${2:-} == linked ]]; then
+  printf '%s\n' "${linked_targets[@]}"
+  exit 0
+fi
 if [[ ${1:-} == list ]]; then
   printf '%s\n' "${targets[@]}"
   exit 0

@@ -15,68 +15,13 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use rustls::{ClientConnection, StreamOwned};
 
-use super::connect::Target;
+use super::bounded::{BlockingTls, Bounded, StepDeadline};
+use super::connect::{Exchanged, Target};
 use super::connector::KmsStream;
 use super::exchange::{exchange, Face};
 use super::keep_alive::{nothing_pending, request_cut, still_idle};
-use super::transport::{BlockingTls, Exchanged};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::KmsCtx;
-
-/// When a step must be over, and the timeout to report if it is not.
-#[derive(Clone, Copy)]
-pub(super) struct StepDeadline {
-    at: Instant,
-    after: Duration,
-}
-
-/// The stream under TLS, bounded by the deadline of the step under way: before each read and write, the socket's
-/// timeouts are set to what is left of it (never zero, which would mean "no timeout" to the socket), and a step
-/// whose deadline has passed fails with [`io::ErrorKind::TimedOut`].
-pub(super) struct Bounded {
-    sock: Box<dyn KmsStream>,
-    /// `None` between steps (a kept connection, idle) and when no step timeout can be represented.
-    step: Option<StepDeadline>,
-}
-
-impl Bounded {
-    fn new(sock: Box<dyn KmsStream>) -> Bounded {
-        Bounded { sock, step: None }
-    }
-
-    /// The stream itself, without deadline: for the keep-alive check, which does not wait.
-    pub(super) fn raw(&mut self) -> &mut Box<dyn KmsStream> {
-        &mut self.sock
-    }
-
-    fn arm(&self) -> io::Result<()> {
-        let Some(step) = self.step else { return Ok(()) };
-        let left = step.at.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "the step's deadline passed"));
-        }
-        self.sock.set_io_timeout(left)
-    }
-}
-
-impl Read for Bounded {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.arm()?;
-        self.sock.read(buf)
-    }
-}
-
-impl Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.arm()?;
-        self.sock.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.arm()?;
-        self.sock.flush()
-    }
-}
 
 /// A TLS stream, rustls's or OpenSSL's, and the bounded stream it runs over.
 trait TlsSession: Read + Write {
@@ -139,7 +84,7 @@ impl Face for KmsTransport {
     }
 
     fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Conn> {
-        self.pool.take((), target, max_idle).map(Conn::Rustls)
+        self.pool.take(target.pool_key(()), max_idle).map(Conn::Rustls)
     }
 
     fn still_idle(&self, conn: &mut Conn) -> impl Future<Output = bool> {
@@ -151,7 +96,7 @@ impl Face for KmsTransport {
     }
 
     fn clear_idle(&self, target: &Target) {
-        self.pool.clear((), target);
+        self.pool.clear(&target.pool_key(()));
     }
 
     fn keep_idle(&self, target: &Target, conn: Conn, max_idle: Duration) {
@@ -159,7 +104,7 @@ impl Face for KmsTransport {
             Conn::Rustls(mut tls) => {
                 tls.sock.step = None;
                 if nothing_pending(&mut tls.conn) {
-                    self.pool.put((), target, tls, max_idle);
+                    self.pool.put(target.pool_key(()), tls, max_idle);
                 }
             }
             #[cfg(feature = "openssl")]

@@ -1,10 +1,10 @@
 //! What the blocking and async exchanges share: the request's endpoint and TLS server name, and the feeding of
-//! the reply to libmongocrypt (pieces of at most `bytes_needed`, retry detection, error classification).
+//! the reply to libmongocrypt (pieces of at most `bytes_needed`, retry detection, error classification), how a
+//! conversation ended, and which kept connections may serve a request.
 
 use rustls::pki_types::ServerName;
 
-use super::keep_alive::{reply_keeps_alive, Conversed, Failed};
-use super::transport::Exchanged;
+use super::keep_alive::reply_keeps_alive;
 use super::{KmsIoError, KmsIoErrorKind};
 use libmongocrypt::KmsCtx;
 
@@ -32,6 +32,11 @@ impl Target {
             .map_err(|e| fail(KmsIoErrorKind::Endpoint(format!("{host} is not a valid server name: {e}"))))?;
         let host = host.to_owned();
         Ok(Target { endpoint, provider, host, port, server_name })
+    }
+
+    /// The idle connections that may serve this request in `scope`.
+    pub(super) fn pool_key<S>(&self, scope: S) -> EndpointKey<S> {
+        EndpointKey { scope, provider: self.provider.clone(), host: self.host.clone(), port: self.port }
     }
 
     /// An error of this request.
@@ -141,4 +146,60 @@ pub(super) fn http_status(head: &[u8]) -> Option<u16> {
     let space = rest.iter().position(|&b| b == b' ')?;
     let code = rest.get(space + 1..space + 4)?;
     std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// How one exchange ended, when it did not fail.
+pub(super) enum Exchanged {
+    /// The reply was fed in full.
+    Complete,
+    /// libmongocrypt asked for the request to be retried (a retryable HTTP status, if the reply had one).
+    RetryRequested(Option<u16>),
+}
+
+/// How a conversation over a connection ended, when it did not fail.
+pub(super) struct Conversed {
+    pub(super) exchanged: Exchanged,
+    /// The request went out kept alive, the reply was complete and keeps the connection alive.
+    pub(super) reusable: bool,
+}
+
+/// How a conversation over a connection failed.
+pub(super) struct Failed {
+    pub(super) kind: KmsIoErrorKind,
+    /// No byte of the reply had arrived.
+    pub(super) before_reply: bool,
+}
+
+impl From<KmsIoErrorKind> for Failed {
+    fn from(kind: KmsIoErrorKind) -> Failed {
+        Failed { kind, before_reply: true }
+    }
+}
+
+impl Failed {
+    /// A kept connection the server closed as the request went out (an I/O error or end of stream before any
+    /// reply byte): nothing was fed to libmongocrypt, so the request goes out again on a new connection, as the
+    /// same attempt. The server may have read it (KMS requests are safe to repeat; KMIP's are never kept).
+    pub(super) fn closed_while_idle(&self, target: &Target) -> bool {
+        let closed = self.before_reply && matches!(self.kind, KmsIoErrorKind::Io(_));
+        if closed {
+            log::debug!(
+                target: "libmongocrypt_kms::tls",
+                "{}: the kept connection was closed ({}); sending the request again on a new one",
+                target.endpoint,
+                self.kind
+            );
+        }
+        closed
+    }
+}
+
+/// Which connections may serve a request: the same scope (the async face's runtime: a socket belongs to the
+/// runtime that opened it), provider (so the same TLS configuration) and endpoint.
+#[derive(PartialEq, Eq, Hash)]
+pub(super) struct EndpointKey<S> {
+    scope: S,
+    provider: String,
+    host: String,
+    port: u16,
 }

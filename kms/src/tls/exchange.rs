@@ -8,9 +8,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::connect::{closed_early, Feeder, Target};
-use super::keep_alive::{Conversed, Failed};
-use super::transport::Exchanged;
+use super::connect::{closed_early, Conversed, Exchanged, Failed, Feeder, Target};
 use super::{KmsIoError, KmsIoErrorKind};
 use libmongocrypt::KmsCtx;
 

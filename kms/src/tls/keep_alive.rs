@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use rustls::ClientConnection;
 
-use super::connect::Target;
-use super::transport::{BlockingTls, Exchanged};
-use super::KmsIoErrorKind;
+use super::bounded::BlockingTls;
 
 /// The most idle connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 128;
@@ -130,88 +128,33 @@ pub(super) fn still_idle(tls: &mut BlockingTls) -> bool {
     sock.set_nonblocking(false).is_ok() && idle
 }
 
-/// How a conversation over a connection ended, when it did not fail.
-pub(super) struct Conversed {
-    pub(super) exchanged: Exchanged,
-    /// The request went out kept alive, the reply was complete and keeps the connection alive.
-    pub(super) reusable: bool,
-}
-
-/// How a conversation over a connection failed.
-pub(super) struct Failed {
-    pub(super) kind: KmsIoErrorKind,
-    /// No byte of the reply had arrived.
-    pub(super) before_reply: bool,
-}
-
-impl From<KmsIoErrorKind> for Failed {
-    fn from(kind: KmsIoErrorKind) -> Failed {
-        Failed { kind, before_reply: true }
-    }
-}
-
-impl Failed {
-    /// A kept connection the server closed as the request went out (an I/O error or end of stream before any
-    /// reply byte): nothing was fed to libmongocrypt, so the request goes out again on a new connection, as the
-    /// same attempt. The server may have read it (KMS requests are safe to repeat; KMIP's are never kept).
-    pub(super) fn closed_while_idle(&self, target: &Target) -> bool {
-        let closed = self.before_reply && matches!(self.kind, KmsIoErrorKind::Io(_));
-        if closed {
-            log::debug!(
-                target: "libmongocrypt_kms::tls",
-                "{}: the kept connection was closed ({}); sending the request again on a new one",
-                target.endpoint,
-                self.kind
-            );
-        }
-        closed
-    }
-}
-
-/// Which connections may serve a request: the same scope (the async face's runtime: a socket belongs to the
-/// runtime that opened it), provider (so the same TLS configuration) and endpoint.
-#[derive(PartialEq, Eq, Hash)]
-struct Key<S> {
-    scope: S,
-    provider: String,
-    host: String,
-    port: u16,
-}
-
-impl<S> Key<S> {
-    fn of(scope: S, target: &Target) -> Key<S> {
-        Key { scope, provider: target.provider.clone(), host: target.host.clone(), port: target.port }
-    }
-}
-
 /// Idle connections since when they were returned, most recently returned last.
 type Idle<C> = Vec<(Instant, C)>;
 
 /// Idle kept-alive connections, per scope and endpoint.
-pub(super) struct Pool<C, S = ()> {
-    idle: Mutex<HashMap<Key<S>, Idle<C>>>,
+pub(super) struct Pool<C, K> {
+    idle: Mutex<HashMap<K, Idle<C>>>,
 }
 
-impl<C, S> Default for Pool<C, S> {
+impl<C, K> Default for Pool<C, K> {
     fn default() -> Self {
         Pool { idle: Mutex::new(HashMap::new()) }
     }
 }
 
-impl<C, S> fmt::Debug for Pool<C, S> {
+impl<C, K> fmt::Debug for Pool<C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let idle = self.idle.lock().map(|idle| idle.values().map(Vec::len).sum::<usize>()).unwrap_or(0);
         f.debug_struct("Pool").field("idle", &idle).finish()
     }
 }
 
-impl<C, S: Hash + Eq> Pool<C, S> {
-    /// The most recently returned connection to `target`'s endpoint in `scope`; connections idle longer than
+impl<C, K: Hash + Eq> Pool<C, K> {
+    /// The most recently returned connection under `key` (an endpoint in a scope); connections idle longer than
     /// `max_idle`, to any endpoint, are closed first.
-    pub(super) fn take(&self, scope: S, target: &Target, max_idle: Duration) -> Option<C> {
+    pub(super) fn take(&self, key: K, max_idle: Duration) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         expire(&mut idle, max_idle);
-        let key = Key::of(scope, target);
         let conns = idle.get_mut(&key)?;
         let conn = conns.pop().map(|(_, c)| c);
         if conns.is_empty() {
@@ -220,21 +163,21 @@ impl<C, S: Hash + Eq> Pool<C, S> {
         conn
     }
 
-    /// Keeps `conn` for the next request to `target`'s endpoint in `scope` (or closes it, when enough are kept);
+    /// Keeps `conn` for the next request under `key` (or closes it, when enough are kept);
     /// connections idle longer than `max_idle` are closed.
-    pub(super) fn put(&self, scope: S, target: &Target, conn: C, max_idle: Duration) {
+    pub(super) fn put(&self, key: K, conn: C, max_idle: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         expire(&mut idle, max_idle);
-        let conns = idle.entry(Key::of(scope, target)).or_default();
+        let conns = idle.entry(key).or_default();
         if conns.len() < MAX_IDLE_PER_ENDPOINT {
             conns.push((Instant::now(), conn));
         }
     }
 
-    /// Closes every idle connection to `target`'s endpoint in `scope` (one of them failed: the others likely will).
-    pub(super) fn clear(&self, scope: S, target: &Target) {
+    /// Closes every idle connection under `key` (one of them failed: the others likely will).
+    pub(super) fn clear(&self, key: &K) {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        idle.remove(&Key::of(scope, target));
+        idle.remove(key);
     }
 }
 

@@ -185,6 +185,7 @@
 //! blocking runners.
 
 mod blocking;
+mod bounded;
 mod connect;
 mod connector;
 mod error;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::connect::Target;
+use super::connect::{EndpointKey, Target};
 use super::exchange::{exchange, Face};
 use super::keep_alive::{nothing_pending, request_cut, Pool};
 use super::transport::for_runner;
@@ -53,7 +53,7 @@ pub struct TokioKmsTransport {
     inner: KmsTransport,
     /// Kept-alive connections ([`KmsTransportBuilder::keep_alive`](super::KmsTransportBuilder::keep_alive)): this
     /// face's own, shared by its clones.
-    pool: Arc<Pool<TlsStream<TcpStream>, tokio::runtime::Id>>,
+    pool: Arc<Pool<TlsStream<TcpStream>, EndpointKey<tokio::runtime::Id>>>,
 }
 
 impl From<KmsTransport> for TokioKmsTransport {
@@ -186,7 +186,7 @@ impl Face for TokioKmsTransport {
 
     fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Self::Conn> {
         let runtime = tokio::runtime::Handle::try_current().ok()?.id();
-        self.pool.take(runtime, target, max_idle)
+        self.pool.take(target.pool_key(runtime), max_idle)
     }
 
     async fn still_idle(&self, conn: &mut Self::Conn) -> bool {
@@ -195,14 +195,14 @@ impl Face for TokioKmsTransport {
 
     fn clear_idle(&self, target: &Target) {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            self.pool.clear(handle.id(), target);
+            self.pool.clear(&target.pool_key(handle.id()));
         }
     }
 
     fn keep_idle(&self, target: &Target, mut conn: Self::Conn, max_idle: Duration) {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             if nothing_pending(conn.get_mut().1) {
-                self.pool.put(handle.id(), target, conn, max_idle);
+                self.pool.put(target.pool_key(handle.id()), conn, max_idle);
             }
         }
     }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bson::Document;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::ClientConfig;
 
-use super::blocking::Bounded;
+use super::bounded::BlockingTls;
+use super::connect::{EndpointKey, Exchanged};
 use super::keep_alive::Pool;
 use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
 use libmongocrypt::state_machine::{IoResult, KmsAttemptError, Runner};
@@ -45,11 +46,8 @@ pub struct KmsTransport {
     #[cfg(feature = "openssl")]
     pub(super) openssl: Arc<OpenSslChoice<openssl::ssl::SslConnector>>,
     pub(super) keep_alive: Option<Duration>,
-    pub(super) pool: Arc<Pool<BlockingTls>>,
+    pub(super) pool: Arc<Pool<BlockingTls, EndpointKey<()>>>,
 }
-
-/// A rustls connection of the blocking face, as kept between requests.
-pub(super) type BlockingTls = StreamOwned<ClientConnection, Bounded>;
 
 /// Which providers the OpenSSL backend serves (feature `openssl`), and their connectors.
 #[cfg(feature = "openssl")]
@@ -380,14 +378,6 @@ impl KmsTransportBuilder {
             pool: Arc::default(),
         })
     }
-}
-
-/// How one exchange ended, when it did not fail.
-pub(super) enum Exchanged {
-    /// The reply was fed in full.
-    Complete,
-    /// libmongocrypt asked for the request to be retried (a retryable HTTP status, if the reply had one).
-    RetryRequested(Option<u16>),
 }
 
 impl KmsTransport {
