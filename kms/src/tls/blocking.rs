@@ -17,7 +17,8 @@ use rustls::{ClientConnection, StreamOwned};
 
 use super::bounded::{BlockingTls, Bounded, StepDeadline};
 use super::connect::{Exchanged, Target};
-use super::connector::KmsStream;
+use super::connector::{deadline_after, KmsStream};
+use super::error::tls_error_of;
 use super::exchange::{exchange, Face};
 use super::keep_alive::{nothing_pending, request_cut, still_idle};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
@@ -74,13 +75,7 @@ impl Face for KmsTransport {
     }
 
     fn request_cut(&self, target: &Target, message: &[u8]) -> Option<Range<usize>> {
-        // The OpenSSL backend serves KMIP, whose requests are never kept.
-        #[cfg(feature = "openssl")]
-        if self.openssl_for(&target.provider).is_some() {
-            return None;
-        }
-        let _ = target;
-        request_cut(message)
+        self.may_keep(&target.provider).then(|| request_cut(message))?
     }
 
     fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Conn> {
@@ -256,15 +251,8 @@ impl KmsTransport {
     }
 
     fn classify(&self, e: io::Error, during: &'static str, deadline: Option<(Instant, Duration)>) -> KmsIoErrorKind {
-        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            return KmsIoErrorKind::Tls(tls.clone());
-        }
-        #[cfg(feature = "openssl")]
-        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>()) {
-            if let Some(stack) = tls.ssl_error() {
-                let message = format!("{stack}");
-                return KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message });
-            }
+        if let Some(tls) = tls_error_of(&e) {
+            return tls;
         }
         if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
             return self.timeout(during, deadline);
@@ -283,17 +271,8 @@ impl KmsTransport {
             let _ = sock.set_nodelay(true);
             return Ok(Box::new(sock));
         };
-        let timeout = self.connect_timeout_within(deadline)?;
-        // The connector's deadline: the connect timeout from now, or the request's if sooner; one that cannot be
-        // represented is a century away (no limit, in effect).
-        let now = Instant::now();
-        let until = deadline
-            .map(|(at, _)| at)
-            .into_iter()
-            .chain(now.checked_add(timeout))
-            .min()
-            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-            .unwrap_or(now);
+        // The connector's deadline: the connect timeout from now, or the request's if sooner.
+        let until = deadline_after(Instant::now(), self.connect_timeout_within(deadline)?);
         connector.connect(&target.host, target.port, until).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 Self::timeout_of("connecting through the connector", self.connect_timeout, deadline)

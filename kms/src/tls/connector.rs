@@ -1,6 +1,7 @@
-//! Pluggable connections: a [`Connector`] returns the byte stream to a KMS endpoint (a proxy tunnel, an
-//! in-process test server, a socket of the caller's making), over which the transport runs TLS with the KMS host;
-//! [`HttpProxy`] is one, for HTTP CONNECT proxies.
+//! Pluggable connections: a [`Connector`] (an `AsyncConnector` on the async face) returns the byte stream to a KMS
+//! endpoint (a proxy tunnel, an in-process test server, a socket of the caller's making), over which the transport
+//! runs TLS with the KMS host; [`HttpProxy`] is both, for HTTP CONNECT proxies: only its I/O differs between the
+//! faces.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -75,6 +76,11 @@ fn left(deadline: Instant, step: impl FnOnce() -> String) -> io::Result<Duration
     Ok(left)
 }
 
+/// `timeout` from `now`; a time that cannot be represented is a century away (no limit, in effect).
+pub(super) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout).or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))).unwrap_or(now)
+}
+
 /// The longest CONNECT reply head [`HttpProxy`] reads.
 const MAX_PROXY_REPLY: usize = 16 * 1024;
 
@@ -82,10 +88,17 @@ const MAX_PROXY_REPLY: usize = 16 * 1024;
 /// opens (MongoDB's drivers' `kmsConnectCallback` use case). TLS then runs through the tunnel with the KMS host:
 /// SNI and certificate verification name the KMS host, never the proxy.
 ///
+/// It is a blocking [`Connector`] and, with the `tokio` feature, an `AsyncConnector` too (the same request and
+/// reply parsing, async I/O): give a clone to each face.
+///
 /// ```no_run
 /// use libmongocrypt_kms::tls::{HttpProxy, KmsTransport};
 ///
-/// let transport = KmsTransport::builder().connector(HttpProxy::new("proxy.internal:3128")).build()?;
+/// let proxy = HttpProxy::new("proxy.internal:3128");
+/// let builder = KmsTransport::builder().connector(proxy.clone());
+/// # #[cfg(feature = "tokio")]
+/// let builder = builder.async_connector(proxy); // for TokioKmsTransport
+/// let transport = builder.build()?;
 /// # Ok::<(), libmongocrypt_kms::tls::TlsConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -132,17 +145,101 @@ impl HttpProxy {
             }
         }
         let mut sock = sock.ok_or_else(|| io::Error::new(last.kind(), format!("proxy {}: {last}", self.proxy)))?;
+        let (target, request) = self.connect_request(host, port);
+        let step = || format!("CONNECT {target} through proxy {}", self.proxy);
+        sock.set_io_timeout(left(deadline, step)?)?;
+        sock.write_all(request.as_bytes())?;
+        // Re-armed before each byte: a proxy dripping its reply gets the time left, not a timeout per byte.
+        connect_reply(&mut &sock, || sock.set_io_timeout(left(deadline, step)?), &self.proxy, &target)?;
+        Ok(sock)
+    }
+
+    /// What to CONNECT to for `host`:`port`, and the request that asks for it: the same on both faces.
+    fn connect_request(&self, host: &str, port: u16) -> (String, String) {
         let target = match &self.target {
             Some(target) => target(host, port),
             None if host.contains(':') => format!("[{host}]:{port}"),
             None => format!("{host}:{port}"),
         };
-        let step = || format!("CONNECT {target} through proxy {}", self.proxy);
-        sock.set_io_timeout(left(deadline, step)?)?;
-        sock.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())?;
-        // Re-armed before each byte: a proxy dripping its reply gets the time left, not a timeout per byte.
-        connect_reply(&mut &sock, || sock.set_io_timeout(left(deadline, step)?), &self.proxy, &target)?;
+        let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+        (target, request)
+    }
+
+    /// The tunnel on tokio, all of it by `deadline`: the same request and reply parsing as [`tunnel`](Self::tunnel),
+    /// only the I/O differs.
+    #[cfg(feature = "tokio")]
+    async fn tunnel_async(&self, host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("proxy {} has no address", self.proxy));
+        let mut sock = None;
+        for addr in tokio::net::lookup_host(self.proxy.as_str()).await? {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    sock = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let mut sock = sock.ok_or_else(|| io::Error::new(last.kind(), format!("proxy {}: {last}", self.proxy)))?;
+        let (target, request) = self.connect_request(host, port);
+        sock.write_all(request.as_bytes()).await?;
+        // Byte by byte, unbuffered: nothing of the tunnel may be read past the reply's head.
+        let mut reply = ReplyHead::default();
+        let mut byte = [0u8; 1];
+        while !reply.push(sock.read(&mut byte).await?, byte[0], &self.proxy, &target)? {}
+        reply.check(&self.proxy, &target)?;
         Ok(sock)
+    }
+}
+
+/// A proxy's reply head to CONNECT, as it arrives, one byte at a time; both faces read into it.
+#[derive(Default)]
+struct ReplyHead {
+    head: Vec<u8>,
+}
+
+impl ReplyHead {
+    /// Adds the result of a one-byte read (`n` bytes read into `byte`); whether the head is complete. The peer
+    /// closing the connection first, or a head longer than [`MAX_PROXY_REPLY`], is an error.
+    fn push(&mut self, n: usize, byte: u8, proxy: &str, target: &str) -> io::Result<bool> {
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("proxy {proxy} closed the connection before answering CONNECT {target}"),
+            ));
+        }
+        self.head.push(byte);
+        if self.head.ends_with(b"\r\n\r\n") {
+            return Ok(true);
+        }
+        if self.head.len() >= MAX_PROXY_REPLY {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply head is too long"));
+        }
+        Ok(false)
+    }
+
+    /// Checks a complete head: HTTP, with a 2xx status.
+    fn check(&self, proxy: &str, target: &str) -> io::Result<()> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut reply = httparse::Response::new(&mut headers);
+        match reply.parse(&self.head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) | Err(_) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply to CONNECT is not HTTP"))
+            }
+        }
+        match reply.code {
+            Some(code) if (200..300).contains(&code) => Ok(()),
+            code => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "proxy {proxy} refused CONNECT {target}: HTTP status {} {}",
+                    code.unwrap_or(0),
+                    reply.reason.unwrap_or_default()
+                ),
+            )),
+        }
     }
 }
 
@@ -155,48 +252,87 @@ pub(crate) fn connect_reply(
     proxy: &str,
     target: &str,
 ) -> io::Result<()> {
-    let mut head = Vec::new();
+    let mut reply = ReplyHead::default();
     let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_PROXY_REPLY {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply head is too long"));
-        }
+    loop {
         before_read()?;
-        match reader.read(&mut byte) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("proxy {proxy} closed the connection before answering CONNECT {target}"),
-                ))
-            }
-            Ok(_) => head.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let n = match reader.read(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            n => n?,
+        };
+        if reply.push(n, byte[0], proxy, target)? {
+            return reply.check(proxy, target);
         }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut reply = httparse::Response::new(&mut headers);
-    match reply.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) | Err(_) => {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the proxy's reply to CONNECT is not HTTP"))
-        }
-    }
-    match reply.code {
-        Some(code) if (200..300).contains(&code) => Ok(()),
-        code => Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!(
-                "proxy {proxy} refused CONNECT {target}: HTTP status {} {}",
-                code.unwrap_or(0),
-                reply.reason.unwrap_or_default()
-            ),
-        )),
     }
 }
 
 impl Connector for HttpProxy {
     fn connect(&self, host: &str, port: u16, deadline: Instant) -> io::Result<Box<dyn KmsStream>> {
         Ok(Box::new(self.tunnel(host, port, deadline)?))
+    }
+}
+
+/// A byte stream to a KMS endpoint, as an [`AsyncConnector`] returns it (feature `tokio`): any tokio
+/// `AsyncRead + AsyncWrite` that is `Unpin + Send`, such as a `tokio::net::TcpStream`. TLS runs over it, end to end
+/// with the KMS host. The transport bounds its reads and writes itself (by each step's deadline).
+#[cfg(feature = "tokio")]
+pub trait AsyncKmsStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+#[cfg(feature = "tokio")]
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncKmsStream for T {}
+
+/// The future of [`AsyncConnector::connect`]: boxed, so that the trait is object-safe, and `Send`, so that a
+/// transport's futures stay `Send`.
+#[cfg(feature = "tokio")]
+pub type AsyncConnect<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Box<dyn AsyncKmsStream>>> + Send + 'a>>;
+
+/// The async [`Connector`] (feature `tokio`), for `TokioKmsTransport`: opens the byte stream for one attempt at a
+/// KMS request to `host`:`port`, by `deadline` (the transport's connect timeout from now, or the end of its request
+/// timeout if sooner). Called again for every retry.
+///
+/// The transport also stops waiting for the future at `deadline`, whatever the connector does: a
+/// [`KmsIoErrorKind::Timeout`](super::KmsIoErrorKind::Timeout), as is an error of kind [`io::ErrorKind::TimedOut`].
+/// Its other errors are network errors ([`KmsIoErrorKind::Connector`](super::KmsIoErrorKind::Connector)): retried
+/// as libmongocrypt allows.
+///
+/// [`HttpProxy`] is one. So is any type with a `connect` that returns its future boxed:
+///
+/// ```
+/// use std::time::Instant;
+/// use libmongocrypt_kms::tls::{AsyncConnect, AsyncConnector, AsyncKmsStream};
+///
+/// /// Connects to one address, whatever the endpoint (a test server, a sidecar).
+/// struct To(std::net::SocketAddr);
+///
+/// impl AsyncConnector for To {
+///     fn connect<'a>(&'a self, _host: &'a str, _port: u16, _deadline: Instant) -> AsyncConnect<'a> {
+///         Box::pin(async move {
+///             let sock = tokio::net::TcpStream::connect(self.0).await?;
+///             Ok(Box::new(sock) as Box<dyn AsyncKmsStream>)
+///         })
+///     }
+/// }
+/// ```
+#[cfg(feature = "tokio")]
+pub trait AsyncConnector: Send + Sync {
+    /// A connected stream to `host`:`port`, by `deadline`.
+    fn connect<'a>(&'a self, host: &'a str, port: u16, deadline: Instant) -> AsyncConnect<'a>;
+}
+
+/// The tunnel on tokio: the same CONNECT request and reply parsing as the blocking [`Connector`], all of it by
+/// `deadline` (a proxy dripping its reply cannot stretch it).
+#[cfg(feature = "tokio")]
+impl AsyncConnector for HttpProxy {
+    fn connect<'a>(&'a self, host: &'a str, port: u16, deadline: Instant) -> AsyncConnect<'a> {
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline.into(), self.tunnel_async(host, port)).await {
+                Ok(sock) => Ok(Box::new(sock?) as Box<dyn AsyncKmsStream>),
+                Err(_elapsed) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("CONNECT {host}:{port} through proxy {} did not end by its deadline", self.proxy),
+                )),
+            }
+        })
     }
 }

@@ -309,6 +309,20 @@ fn date(secs: u64) -> String {
     }
 }
 
+/// The TLS error inside an I/O error of a TLS stream (rustls's, or OpenSSL's with feature `openssl`), as both faces
+/// report it.
+pub(super) fn tls_error_of(e: &io::Error) -> Option<KmsIoErrorKind> {
+    let inner = e.get_ref()?;
+    if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+        return Some(KmsIoErrorKind::Tls(tls.clone()));
+    }
+    #[cfg(feature = "openssl")]
+    if let Some(stack) = inner.downcast_ref::<openssl::ssl::Error>().and_then(openssl::ssl::Error::ssl_error) {
+        return Some(KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: format!("{stack}") }));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::UnixTime;

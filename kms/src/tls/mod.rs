@@ -135,7 +135,12 @@
 //!   [`provider_connector`](KmsTransportBuilder::provider_connector)) that returns the byte stream for an endpoint,
 //!   called again for each retry: a proxy tunnel, an in-process test server, a socket of the caller's making.
 //!   [`HttpProxy`] is the one for HTTP CONNECT proxies. TLS runs over the stream end to end with the KMS host:
-//!   SNI and certificate verification name the KMS host, never the proxy.
+//!   SNI and certificate verification name the KMS host, never the proxy;
+//! - for the async face (feature `tokio`), an `AsyncConnector` (`async_connector`, `provider_async_connector`),
+//!   found the same way (full provider name, then kind, then the one for all). [`HttpProxy`] is one too, with the
+//!   same request and reply parsing. Its deadline bounds the whole connect, a proxy's reply included; the
+//!   transport stops waiting at it whatever the connector does. A request whose provider has only a blocking
+//!   connector is refused by the async face rather than sent around it.
 //!
 //! # Keep-alive
 //!
@@ -153,7 +158,8 @@
 //! not implement: the handshake then fails with a `HandshakeFailure` alert. With the `openssl` feature,
 //! `KmsTransportBuilder::openssl_for("kmip")` (or `openssl_for_all`) serves those providers' requests with
 //! OpenSSL (the `openssl` crate, the system's library), configured from the same [`TlsOptions`]. rustls stays the
-//! default; only the handshake differs, and the one retry core serves both.
+//! default; only the handshake differs, and the one retry core serves both. Both faces have it: the async one
+//! through tokio-openssl, with the same per-provider OpenSSL connectors. Its connections are never kept alive.
 //!
 //! ```no_run
 //! # #[cfg(feature = "openssl")]
@@ -173,16 +179,35 @@
 //! `options` (TLS options, key decryption, [`TlsConfigError`]), `error` ([`KmsIoError`]), `transport`
 //! ([`KmsTransport`], its builder and entry points), `exchange` (the one exchange of both faces: kept connection or
 //! new one, handshake, conversation, keep), `blocking` (the blocking face's I/O), `connector` (pluggable
-//! connections, [`HttpProxy`]), `connect` (the endpoint, the feeding of the reply), `keep_alive` (which requests and
-//! replies allow keeping a connection, the pool), `tokio` (the async face's I/O, `TokioKmsTransport`, with the
-//! `tokio` feature).
+//! connections, blocking and async, [`HttpProxy`] and its CONNECT reply parsing), `connect` (the endpoint, the
+//! feeding of the reply), `keep_alive` (which requests and replies allow keeping a connection, the pool), `openssl`
+//! (the OpenSSL connectors and errors, feature `openssl`), `tokio` (the async face's I/O, `TokioKmsTransport`, with
+//! the `tokio` feature).
 //!
 //! # Async, on tokio
 //!
-//! With the `tokio` feature, `TokioKmsTransport` is the same transport with async I/O (tokio-rustls): an
-//! [`AsyncStateMachineIo`](libmongocrypt::state_machine::AsyncStateMachineIo) forwards `kms_request` to it, and
-//! `libmongocrypt::state_machine::run_tokio` does the back-off, retries and attempt counting, as for the
-//! blocking runners.
+//! With the `tokio` feature, `TokioKmsTransport` is the same transport with async I/O: tokio's sockets or an
+//! `AsyncConnector`'s stream, tokio-rustls or (feature `openssl`) tokio-openssl, the same timeouts, keep-alive and
+//! errors. An [`AsyncStateMachineIo`](libmongocrypt::state_machine::AsyncStateMachineIo) forwards `kms_request` to
+//! it, and `libmongocrypt::state_machine::run_tokio` does the back-off, retries and attempt counting, as for the
+//! blocking runners. A driver reaches a KMIP server with CBC-only suites, or goes through a proxy, without
+//! blocking a worker:
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "tokio", feature = "openssl"))]
+//! # fn f() -> Result<(), libmongocrypt_kms::tls::TlsConfigError> {
+//! use libmongocrypt_kms::tls::{HttpProxy, KmsTransport, TlsOptions, TokioKmsTransport};
+//!
+//! let transport = TokioKmsTransport::new(
+//!     KmsTransport::builder()
+//!         .tls_options("kmip", TlsOptions::new().ca_file("ca.pem")?.certificate_key_file("client.pem", None)?)
+//!         .openssl_for("kmip")
+//!         .provider_async_connector("aws", HttpProxy::new("proxy.internal:3128"))
+//!         .build()?,
+//! );
+//! # Ok(())
+//! # }
+//! ```
 
 mod blocking;
 mod bounded;
@@ -210,6 +235,8 @@ use libmongocrypt::{KmsCtx, KmsScope};
 pub use self::openssl::{OpenSslError, OPENSSL_TLS12_CIPHERS};
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioKmsTransport;
+#[cfg(feature = "tokio")]
+pub use connector::{AsyncConnect, AsyncConnector, AsyncKmsStream};
 pub use connector::{Connector, HttpProxy, KmsStream};
 pub use error::{KmsIoError, KmsIoErrorKind, MAX_QUOTED_BODY};
 pub use options::{

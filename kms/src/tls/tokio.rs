@@ -1,11 +1,14 @@
 //! The async face of the exchange on tokio (feature `tokio`): [`TokioKmsTransport`], the I/O of one attempt at one
-//! KMS request (`exchange`) over `tokio::net::TcpStream` and tokio-rustls, with the same configuration, timeouts and
-//! errors as the blocking [`KmsTransport`]. No back-off, no retry, no [`KmsCtx::fail`]: the state-machine core does those for
+//! KMS request (`exchange`) over a `tokio::net::TcpStream` or an [`AsyncConnector`](super::AsyncConnector)'s stream, and tokio-rustls or
+//! (feature `openssl`) tokio-openssl, with the same configuration, timeouts and errors as the blocking
+//! [`KmsTransport`]. No back-off, no retry, no [`KmsCtx::fail`]: the state-machine core does those for
 //! [`run_async`](libmongocrypt::state_machine::run_async) and [`run_tokio`](libmongocrypt::state_machine::run_tokio).
 
 use std::future::Future;
 use std::io;
 use std::ops::Range;
+#[cfg(feature = "openssl")]
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::connect::{EndpointKey, Target};
+use super::connector::{deadline_after, AsyncKmsStream};
+use super::error::tls_error_of;
 use super::exchange::{exchange, Face};
 use super::keep_alive::{nothing_pending, request_cut, Pool};
 use super::transport::for_runner;
@@ -53,7 +58,28 @@ pub struct TokioKmsTransport {
     inner: KmsTransport,
     /// Kept-alive connections ([`KmsTransportBuilder::keep_alive`](super::KmsTransportBuilder::keep_alive)): this
     /// face's own, shared by its clones.
-    pool: Arc<Pool<TlsStream<TcpStream>, EndpointKey<tokio::runtime::Id>>>,
+    pool: Arc<Pool<TlsStream<Stream>, EndpointKey<tokio::runtime::Id>>>,
+}
+
+/// The byte stream under TLS: a TCP connection, or an async connector's stream.
+type Stream = Box<dyn AsyncKmsStream>;
+
+/// A connection of the async face: rustls's, or OpenSSL's (never kept).
+#[allow(clippy::large_enum_variant, reason = "one per exchange, in its future; rustls's is moved whole into the pool")]
+pub(super) enum Conn {
+    Rustls(TlsStream<Stream>),
+    #[cfg(feature = "openssl")]
+    OpenSsl(tokio_openssl::SslStream<Stream>),
+}
+
+impl Conn {
+    fn io(&mut self) -> &mut dyn AsyncKmsStream {
+        match self {
+            Conn::Rustls(tls) => tls,
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(tls) => tls,
+        }
+    }
 }
 
 impl From<KmsTransport> for TokioKmsTransport {
@@ -120,11 +146,66 @@ impl TokioKmsTransport {
         match tokio::time::timeout(timeout, step).await {
             Err(_elapsed) => Err(KmsIoErrorKind::Timeout { during, after }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                Some(tls) => KmsIoErrorKind::Tls(tls.clone()),
+            Ok(Err(e)) => Err(match tls_error_of(&e) {
+                Some(tls) => tls,
                 None if e.kind() == io::ErrorKind::TimedOut => KmsIoErrorKind::Timeout { during, after },
                 None => KmsIoErrorKind::Io(e),
             }),
+        }
+    }
+
+    /// The stream of one attempt: the provider's async connector's, or a TCP connection. The connector's whole
+    /// work is bounded by its deadline here too, whatever the connector does.
+    async fn stream(&self, target: &Target, deadline: Option<(Instant, Duration)>) -> Result<Stream, KmsIoErrorKind> {
+        let Some(connector) = self.inner.async_connector_for(&target.provider) else {
+            if self.inner.connector_for(&target.provider).is_some() {
+                // Going around the caller's proxy would be worse than failing.
+                return Err(KmsIoErrorKind::Connector(io::Error::other(
+                    "only a blocking connector is configured for this provider: configure an async one \
+                     (KmsTransportBuilder::async_connector), or use KmsTransport",
+                )));
+            }
+            let sock = self.connect(target, deadline).await?;
+            let _ = sock.set_nodelay(true);
+            return Ok(Box::new(sock));
+        };
+        let during = "connecting through the connector";
+        let (timeout, after) = self.budget(deadline, self.inner.connect_timeout, during)?;
+        let until = deadline_after(std::time::Instant::now(), timeout);
+        match tokio::time::timeout_at(until.into(), connector.connect(&target.host, target.port, until)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(KmsIoErrorKind::Connector(e))
+            }
+            Ok(Err(_)) | Err(_) => Err(KmsIoErrorKind::Timeout { during, after }),
+        }
+    }
+
+    /// The OpenSSL handshake (feature `openssl`), one step bounded as rustls's: SNI and hostname verification name
+    /// the KMS host; the same connector, and the same errors, as on the blocking face.
+    #[cfg(feature = "openssl")]
+    async fn openssl_handshake(
+        &self,
+        connector: &openssl::ssl::SslConnector,
+        target: &Target,
+        sock: Stream,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<tokio_openssl::SslStream<Stream>, KmsIoErrorKind> {
+        use super::openssl::{handshake_error, record_failed_certificate, OpenSslError};
+        let setup = |e: openssl::error::ErrorStack| KmsIoErrorKind::OpenSsl(OpenSslError { message: e.to_string() });
+        let mut config = connector.configure().map_err(setup)?;
+        let failed_cert = record_failed_certificate(&mut config);
+        let ssl = config.into_ssl(&target.host).map_err(setup)?;
+        let mut tls = tokio_openssl::SslStream::new(ssl, sock).map_err(setup)?;
+        let during = "the TLS handshake";
+        let (timeout, after) = self.budget(deadline, self.inner.io_timeout, during)?;
+        match tokio::time::timeout(timeout, Pin::new(&mut tls).connect()).await {
+            Ok(Ok(())) => Ok(tls),
+            Ok(Err(e)) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::TimedOut) => {
+                Err(KmsIoErrorKind::Timeout { during, after })
+            }
+            Ok(Err(e)) => Err(handshake_error(&e, tls.ssl(), &failed_cert)),
+            Err(_elapsed) => Err(KmsIoErrorKind::Timeout { during, after }),
         }
     }
 
@@ -134,17 +215,6 @@ impl TokioKmsTransport {
         deadline: Option<(Instant, Duration)>,
     ) -> Result<TcpStream, KmsIoErrorKind> {
         let (host, port) = (target.host.as_str(), target.port);
-        if self.inner.connector_for(&target.provider).is_some() {
-            return Err(KmsIoErrorKind::Connector(io::Error::other(
-                "a connector is configured for this provider; connectors are blocking: use KmsTransport",
-            )));
-        }
-        #[cfg(feature = "openssl")]
-        if self.inner.openssl_for(&target.provider).is_some() {
-            return Err(KmsIoErrorKind::Connector(io::Error::other(
-                "the OpenSSL backend is chosen for this provider (openssl_for); it is blocking: use KmsTransport",
-            )));
-        }
         let addrs = match &self.inner.resolver {
             Some(resolve) => resolve(host, port),
             None => tokio::net::lookup_host((host, port)).await.map(Iterator::collect),
@@ -168,7 +238,7 @@ impl TokioKmsTransport {
 /// The async I/O of the exchange, on tokio. A socket belongs to the runtime that opened it: each runtime has its own
 /// kept connections.
 impl Face for TokioKmsTransport {
-    type Conn = TlsStream<TcpStream>;
+    type Conn = Conn;
     type Deadline = Option<(Instant, Duration)>;
 
     fn deadline(&self) -> Self::Deadline {
@@ -180,17 +250,21 @@ impl Face for TokioKmsTransport {
         self.inner.keep_alive
     }
 
-    fn request_cut(&self, _target: &Target, message: &[u8]) -> Option<Range<usize>> {
-        request_cut(message)
+    fn request_cut(&self, target: &Target, message: &[u8]) -> Option<Range<usize>> {
+        self.inner.may_keep(&target.provider).then(|| request_cut(message))?
     }
 
     fn take_idle(&self, target: &Target, max_idle: Duration) -> Option<Self::Conn> {
         let runtime = tokio::runtime::Handle::try_current().ok()?.id();
-        self.pool.take(target.pool_key(runtime), max_idle)
+        self.pool.take(target.pool_key(runtime), max_idle).map(Conn::Rustls)
     }
 
     async fn still_idle(&self, conn: &mut Self::Conn) -> bool {
-        still_idle(conn).await
+        match conn {
+            Conn::Rustls(tls) => still_idle(tls).await,
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(_) => false,
+        }
     }
 
     fn clear_idle(&self, target: &Target) {
@@ -199,20 +273,29 @@ impl Face for TokioKmsTransport {
         }
     }
 
-    fn keep_idle(&self, target: &Target, mut conn: Self::Conn, max_idle: Duration) {
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            if nothing_pending(conn.get_mut().1) {
-                self.pool.put(target.pool_key(handle.id()), conn, max_idle);
+    fn keep_idle(&self, target: &Target, conn: Self::Conn, max_idle: Duration) {
+        match conn {
+            Conn::Rustls(mut tls) => {
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    if nothing_pending(tls.get_mut().1) {
+                        self.pool.put(target.pool_key(handle.id()), tls, max_idle);
+                    }
+                }
             }
+            #[cfg(feature = "openssl")]
+            Conn::OpenSsl(_) => {}
         }
     }
 
     async fn open(&self, target: &Target, deadline: Self::Deadline) -> Result<Self::Conn, KmsIoErrorKind> {
-        let sock = self.connect(target, deadline).await?;
-        let _ = sock.set_nodelay(true);
+        let sock = self.stream(target, deadline).await?;
+        #[cfg(feature = "openssl")]
+        if let Some(connector) = self.inner.openssl_for(&target.provider) {
+            return self.openssl_handshake(connector, target, sock, deadline).await.map(Conn::OpenSsl);
+        }
         let connector = TlsConnector::from(self.inner.config_for(&target.provider));
         let handshake = connector.connect(target.server_name.clone(), sock);
-        self.step(deadline, "the TLS handshake", handshake).await
+        self.step(deadline, "the TLS handshake", handshake).await.map(Conn::Rustls)
     }
 
     async fn write(
@@ -222,6 +305,7 @@ impl Face for TokioKmsTransport {
         after: &[u8],
         deadline: Self::Deadline,
     ) -> Result<(), KmsIoErrorKind> {
+        let conn = conn.io();
         let write = async {
             conn.write_all(before).await?;
             conn.write_all(after).await?;
@@ -236,7 +320,7 @@ impl Face for TokioKmsTransport {
         buf: &mut [u8],
         deadline: Self::Deadline,
     ) -> Result<usize, KmsIoErrorKind> {
-        match self.step(deadline, "reading the reply", conn.read(buf)).await {
+        match self.step(deadline, "reading the reply", conn.io().read(buf)).await {
             // rustls's "peer closed connection without sending TLS close_notify": the same to a user.
             Err(KmsIoErrorKind::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
             result => result,
@@ -246,7 +330,7 @@ impl Face for TokioKmsTransport {
 
 /// Whether a kept connection can carry another request: one poll of a read finds nothing (no bytes, which would be
 /// read as the next reply; no close).
-async fn still_idle(tls: &mut TlsStream<TcpStream>) -> bool {
+async fn still_idle(tls: &mut TlsStream<Stream>) -> bool {
     let mut byte = [0u8; 1];
     std::future::poll_fn(|cx| {
         let mut buf = tokio::io::ReadBuf::new(&mut byte);

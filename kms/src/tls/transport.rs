@@ -14,6 +14,8 @@ use rustls::ClientConfig;
 use super::bounded::BlockingTls;
 use super::connect::{EndpointKey, Exchanged};
 use super::keep_alive::Pool;
+#[cfg(feature = "tokio")]
+use super::AsyncConnector;
 use super::{Connector, KmsIoError, KmsIoErrorKind, Resolver, TlsConfigError, TlsOptions};
 use libmongocrypt::state_machine::{IoResult, KmsAttemptError, Runner};
 use libmongocrypt::Error;
@@ -43,6 +45,10 @@ pub struct KmsTransport {
     pub(super) max_concurrent: usize,
     pub(super) default_connector: Option<Arc<dyn Connector>>,
     pub(super) provider_connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
+    #[cfg(feature = "tokio")]
+    pub(super) default_async_connector: Option<Arc<dyn AsyncConnector>>,
+    #[cfg(feature = "tokio")]
+    pub(super) provider_async_connectors: Arc<HashMap<String, Arc<dyn AsyncConnector>>>,
     #[cfg(feature = "openssl")]
     pub(super) openssl: Arc<OpenSslChoice<openssl::ssl::SslConnector>>,
     pub(super) keep_alive: Option<Duration>,
@@ -102,6 +108,10 @@ pub struct KmsTransportBuilder {
     provider_client_configs: HashMap<String, Arc<ClientConfig>>,
     default_connector: Option<Arc<dyn Connector>>,
     provider_connectors: HashMap<String, Arc<dyn Connector>>,
+    #[cfg(feature = "tokio")]
+    default_async_connector: Option<Arc<dyn AsyncConnector>>,
+    #[cfg(feature = "tokio")]
+    provider_async_connectors: HashMap<String, Arc<dyn AsyncConnector>>,
     #[cfg(feature = "openssl")]
     openssl: OpenSslChoice<()>,
     keep_alive: Option<Duration>,
@@ -150,6 +160,10 @@ impl Default for KmsTransportBuilder {
             provider_client_configs: HashMap::new(),
             default_connector: None,
             provider_connectors: HashMap::new(),
+            #[cfg(feature = "tokio")]
+            default_async_connector: None,
+            #[cfg(feature = "tokio")]
+            provider_async_connectors: HashMap::new(),
             #[cfg(feature = "openssl")]
             openssl: OpenSslChoice::default(),
             keep_alive: None,
@@ -222,7 +236,8 @@ impl KmsTransportBuilder {
     /// see it twice, which KMS requests (encrypt, decrypt, tokens) allow. Any failure on a kept connection closes
     /// the endpoint's other idle ones. KMIP requests, the OpenSSL backend (`openssl_for`, feature `openssl`),
     /// streams of a [`Connector`] that cannot be made non-blocking ([`KmsStream::set_nonblocking`](super::KmsStream::set_nonblocking)) and
-    /// connections left in an error are never kept. At most 128 idle connections are kept per endpoint.
+    /// connections left in an error are never kept (an async connector's streams can be: they are polled). At most
+    /// 128 idle connections are kept per endpoint.
     ///
     /// Clones of the transport share the kept connections; a `TokioKmsTransport` keeps its own, per tokio runtime
     /// (a socket belongs to the runtime that opened it), shared by its clones: make it once, not per request.
@@ -285,8 +300,9 @@ impl KmsTransportBuilder {
 
     /// Opens every request's stream with `connector` (a proxy, ...) instead of a TCP connection to the endpoint,
     /// for the providers without their own ([`provider_connector`](Self::provider_connector)). TLS runs over the
-    /// stream with the KMS host. Used by [`KmsTransport`]; `TokioKmsTransport` refuses requests that would need
-    /// one.
+    /// stream with the KMS host. Used by [`KmsTransport`]; `TokioKmsTransport` uses the async connectors
+    /// (`async_connector`, feature `tokio`), and refuses a request that would have a blocking connector only
+    /// (rather than go around it).
     pub fn connector(mut self, connector: impl Connector + 'static) -> KmsTransportBuilder {
         self.default_connector = Some(Arc::new(connector));
         self
@@ -299,14 +315,37 @@ impl KmsTransportBuilder {
         self
     }
 
+    /// [`connector`](Self::connector) for `TokioKmsTransport` (feature `tokio`): opens every request's stream with
+    /// the async `connector`, for the providers without their own
+    /// ([`provider_async_connector`](Self::provider_async_connector)). [`HttpProxy`](super::HttpProxy) is both
+    /// kinds: give a clone to each to tunnel both faces' requests.
+    #[cfg(feature = "tokio")]
+    pub fn async_connector(mut self, connector: impl AsyncConnector + 'static) -> KmsTransportBuilder {
+        self.default_async_connector = Some(Arc::new(connector));
+        self
+    }
+
+    /// [`provider_connector`](Self::provider_connector) for `TokioKmsTransport` (feature `tokio`): opens the
+    /// streams of requests to `provider` (matched as for [`tls_options`](Self::tls_options)) with the async
+    /// `connector`.
+    #[cfg(feature = "tokio")]
+    pub fn provider_async_connector(
+        mut self,
+        provider: &str,
+        connector: impl AsyncConnector + 'static,
+    ) -> KmsTransportBuilder {
+        self.provider_async_connectors.insert(provider.to_owned(), Arc::new(connector));
+        self
+    }
+
     /// Serves requests to `provider` (matched as for [`tls_options`](Self::tls_options): `"kmip"` for every KMIP
     /// provider, `"kmip:name"` for one) with OpenSSL instead of rustls (feature `openssl`), with the same
     /// [`TlsOptions`]: for KMIP servers that offer only TLS 1.2 CBC suites with RSA key exchange
     /// (`TLS_RSA_WITH_AES_128_CBC_SHA256`, ...), which rustls does not implement. It offers TLS 1.2 and 1.3 and
     /// [`OPENSSL_TLS12_CIPHERS`](super::OPENSSL_TLS12_CIPHERS); SNI and hostname verification name the KMS host;
     /// without `tlsCAFile`, server certificates are checked against the system's roots (OpenSSL's default
-    /// paths). A ready rustls [`client_config`](Self::client_config) of the provider is then unused. Only the
-    /// blocking [`KmsTransport`] has this backend: `TokioKmsTransport` refuses requests to such providers.
+    /// paths). A ready rustls [`client_config`](Self::client_config) of the provider is then unused. Both faces
+    /// have this backend (`TokioKmsTransport` through tokio-openssl); its connections are never kept alive.
     #[cfg(feature = "openssl")]
     pub fn openssl_for(mut self, provider: &str) -> KmsTransportBuilder {
         self.openssl.providers.insert(provider.to_owned(), ());
@@ -364,6 +403,10 @@ impl KmsTransportBuilder {
         Ok(KmsTransport {
             default_connector: self.default_connector,
             provider_connectors: Arc::new(self.provider_connectors),
+            #[cfg(feature = "tokio")]
+            default_async_connector: self.default_async_connector,
+            #[cfg(feature = "tokio")]
+            provider_async_connectors: Arc::new(self.provider_async_connectors),
             default_config,
             provider_configs: Arc::new(provider_configs),
             connect_timeout: self.connect_timeout,
@@ -448,28 +491,41 @@ impl KmsTransport {
     }
 
     pub(super) fn connector_for(&self, provider: &str) -> Option<&Arc<dyn Connector>> {
-        let kind = provider.split(':').next().unwrap_or(provider);
-        self.provider_connectors
-            .get(provider)
-            .or_else(|| self.provider_connectors.get(kind))
-            .or(self.default_connector.as_ref())
+        by_name(&self.provider_connectors, self.default_connector.as_ref(), provider)
+    }
+
+    /// The async connector of `provider`'s requests (feature `tokio`), found as [`connector_for`](Self::connector_for).
+    #[cfg(feature = "tokio")]
+    pub(super) fn async_connector_for(&self, provider: &str) -> Option<&Arc<dyn AsyncConnector>> {
+        by_name(&self.provider_async_connectors, self.default_async_connector.as_ref(), provider)
     }
 
     /// The OpenSSL connector of `provider`'s requests, when OpenSSL serves them.
     #[cfg(feature = "openssl")]
     pub(super) fn openssl_for(&self, provider: &str) -> Option<&openssl::ssl::SslConnector> {
-        let kind = provider.split(':').next().unwrap_or(provider);
-        self.openssl.providers.get(provider).or_else(|| self.openssl.providers.get(kind)).or(self.openssl.all.as_ref())
+        by_name(&self.openssl.providers, self.openssl.all.as_ref(), provider)
+    }
+
+    /// Whether connections of `provider`'s requests may be kept alive: not OpenSSL's, which serves KMIP, whose
+    /// requests are never kept.
+    pub(super) fn may_keep(&self, provider: &str) -> bool {
+        #[cfg(feature = "openssl")]
+        if self.openssl_for(provider).is_some() {
+            return false;
+        }
+        let _ = provider;
+        true
     }
 
     pub(super) fn config_for(&self, provider: &str) -> Arc<ClientConfig> {
-        let kind = provider.split(':').next().unwrap_or(provider);
-        self.provider_configs
-            .get(provider)
-            .or_else(|| self.provider_configs.get(kind))
-            .unwrap_or(&self.default_config)
-            .clone()
+        by_name(&self.provider_configs, Some(&self.default_config), provider).unwrap_or(&self.default_config).clone()
     }
+}
+
+/// What is configured for `provider`: by its full name (`kmip:name`), then by its kind (`kmip`), then `default`.
+fn by_name<'a, T>(by_provider: &'a HashMap<String, T>, default: Option<&'a T>, provider: &str) -> Option<&'a T> {
+    let kind = provider.split(':').next().unwrap_or(provider);
+    by_provider.get(provider).or_else(|| by_provider.get(kind)).or(default)
 }
 
 /// The error of an attempt whose reply libmongocrypt retries (a retryable HTTP status).

@@ -119,3 +119,29 @@ impl StateMachineIo for ExampleIo {
         self.kms.kms_request(kms)
     }
 }
+
+/// [`ExampleIo`] on the async face (feature `tokio`): the same fixtures, KMS through a `TokioKmsTransport`.
+#[cfg(feature = "tokio")]
+pub struct AsyncExampleIo {
+    pub kms: libmongocrypt_kms::tls::TokioKmsTransport,
+    pub keys: Vec<RawDocumentBuf>,
+}
+
+#[cfg(feature = "tokio")]
+impl libmongocrypt::state_machine::AsyncStateMachineIo for AsyncExampleIo {
+    async fn list_collections(&self, _db: Option<&str>, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Ok(vec![raw(&doc("example/collection-info.json"))])
+    }
+
+    async fn mark_command(&self, _command: &RawDocument) -> IoResult<RawDocumentBuf> {
+        Ok(raw(&doc("example/mongocryptd-reply.json")))
+    }
+
+    async fn find_keys(&self, _filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+        Ok(self.keys.clone())
+    }
+
+    async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+        self.kms.kms_request(kms).await
+    }
+}

@@ -108,8 +108,7 @@ async fn a_dripped_handshake_ends_at_the_request_timeout_async() {
     let mut kms_ctx = scope.next_kms_ctx().unwrap();
     let err = transport.exchange(&mut kms_ctx).await.unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(err.kind(), KmsIoErrorKind::Timeout { during: "the TLS handshake", .. }), "{err}");
-    assert!(elapsed >= DEADLINE && elapsed < DEADLINE + MARGIN, "took {elapsed:?}");
+    assert_timed_out(&err, elapsed, "the TLS handshake");
 }
 
 /// A proxy that answers CONNECT with a header line that never ends, a byte every 50 ms: the connector has the
@@ -120,6 +119,68 @@ fn a_dripping_proxy_ends_at_the_request_timeout() {
         Dripper::start(b"HTTP/1.1 200 OK\r\nX-Drip: ", b'a', Duration::from_millis(50), Duration::from_secs(30));
     let transport = slow_steps_to(proxy.addr()).connector(HttpProxy::new(proxy.addr().to_string())).build().unwrap();
     assert_times_out(&transport, "connecting through the connector", DEADLINE);
+}
+
+/// One exchange of a data key's request on the async face: its error, and how long it took.
+#[cfg(feature = "tokio")]
+async fn exchange_error_async(transport: KmsTransport) -> (KmsIoError, Duration) {
+    let transport = libmongocrypt_kms::tls::TokioKmsTransport::new(transport);
+    let crypt = crypt();
+    let mut ctx = aws_datakey(&crypt);
+    let mut scope = ctx.kms_scope().unwrap();
+    let mut kms_ctx = scope.next_kms_ctx().unwrap();
+    let started = Instant::now();
+    let err = transport.exchange(&mut kms_ctx).await.unwrap_err();
+    (err, started.elapsed())
+}
+
+/// `err` is a timeout during `step` after the request timeout, which ended it in time.
+#[cfg(feature = "tokio")]
+fn assert_timed_out(err: &KmsIoError, elapsed: Duration, step: &str) {
+    assert!(
+        matches!(err.kind(), KmsIoErrorKind::Timeout { during, after } if *during == step && *after == DEADLINE),
+        "{err}"
+    );
+    assert!(err.is_timeout() && err.is_network(), "{err}");
+    assert!(elapsed >= DEADLINE && elapsed < DEADLINE + MARGIN, "{step}: took {elapsed:?}");
+}
+
+/// The dripping proxy on the async face (`HttpProxy` as an `AsyncConnector`): the connector's deadline bounds the
+/// whole CONNECT, reply included.
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_proxy_ends_at_the_request_timeout_async() {
+    let proxy =
+        Dripper::start(b"HTTP/1.1 200 OK\r\nX-Drip: ", b'a', Duration::from_millis(50), Duration::from_secs(30));
+    let transport =
+        slow_steps_to(proxy.addr()).async_connector(HttpProxy::new(proxy.addr().to_string())).build().unwrap();
+    let (err, elapsed) = exchange_error_async(transport).await;
+    assert_timed_out(&err, elapsed, "connecting through the connector");
+}
+
+/// An async connector that never answers, whatever its deadline: the transport stops waiting at the deadline.
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_never_answers_ends_at_the_request_timeout_async() {
+    use libmongocrypt_kms::tls::{AsyncConnect, AsyncConnector};
+    struct Never;
+    impl AsyncConnector for Never {
+        fn connect<'a>(&'a self, _host: &'a str, _port: u16, _deadline: Instant) -> AsyncConnect<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let transport = slow_steps_to("127.0.0.1:9".parse().unwrap()).async_connector(Never).build().unwrap();
+    let (err, elapsed) = exchange_error_async(transport).await;
+    assert_timed_out(&err, elapsed, "connecting through the connector");
+}
+
+/// A dripped OpenSSL handshake on the async face (tokio-openssl) ends at the request timeout too.
+#[cfg(all(feature = "tokio", feature = "openssl"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripped_openssl_handshake_ends_at_the_request_timeout_async() {
+    let kms = dripping_kms();
+    let (err, elapsed) = exchange_error_async(slow_steps_to(kms.addr()).openssl_for_all().build().unwrap()).await;
+    assert_timed_out(&err, elapsed, "the TLS handshake");
 }
 
 /// `Duration::MAX` as every timeout is no limit: requests are served, nothing panics, on both faces.

@@ -94,8 +94,8 @@ fn create_key(crypt: &Crypt, kek: &KeyEncryptionKey, io: &KmipIo) -> RawDocument
 }
 
 /// Encrypts (explicit, Deterministic) with the key `key`, then decrypts with a new `Crypt` (no cached key: the
-/// KMS is asked again); both through the runner.
-fn round_trip(providers: &KmsProviders, key: &RawDocumentBuf, transport: &KmsTransport) {
+/// KMS is asked again); both through the runner. Returns the encrypted document.
+fn round_trip(providers: &KmsProviders, key: &RawDocumentBuf, transport: &KmsTransport) -> RawDocumentBuf {
     let key_id = key.get_binary("_id").unwrap().bytes.to_vec();
     let value = rawdoc! { "v": "a KMIP secret" };
     let io = KmipIo { keys: vec![key.clone()], ..KmipIo::new(transport.clone()) };
@@ -120,6 +120,7 @@ fn round_trip(providers: &KmsProviders, key: &RawDocumentBuf, transport: &KmsTra
     let mut ctx = crypt.ctx().explicit_decrypt(&encrypted).unwrap();
     assert_eq!(run(&mut ctx, &io).unwrap(), Some(value));
     assert_eq!(io.kms_requests.load(Ordering::SeqCst), 2);
+    encrypted
 }
 
 /// A data key of `kek` by hand, serving NEED_KMS with `transport`: the transport's own error.
@@ -193,20 +194,6 @@ fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
     assert!(format!("{for_all:?}").contains("openssl_for_all: true"), "{for_all:?}");
     let key = create_key(&crypt, &KeyEncryptionKey::kmip("kmip"), &KmipIo::new(for_all.clone()));
     round_trip(&providers, &key, &for_all);
-
-    // The OpenSSL backend is blocking: the tokio transport refuses its providers' requests, clearly.
-    #[cfg(feature = "tokio")]
-    {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let tokio_transport = libmongocrypt_kms::tls::TokioKmsTransport::new(transport.clone());
-        let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).unwrap().datakey().unwrap();
-        let mut scope = ctx.kms_scope().unwrap();
-        let mut batch = scope.kms_ctxs();
-        let err = runtime.block_on(tokio_transport.exchange(&mut batch[0])).unwrap_err();
-        assert!(err.to_string().contains("OpenSSL backend is chosen for this provider"), "{err}");
-        drop(batch);
-        drop(scope);
-    }
 
     // `delegated: true` (libmongocrypt ≥ 1.10): the KMIP server creates an AES key and encrypts the data key
     // with it; decryption asks it again.
@@ -343,4 +330,170 @@ fn pykmip_named_providers_use_their_own_tls_options_on_openssl() {
         }
     }
     drop(server);
+}
+
+/// The async face (`TokioKmsTransport`) with OpenSSL (tokio-openssl) against PyKMIP: the connectors the blocking face
+/// builds, found the same way (by full name, then kind).
+#[cfg(feature = "tokio")]
+mod on_tokio {
+    use super::*;
+    use libmongocrypt::state_machine::{run_tokio, AsyncStateMachineIo};
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+
+    /// [`KmipIo`] on the async face.
+    struct AsyncKmipIo {
+        kms: TokioKmsTransport,
+        keys: Vec<RawDocumentBuf>,
+    }
+
+    impl AsyncStateMachineIo for AsyncKmipIo {
+        async fn list_collections(&self, _: Option<&str>, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+            Err("no collections in an explicit run".into())
+        }
+        async fn mark_command(&self, _: &RawDocument) -> IoResult<RawDocumentBuf> {
+            Err("no mongocryptd in an explicit run".into())
+        }
+        async fn find_keys(&self, _: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
+            Ok(self.keys.clone())
+        }
+        async fn kms_request(&self, kms: &mut KmsCtx<'_>) -> IoResult<()> {
+            self.kms.kms_request(kms).await
+        }
+    }
+
+    /// A data key of `kek` through `run_tokio`, on a spawned task (its future must be `Send`).
+    async fn create_key_async(crypt: &Crypt, kek: &KeyEncryptionKey, kms: &TokioKmsTransport) -> RawDocumentBuf {
+        let mut ctx = crypt.ctx().key_encryption_key(kek).unwrap().datakey().unwrap();
+        let io = AsyncKmipIo { kms: kms.clone(), keys: Vec::new() };
+        let key = tokio::spawn(async move { run_tokio(&mut ctx, &io).await }).await.unwrap();
+        key.unwrap_or_else(|e| panic!("data key of {kek:?}: {e}")).expect("a key document")
+    }
+
+    /// Encrypts (Deterministic) and decrypts with `key` through `run_tokio`, each with a new `Crypt` (the key's
+    /// material comes from the KMIP server each time); returns the encrypted document.
+    async fn round_trip_async(
+        providers: &KmsProviders,
+        key: &RawDocumentBuf,
+        kms: &TokioKmsTransport,
+    ) -> RawDocumentBuf {
+        let io = AsyncKmipIo { kms: kms.clone(), keys: vec![key.clone()] };
+        let value = rawdoc! { "v": "a KMIP secret" };
+        let crypt = Crypt::builder().kms_providers(providers).unwrap().build().unwrap();
+        let key_id = key.get_binary("_id").unwrap().bytes.to_vec();
+        let mut ctx = crypt
+            .ctx()
+            .key_id(&key_id)
+            .unwrap()
+            .algorithm(&Algorithm::Deterministic)
+            .unwrap()
+            .explicit_encrypt(&value)
+            .unwrap();
+        let encrypted = run_tokio(&mut ctx, &io).await.unwrap().expect("{v: ciphertext}");
+        let crypt = Crypt::builder().kms_providers(providers).unwrap().build().unwrap();
+        let mut ctx = crypt.ctx().explicit_decrypt(&encrypted).unwrap();
+        assert_eq!(run_tokio(&mut ctx, &io).await.unwrap(), Some(value));
+        encrypted
+    }
+
+    #[test]
+    fn pykmip_keys_on_the_async_face_with_openssl() {
+        let pki = RsaPki::new();
+        let server = PyKmip::start("tokio", &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
+        let files = Files::new("tokio");
+        let endpoint = format!("localhost:{}", server.addr.port());
+        let providers = KmsProviders::new().kmip("kmip", &endpoint);
+        let tls = tls_document(&files, &pki, true);
+        let transport = builder_to(&server)
+            .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone() })
+            .unwrap()
+            .openssl_for("kmip")
+            .build()
+            .unwrap();
+        let kms = TokioKmsTransport::new(transport.clone());
+        let crypt = Crypt::builder().kms_providers(&providers).unwrap().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+
+        // A data key made on the async face: the blocking face encrypts and decrypts with it; the async face
+        // encrypts to the same bytes (Deterministic) and decrypts.
+        let key = runtime.block_on(create_key_async(&crypt, &KeyEncryptionKey::kmip("kmip"), &kms));
+        let master = master_key(&key);
+        assert_eq!(master.get_str("provider").unwrap(), "kmip", "{master}");
+        assert!(!master.get_str("keyId").unwrap().is_empty(), "{master}");
+        let blocking = round_trip(&providers, &key, &transport);
+        assert_eq!(runtime.block_on(round_trip_async(&providers, &key, &kms)), blocking);
+
+        // A key made on the blocking face, used on the async one.
+        let key = create_key(&crypt, &KeyEncryptionKey::kmip("kmip"), &KmipIo::new(transport.clone()));
+        let blocking = round_trip(&providers, &key, &transport);
+        assert_eq!(runtime.block_on(round_trip_async(&providers, &key, &kms)), blocking);
+
+        // No client certificate: OpenSSL's handshake error, the same as the blocking face's.
+        let no_client = builder_to(&server)
+            .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls_document(&files, &pki, false) })
+            .unwrap()
+            .openssl_for("kmip")
+            .build()
+            .unwrap();
+        let mut ctx = crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).unwrap().datakey().unwrap();
+        let mut scope = ctx.kms_scope().unwrap();
+        let mut kms_ctx = scope.next_kms_ctx().unwrap();
+        let err = runtime.block_on(TokioKmsTransport::new(no_client).exchange(&mut kms_ctx)).unwrap_err();
+        assert!(matches!(err.kind(), KmsIoErrorKind::OpenSsl(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("may want a client certificate (tlsCertificateKeyFile)"), "{text}");
+        assert!(text.contains("offered TLS 1.2 and TLS 1.3") && text.contains("AES128-SHA256"), "{text}");
+        drop(kms_ctx);
+        drop(scope);
+
+        // A wrong host: hostname verification names the KMS host, as on the blocking face.
+        let wrong = KeyEncryptionKey::kmip("kmip").endpoint(&format!("kmip.wrong.example:{}", server.addr.port()));
+        let mut ctx = crypt.ctx().key_encryption_key(&wrong).unwrap().datakey().unwrap();
+        let mut scope = ctx.kms_scope().unwrap();
+        let mut kms_ctx = scope.next_kms_ctx().unwrap();
+        let err = runtime.block_on(kms.exchange(&mut kms_ctx)).unwrap_err();
+        assert!(matches!(err.kind(), KmsIoErrorKind::OpenSsl(_)), "{err}");
+        assert!(err.to_string().contains("hostname mismatch"), "{err}");
+        drop(kms_ctx);
+        drop(scope);
+        drop(server);
+    }
+
+    /// `kmip:with_tls` with TLS options of its own next to `kmip` without any, on the async face: whichever way
+    /// OpenSSL is chosen, `kmip:with_tls` uses its own options (full name first, then kind), and plain `kmip`
+    /// OpenSSL's defaults (the system's roots refuse PyKMIP's certificate).
+    #[test]
+    fn pykmip_named_providers_use_their_own_tls_options_on_the_async_face() {
+        if linked_version() < 0x0109_0000 {
+            eprintln!("skipped: libmongocrypt {} predates named KMIP providers (1.9)", libmongocrypt::version());
+            return;
+        }
+        let pki = RsaPki::new();
+        let server = PyKmip::start("tokio-named", &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
+        let files = Files::new("tokio-named");
+        let endpoint = format!("localhost:{}", server.addr.port());
+        let providers = KmsProviders::new().kmip("kmip", &endpoint).kmip("kmip:with_tls", &endpoint);
+        let crypt = Crypt::builder().kms_providers(&providers).unwrap().build().unwrap();
+        let tls = libmongocrypt::bson::doc! { "kmip:with_tls": tls_document(&files, &pki, true) };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        for choose in ["kmip", "kmip:with_tls", "all"] {
+            let builder = builder_to(&server).tls_options_document(&tls).unwrap();
+            let builder = if choose == "all" { builder.openssl_for_all() } else { builder.openssl_for(choose) };
+            let transport = builder.build().unwrap();
+            let kms = TokioKmsTransport::new(transport.clone());
+            let key = runtime.block_on(create_key_async(&crypt, &KeyEncryptionKey::kmip("kmip:with_tls"), &kms));
+            assert_eq!(master_key(&key).get_str("provider").unwrap(), "kmip:with_tls", "{choose}");
+            let blocking = round_trip(&providers, &key, &transport);
+            assert_eq!(runtime.block_on(round_trip_async(&providers, &key, &kms)), blocking, "{choose}");
+            if choose != "kmip:with_tls" {
+                let mut ctx =
+                    crypt.ctx().key_encryption_key(&KeyEncryptionKey::kmip("kmip")).unwrap().datakey().unwrap();
+                let mut scope = ctx.kms_scope().unwrap();
+                let mut kms_ctx = scope.next_kms_ctx().unwrap();
+                let err = runtime.block_on(kms.exchange(&mut kms_ctx)).unwrap_err();
+                assert!(matches!(err.kind(), KmsIoErrorKind::OpenSsl(_)), "{choose}: {err}");
+                assert!(err.to_string().contains("failed verification"), "{choose}: {err}");
+            }
+        }
+        drop(server);
+    }
 }

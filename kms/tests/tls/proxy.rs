@@ -1,6 +1,7 @@
 //! KMS requests through a real HTTP CONNECT proxy: Debian's tinyproxy, started here on a free loopback port with a
 //! generated configuration (scripts/test.sh installs the package), in front of the loopback TLS KMS of
-//! `kms/tests/support/server.rs`. TLS runs through the tunnel with the KMS host.
+//! `kms/tests/support/server.rs`. TLS runs through the tunnel with the KMS host. Both faces: `HttpProxy` is a
+//! blocking `Connector` and an `AsyncConnector`.
 
 use crate::support;
 
@@ -183,5 +184,76 @@ fn a_refused_connect_is_a_clear_error() {
     // Through the runner: an I/O error keeping the KmsIoError.
     let err = run_concurrent(&mut aws_datakey(&crypt(false)), &ExampleIo::new(transport)).unwrap_err();
     assert!(matches!(err, RunError::Io { .. }) && err.to_string().contains("refused CONNECT"), "{err}");
+    assert!(kms.stop().is_empty());
+}
+
+/// The async face through the same proxy (`HttpProxy` as an `AsyncConnector`, the future on a spawned task, so
+/// `Send`): the same key as the blocking face's, each request through its own tunnel.
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_key_through_tinyproxy_async() {
+    use libmongocrypt::state_machine::run_tokio;
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let proxy = Tinyproxy::start(kms.addr().port());
+    let kms_addr = kms.addr();
+    let tunnel = HttpProxy::new(proxy.addr.to_string()).target(move |_host, _port| kms_addr.to_string());
+    let transport = KmsTransport::builder()
+        .default_tls_options(TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).unwrap())
+        .async_connector(tunnel)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let io = AsyncExampleIo { kms: TokioKmsTransport::new(transport), keys: Vec::new() };
+    let crypt = crypt(false);
+    let mut ctx = aws_datakey(&crypt);
+    let key = tokio::spawn(async move { run_tokio(&mut ctx, &io).await }).await.unwrap().unwrap();
+    let key = Document::try_from(key.expect("a key document").as_ref()).unwrap();
+
+    // The blocking face through the same proxy: the same key material (the mock KMS's ciphertext) and master key.
+    let blocking = tokio::task::spawn_blocking(move || {
+        let crypt = crypt;
+        datakey(&mut aws_datakey(&crypt), &through(&pki, proxy.addr, kms_addr)).map(|key| (key, proxy))
+    });
+    let (expected, proxy) = blocking.await.unwrap().unwrap();
+    assert_eq!(key.get_binary_generic("keyMaterial").unwrap(), expected.get_binary_generic("keyMaterial").unwrap());
+    assert_eq!(key.get_document("masterKey").unwrap(), expected.get_document("masterKey").unwrap());
+    assert_eq!(key.get_document("masterKey").unwrap().get_str("key").unwrap(), AWS_KEY_ARN);
+
+    let requests = kms.stop();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.header("Host") == Some("kms.us-east-1.amazonaws.com")), "{requests:?}");
+    assert_eq!(proxy.connects(), 2, "{}", proxy.log_text());
+    assert!(proxy.log_text().contains(&format!("CONNECT {kms_addr} HTTP/1.1")), "{}", proxy.log_text());
+}
+
+/// A refused CONNECT on the async face: the same clear error as on the blocking face, parsed by the same code.
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_a_clear_error_async() {
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let proxy = Tinyproxy::start(kms.addr().port().wrapping_add(1));
+    let kms_addr = kms.addr();
+    let transport = KmsTransport::builder()
+        .default_tls_options(TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).unwrap())
+        .async_connector(HttpProxy::new(proxy.addr.to_string()).target(move |_host, _port| kms_addr.to_string()))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let crypt = crypt(false);
+    let mut ctx = aws_datakey(&crypt);
+    let mut scope = ctx.kms_scope().unwrap();
+    let mut kms_ctx = scope.next_kms_ctx().unwrap();
+    let err = TokioKmsTransport::new(transport).exchange(&mut kms_ctx).await.unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Connector(_)) && err.is_network(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("refused CONNECT {kms_addr}")) && text.contains("HTTP status 403"), "{text}");
+    drop(kms_ctx);
+    drop(scope);
     assert!(kms.stop().is_empty());
 }

@@ -135,3 +135,32 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     assert!(matches!(kms_error(&err).kind(), KmsIoErrorKind::Tls(_)), "{err}");
     assert!(err.to_string().contains(AWS_ENDPOINT), "{err}");
 }
+
+/// A provider with a blocking connector only: the async face refuses its request rather than go around the
+/// connector (a proxy), and says what to configure; the connector is not called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_connector_alone_is_refused_clearly() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let pki = Pki::new("mock CA");
+    let kms = tls_kms(&pki, false, 0, aws_replies);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let connector = move |_: &str, _: u16, _: Instant| -> std::io::Result<Box<dyn libmongocrypt_kms::tls::KmsStream>> {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Err(std::io::Error::other("never called"))
+    };
+    let transport = TokioKmsTransport::new(transport_to(&pki, kms.addr()).connector(connector).build().unwrap());
+    let crypt = crypt(false);
+    let mut ctx = aws_datakey(&crypt);
+    let mut scope = ctx.kms_scope().unwrap();
+    let mut kms_ctx = scope.next_kms_ctx().unwrap();
+    let err = transport.exchange(&mut kms_ctx).await.unwrap_err();
+    assert!(matches!(err.kind(), KmsIoErrorKind::Connector(_)), "{err}");
+    assert!(err.to_string().contains("only a blocking connector is configured for this provider"), "{err}");
+    assert!(err.to_string().contains("KmsTransportBuilder::async_connector"), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    drop(kms_ctx);
+    drop(scope);
+    assert!(kms.stop().is_empty());
+}
