@@ -72,6 +72,13 @@ pub fn tls_kms(
     MockServer::start(Options { tls: Some(config), barrier, ..Options::default() }, responder)
 }
 
+/// The Encrypt fixture reply without its `Connection: close` line (a keep-alive server's).
+pub fn encrypt_reply_kept_alive() -> Vec<u8> {
+    let reply = String::from_utf8(encrypt_reply()).unwrap();
+    assert!(reply.contains("\r\nConnection: close\r\n"), "the fixture says close");
+    reply.replace("\r\nConnection: close\r\n", "\r\n").into_bytes()
+}
+
 /// Answers AWS decrypt and encrypt requests with the fixture replies.
 pub fn aws_replies(request: &Request) -> Reply {
     match request.header("X-Amz-Target") {

@@ -92,13 +92,6 @@ fn assert_aws_key(key: &RawDocumentBuf) {
     );
 }
 
-/// The Encrypt fixture reply without its `Connection: close` line.
-fn encrypt_reply_kept_alive() -> Vec<u8> {
-    let reply = String::from_utf8(encrypt_reply()).unwrap();
-    assert!(reply.contains("\r\nConnection: close\r\n"), "the fixture says close");
-    reply.replace("\r\nConnection: close\r\n", "\r\n").into_bytes()
-}
-
 /// A keep-alive TLS server answering request `n` (0-based, in arrival order) with `reply(n)`.
 fn keep_alive_kms(pki: &Pki, reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> MockServer {
     let tls = server::tls_config(vec![pki.server.cert.clone()], pki.server.key(), None);

@@ -257,3 +257,41 @@ async fn a_refused_connect_is_a_clear_error_async() {
     drop(scope);
     assert!(kms.stop().is_empty());
 }
+
+/// Keep-alive through the proxy on the async face: an async connector's stream is polled, so its connection is
+/// kept; the data keys one after the other go through one tunnel, one TCP connection to the KMS.
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_through_tinyproxy_async() {
+    use libmongocrypt::state_machine::run_tokio;
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+    use support::server::{self, MockServer, Options};
+
+    let pki = Pki::new("mock CA");
+    let tls = server::tls_config(vec![pki.server.cert.clone()], pki.server.key(), None);
+    let kms = MockServer::start(Options { tls: Some(tls), keep_alive: true, ..Options::default() }, |_| {
+        Reply::Bytes(encrypt_reply_kept_alive())
+    });
+    let proxy = Tinyproxy::start(kms.addr().port());
+    let kms_addr = kms.addr();
+    let transport = KmsTransport::builder()
+        .default_tls_options(TlsOptions::new().ca_pem(pki.ca_pem.as_bytes()).unwrap())
+        .async_connector(HttpProxy::new(proxy.addr.to_string()).target(move |_host, _port| kms_addr.to_string()))
+        .keep_alive(Some(Duration::from_secs(5)))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let transport = TokioKmsTransport::new(transport);
+    let crypt = crypt(false);
+    for _ in 0..3 {
+        let io = AsyncExampleIo { kms: transport.clone(), keys: Vec::new() };
+        let mut ctx = aws_datakey(&crypt);
+        let key = tokio::spawn(async move { run_tokio(&mut ctx, &io).await }).await.unwrap().unwrap();
+        let key = Document::try_from(key.expect("a key document").as_ref()).unwrap();
+        assert_eq!(key.get_document("masterKey").unwrap().get_str("key").unwrap(), AWS_KEY_ARN);
+    }
+    let requests = kms.stop();
+    assert_eq!(requests.iter().map(|r| r.conn).collect::<Vec<_>>(), [0, 0, 0], "{requests:?}");
+    assert!(requests.iter().all(|r| r.header("Connection").is_none()), "{requests:?}");
+    assert_eq!(proxy.connects(), 1, "{}", proxy.log_text());
+}
