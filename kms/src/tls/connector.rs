@@ -336,3 +336,56 @@ impl AsyncConnector for HttpProxy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(bytes: &[u8]) -> io::Result<()> {
+        connect_reply(&mut &bytes[..], || Ok(()), "proxy:3128", "kms:443")
+    }
+
+    #[test]
+    fn connect_replies_are_checked() {
+        reply(b"HTTP/1.1 200 Connection established\r\nProxy-Agent: x\r\n\r\n").unwrap();
+        let refused = reply(b"HTTP/1.1 403 Forbidden\r\n\r\n").unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(refused.to_string(), "proxy proxy:3128 refused CONNECT kms:443: HTTP status 403 Forbidden");
+        let closed = reply(b"HTTP/1.1 200 OK\r\n").unwrap_err();
+        assert_eq!(closed.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(reply(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let endless = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_PROXY_REPLY]].concat();
+        let long = reply(&endless).unwrap_err();
+        assert_eq!(
+            (long.kind(), long.to_string().as_str()),
+            (io::ErrorKind::InvalidData, "the proxy's reply head is too long")
+        );
+    }
+
+    /// The async tunnel reads the reply head and nothing past it: the first bytes through the tunnel are the KMS's.
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn the_async_tunnel_reads_nothing_past_the_reply() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                assert_eq!(sock.read(&mut byte).await.unwrap(), 1);
+                request.push(byte[0]);
+            }
+            sock.write_all(b"HTTP/1.1 200 Connection established\r\n\r\nfrom the KMS").await.unwrap();
+            request
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stream =
+            AsyncConnector::connect(&HttpProxy::new(proxy.to_string()), "::1", 443, deadline).await.unwrap();
+        let mut tunnelled = [0u8; 12];
+        stream.read_exact(&mut tunnelled).await.unwrap();
+        assert_eq!(&tunnelled, b"from the KMS");
+        assert_eq!(server.await.unwrap(), b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n");
+    }
+}
