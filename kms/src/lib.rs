@@ -21,11 +21,11 @@
 //!
 //! # Features
 //!
-//! - `tokio`: the async faces, `tls::TokioKmsTransport` (tokio-rustls) and the async credentials fetch (hyper's
-//!   low-level client on tokio's sockets), for `libmongocrypt::state_machine::run_tokio` (`libmongocrypt`'s own
-//!   `tokio` feature) or `run_async`.
-//! - `openssl`: the OpenSSL TLS backend of the blocking transport (`KmsTransportBuilder::openssl_for`); links the
-//!   system's OpenSSL.
+//! - `tokio`: the async faces, `tls::TokioKmsTransport` (tokio-rustls; async connectors, `tls::AsyncConnector`)
+//!   and the async credentials fetch (hyper's low-level client on tokio's sockets), for
+//!   `libmongocrypt::state_machine::run_tokio` (`libmongocrypt`'s own `tokio` feature) or `run_async`.
+//! - `openssl`: the OpenSSL TLS backend of the transport (`KmsTransportBuilder::openssl_for`), on both faces
+//!   (tokio-openssl on the async one); links the system's OpenSSL.
 //! - `aws-sdk`: the AWS step of the credentials chain is `aws-config`'s default chain (implies `tokio`).
 //! - `bson-3` (default) or `bson-2`: passed to `libmongocrypt`, whose bson this crate's documents are; with bson 2,
 //!   `default-features = false, features = ["bson-2"]` on both crates.

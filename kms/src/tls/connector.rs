@@ -165,8 +165,8 @@ impl HttpProxy {
         (target, request)
     }
 
-    /// The tunnel on tokio, all of it by `deadline`: the same request and reply parsing as [`tunnel`](Self::tunnel),
-    /// only the I/O differs.
+    /// The tunnel on tokio: the same request and reply parsing as [`tunnel`](Self::tunnel), only the I/O differs.
+    /// Unbounded here: the caller's one deadline covers all of it.
     #[cfg(feature = "tokio")]
     async fn tunnel_async(&self, host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
