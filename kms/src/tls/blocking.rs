@@ -193,11 +193,8 @@ impl KmsTransport {
         deadline: Option<(Instant, Duration)>,
     ) -> Result<openssl::ssl::SslStream<Bounded>, KmsIoErrorKind> {
         use openssl::ssl::HandshakeError;
-        let mut config = connector
-            .configure()
-            .map_err(|e| KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: e.to_string() }))?;
-        let failed_cert = super::openssl::record_failed_certificate(&mut config);
-        match config.connect(&target.host, sock) {
+        let (ssl, failed_cert) = super::openssl::session(connector, &target.host)?;
+        match ssl.connect(sock) {
             Ok(stream) => Ok(stream),
             Err(HandshakeError::SetupFailure(e)) => {
                 Err(KmsIoErrorKind::OpenSsl(super::openssl::OpenSslError { message: e.to_string() }))

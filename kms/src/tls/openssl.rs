@@ -1,11 +1,12 @@
-//! The OpenSSL TLS backend of the blocking exchange (feature `openssl`), for the providers chosen with
+//! The OpenSSL TLS backend of both faces' exchange (feature `openssl`), for the providers chosen with
 //! [`KmsTransportBuilder::openssl_for`](super::KmsTransportBuilder::openssl_for): KMIP servers (PyKMIP's defaults,
 //! the KMIP profiles' mandatory suites) often offer only TLS 1.2 CBC suites with RSA key exchange, such as
 //! `TLS_RSA_WITH_AES_128_CBC_SHA256`, which rustls does not implement.
 //!
 //! The same [`TlsOptions`] configure it (CA certificates, client certificate and key, decrypted as for rustls);
 //! SNI and hostname verification name the KMS host. Only the handshake differs from the rustls exchange: writing
-//! the request and feeding the reply are shared, and so is the one retry core.
+//! the request and feeding the reply are shared, and so is the one retry core. The blocking face runs the
+//! handshake with the `openssl` crate's streams, the async face with tokio-openssl's, on the same [`session`]s.
 
 use std::fmt;
 
@@ -85,12 +86,24 @@ impl TlsOptions {
     }
 }
 
+/// A new TLS session of `connector` to `host` (SNI and hostname verification name it), recording the certificate
+/// that fails verification for [`handshake_error`]: the same on both faces.
+pub(super) fn session(
+    connector: &SslConnector,
+    host: &str,
+) -> Result<(openssl::ssl::Ssl, FailedCertificate), super::KmsIoErrorKind> {
+    let setup = |e: openssl::error::ErrorStack| super::KmsIoErrorKind::OpenSsl(OpenSslError { message: e.to_string() });
+    let mut config = connector.configure().map_err(setup)?;
+    let failed_cert = record_failed_certificate(&mut config);
+    Ok((config.into_ssl(host).map_err(setup)?, failed_cert))
+}
+
 /// The subject and validity of the first certificate that failed verification in a handshake, for its error.
 pub(super) type FailedCertificate = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
 /// Records, during the handshake of `config`, the first certificate that fails verification (OpenSSL's own
 /// verification decides; the callback only looks). Hostname verification stays on.
-pub(super) fn record_failed_certificate(config: &mut openssl::ssl::ConnectConfiguration) -> FailedCertificate {
+fn record_failed_certificate(config: &mut openssl::ssl::ConnectConfiguration) -> FailedCertificate {
     use openssl::ssl::SslVerifyMode;
     let failed = FailedCertificate::default();
     let record = failed.clone();

@@ -191,12 +191,10 @@ impl TokioKmsTransport {
         sock: Stream,
         deadline: Option<(Instant, Duration)>,
     ) -> Result<tokio_openssl::SslStream<Stream>, KmsIoErrorKind> {
-        use super::openssl::{handshake_error, record_failed_certificate, OpenSslError};
-        let setup = |e: openssl::error::ErrorStack| KmsIoErrorKind::OpenSsl(OpenSslError { message: e.to_string() });
-        let mut config = connector.configure().map_err(setup)?;
-        let failed_cert = record_failed_certificate(&mut config);
-        let ssl = config.into_ssl(&target.host).map_err(setup)?;
-        let mut tls = tokio_openssl::SslStream::new(ssl, sock).map_err(setup)?;
+        use super::openssl::{handshake_error, session, OpenSslError};
+        let (ssl, failed_cert) = session(connector, &target.host)?;
+        let mut tls = tokio_openssl::SslStream::new(ssl, sock)
+            .map_err(|e| KmsIoErrorKind::OpenSsl(OpenSslError { message: e.to_string() }))?;
         let during = "the TLS handshake";
         let (timeout, after) = self.budget(deadline, self.inner.io_timeout, during)?;
         match tokio::time::timeout(timeout, Pin::new(&mut tls).connect()).await {
