@@ -5,15 +5,18 @@
 #   dynamic    Debian 12's libmongocrypt 1.7.2, linked dynamically (pkg-config libmongocrypt), then valgrind, then the
 #              aws-sdk feature's test (aws-config's credential chain), the core suite with bson 2 (feature bson-2)
 #              and the serde feature's test
-#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (10) each on the same 1.7.2, then on
-#              1.21.0; fails on a crash; skipped with a message when the machine has no nightly toolchain
+#   package    no libclang in the default build, `cargo publish --workspace --dry-run`, the bindings' staleness,
+#              scripts/msrv.sh; the docs.rs build and scripts/cross-check.sh run beside the other steps (`side`)
+#   fuzz       every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SECONDS (6) each on 1.21.0; fails on a
+#              crash; skipped with a message when the machine has no nightly toolchain
 #   static     the same 1.7.2, linked statically (pkg-config libmongocrypt-static), checked with ldd
 #   1.10.1     libmongocrypt 1.10.1, 1.13.1, 1.17.0 and 1.21.0, each the shared library of a pinned pymongocrypt
 #   1.13.1     wheel with the 1.21.1 headers (`vendor/provision <flavor>`, PKG_CONFIG_PATH); the first three are
 #   1.17.0     older than their header, so the build leaves out the functions they lack and the tests check
 #   latest     that those are Error::Unsupported (1.21.0; `nocrypto` is an old name of this step)
 #   asan       the workspace's tests under AddressSanitizer on 1.21.0 (scripts/asan.sh; nightly, skipped without it)
-#   miri       the unit tests of src/guard/ under Miri (scripts/miri.sh; nightly, skipped without it)
+#   miri       the unit tests of src/guard/ under Miri (scripts/miri.sh; nightly, skipped without it), beside the
+#              other steps
 #
 # plus `cargo fmt --check`, clippy and rustdoc (once), builds with no bson feature and with both (each must stop at
 # its compile_error!), and a build with nothing to find, which must fail with a readable message. Every step shares one target directory, target/matrix: the dependencies are compiled once, and
@@ -225,7 +228,85 @@ provision() {
 
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
+# side NAME FUNCTION: runs FUNCTION in the background (at low priority), its output in target/side/NAME.log, while
+# the steps go on: compile-only and pure-CPU work in target directories of its own, with no server and no timing,
+# which fills the cores that the test runs leave idle (servers starting, deadlines running out, one-core fuzzing).
+# side_wait, at the end, prints each log and fails the run if one failed.
+side_dir="$root/target/side"
+side_names=()
+side() {
+  local name=$1
+  shift
+  mkdir -p "$side_dir"
+  side_names+=("$name")
+  echo "== $name: started beside the steps (target/side/$name.log)"
+  (
+    t=$SECONDS
+    status=0
+    renice -n 10 "$BASHPID" >/dev/null 2>&1 || true
+    "$@" >"$side_dir/$name.log" 2>&1 || status=$?
+    echo "$status $((SECONDS - t))" >"$side_dir/$name.rc"
+  ) &
+}
+side_wait() {
+  local name status secs
+  wait
+  for name in "${side_names[@]}"; do
+    header "$name (ran beside the steps above)"
+    tee -a "$log" <"$side_dir/$name.log"
+    read -r status secs <"$side_dir/$name.rc"
+    timings+=("$name (beside the others): ${secs}s")
+    [ "$status" = 0 ] || { echo "FAIL: $name exited with status $status" >&2; exit 1; }
+  done
+}
+
+# What docs.rs does: no libmongocrypt, no pkg-config, DOCS_RS=1, nightly rustdoc with --cfg docsrs and each
+# crate's [package.metadata.docs.rs] features. No libclang either: the default build never compiles bindgen.
+docsrs_build() {
+  export MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 DOCS_RS=1
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "docs.rs build SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+    return
+  fi
+  python3 - <<'PY' >"$root/target/docsrs-crates"
+import json, subprocess
+m = json.loads(subprocess.check_output(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"]))
+for p in m["packages"]:
+    if p.get("publish") != []:
+        docs = (p.get("metadata") or {}).get("docs", {}).get("rs", {})  # [package.metadata.docs.rs]
+        print(p["name"], ",".join(docs.get("features", [])))
+PY
+  local crate docs_features
+  while read -r crate docs_features; do
+    echo "+ cargo +nightly doc --no-deps --locked -p $crate ${docs_features:+--features $docs_features}"
+    RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR="$root/target/docsrs" \
+      cargo +nightly doc --no-deps --locked -p "$crate" ${docs_features:+--features "$docs_features"}
+  done <"$root/target/docsrs-crates"
+}
+
+cross_checks() {
+  CROSS_TARGET_DIR="$root/target/cross" scripts/cross-check.sh
+}
+
+miri_checks() {
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "miri: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+    return
+  fi
+  CARGO_TARGET_DIR="$root/target/miri" scripts/miri.sh
+}
+
 provision
+
+# The side jobs: docs.rs and cross-target checks (of `package`) and Miri. clang and llvm for the cross checks are
+# installed first, here: apt takes one process at a time.
+if want package; then
+  { command -v clang >/dev/null && command -v llvm-ar >/dev/null; } ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang llvm >/dev/null
+  side docs.rs docsrs_build
+  side cross-checks cross_checks
+fi
+want miri && side miri miri_checks
 
 if want lint; then
   header "lint: cargo fmt --check, cargo clippy -D warnings, rustdoc, the bson features' compile_error! (Debian libmongocrypt $system_version, dynamic)"
@@ -301,35 +382,15 @@ if want notfound; then
 fi
 
 if want package; then
-  header "package: docs.rs build, cargo publish --dry-run, bindings staleness, MSRV, cross-target checks"
+  header "package: no libclang in the default build, cargo publish --dry-run, bindings staleness, MSRV (docs.rs and cross checks run beside)"
   t0=$SECONDS
   (
-    # What docs.rs does: no libmongocrypt, no pkg-config, DOCS_RS=1, nightly rustdoc with --cfg docsrs and each
-    # crate's [package.metadata.docs.rs] features. No libclang either: the default build never compiles bindgen.
     export MONGOCRYPT_NO_PKG_CONFIG=1 MONGOCRYPT_NO_VENDOR=1 DOCS_RS=1
     if cargo tree -p libmongocrypt-sys -e build --prefix none | grep -q '^clang-sys'; then
       echo "FAIL: the default build of libmongocrypt-sys compiles clang-sys (libclang)" >&2
       exit 1
     fi
     echo "ok: the default build of libmongocrypt-sys needs no libclang (no clang-sys in its build graph)"
-    t1=$SECONDS
-    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-      python3 - <<'PY' >"$root/target/docsrs-crates"
-import json, subprocess
-m = json.loads(subprocess.check_output(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"]))
-for p in m["packages"]:
-    if p.get("publish") != []:
-        docs = (p.get("metadata") or {}).get("docs", {}).get("rs", {})  # [package.metadata.docs.rs]
-        print(p["name"], ",".join(docs.get("features", [])))
-PY
-      while read -r crate docs_features; do
-        RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR="$root/target/docsrs" \
-          run cargo +nightly doc --no-deps --locked -p "$crate" ${docs_features:+--features "$docs_features"}
-      done <"$root/target/docsrs-crates"
-    else
-      echo "package: docs.rs build SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
-    fi
-    echo "package: docs.rs build $((SECONDS - t1))s"
   )
   (
     export CARGO_TARGET_DIR="$target" MONGOCRYPT_NO_VENDOR=1
@@ -347,11 +408,6 @@ PY
     t1=$SECONDS
     MSRV_TARGET_DIR="$root/target/msrv" run scripts/msrv.sh
     echo "package: msrv $((SECONDS - t1))s"
-    { command -v clang >/dev/null && command -v llvm-ar >/dev/null; } ||
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang llvm >/dev/null
-    t1=$SECONDS
-    CROSS_TARGET_DIR="$root/target/cross" run scripts/cross-check.sh
-    echo "package: cross checks $((SECONDS - t1))s"
   )
   timings+=("package: $((SECONDS - t0))s")
 fi
@@ -376,19 +432,16 @@ if want dynamic; then
 fi
 
 if want fuzz; then
-  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-6} s, on Debian libmongocrypt $system_version and on 1.21.0"
+  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-6} s, on libmongocrypt 1.21.0"
   t0=$SECONDS
   (
+    # On the nocrypto 1.21.0: the Rust provider does every primitive, and leak detection is on. Debian's 1.7.2 gets
+    # the bounded deterministic fuzz of tests/fuzz_inputs.rs and valgrind instead (a second instrumented build of
+    # the workspace here cost two minutes of CI); `scripts/fuzz.sh TARGET SECONDS` runs on any build by hand.
     export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
-    for fuzz_target in $(scripts/fuzz.sh list); do
-      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-6}"
-    done
-    # The same targets on the nocrypto 1.21.0 (the Rust provider does every primitive; leak detection on); one
-    # target directory, so only the workspace's crates are rebuilt.
     PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1)
     export PKG_CONFIG_PATH
-    # The network parsers do not depend on the linked version: they ran above.
-    for fuzz_target in $(scripts/fuzz.sh list linked); do
+    for fuzz_target in $(scripts/fuzz.sh list); do
       run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-6}"
     done
   )
@@ -430,16 +483,7 @@ if want asan; then
   timings+=("asan: $((SECONDS - t0))s")
 fi
 
-if want miri; then
-  header "miri: the unit tests of src/guard/ (the pure checks that refuse what aborts libmongocrypt) under Miri"
-  t0=$SECONDS
-  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    (export CARGO_TARGET_DIR="$root/target/miri"; run scripts/miri.sh)
-  else
-    echo "miri: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
-  fi
-  timings+=("miri: $((SECONDS - t0))s")
-fi
+side_wait
 
 header "summary"
 for t in "${timings[@]}"; do echo "  $t"; done
