@@ -717,14 +717,19 @@ fn run_timed(config: &Config) {
 
     println!();
     println!("# automatic encryption of an insert with N encrypted fields (schema map + mock mongocryptd reply)");
+    // Auto encryption of one field: one of the three wall-time targets of the binding (issue 21).
+    let mut auto1 = None;
     for (i, fields) in FIELDS.iter().enumerate() {
         let s = find(Job::Auto(i));
         let mut line = format!("auto fields={fields}");
         for &v in &variants {
             line += &format!(" {}={}/s", v.name(), fmt_ops(s.ops(v).unwrap()));
         }
-        if let Some((r, _)) = s.ratio(Variant::Binding, Variant::C) {
+        if let Some((r, n)) = s.ratio(Variant::Binding, Variant::C) {
             line += &format!(" binding_vs_c={}", pct(r));
+            if i == 0 {
+                auto1 = Some((r, n));
+            }
         }
         println!("{line}");
     }
@@ -776,13 +781,13 @@ fn run_timed(config: &Config) {
     if config.smoke {
         println!("targets: not judged in a smoke run");
     } else {
-        for (what, r) in [("encrypt", enc), ("decrypt", dec)] {
+        // Issue 21: small encryption, small decryption and automatic encryption of one field within 1% of C in
+        // time (the median of the per-round ratios; the noise is printed beside it, not added to the allowance).
+        for (what, r) in [("encrypt", enc), ("decrypt", dec), ("auto:1", auto1)] {
             if let Some((r, n)) = r {
-                let over = r - 1.0;
-                let allowed = (2.0 * n).max(0.01);
-                if over > allowed {
+                if r - 1.0 > 0.01 {
                     misses.push(format!(
-                        "binding {what} is {} slower than c, beyond noise (±{:.2}%) and 1%",
+                        "binding {what} is {} slower than c (noise ±{:.2}%), target within 1%",
                         pct(r),
                         n * 100.0
                     ));
@@ -790,15 +795,13 @@ fn run_timed(config: &Config) {
             }
         }
         if let Some(x) = rust_vs_native {
-            if x < 0.9 {
-                misses.push(format!("rust-crypto runs at {x:.2}x native, target >= 0.9x"));
-            }
-            // Issue 13: at least native's throughput at every size, small values at least 1.5x, and a second
-            // thread worth at least 0.95x of what it is worth to plain arithmetic.
+            // Issue 21, with ring and RustCrypto for every primitive: small values at least 1.5x native's
+            // throughput, 64 KiB and 1 MiB values at least 0.9x; and a second thread worth at least 0.95x of what
+            // it is worth to plain arithmetic.
             let slower: Vec<String> =
-                rust_large.iter().filter(|(_, r)| *r < 1.0).map(|(w, r)| format!("{w} {r:.2}x")).collect();
+                rust_large.iter().filter(|(_, r)| *r < 0.9).map(|(w, r)| format!("{w} {r:.2}x")).collect();
             if !slower.is_empty() {
-                misses.push(format!("rust-crypto below native's throughput: {} (target >= 1.0x)", slower.join(", ")));
+                misses.push(format!("rust-crypto large values at {} native, target >= 0.9x", slower.join(", ")));
             }
             if x < 1.5 {
                 misses.push(format!("rust-crypto small values at {x:.2}x native, target >= 1.5x"));
@@ -962,7 +965,6 @@ fn run_callgrind() {
     let mut misses = Vec::new();
     let mut own = Vec::new();
     let mut rust_vs_native = Vec::new();
-    let mut rust_misses = Vec::new();
     for (job, n) in callgrind_jobs() {
         let per_op: Vec<(Variant, Option<(f64, f64)>)> = variants
             .iter()
@@ -995,18 +997,14 @@ fn run_callgrind() {
         if let (Some((r, _)), Some((b, _))) = (get(Variant::RustCrypto), get(Variant::Binding)) {
             line += &format!(" rust_crypto_vs_native={:.4}x", r / b);
             rust_vs_native.push(format!("{}={:.4}x", job.label(), r / b));
-            if r > b {
-                rust_misses.push(job.label());
-            }
         }
         println!("{line}");
     }
     let _ = std::fs::remove_dir_all(&dir);
     if !rust_vs_native.is_empty() {
-        let met =
-            if rust_misses.is_empty() { "met".to_string() } else { format!("MISSED ({})", rust_misses.join(", ")) };
+        // Reported, not judged: ring's and RustCrypto's HMAC and AES-CBC take more instructions than OpenSSL's
+        // assembly for large values; the provider's targets are in time (above).
         println!("callgrind: rust-crypto vs native (binding) instructions: {}", rust_vs_native.join(" "));
-        println!("targets: rust-crypto at most 1.0x native's instructions at every size: {met}");
     }
     for m in &misses {
         println!("target MISSED: {m}");
