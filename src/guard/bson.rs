@@ -158,7 +158,7 @@ fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
 /// The position after the NUL-terminated string at `pos`, which must end by `end`.
 #[inline(always)]
 fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
-    let nul = b.get(pos..end).and_then(|rest| rest.iter().position(|&c| c == 0)).ok_or("unterminated name")?;
+    let nul = b.get(pos..end).and_then(|rest| memchr::arch::all::memchr::One::new(0).find(rest)).ok_or("unterminated name")?;
     Ok(pos + nul + 1)
 }
 
