@@ -196,7 +196,12 @@ impl CtxBuilder {
     }
 
     fn init_with(self, doc: &(impl BsonInput + ?Sized), init: SetoptBinary) -> Result<Ctx> {
-        let arg = BsonArg::new(doc)?;
+        self.init_with_checked(&BsonArg::new(doc)?, init)
+    }
+
+    /// [`init_with`](Self::init_with) for an argument already checked (by [`BsonArg::visiting`]): one walk per
+    /// document.
+    fn init_with_checked(self, arg: &BsonArg<'_>, init: SetoptBinary) -> Result<Ctx> {
         let bin = arg.view()?;
         // SAFETY: the ctx is not yet initialised (the builder is consumed here, so init runs once); every init that
         // takes a binary copies it ("The viewed data is copied").
@@ -237,7 +242,7 @@ impl CtxBuilder {
         let arg = BsonArg::visiting(doc, &mut |subtype, bytes: &[u8]| {
             payload::refuse_aborting_value(linked, subtype, bytes)
         })?;
-        self.init_with(arg.bytes(), sys::mongocrypt_ctx_decrypt_init)
+        self.init_with_checked(&arg, sys::mongocrypt_ctx_decrypt_init)
     }
 
     /// Explicit decryption of `{"v": ciphertext}`.
@@ -246,7 +251,7 @@ impl CtxBuilder {
         let arg = BsonArg::visiting(value, &mut |subtype, bytes: &[u8]| {
             payload::refuse_aborting_value(linked, subtype, bytes)
         })?;
-        self.init_with(arg.bytes(), sys::mongocrypt_ctx_explicit_decrypt_init)
+        self.init_with_checked(&arg, sys::mongocrypt_ctx_explicit_decrypt_init)
     }
 
     /// Rewrapping of the data keys matching `filter` under the [`key_encryption_key`](Self::key_encryption_key)

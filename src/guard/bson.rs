@@ -87,14 +87,51 @@ fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Walker) -> std::r
     if depth > MAX_DEPTH {
         return Err("documents nested too deeply");
     }
-    let end = len - 1;
+    check_elements(bytes, len - 1, depth, visit)
+}
+
+/// Checks the elements of the document `depth` deep whose terminator is at `end`, and every document nested in
+/// them. A loop rather than a recursion: a nested document costs a push, not a call, which is most of the cost of
+/// the small documents on the hot path (a command, a mongocryptd reply).
+fn check_elements(
+    b: &[u8],
+    mut end: usize,
+    depth: usize,
+    visit: &mut impl Walker,
+) -> std::result::Result<(), &'static str> {
+    // The terminators of the documents enclosing the one being walked, innermost last; a document's length is an
+    // int32, so each fits a u32. Small, as it is cleared on every call: deeper documents recurse.
+    let mut outer = [0u32; 8];
+    let mut open = 0;
     let mut pos = 4;
-    while pos < end {
-        let kind = bytes[pos];
-        pos = skip_cstring(bytes, pos + 1, end)?;
-        pos = skip_value(bytes, kind, pos, end, depth, visit)?;
+    loop {
+        if pos < end {
+            let kind = b[pos];
+            let value_at = skip_cstring(b, pos + 1, end)?;
+            if let (0x03 | 0x04, true) = (kind, open < outer.len()) {
+                let len = read_len(b, value_at)?;
+                let next = value_at.checked_add(len).filter(|&p| p <= end).ok_or("value runs past its document")?;
+                if len < 5 || b[next - 1] != 0 {
+                    return Err("bad document length or terminator");
+                }
+                if depth + open >= MAX_DEPTH {
+                    return Err("documents nested too deeply");
+                }
+                outer[open] = end as u32;
+                open += 1;
+                pos = value_at + 4;
+                end = next - 1;
+            } else {
+                pos = skip_value(b, kind, value_at, end, depth + open, visit)?;
+            }
+        } else if open > 0 {
+            open -= 1;
+            pos = end + 1;
+            end = outer[open] as usize;
+        } else {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// What [`check_argument`] (behind `BsonArg::visiting`) calls with the subtype and bytes of each binary value; an `Err` refuses the document.
@@ -156,10 +193,28 @@ fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
 }
 
 /// The position after the NUL-terminated string at `pos`, which must end by `end`.
+///
+/// Eight bytes at a time, the first NUL found from the word's zero-byte mask: element names are short, and on
+/// them both memchr's run-time dispatch and its portable version (which finds the byte again one by one) cost more
+/// than this scan (callgrind, BENCHMARKS.md), on the path every document argument takes.
 #[inline(always)]
 fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
-    let nul = b.get(pos..end).and_then(|rest| memchr::arch::all::memchr::One::new(0).find(rest)).ok_or("unterminated name")?;
-    Ok(pos + nul + 1)
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let rest = b.get(pos..end).ok_or("unterminated name")?;
+    let mut words = rest.chunks_exact(8);
+    let mut scanned = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        // The lowest flagged byte is the first zero byte (a borrow can only flag bytes above a zero one).
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Ok(pos + scanned + (zeros.trailing_zeros() / 8) as usize + 1);
+        }
+        scanned += 8;
+    }
+    let nul = words.remainder().iter().position(|&c| c == 0).ok_or("unterminated name")?;
+    Ok(pos + scanned + nul + 1)
 }
 
 /// The position after the length-prefixed, NUL-terminated string at `pos`, which must end by `end`.
@@ -252,6 +307,28 @@ mod tests {
         let expected = Error::invalid("malformed BSON: bad document length or terminator");
         assert_eq!(check_argument(&inner, &mut |_, _| Ok(())), Err(expected));
         assert_eq!(check_argument(&[6, 0, 0, 0, 0], &mut |_, _| Ok(())), Ok(()));
+    }
+
+    #[test]
+    fn names_end_at_their_first_nul_within_bounds() {
+        // Every NUL position across word boundaries, with bytes that would fool a careless zero-byte mask around
+        // it (0x01 right above a zero borrows into it, 0x80 sets a high bit), and `end` cutting the search short.
+        for len in 0..20 {
+            for nul in 0..len {
+                for filler in [b'a', 0x01, 0x80, 0xff] {
+                    let mut name = vec![filler; len];
+                    name[nul] = 0;
+                    if nul + 1 < len {
+                        name[nul + 1] = 0x01;
+                    }
+                    let naive = |end: usize| name[1..end].iter().position(|&c| c == 0).map(|i| 1 + i + 1);
+                    for end in 1..=len {
+                        assert_eq!(skip_cstring(&name, 1, end).ok(), naive(end), "{name:?} end {end}");
+                    }
+                }
+            }
+        }
+        assert_eq!(skip_cstring(b"abc", 2, 1), Err("unterminated name"));
     }
 
     #[test]
