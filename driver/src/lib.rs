@@ -51,6 +51,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_encryption;
+mod crypt_shared;
 mod error;
 mod in_memory;
 mod key_vault;
@@ -58,6 +59,10 @@ mod operations;
 mod options;
 
 pub use client_encryption::{AsyncClientEncryption, ClientEncryption, NoKms};
+pub use crypt_shared::{
+    CryptSharedError, CryptSharedOpts, CryptSharedSearch, CryptSharedSource, CryptSharedStatus, CryptSharedVersion,
+    CRYPT_SHARED_FILE_NAME, SYSTEM_SEARCH_PATH,
+};
 pub use error::{ClientEncryptionError, EncryptOptsError, Result};
 pub use in_memory::{InMemoryKeyVault, InMemoryKeyVaultError};
 pub use key_vault::{AsyncKeyVault, BulkWriteResult, KeyVault, Update, UpdateOne};
