@@ -858,6 +858,7 @@ fn callgrind_jobs() -> Vec<(Job, u64)> {
         (Job::Decrypt(2), 50),
         (Job::Encrypt(3), 4),
         (Job::Decrypt(3), 4),
+        (Job::Auto(0), 200),
         (Job::Auto(1), 200),
     ]
 }
