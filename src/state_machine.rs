@@ -1149,9 +1149,9 @@ impl<'r> Run<'r> {
     }
 
     /// Fails if the deadline has passed, before `io` starts.
-    fn check(&self, state: State, io: IoKind, endpoint: Option<&str>) -> std::result::Result<(), RunError> {
+    fn check(&self, state: State, io: IoKind) -> std::result::Result<(), RunError> {
         match self.passes_within(Duration::ZERO) {
-            true => Err(self.timeout(state, io, endpoint)),
+            true => Err(self.timeout(state, io, None)),
             false => Ok(()),
         }
     }
@@ -1176,7 +1176,7 @@ impl<'r> Run<'r> {
         documents: fn(&T) -> usize,
         call: F,
     ) -> std::result::Result<T, RunError> {
-        self.check(state, io, None)?;
+        self.check(state, io)?;
         let started = self.clock();
         let result = driver.within(self.at(), call).await.filter(|result| !self.overran(result.is_ok()));
         if let (Some(events), Some(started)) = (self.events(), started) {
@@ -1473,7 +1473,9 @@ async fn serve_kms<D: Driver>(driver: &D, request: &mut Request<'_>, run: &Run<'
         log::debug!(target: LOG_TARGET, "waiting {delay:?} before retrying a KMS request");
         driver.sleep(delay).await;
     }
-    run.check(State::NeedKms, IoKind::KmsRequest, Some(&endpoint(kms))).map_err(Stop::Timeout)?;
+    if run.passes_within(Duration::ZERO) {
+        return Err(Stop::Timeout(run.timeout(State::NeedKms, IoKind::KmsRequest, Some(&endpoint(kms)))));
+    }
     if log::log_enabled!(target: LOG_TARGET, log::Level::Debug) {
         let endpoint = kms.endpoint().unwrap_or("<no endpoint>");
         match attempt {
@@ -1540,11 +1542,12 @@ impl Runner {
     /// Serves every request of one NEED_KMS state with `attempt`, without ending it (then call
     /// [`KmsScope::done`]): the runner's KMS loop for a transport that drives a [`KmsScope`] itself. Each round's
     /// requests are served on scoped threads, at most [`max_concurrent_kms`](Runner::max_concurrent_kms) at once,
-    /// with the back-off, retries, attempt limit and failure handling of [`run_concurrent`].
+    /// with the back-off, retries, attempt limit, failure handling, deadline and events of [`run_concurrent`].
     ///
     /// The error is the failed attempt's, as `attempt` returned it (a [`KmsFailure`] unwrapped from its
-    /// [`KmsAttemptError`], with the attempts recorded), or a [`crate::Error`] of libmongocrypt, boxed. Errors are
-    /// reported in request order; a panic in `attempt` is propagated.
+    /// [`KmsAttemptError`], with the attempts recorded), or a [`crate::Error`] of libmongocrypt, boxed; or, when
+    /// the deadline passes, the [`RunError::Timeout`], boxed, and the ctx is left in ERROR. Errors are reported in
+    /// request order; a panic in `attempt` is propagated.
     pub fn serve_kms<F>(&self, scope: &mut KmsScope<'_>, attempt: F) -> IoResult<()>
     where
         F: Fn(&mut KmsCtx<'_>) -> IoResult<()> + Sync,

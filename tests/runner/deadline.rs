@@ -606,3 +606,34 @@ fn failures_retries_and_timeouts_are_events() {
     assert_eq!(recorder.seen(), expected_auto_encrypt_events(&kms));
     assert_states_match(&recorder);
 }
+
+#[test]
+fn serve_kms_keeps_the_deadline_and_leaves_the_ctx_in_error() {
+    let crypt = crypt();
+    let mut ctx = crypt.ctx().decrypt(&load_raw(&format!("{AUTO_AWS}/expected-encrypted-cmd.json"))).unwrap();
+    let key = load_raw(&format!("{AUTO_AWS}/key-document.json"));
+    assert_eq!(ctx.state(), State::NeedMongoKeys);
+    ctx.mongo_feed(&key).unwrap();
+    ctx.mongo_done().unwrap();
+    let mut scope = ctx.kms_scope().unwrap();
+    let started = Instant::now();
+    let err = Runner::new()
+        .timeout(DEADLINE)
+        .serve_kms(&mut scope, |kms| {
+            // A transport that honours the deadline it is given, and finds no reply by then.
+            let deadline = kms.deadline().expect("the runner's deadline");
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply").into())
+        })
+        .unwrap_err();
+    assert!(started.elapsed() < ENDED_WITHIN);
+    let timeout = err.downcast::<RunError>().expect("the runner's timeout");
+    assert!(
+        matches!(*timeout, RunError::Timeout { state: State::NeedKms, io: IoKind::KmsRequest, ref endpoint, .. }
+            if endpoint.as_deref() == Some(KMS_ENDPOINT)),
+        "{timeout}"
+    );
+    let _ = scope.done();
+    assert_eq!(ctx.state(), State::Error);
+    assert_eq!(ctx.error(), Some(Error::Timeout(timeout.to_string())));
+}
