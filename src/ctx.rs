@@ -307,6 +307,10 @@ pub struct Ctx {
     /// Whether the mongocryptd reply of this NEED_MONGO_MARKINGS state was fed: a second one is refused, as
     /// libmongocrypt (1.21.0 at least; found by the fuzz under LeakSanitizer) leaks the first when fed another.
     markings_fed: bool,
+    /// Set when a runner gave up on the ctx mid-state (its deadline passed, see [`Ctx::abandon`]): libmongocrypt
+    /// cannot be failed from outside in a NEED_MONGO_* state, so from then on the ctx reports [`State::Error`] and
+    /// this error itself, and every call refuses to run, as in libmongocrypt's ERROR state.
+    abandoned: Option<Box<Error>>,
     /// Dropped after the ctx is destroyed (Drop runs before the fields are dropped).
     _crypt: Crypt,
 }
@@ -317,7 +321,7 @@ unsafe impl Send for Ctx {}
 
 impl Ctx {
     fn new(raw: NonNull<sys::mongocrypt_ctx_t>, crypt: &Crypt) -> Ctx {
-        Ctx { raw, mongo_op_view: Cell::new(None), markings_fed: false, _crypt: crypt.clone() }
+        Ctx { raw, mongo_op_view: Cell::new(None), markings_fed: false, abandoned: None, _crypt: crypt.clone() }
     }
 
     #[inline]
@@ -367,6 +371,9 @@ impl Ctx {
 
     /// The ctx's status (`mongocrypt_ctx_status`): `Err` once the ctx has failed.
     pub fn status(&self) -> Result<()> {
+        if let Some(error) = &self.abandoned {
+            return Err(Error::clone(error));
+        }
         let status = Status::new();
         // SAFETY: the ctx is live; its status is copied into ours.
         unsafe { sys::mongocrypt_ctx_status(self.ptr(), status.as_ptr()) };
@@ -375,8 +382,19 @@ impl Ctx {
 
     /// The current state.
     pub fn state(&self) -> State {
+        if self.abandoned.is_some() {
+            return State::Error;
+        }
         // SAFETY: the ctx is live; reading the state has no preconditions.
         State::from_raw(unsafe { sys::mongocrypt_ctx_state(self.ptr()) })
+    }
+
+    /// Leaves the ctx in [`State::Error`] with `error`, whatever state libmongocrypt is in: what the runner does when
+    /// the operation's deadline passes, so that a ctx is never left half-fed. Every later call then fails as in
+    /// libmongocrypt's ERROR state, with `error`.
+    pub(crate) fn abandon(&mut self, error: Error) {
+        self.state_may_change();
+        self.abandoned = Some(Box::new(error));
     }
 
     /// The document for the current NEED_MONGO_* state: a listCollections filter, a mongocryptd command, or a key

@@ -59,6 +59,10 @@ pub enum Error {
         /// The state the ctx is in.
         state: State,
     },
+    /// The operation's deadline passed ([`RunError::Timeout`](crate::RunError::Timeout), whose message this is):
+    /// the runner left the ctx in ERROR with this error.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// `A`, `A or B`, `A, B or C`: the states of [`Error::WrongState`]'s message.
@@ -87,6 +91,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// [`Error::WrongState`].
     WrongState,
+    /// [`Error::Timeout`].
+    Timeout,
 }
 
 impl Error {
@@ -99,6 +105,7 @@ impl Error {
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::WrongState { .. } => ErrorKind::WrongState,
+            Error::Timeout(_) => ErrorKind::Timeout,
         }
     }
 

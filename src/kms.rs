@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libmongocrypt_sys as sys;
 
@@ -69,7 +69,13 @@ impl<'a> KmsScope<'a> {
                 check
             }
         };
-        Some(KmsCtx { raw, check, _scope: PhantomData })
+        Some(KmsCtx { raw, check, deadline: None, fed: 0, _scope: PhantomData })
+    }
+
+    /// Leaves the ctx in ERROR with `error` ([`Ctx::abandon`]), for [`Runner::serve_kms`](crate::Runner::serve_kms)
+    /// when the deadline passes.
+    pub(crate) fn abandon(&mut self, error: Error) {
+        self.ctx.abandon(error);
     }
 
     /// Ends the NEED_KMS state (`mongocrypt_ctx_kms_done`), after every request was fed its reply.
@@ -122,6 +128,10 @@ pub struct KmsCtx<'s> {
     raw: NonNull<sys::mongocrypt_kms_ctx_t>,
     /// This request's reply check ([`ReplyCheck`]), shared with the scope so a retried request keeps it.
     check: Arc<Mutex<ReplyCheck>>,
+    /// When the operation must be over ([`KmsCtx::deadline`]), set by the runner.
+    deadline: Option<Instant>,
+    /// Reply bytes handed to libmongocrypt since this request was handed out: one attempt's.
+    fed: usize,
     _scope: PhantomData<&'s ()>,
 }
 
@@ -202,6 +212,25 @@ impl KmsCtx<'_> {
         })
     }
 
+    /// When the operation this request belongs to must be over: set by a [`Runner`](crate::Runner) with a deadline
+    /// ([`Runner::deadline`](crate::Runner::deadline), [`Runner::timeout`](crate::Runner::timeout)), `None`
+    /// otherwise. A transport bounds its connect, writes and reads by it as well as by its own timeouts (the
+    /// `libmongocrypt-kms` transport does): the runner cannot interrupt a blocking call, and fails the run with
+    /// [`RunError::Timeout`](crate::RunError::Timeout) once it returns past the deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Reply bytes handed to libmongocrypt since this request was handed out (one attempt's), for the runner's
+    /// events.
+    pub(crate) fn bytes_fed(&self) -> usize {
+        self.fed
+    }
+
     /// Checks the next reply bytes before libmongocrypt sees them; see [`feed`](Self::feed).
     fn check_reply(&self, bytes: &[u8]) -> Result<()> {
         self.check.lock().unwrap_or_else(PoisonError::into_inner).check(bytes)
@@ -223,6 +252,7 @@ impl KmsCtx<'_> {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_reply(bytes)?;
         let bin = BinaryView::new(bytes)?;
+        self.fed += bytes.len();
         // SAFETY: the kms ctx is live and exclusively borrowed; "The viewed data is copied".
         let ok = unsafe { sys::mongocrypt_kms_ctx_feed(self.ptr(), bin.as_ptr()) };
         self.check(ok)
@@ -238,6 +268,7 @@ impl KmsCtx<'_> {
             {
                 self.check_reply(bytes)?;
                 let bin = BinaryView::new(bytes)?;
+                self.fed += bytes.len();
                 let mut should_retry = false;
                 // SAFETY: the kms ctx is live and exclusively borrowed; the bytes are copied.
                 let ok =

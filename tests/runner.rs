@@ -12,6 +12,8 @@ mod auto;
 mod common;
 #[path = "runner/datakey.rs"]
 mod datakey;
+#[path = "runner/deadline.rs"]
+mod deadline;
 #[path = "runner/errors.rs"]
 mod errors;
 #[path = "runner/explicit.rs"]

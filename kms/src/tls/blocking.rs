@@ -19,7 +19,7 @@ use super::bounded::{BlockingTls, Bounded, StepDeadline};
 use super::connect::{Exchanged, Target};
 use super::connector::{deadline_after, KmsStream};
 use super::error::tls_error_of;
-use super::exchange::{exchange, Face};
+use super::exchange::{exchange, request_deadline, Face};
 use super::keep_alive::{nothing_pending, request_cut, still_idle};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::KmsCtx;
@@ -65,9 +65,8 @@ impl Face for KmsTransport {
     type Conn = Conn;
     type Deadline = Option<(Instant, Duration)>;
 
-    fn deadline(&self) -> Self::Deadline {
-        // A request timeout past what an Instant holds is no limit.
-        self.request_timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t)))
+    fn deadline(&self, kms: &KmsCtx<'_>) -> Self::Deadline {
+        request_deadline(Instant::now(), self.request_timeout, kms.deadline())
     }
 
     fn max_idle(&self) -> Option<Duration> {

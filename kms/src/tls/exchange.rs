@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::connect::{closed_early, Conversed, Exchanged, Failed, Feeder, Target};
 use super::{KmsIoError, KmsIoErrorKind};
@@ -19,8 +19,8 @@ pub(super) trait Face {
     /// When the whole request must be over, as the face's timers count (`None`: no request timeout).
     type Deadline: Copy;
 
-    /// The deadline of a request starting now.
-    fn deadline(&self) -> Self::Deadline;
+    /// The deadline of `kms`'s request, starting now: [`request_deadline`].
+    fn deadline(&self, kms: &KmsCtx<'_>) -> Self::Deadline;
 
     /// How long a kept connection may stay idle; `None` when keep-alive is off.
     fn max_idle(&self) -> Option<Duration>;
@@ -66,11 +66,29 @@ pub(super) trait Face {
     ) -> impl Future<Output = Result<usize, KmsIoErrorKind>>;
 }
 
+/// The deadline of a request starting `now`, and the time it allows (named in a timeout error): the request
+/// timeout, or the deadline of the operation the request belongs to ([`KmsCtx::deadline`], set by the runner) if
+/// that comes first; `None` when neither applies. Every step (connect, handshake, write, each read) is bounded by it
+/// as well as by its own timeout, so no step outlives the operation.
+pub(super) fn request_deadline(
+    now: Instant,
+    request_timeout: Option<Duration>,
+    operation: Option<Instant>,
+) -> Option<(Instant, Duration)> {
+    // A request timeout past what an Instant holds is no limit.
+    let own = request_timeout.and_then(|timeout| Some((now.checked_add(timeout)?, timeout)));
+    let operation = operation.map(|at| (at, at.saturating_duration_since(now)));
+    match (own, operation) {
+        (Some(own), Some(operation)) => Some(if operation.0 < own.0 { operation } else { own }),
+        (own, operation) => own.or(operation),
+    }
+}
+
 /// One attempt at one KMS request. No back-off, no retry, no [`KmsCtx::fail`]: those are the runner's.
 pub(super) async fn exchange<F: Face>(face: &F, kms: &mut KmsCtx<'_>) -> Result<Exchanged, KmsIoError> {
     let target = Target::of(kms)?;
     let fail = |kind| target.fail(kind);
-    let deadline = face.deadline();
+    let deadline = face.deadline(kms);
     let max_idle = face.max_idle();
     let cut = max_idle.and_then(|_| kms.message().ok().and_then(|message| face.request_cut(&target, message)));
 

@@ -10,7 +10,10 @@
 //! - a client certificate and key (`tlsCertificateKeyFile`) is presented when configured: mutual TLS, as KMIP
 //!   servers require. A password-protected PKCS#8 key (`ENCRYPTED PRIVATE KEY`, as `openssl pkcs8 -topk8 -v2
 //!   aes-256-cbc` writes it) is decrypted with `tlsCertificateKeyFilePassword`; see [`TlsOptions`];
-//! - connect, read/write and whole-request timeouts bound every exchange;
+//! - connect, read/write and whole-request timeouts bound every exchange, and so does the deadline of the operation
+//!   the request belongs to, [`KmsCtx::deadline`] (set by a runner with
+//!   [`Runner::timeout`](libmongocrypt::Runner::timeout)): every step ends by the sooner of its own timeout and
+//!   that deadline;
 //! - a [resolver](KmsTransportBuilder::resolver) hook maps `host:port` to socket addresses (tests point
 //!   `kms.us-east-1.amazonaws.com:443` at a server on loopback with it);
 //! - the reply is read in pieces of at most [`bytes_needed`](KmsCtx::bytes_needed) bytes, so that libmongocrypt is

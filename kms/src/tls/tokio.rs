@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 use super::connect::{EndpointKey, Target};
 use super::connector::{deadline_after, AsyncKmsStream};
 use super::error::tls_error_of;
-use super::exchange::{exchange, Face};
+use super::exchange::{exchange, request_deadline, Face};
 use super::keep_alive::{nothing_pending, request_cut, Pool};
 use super::transport::for_runner;
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
@@ -239,9 +239,9 @@ impl Face for TokioKmsTransport {
     type Conn = Conn;
     type Deadline = Option<(Instant, Duration)>;
 
-    fn deadline(&self) -> Self::Deadline {
-        // A request timeout past what an Instant holds is no limit.
-        self.inner.request_timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t)))
+    fn deadline(&self, kms: &KmsCtx<'_>) -> Self::Deadline {
+        request_deadline(std::time::Instant::now(), self.inner.request_timeout, kms.deadline())
+            .map(|(at, after)| (Instant::from_std(at), after))
     }
 
     fn max_idle(&self) -> Option<Duration> {

@@ -1,0 +1,84 @@
+//! The operation deadline through the transport: a KMS server on loopback that accepts the connection and never
+//! answers stalls the TLS handshake; the runner's deadline ([`Runner::timeout`]) reaches the transport through
+//! `KmsCtx::deadline`, which bounds it far below its own timeouts (30 s by default), on both faces.
+
+use crate::support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use libmongocrypt::state_machine::{IoKind, RunError, Runner};
+use libmongocrypt::{Crypt, Ctx, ErrorKind, State};
+use libmongocrypt_kms::tls::{KmsTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT};
+
+use support::*;
+
+const AWS_ENDPOINT: &str = "kms.us-east-1.amazonaws.com:443";
+const DEADLINE: Duration = Duration::from_millis(300);
+/// A generous bound on when a run given [`DEADLINE`] ends, well below the transport's own timeouts.
+const ENDED_WITHIN: Duration = Duration::from_secs(5);
+
+/// A loopback server that never answers: the kernel completes each TCP connection into the listener's backlog, and
+/// nothing ever reads the ClientHello or replies to it. Its address.
+fn silent_kms() -> (TcpListener, std::net::SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// A transport with its default timeouts, every host sent to `addr`.
+fn transport(addr: std::net::SocketAddr) -> KmsTransport {
+    assert!(DEFAULT_CONNECT_TIMEOUT >= ENDED_WITHIN && DEFAULT_IO_TIMEOUT >= ENDED_WITHIN);
+    KmsTransport::builder().resolver(move |_, _| Ok(vec![addr])).build().unwrap()
+}
+
+/// The example's auto encryption, with its key: its KMS request goes to the silent server.
+fn auto_encrypt() -> Ctx {
+    let crypt = Crypt::builder().kms_providers(&providers()).unwrap().build().unwrap();
+    crypt.ctx().encrypt("test", &raw(&doc("example/cmd.json"))).unwrap()
+}
+
+fn assert_timed_out_at_kms(result: Result<Option<bson::RawDocumentBuf>, RunError>, ctx: &Ctx, started: Instant) {
+    let took = started.elapsed();
+    assert!(took < ENDED_WITHIN, "ended after {took:?}");
+    let err = result.expect_err("the silent KMS times out");
+    let RunError::Timeout { state, io, endpoint, .. } = &err else { panic!("not the run's timeout: {err}") };
+    assert_eq!((*state, *io, endpoint.as_deref()), (State::NeedKms, IoKind::KmsRequest, Some(AWS_ENDPOINT)));
+    assert_eq!(ctx.state(), State::Error);
+    assert_eq!(ctx.error().map(|e| e.kind()), Some(ErrorKind::Timeout));
+}
+
+#[test]
+fn the_deadline_bounds_a_blocking_kms_request() {
+    let (_listener, addr) = silent_kms();
+    let io = ExampleIo::new(transport(addr));
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    // The runner cannot interrupt the blocking transport: only the transport's bound by KmsCtx::deadline ends it.
+    let result = Runner::new().timeout(DEADLINE).run(&mut ctx, &io);
+    assert_timed_out_at_kms(result, &ctx, started);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_bounds_an_async_kms_request() {
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+
+    let (_listener, addr) = silent_kms();
+    let io = AsyncExampleIo {
+        kms: TokioKmsTransport::new(transport(addr)),
+        keys: vec![raw(&doc("example/key-document.json"))],
+    };
+    // Through the runner's race with tokio's timer.
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, tokio::time::sleep).await;
+    assert_timed_out_at_kms(result, &ctx, started);
+
+    // With a timer that never fires, only the transport's own bound by KmsCtx::deadline can end the request.
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let never = |_| std::future::pending::<()>();
+    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, never).await;
+    assert_timed_out_at_kms(result, &ctx, started);
+}
