@@ -322,7 +322,8 @@ mod tests {
                         name[nul + 1] = 0x01;
                     }
                     let naive = |end: usize| name[1..end].iter().position(|&c| c == 0).map(|i| 1 + i + 1);
-                    for end in 1..=len {
+                    // The whole name, and `end` just past and just before the NUL (Miri runs this test too).
+                    for end in [len, nul + 1, nul].into_iter().filter(|&end| end >= 1) {
                         assert_eq!(skip_cstring(&name, 1, end).ok(), naive(end), "{name:?} end {end}");
                     }
                 }
