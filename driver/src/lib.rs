@@ -54,6 +54,7 @@ mod client_encryption;
 mod error;
 mod in_memory;
 mod key_vault;
+pub mod mongocryptd;
 mod operations;
 mod options;
 
