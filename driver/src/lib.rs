@@ -55,6 +55,7 @@ mod crypt_shared;
 mod error;
 mod in_memory;
 mod key_vault;
+pub mod mongocryptd;
 mod operations;
 mod options;
 
