@@ -17,10 +17,11 @@ pub mod blocking;
 use std::error::Error as StdError;
 use std::io::Write;
 
-use blocking::{data_dir, extjson, read_json, PrintingIo};
+use blocking::{data_dir, extjson, read_json, PrintingIo, DB, MARKINGS_HEADING};
 use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{run_async, AsyncStateMachineIo, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
+use libmongocrypt_driver::mongocryptd::{AsyncMongocryptdClient, MongocryptdClientSettings};
 
 /// Each request is printed and answered as in the blocking example; a driver's futures would wait on the network.
 impl<W: Write + Send> AsyncStateMachineIo for PrintingIo<W> {
@@ -29,7 +30,12 @@ impl<W: Write + Send> AsyncStateMachineIo for PrintingIo<W> {
     }
 
     async fn mark_command(&self, command: &RawDocument) -> IoResult<RawDocumentBuf> {
-        StateMachineIo::mark_command(self, command)
+        // The stand-in mongocryptd, through the async client: the markings go over the wire without blocking.
+        self.print_request(MARKINGS_HEADING, command)?;
+        let client = AsyncMongocryptdClient::new(MongocryptdClientSettings::new(self.mongocryptd_uri()), None)?;
+        let reply = client.mark_command(DB, command).await?;
+        self.print_reply(&reply)?;
+        Ok(reply)
     }
 
     async fn find_keys(&self, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
@@ -44,7 +50,7 @@ impl<W: Write + Send> AsyncStateMachineIo for PrintingIo<W> {
 /// Runs the four operations of the C example through [`run_async`], printing to `out` what the C program prints.
 pub async fn run(out: &mut (impl Write + Send)) -> Result<(), Box<dyn StdError + Send + Sync>> {
     let dir = data_dir();
-    let io = PrintingIo::new(&mut *out, dir.clone());
+    let io = PrintingIo::new(&mut *out, dir.clone())?;
     let crypt = Crypt::builder().kms_providers(&KmsProviders::new().aws("aws", "example", "example", None))?.build()?;
     let final_bson = |doc: &RawDocument| -> IoResult<()> {
         io.print(format_args!("\nfinal bson is:\n{}\n", extjson::to_libbson_json(doc)?))?;
@@ -52,7 +58,7 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<(), Box<dyn StdError +
     };
 
     io.print(format_args!("******* ENCRYPTION *******\n\n"))?;
-    let mut ctx = crypt.ctx().encrypt("test", &read_json(&dir.join("cmd.json"))?)?;
+    let mut ctx = crypt.ctx().encrypt(DB, &read_json(&dir.join("cmd.json"))?)?;
     let encrypted = run_async(&mut ctx, &io, tokio::time::sleep).await?.ok_or("encryption gave no result")?;
     final_bson(&encrypted)?;
 

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The loop itself is [`libmongocrypt::state_machine::run`]; this file supplies the I/O ([`PrintingIo`]), which prints
-//! what a driver would send and replies with the file a driver would have received. `tests/state_machine.rs`
+//! what a driver would send and replies with the file a driver would have received. The markings go over the wire,
+//! as a driver's do: [`PrintingIo`] sends each command with `libmongocrypt-driver`'s mongocryptd client (OP_MSG, after
+//! the handshake spec's hello) to a [`stand_in_mongocryptd`] on a loopback port, which answers with the file. `tests/state_machine.rs`
 //! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
 //! repository: the tests include this file (through `tests/common`) to read their data files with it.
 //!
@@ -25,6 +27,10 @@ use std::sync::Mutex;
 use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
 use libmongocrypt::state_machine::{self as sm, IoResult, StateMachineIo};
 use libmongocrypt::{Algorithm, Crypt, KmsCtx, KmsProviders};
+use libmongocrypt_driver::mongocryptd::{MongocryptdClient, MongocryptdClientSettings};
+
+/// The database of the example's command, where its markings command runs too.
+pub const DB: &str = "test";
 
 /// `tests/data/example`, where the mocked replies live.
 pub fn data_dir() -> PathBuf {
@@ -75,17 +81,27 @@ pub fn escape_crlf(bytes: &[u8]) -> String {
 }
 
 /// The I/O of the C example: every request is printed to `out`, every reply comes from a file in
-/// [`data_dir`] and is printed too. `Sync` (the output sits behind a mutex), so that the async example can serve
-/// its runs too.
+/// [`data_dir`] and is printed too; the mongocryptd reply comes over the wire, from a [`stand_in_mongocryptd`] that
+/// serves the file. `Sync` (the output sits behind a mutex), so that the async example can serve its runs too.
 pub struct PrintingIo<W: Write> {
     out: Mutex<W>,
     dir: PathBuf,
+    mongocryptd: MongocryptdClient,
+    /// Serves until the `PrintingIo` is dropped.
+    stand_in: stand_in_mongocryptd::StandIn,
 }
 
 impl<W: Write> PrintingIo<W> {
-    /// Prints to `out`, replies from the files in `dir`.
-    pub fn new(out: W, dir: PathBuf) -> PrintingIo<W> {
-        PrintingIo { out: Mutex::new(out), dir }
+    /// Prints to `out`, replies from the files in `dir`; starts the stand-in mongocryptd.
+    pub fn new(out: W, dir: PathBuf) -> Result<PrintingIo<W>, Box<dyn StdError + Send + Sync>> {
+        let stand_in = stand_in_mongocryptd::StandIn::start(read_json(&dir.join("mongocryptd-reply.json"))?)?;
+        let mongocryptd = MongocryptdClient::new(MongocryptdClientSettings::new(stand_in.uri()), None)?;
+        Ok(PrintingIo { out: Mutex::new(out), dir, mongocryptd, stand_in })
+    }
+
+    /// The stand-in mongocryptd's URI, for the async example's client.
+    pub fn mongocryptd_uri(&self) -> String {
+        self.stand_in.uri()
     }
 
     /// Prints `text`.
@@ -93,14 +109,27 @@ impl<W: Write> PrintingIo<W> {
         self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write_fmt(text)
     }
 
+    /// Prints a request to mongod or mongocryptd under `heading`.
+    pub fn print_request(&self, heading: &str, op: &RawDocument) -> IoResult<()> {
+        Ok(self.print(format_args!("\n{heading}\n{}\n", extjson::to_libbson_json(op)?))?)
+    }
+
+    /// Prints a reply (the C example's wording: its replies all come from files).
+    pub fn print_reply(&self, reply: &RawDocument) -> IoResult<()> {
+        Ok(self.print(format_args!("\nmocking reply from file:\n{}\n", extjson::to_libbson_json(reply)?))?)
+    }
+
     /// Prints the request, then the reply read from `file`, and returns the reply.
     fn mongo(&self, heading: &str, op: &RawDocument, file: &str) -> IoResult<RawDocumentBuf> {
-        self.print(format_args!("\n{heading}\n{}\n", extjson::to_libbson_json(op)?))?;
+        self.print_request(heading, op)?;
         let reply = read_json(&self.dir.join(file))?;
-        self.print(format_args!("\nmocking reply from file:\n{}\n", extjson::to_libbson_json(&reply)?))?;
+        self.print_reply(&reply)?;
         Ok(reply)
     }
 }
+
+/// The heading of a markings request, as the C example prints it.
+pub const MARKINGS_HEADING: &str = "running cmd on mongocryptd with this schema:";
 
 impl<W: Write> StateMachineIo for PrintingIo<W> {
     fn list_collections(&self, _db: Option<&str>, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
@@ -109,7 +138,10 @@ impl<W: Write> StateMachineIo for PrintingIo<W> {
     }
 
     fn mark_command(&self, command: &RawDocument) -> IoResult<RawDocumentBuf> {
-        self.mongo("running cmd on mongocryptd with this schema:", command, "mongocryptd-reply.json")
+        self.print_request(MARKINGS_HEADING, command)?;
+        let reply = self.mongocryptd.mark_command(DB, command)?;
+        self.print_reply(&reply)?;
+        Ok(reply)
     }
 
     fn find_keys(&self, filter: &RawDocument) -> IoResult<Vec<RawDocumentBuf>> {
@@ -129,7 +161,7 @@ impl<W: Write> StateMachineIo for PrintingIo<W> {
 /// Runs the four operations of the C example, printing to `out` what the C program prints.
 pub fn run(out: &mut impl Write) -> Result<(), Box<dyn StdError + Send + Sync>> {
     let dir = data_dir();
-    let io = PrintingIo::new(&mut *out, dir.clone());
+    let io = PrintingIo::new(&mut *out, dir.clone())?;
     // The C example sets only AWS credentials (`mongocrypt_setopt_kms_provider_aws`): the key vault's one key is
     // wrapped by AWS KMS.
     let crypt = Crypt::builder().kms_providers(&KmsProviders::new().aws("aws", "example", "example", None))?.build()?;
@@ -140,7 +172,7 @@ pub fn run(out: &mut impl Write) -> Result<(), Box<dyn StdError + Send + Sync>> 
 
     io.print(format_args!("******* ENCRYPTION *******\n\n"))?;
     let cmd = read_json(&dir.join("cmd.json"))?;
-    let mut ctx = crypt.ctx().encrypt("test", &cmd)?;
+    let mut ctx = crypt.ctx().encrypt(DB, &cmd)?;
     let encrypted = sm::run(&mut ctx, &io)?.ok_or("encryption gave no result")?;
     final_bson(&encrypted)?;
 
@@ -171,6 +203,104 @@ fn main() {
     if let Err(e) = run(&mut stdout.lock()) {
         eprintln!("\ngot error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// A stand-in for mongocryptd on a loopback port: what the real one does on the wire, for one reply. It answers the
+/// handshake (`hello`, `isMaster`) as mongocryptd does (`iscryptd: true`) and every other command with the reply
+/// it was given, in OP_MSG (a 16-byte header: length, request id, the id answered, op code 2013; flag bits; a
+/// section of kind 0 holding the body).
+pub mod stand_in_mongocryptd {
+    use std::io::{self, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+
+    use libmongocrypt::bson::{rawdoc, RawDocument, RawDocumentBuf};
+
+    /// OP_MSG's op code.
+    const OP_MSG: i32 = 2013;
+    /// The smallest OP_MSG (a header, flag bits, a section kind and an empty document) and mongod's largest.
+    const MESSAGE_LENGTHS: std::ops::RangeInclusive<usize> = 26..=48_000_000;
+
+    /// A stand-in serving on its own threads until dropped.
+    pub struct StandIn {
+        address: SocketAddr,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl StandIn {
+        /// Listens on a port of 127.0.0.1 the system picks, answering every command but the handshake with
+        /// `reply`.
+        pub fn start(reply: RawDocumentBuf) -> io::Result<StandIn> {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let address = listener.local_addr()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            let reply = Arc::new(reply);
+            thread::Builder::new().name("stand-in mongocryptd".into()).spawn(move || {
+                for stream in listener.incoming() {
+                    if stopped.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let reply = reply.clone();
+                    // One thread per connection, ending when the client closes it (or sends what is not OP_MSG).
+                    if let Ok(stream) = stream {
+                        let _ = thread::Builder::new().spawn(move || serve(stream, &reply));
+                    }
+                }
+            })?;
+            Ok(StandIn { address, stop })
+        }
+
+        /// `mongodb://127.0.0.1:<port>`.
+        pub fn uri(&self) -> String {
+            format!("mongodb://{}", self.address)
+        }
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            // Wakes the accept loop, which then sees `stop`.
+            let _ = TcpStream::connect(self.address);
+        }
+    }
+
+    /// Answers the requests of one connection until it closes or sends something else than OP_MSG.
+    fn serve(mut stream: TcpStream, reply: &RawDocument) -> io::Result<()> {
+        let handshake = rawdoc! { "ismaster": true, "iscryptd": true, "maxWireVersion": 21, "ok": 1 };
+        loop {
+            let mut header = [0u8; 16];
+            stream.read_exact(&mut header)?;
+            let field = |at: usize| i32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+            let (length, request_id, op_code) = (field(0), field(4), field(12));
+            let length = usize::try_from(length).ok().filter(|l| MESSAGE_LENGTHS.contains(l));
+            let (Some(length), OP_MSG) = (length, op_code) else { return Ok(()) };
+            let mut rest = vec![0u8; length - header.len()];
+            stream.read_exact(&mut rest)?;
+            // Flag bits (4 bytes), then a section of kind 0: the command.
+            let Ok(command) = RawDocument::from_bytes(&rest[5..]) else { return Ok(()) };
+            let name = command.into_iter().next().and_then(Result::ok).map(|(key, _)| key.to_string());
+            let body = match name.as_deref() {
+                Some("hello" | "isMaster" | "ismaster") => &handshake,
+                _ => reply,
+            };
+            stream.write_all(&op_msg(request_id, body))?;
+        }
+    }
+
+    /// An OP_MSG answering `response_to` with `body`.
+    fn op_msg(response_to: i32, body: &RawDocument) -> Vec<u8> {
+        let length = 16 + 4 + 1 + body.as_bytes().len();
+        let mut message = Vec::with_capacity(length);
+        for field in [length as i32, 0, response_to, OP_MSG, 0] {
+            message.extend_from_slice(&field.to_le_bytes());
+        }
+        message.push(0);
+        message.extend_from_slice(body.as_bytes());
+        message
     }
 }
 

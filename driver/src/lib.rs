@@ -17,8 +17,18 @@
 //! | getKey, getKeys, deleteKey | [`get_key`](ClientEncryption::get_key), [`get_keys`](ClientEncryption::get_keys), [`delete_key`](ClientEncryption::delete_key) |
 //! | addKeyAltName, removeKeyAltName, getKeyByAltName | [`add_key_alt_name`](ClientEncryption::add_key_alt_name), [`remove_key_alt_name`](ClientEncryption::remove_key_alt_name), [`get_key_by_alt_name`](ClientEncryption::get_key_by_alt_name) |
 //!
-//! [`InMemoryKeyVault`] is a key vault for tests and examples. This crate has no network dependency: the driver's
-//! client does the key vault's I/O, and its KMS I/O (or `libmongocrypt-kms`'s) the KMS requests.
+//! [`InMemoryKeyVault`] is a key vault for tests and examples. The driver's client does the key vault's I/O, and
+//! its KMS I/O (or `libmongocrypt-kms`'s) the KMS requests.
+//!
+//! For automatic encryption, the spec's rules around libmongocrypt:
+//!
+//! - [`mongocryptd`]: whether to use mongocryptd, spawning it (and respawning it once after a server-selection
+//!   error), its client's settings, and a minimal client (OP_MSG, the handshake, the markings command; blocking, and
+//!   async with feature `tokio`) for callers with no MongoDB client of their own. It is this crate's only I/O;
+//! - [`CryptSharedOpts`]: where libmongocrypt looks for crypt_shared (`$SYSTEM`, `cryptSharedLibPath`),
+//!   `cryptSharedLibRequired`, the loaded version, and one library per process;
+//! - an operation's `timeoutMS` is the runner's deadline: [`ClientEncryption::with_runner`] with
+//!   [`Runner::timeout`](libmongocrypt::Runner::timeout).
 //!
 //! ```
 //! use libmongocrypt::bson::{doc, Bson};

@@ -133,7 +133,7 @@ fn the_example_finishes_on_a_ctx_whose_crypt_was_dropped() {
     let crypt = crypt.build().unwrap();
     let mut ctx = crypt.ctx().encrypt("test", &example::read_json(&dir.join("cmd.json")).unwrap()).unwrap();
     drop(crypt);
-    let io = example::PrintingIo::new(Vec::new(), dir);
+    let io = example::PrintingIo::new(Vec::new(), dir).expect("the example's I/O starts its stand-in mongocryptd");
     let encrypted = libmongocrypt::state_machine::run(&mut ctx, &io).unwrap().unwrap();
     assert!(encrypted.get_document("filter").unwrap().get_binary("ssn").is_ok());
 }

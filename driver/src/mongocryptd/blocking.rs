@@ -3,10 +3,9 @@
 use std::future::{ready, Future};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
 
 use super::connection::{remaining, Connector, Transport};
@@ -81,10 +80,7 @@ impl std::fmt::Debug for MongocryptdClient {
 /// Runs a future of the blocking face, which is ready at its first poll: every future [`Blocking`] returns is
 /// `std::future::ready`, so nothing in the connector ever waits.
 fn finish<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("the blocking transport's futures are all ready at once"),
-    }
+    future.now_or_never().expect("the blocking transport's futures are all ready at once")
 }
 
 /// std's blocking sockets, with the socket timeout set to what remains of the deadline before each call.
