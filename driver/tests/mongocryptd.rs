@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use libmongocrypt::bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
-use libmongocrypt::state_machine::{run, IoResult, StateMachineIo};
-use libmongocrypt::{Crypt, KmsCtx, KmsProviders};
+use libmongocrypt::state_machine::{run, IoKind, IoResult, RunError, Runner, StateMachineIo};
+use libmongocrypt::{Crypt, KmsCtx, KmsProviders, State};
 use libmongocrypt_driver::mongocryptd::{
     DriverInfo, Mongocryptd, MongocryptdClient, MongocryptdClientSettings, MongocryptdError, MongocryptdOptions,
     MongocryptdUse, NotUsedReason, Step, WireError,
@@ -470,6 +470,23 @@ fn a_silent_server_times_out_at_the_deadline() {
         "{err:?}"
     );
     assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[test]
+fn inside_a_run_the_operation_deadline_bounds_the_markings_command() {
+    // The client's own command timeout is 20 s; the run's is 300 ms, and ends the silent command.
+    let server = Server::start(as_mongocryptd(|_| Answer(Vec::new(), After::Hold)));
+    let client = client_of(&server, Duration::from_secs(20));
+    let io = example_io(|command| Ok(client.mark_command("test", command)?));
+    let crypt = aws_crypt();
+    let mut ctx = crypt.ctx().encrypt("test", &fixture("cmd.json")).unwrap();
+    let start = Instant::now();
+    let err = Runner::new().timeout(Duration::from_millis(300)).run(&mut ctx, &io).unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(matches!(err, RunError::Timeout { state: State::NeedMongoMarkings, io: IoKind::Markings, .. }), "{err:?}");
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(ctx.state(), State::Error);
+    assert_eq!(server.commands(), ["isMaster", "find"]);
 }
 
 #[test]

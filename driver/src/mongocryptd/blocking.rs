@@ -26,6 +26,10 @@ use super::MongocryptdClientSettings;
 /// Replies are read bounded (at most `maxMessageSizeBytes`, 48 MB) and checked (their `responseTo`, their
 /// framing, their BSON). It is `Sync`: concurrent commands each use a connection of their own.
 ///
+/// Called by the runner (from [`StateMachineIo::mark_command`](libmongocrypt::StateMachineIo::mark_command)), every
+/// step also ends by the operation's deadline ([`Runner::timeout`](libmongocrypt::Runner::timeout), read through
+/// [`io_deadline`](libmongocrypt::state_machine::io_deadline)).
+///
 /// The host name is resolved with the system's resolver, which has no deadline of its own (`localhost`, the
 /// default, comes from the hosts file).
 pub struct MongocryptdClient {

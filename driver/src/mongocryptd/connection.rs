@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libmongocrypt::bson::{RawDocument, RawDocumentBuf};
+use libmongocrypt::state_machine::io_deadline;
 
 use super::error::{MongocryptdError, Step};
 use super::handshake::{client_metadata, hello_body, DriverInfo};
@@ -44,11 +45,14 @@ pub(crate) trait Transport {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
-/// `now + timeout`, or an error for a timeout past the end of time.
+/// `now + timeout`, or sooner: the operation's deadline when a runner calls (`io_deadline`, set while the runner's
+/// I/O call runs or its future is polled), so that a markings command inside a run with `timeoutMS` ends with it.
+/// An error for a timeout past the end of time.
 pub(crate) fn deadline_after(timeout: Duration) -> Result<Instant, MongocryptdError> {
-    Instant::now().checked_add(timeout).ok_or_else(|| {
+    let own = Instant::now().checked_add(timeout).ok_or_else(|| {
         MongocryptdError::InvalidSettings(format!("a timeout of {timeout:?} ends past the end of the clock"))
-    })
+    })?;
+    Ok(io_deadline().map_or(own, |operation| own.min(operation)))
 }
 
 /// What remains until `deadline`, or [`io::ErrorKind::TimedOut`].
