@@ -14,6 +14,7 @@ use super::{AwsCredentials, CredentialsErrorKind};
 
 /// The SDK's chain, bounded by `timeout`; needs a tokio runtime with I/O and time.
 pub(crate) async fn credentials(timeout: Duration) -> Result<AwsCredentials, CredentialsErrorKind> {
+    let timeout = super::within_operation(timeout);
     let sdk = async {
         let http_client =
             aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();

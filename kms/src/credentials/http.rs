@@ -122,6 +122,7 @@ impl Transport for Blocking {
 /// One request with `ureq`: no proxy (the metadata servers are link-local), no redirects, error statuses returned
 /// as replies, the whole exchange bounded by `timeout` and the reply by [`MAX_REPLY`].
 pub(crate) fn send_blocking(request: &HttpRequest, timeout: Duration) -> Result<HttpResponse, CredentialsErrorKind> {
+    let timeout = super::within_operation(timeout);
     let url = &request.url;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         // ureq adds the timeout to an Instant: one past what an Instant holds is no limit.

@@ -40,6 +40,7 @@ impl Transport for Tokio {
                 return send_blocking(&request, timeout);
             }
             let url = request.url.clone();
+            let timeout = super::within_operation(timeout);
             match tokio::time::timeout(timeout, exchange(request)).await {
                 Ok(result) => result,
                 Err(_) => Err(CredentialsErrorKind::Timeout { url, after: timeout }),

@@ -115,13 +115,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 use libmongocrypt::bson::{doc, Document, RawDocumentBuf};
 use zeroize::Zeroizing;
 
-use libmongocrypt::state_machine::IoError;
+use libmongocrypt::state_machine::{io_deadline, IoError};
 use libmongocrypt::Ctx;
 use libmongocrypt::Error;
 use libmongocrypt::KmsProviders;
@@ -451,6 +451,13 @@ impl CredentialsFetcher {
         }
         Ok(out)
     }
+}
+
+/// `timeout`, or what remains of the operation's deadline when a runner calls ([`io_deadline`]: set while the
+/// runner's `kms_credentials` call runs or its future is polled), whichever ends first: a fetch inside a run with
+/// `timeoutMS` ends with it.
+pub(crate) fn within_operation(timeout: Duration) -> Duration {
+    io_deadline().map_or(timeout, |deadline| timeout.min(deadline.saturating_duration_since(Instant::now())))
 }
 
 fn to_raw(providers: &KmsProviders) -> Result<RawDocumentBuf, CredentialsError> {

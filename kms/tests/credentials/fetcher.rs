@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Document, RawDocument, RawDocumentBuf};
-use libmongocrypt::state_machine::{run, IoResult, RunError, StateMachineIo};
+use libmongocrypt::state_machine::{run, IoKind, IoResult, RunError, Runner, StateMachineIo};
 use libmongocrypt::{Crypt, KeyEncryptionKey, KmsCtx, KmsProviders, State};
 use libmongocrypt_kms::credentials::{on_demand_providers, CredentialsErrorKind, CredentialsFetcher};
 use libmongocrypt_kms::tls::KmsTransport;
@@ -199,6 +199,32 @@ async fn credentials_timeout_stalled_metadata_server_async() {
     let elapsed = started.elapsed();
     assert!(matches!(err.kind(), CredentialsErrorKind::Timeout { .. }), "{err}");
     assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(2), "took {elapsed:?}");
+}
+
+/// Inside a run, the fetch ends by the operation's deadline (300 ms) rather than the fetcher's timeout (20 s): the
+/// run fails with its timeout in NEED_KMS_CREDENTIALS, and the ctx is left in ERROR.
+#[test]
+fn credentials_fetch_ends_by_the_operation_deadline() {
+    let metadata = metadata_server(|_| Reply::Stall(Duration::from_secs(20)));
+    let providers = KmsProviders::new().on_demand("gcp");
+    let io = OnDemandIo {
+        kms: KmsTransport::builder().build().unwrap(),
+        credentials: CredentialsFetcher::for_kms_providers(&providers)
+            .gcp_endpoint(format!("http://{}{GCP_PATH}", metadata.addr()))
+            .timeout(Duration::from_secs(20)),
+    };
+    let crypt = on_demand_crypt(&providers);
+    let kek = KeyEncryptionKey::gcp("gcp", "p", "l", "r", "k");
+    let mut ctx = crypt.ctx().key_encryption_key(&kek).unwrap().datakey().unwrap();
+    let started = Instant::now();
+    let err = Runner::new().timeout(Duration::from_millis(300)).run(&mut ctx, &io).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(err, RunError::Timeout { state: State::NeedKmsCredentials, io: IoKind::KmsCredentials, .. }),
+        "{err}"
+    );
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(ctx.state(), State::Error);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
