@@ -182,7 +182,7 @@ pub enum WireError {
         received: usize,
     },
     /// `messageLength` is below the smallest OP_MSG or above `maxMessageSizeBytes` (48,000,000).
-    #[error("messageLength {0} is outside {min}..={max}", min = super::wire::MIN_MESSAGE_LEN, max = super::wire::MAX_MESSAGE_LEN)]
+    #[error("messageLength {0} is outside 26..=48000000")]
     MessageLength(i32),
     /// `responseTo` is not the request's `requestID`.
     #[error("responseTo {actual} does not answer requestID {expected}")]

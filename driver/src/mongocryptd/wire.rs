@@ -11,9 +11,10 @@ use super::error::{MongocryptdError, WireError};
 const HEADER_LEN: usize = 16;
 /// OP_MSG's `opCode`.
 const OP_MSG: i32 = 2013;
-/// The smallest OP_MSG: the header, flagBits, and one kind-0 section holding the empty document.
+/// The smallest OP_MSG: the header, flagBits, and one kind-0 section holding the empty document (26 bytes, as
+/// [`WireError::MessageLength`] says).
 pub(crate) const MIN_MESSAGE_LEN: usize = HEADER_LEN + 4 + 1 + 5;
-/// The server's default `maxMessageSizeBytes`.
+/// The server's default `maxMessageSizeBytes` (as [`WireError::MessageLength`] says).
 pub(crate) const MAX_MESSAGE_LEN: usize = 48_000_000;
 /// How much more of a reply is buffered at a time, so that a `messageLength` claimed but not sent costs nothing.
 const READ_CHUNK: usize = 64 * 1024;
@@ -308,6 +309,13 @@ pub(crate) fn parse_uri(uri: &str) -> Result<Address, MongocryptdError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_message_length_error_names_the_bounds() {
+        let message = WireError::MessageLength(1).to_string();
+        assert!(message.ends_with(&format!("{MIN_MESSAGE_LEN}..={MAX_MESSAGE_LEN}")), "{message}");
+    }
+
     use super::*;
     use libmongocrypt::bson::{doc, rawdoc};
 
