@@ -268,7 +268,7 @@ docsrs_build() {
     echo "docs.rs build SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
     return
   fi
-  python3 - <<'PY' >"$root/target/docsrs-crates"
+  python3 - <<'PY' >"$root/target/docsrs-crates" || return 1
 import json, subprocess
 m = json.loads(subprocess.check_output(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"]))
 for p in m["packages"]:
@@ -276,12 +276,15 @@ for p in m["packages"]:
         docs = (p.get("metadata") or {}).get("docs", {}).get("rs", {})  # [package.metadata.docs.rs]
         print(p["name"], ",".join(docs.get("features", [])))
 PY
-  local crate docs_features
+  # A side job runs as the left side of `||`, where `set -e` does not stop it: each failure is counted.
+  local crate docs_features failed=0
   while read -r crate docs_features; do
     echo "+ cargo +nightly doc --no-deps --locked -p $crate ${docs_features:+--features $docs_features}"
     RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR="$root/target/docsrs" \
-      cargo +nightly doc --no-deps --locked -p "$crate" ${docs_features:+--features "$docs_features"}
+      cargo +nightly doc --no-deps --locked -p "$crate" ${docs_features:+--features "$docs_features"} ||
+      { echo "FAIL: the docs.rs build of $crate"; failed=1; }
   done <"$root/target/docsrs-crates"
+  return "$failed"
 }
 
 cross_checks() {
@@ -431,22 +434,25 @@ if want dynamic; then
   timings+=("dynamic: $((SECONDS - t0))s")
 fi
 
-if want fuzz; then
-  header "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-6} s, on libmongocrypt 1.21.0"
-  t0=$SECONDS
-  (
-    # On the nocrypto 1.21.0: the Rust provider does every primitive, and leak detection is on. Debian's 1.7.2 gets
-    # the bounded deterministic fuzz of tests/fuzz_inputs.rs and valgrind instead (a second instrumented build of
-    # the workspace here cost two minutes of CI); `scripts/fuzz.sh TARGET SECONDS` runs on any build by hand.
-    export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
-    PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1)
-    export PKG_CONFIG_PATH
-    for fuzz_target in $(scripts/fuzz.sh list); do
-      run scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-6}"
-    done
-  )
-  timings+=("fuzz: $((SECONDS - t0))s")
-fi
+# fuzz: beside the steps that follow, at low priority (a fuzz run's length is its own time limit, not a timing).
+# On the nocrypto 1.21.0: the Rust provider does every primitive, and leak detection is on. Debian's 1.7.2 gets the
+# bounded deterministic fuzz of tests/fuzz_inputs.rs and valgrind instead (a second instrumented build of the
+# workspace here cost two minutes of CI); `scripts/fuzz.sh TARGET SECONDS` runs on any build by hand.
+fuzz_all() {
+  export MONGOCRYPT_NO_VENDOR=1 FUZZ_SKIP_WITHOUT_NIGHTLY=1 FUZZ_TARGET_DIR="$root/target/fuzz"
+  PKG_CONFIG_PATH=$(vendor/provision latest | tail -n1)
+  export PKG_CONFIG_PATH
+  echo "every cargo-fuzz target for ${FUZZ_SECONDS:-6} s, on libmongocrypt 1.21.0"
+  # A side job runs as the left side of `||`, where `set -e` does not stop it: each failure is counted.
+  local targets failed=0
+  targets=$(scripts/fuzz.sh list) || return 1
+  for fuzz_target in $targets; do
+    echo "+ scripts/fuzz.sh $fuzz_target ${FUZZ_SECONDS:-6}"
+    scripts/fuzz.sh "$fuzz_target" "${FUZZ_SECONDS:-6}" || { echo "FAIL: fuzz target $fuzz_target"; failed=1; }
+  done
+  return "$failed"
+}
+want fuzz && side fuzz fuzz_all
 
 if want static; then
   header "static: Debian libmongocrypt $system_version, linked statically (MONGOCRYPT_STATIC=1)"
