@@ -15,9 +15,11 @@
 //! includes this file and runs [`run`] against the reference. [`extjson`] is the one extended JSON reader of the
 //! repository: the tests include this file (through `tests/common`) to read their data files with it.
 //!
-//! It needs only the `libmongocrypt` crate, whose I/O is the driver's. A driver that wants ready-made KMS I/O adds
-//! `libmongocrypt-kms` too, and its `kms_request` becomes one line: `self.kms.kms_request(kms)` with a
-//! `libmongocrypt_kms::tls::KmsTransport` (on-demand credentials: `libmongocrypt_kms::credentials`).
+//! It needs the `libmongocrypt` crate, whose I/O is the driver's, and `libmongocrypt-driver` for its mongocryptd
+//! client (a driver with a MongoDB client of its own sends the markings command with that instead). A driver that
+//! wants ready-made KMS I/O adds `libmongocrypt-kms` too, and its `kms_request` becomes one line:
+//! `self.kms.kms_request(kms)` with a `libmongocrypt_kms::tls::KmsTransport` (on-demand credentials:
+//! `libmongocrypt_kms::credentials`).
 
 use std::error::Error as StdError;
 use std::io::Write;
