@@ -400,6 +400,10 @@ if want package; then
     # Every publishable crate, in dependency order, each verified against the others as packaged (cargo >= 1.90
     # overlays the unpublished workspace crates on the registry). The sizes are in the "Packaged" lines.
     t1=$SECONDS
+    # That overlay unpacks each .crate under $CARGO_HOME/registry/src/-<hash of the target dir>/ and, finding a
+    # `.cargo-ok` there, reuses what an earlier run of a checkout at the same path unpacked: an older libmongocrypt
+    # then fails the driver's verification. Our crates are on no registry, so every unpacked copy of them is stale.
+    rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/libmongocrypt-*
     run cargo publish --workspace --dry-run --locked --allow-dirty
     echo "package: publish dry-run $((SECONDS - t1))s"
     # The checked-in bindings are bindgen's output for the 1.21.1 header (feature bindgen, so libclang).
