@@ -110,8 +110,9 @@ impl CryptBuilder {
 
     /// The legacy AWS setter (`mongocrypt_setopt_kms_provider_aws`); prefer [`kms_providers`](Self::kms_providers).
     pub fn kms_provider_aws(self, access_key_id: &str, secret_access_key: &str) -> Result<CryptBuilder> {
-        let (id, id_len) = str_arg(access_key_id)?;
-        let (secret, secret_len) = str_arg(secret_access_key)?;
+        // Both wiped: credentials, and a key id is often pasted where the secret goes.
+        let (id, id_len) = secret_arg(access_key_id)?;
+        let (secret, secret_len) = secret_arg(secret_access_key)?;
         // SAFETY: before init; both strings are copied by libmongocrypt and live for the call.
         let ok = unsafe {
             sys::mongocrypt_setopt_kms_provider_aws(self.ptr(), id.as_ptr(), id_len, secret.as_ptr(), secret_len)
@@ -449,22 +450,45 @@ fn path_arg(path: &Path) -> Result<CString> {
     CString::new(bytes).map_err(|_| Error::invalid("path contains a NUL byte"))
 }
 
-/// A string argument for setopts that take `(const char *, int32_t len)`. It is NUL-terminated although the length
-/// is passed: several of them copy with `bson_strndup`, which reads one byte past `len`.
-///
-/// Some are secrets (`kms_provider_aws`'s secret access key), so the copy is wiped when dropped, whether
-/// libmongocrypt took it or refused it; a string with a NUL byte is refused before anything is copied.
+/// A string argument for the setopts and inits that take `(const char *, int32_t len)`: a name (database,
+/// algorithm, region, endpoint), never a secret (see [`secret_arg`]). It is NUL-terminated although the length is
+/// passed: several of them copy with `bson_strndup`, which reads one byte past `len`. A string with a NUL byte is
+/// refused.
 #[inline]
 pub(crate) fn str_arg(s: &str) -> Result<(StrArg, i32)> {
+    let len = c_len(s)?;
+    let copy = if s.len() < INLINE {
+        let mut bytes = [0; INLINE];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        StrArg::Inline(bytes)
+    } else {
+        StrArg::Heap(nul_terminated(s))
+    };
+    Ok((copy, len))
+}
+
+/// [`str_arg`] for a secret (`kms_provider_aws`'s credentials): always on the heap, where a move cannot leave
+/// a copy behind, and wiped when dropped, whether libmongocrypt took it or refused it.
+pub(crate) fn secret_arg(s: &str) -> Result<(SecretArg, i32)> {
+    let len = c_len(s)?;
+    Ok((SecretArg(nul_terminated(s)), len))
+}
+
+#[inline]
+fn c_len(s: &str) -> Result<i32> {
     let len = i32::try_from(s.len()).map_err(|_| bad_str("string longer than 2 GiB"))?;
     if s.as_bytes().contains(&0) {
         return Err(bad_str("string contains a NUL byte"));
     }
-    // Sized up front: one allocation, never grown, so no unwiped copy is left behind by a reallocation.
+    Ok(len)
+}
+
+/// Sized up front: one allocation, never grown, so no unwiped copy is left behind by a reallocation.
+fn nul_terminated(s: &str) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(s.len() + 1);
     bytes.extend_from_slice(s.as_bytes());
     bytes.push(0);
-    Ok((StrArg(bytes), len))
+    bytes
 }
 
 #[cold]
@@ -472,20 +496,71 @@ fn bad_str(why: &'static str) -> Error {
     Error::invalid(why)
 }
 
-/// The NUL-terminated copy [`str_arg`] makes, wiped (its whole allocation) when dropped.
-pub(crate) struct StrArg(Vec<u8>);
+/// The longest name, plus its NUL, that [`str_arg`] copies onto the stack: a database name (MongoDB's limit is 64
+/// bytes), an algorithm or a region. A heap copy costs an allocation and a free on every automatic encryption,
+/// about a tenth of the binding's own instructions on that path (issue 21, BENCHMARKS.md).
+const INLINE: usize = 64;
+
+/// The NUL-terminated copy [`str_arg`] makes.
+pub(crate) enum StrArg {
+    /// A name shorter than [`INLINE`], then zeros.
+    Inline([u8; INLINE]),
+    Heap(Vec<u8>),
+}
 
 impl StrArg {
     /// The C string, valid while `self` lives.
     #[inline]
     pub(crate) fn as_ptr(&self) -> *const c_char {
+        match self {
+            StrArg::Inline(bytes) => bytes.as_ptr().cast(),
+            StrArg::Heap(bytes) => bytes.as_ptr().cast(),
+        }
+    }
+}
+
+/// The NUL-terminated copy [`secret_arg`] makes, wiped (its whole allocation) when dropped.
+pub(crate) struct SecretArg(Vec<u8>);
+
+impl SecretArg {
+    /// The C string, valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *const c_char {
         self.0.as_ptr().cast()
     }
 }
 
-impl Drop for StrArg {
-    #[inline]
+impl Drop for SecretArg {
     fn drop(&mut self) {
         self.0.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c_string(arg: &StrArg) -> &CStr {
+        // SAFETY: str_arg's copies are NUL-terminated and live as long as `arg`.
+        unsafe { CStr::from_ptr(arg.as_ptr()) }
+    }
+
+    #[test]
+    fn names_go_nul_terminated_on_the_stack_or_the_heap() {
+        for name in ["", "db", &"d".repeat(INLINE - 1), &"d".repeat(INLINE), &"d".repeat(1000)] {
+            let (arg, len) = str_arg(name).unwrap();
+            assert_eq!(len as usize, name.len());
+            assert_eq!(c_string(&arg).to_bytes(), name.as_bytes());
+            assert_eq!(matches!(arg, StrArg::Inline(_)), name.len() < INLINE, "{}", name.len());
+        }
+        let (secret, len) = secret_arg("s3cret").unwrap();
+        assert_eq!((secret.0.as_slice(), len), (&b"s3cret\0"[..], 6));
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused() {
+        for s in ["a\0b", "\0", &format!("{}\0", "x".repeat(100))] {
+            assert!(matches!(str_arg(s).err(), Some(Error::InvalidArgument(m)) if m.contains("NUL")), "{s:?}");
+            assert!(matches!(secret_arg(s).err(), Some(Error::InvalidArgument(m)) if m.contains("NUL")), "{s:?}");
+        }
     }
 }
