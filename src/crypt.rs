@@ -498,7 +498,7 @@ fn bad_str(why: &'static str) -> Error {
 
 /// The longest name, plus its NUL, that [`str_arg`] copies onto the stack: a database name (MongoDB's limit is 64
 /// bytes), an algorithm or a region. A heap copy costs an allocation and a free on every automatic encryption,
-/// about a tenth of the binding's own instructions on that path (issue 21, BENCHMARKS.md).
+/// about 90 instructions per operation (issue 21, BENCHMARKS.md).
 const INLINE: usize = 64;
 
 /// The NUL-terminated copy [`str_arg`] makes.
