@@ -87,6 +87,38 @@ fn builder_to(server: &PyKmip) -> KmsTransportBuilder {
     KmsTransport::builder().resolver(move |_, _| Ok(vec![addr])).timeout(Duration::from_secs(10))
 }
 
+/// A PyKMIP server with mutual TLS, and a transport that reaches provider `kmip` on it through OpenSSL with the
+/// client's certificate: the setup of the blocking and async faces' main tests.
+struct MutualTlsKmip {
+    pki: RsaPki,
+    server: PyKmip,
+    files: Files,
+    /// `localhost:<port>`.
+    endpoint: String,
+    providers: KmsProviders,
+    /// The `kmip` TLS options (CA and client certificate files).
+    tls: Document,
+    transport: KmsTransport,
+}
+
+impl MutualTlsKmip {
+    fn start(tag: &str) -> MutualTlsKmip {
+        let pki = RsaPki::new();
+        let server = PyKmip::start(tag, &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
+        let files = Files::new(tag);
+        let endpoint = format!("localhost:{}", server.addr.port());
+        let providers = KmsProviders::new().kmip("kmip", &endpoint);
+        let tls = tls_document(&files, &pki, true);
+        let transport = builder_to(&server)
+            .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone() })
+            .unwrap()
+            .openssl_for("kmip")
+            .build()
+            .unwrap();
+        MutualTlsKmip { pki, server, files, endpoint, providers, tls, transport }
+    }
+}
+
 /// A data key of `kek` through the runner; returns the key document.
 fn create_key(crypt: &Crypt, kek: &KeyEncryptionKey, io: &KmipIo) -> RawDocumentBuf {
     let mut ctx = crypt.ctx().key_encryption_key(kek).unwrap().datakey().unwrap();
@@ -136,18 +168,7 @@ fn master_key(key: &RawDocumentBuf) -> Document {
 
 #[test]
 fn pykmip_keys_encrypt_and_decrypt_and_failures_are_clear() {
-    let pki = RsaPki::new();
-    let server = PyKmip::start("main", &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
-    let files = Files::new("main");
-    let endpoint = format!("localhost:{}", server.addr.port());
-    let providers = KmsProviders::new().kmip("kmip", &endpoint);
-    let tls = tls_document(&files, &pki, true);
-    let transport = builder_to(&server)
-        .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone() })
-        .unwrap()
-        .openssl_for("kmip")
-        .build()
-        .unwrap();
+    let MutualTlsKmip { pki, server, files, endpoint, providers, tls, transport } = MutualTlsKmip::start("main");
 
     // A KMIP data key (libmongocrypt registers 96 bytes of secret data and gets them back), then explicit
     // Deterministic encryption and decryption with it.
@@ -397,18 +418,7 @@ mod on_tokio {
 
     #[test]
     fn pykmip_keys_on_the_async_face_with_openssl() {
-        let pki = RsaPki::new();
-        let server = PyKmip::start("tokio", &pki.ca_pem, &pki.server_pem, &pki.server_key_pem);
-        let files = Files::new("tokio");
-        let endpoint = format!("localhost:{}", server.addr.port());
-        let providers = KmsProviders::new().kmip("kmip", &endpoint);
-        let tls = tls_document(&files, &pki, true);
-        let transport = builder_to(&server)
-            .tls_options_document(&libmongocrypt::bson::doc! { "kmip": tls.clone() })
-            .unwrap()
-            .openssl_for("kmip")
-            .build()
-            .unwrap();
+        let MutualTlsKmip { pki, server, files, providers, transport, .. } = MutualTlsKmip::start("tokio");
         let kms = TokioKmsTransport::new(transport.clone());
         let crypt = Crypt::builder().kms_providers(&providers).unwrap().build().unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
