@@ -7,6 +7,8 @@
 //! the old block behind on every growth, so a `Vec` that grows while a secret is written into it is caught.
 //! libmongocrypt's own copies live on the C heap and are not scanned.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -91,9 +93,9 @@ fn unwiped_frees(f: impl FnOnce()) -> usize {
 }
 
 fn under_valgrind() -> bool {
-    // valgrind preloads its vgpreload_*.so into the program it runs; its allocator replaces this one's system
-    // calls, and reading freed padding would be reported, so the scan is left to native runs.
-    let preloaded = std::env::var("LD_PRELOAD").is_ok_and(|v| v.contains("vgpreload"));
+    // valgrind's allocator replaces this one's system calls, and reading freed padding would be reported, so the
+    // scan is left to native runs.
+    let preloaded = common::under_valgrind();
     if preloaded {
         println!("SKIP: under valgrind");
     }

@@ -20,6 +20,12 @@ pub mod example;
 #[allow(unused_imports)] // Not every test crate uses it.
 pub use example::crlf;
 
+/// Whether this test runs under valgrind (scripts/valgrind.sh), which preloads its `vgpreload_*.so` into the
+/// program: tests that depend on the allocator or on how fast the program runs adapt to it.
+pub fn under_valgrind() -> bool {
+    std::env::var("LD_PRELOAD").is_ok_and(|v| v.contains("vgpreload"))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Files
 
