@@ -149,6 +149,8 @@ for status in "$logs"/*.status; do
       *) why="exit $rc (see $logs/$name.out)" ;;
     esac
     echo "FAIL: $name: $why; log: $log"
+    # The failing tests' panics (libtest's "failures:" section), so that the run's own output says what failed.
+    sed -n '/^failures:$/,/^test result:/p' "$logs/$name.out" | grep -v -E '^ +[0-9]+: |^ +at ' | head -60 || true
     grep -A25 -m3 -E '^==[0-9]+== (Invalid|Conditional|Use of|Syscall|Mismatched|Source and|.*definitely lost)' "$log" | head -80 || true
   fi
 done

@@ -292,12 +292,24 @@ fn a_spawn_failure_names_the_path_and_the_ways_out() {
     assert!(on_path.to_string().starts_with("could not spawn mongocryptd from `mongocryptd` (searched on the PATH)"));
 }
 
-/// Short server selection, so that a test waits a moment for mongocryptd to be missing.
-fn quick_settings(uri: String) -> MongocryptdClientSettings {
-    MongocryptdClientSettings {
-        server_selection_timeout: Duration::from_millis(500),
-        ..MongocryptdClientSettings::new(uri)
+/// Short server selection, so that a test waits a moment for mongocryptd to be missing; but long enough for a
+/// connection and its handshake, which under valgrind can take more than half a second.
+fn selection_timeout() -> Duration {
+    if common::under_valgrind() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(500)
     }
+}
+
+/// An upper bound on how long a call whose command has `command_timeout` may take: server selection, the command,
+/// and two seconds for the scheduler.
+fn ends_within(command_timeout: Duration) -> Duration {
+    selection_timeout() + command_timeout + Duration::from_secs(2)
+}
+
+fn quick_settings(uri: String) -> MongocryptdClientSettings {
+    MongocryptdClientSettings { server_selection_timeout: selection_timeout(), ..MongocryptdClientSettings::new(uri) }
 }
 
 #[test]
@@ -312,9 +324,9 @@ fn a_respawned_stand_in_serves_the_markings_that_finish_the_run() {
     await_closed(port);
     std::fs::remove_file(dir.0.join("stop")).unwrap();
 
-    // A second for server selection: the first fails after it, and the respawned stand-in listens well within it.
+    // Twice the quick server selection: the first fails after it, and the respawned stand-in listens well within it.
     let settings = MongocryptdClientSettings {
-        server_selection_timeout: Duration::from_secs(1),
+        server_selection_timeout: 2 * selection_timeout(),
         ..mongocryptd.client_settings().unwrap().clone()
     };
     let client = MongocryptdClient::new(settings, None).unwrap();
@@ -469,22 +481,24 @@ fn a_silent_server_times_out_at_the_deadline() {
         matches!(err, MongocryptdError::Timeout { step: Step::Command, timeout } if timeout == Duration::from_millis(200)),
         "{err:?}"
     );
-    assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed >= Duration::from_millis(200) && elapsed < ends_within(Duration::from_millis(200)), "{elapsed:?}");
 }
 
 #[test]
 fn inside_a_run_the_operation_deadline_bounds_the_markings_command() {
-    // The client's own command timeout is 20 s; the run's is 300 ms, and ends the silent command.
+    // The client's own command timeout is 20 s; the run's is 300 ms (3 s under valgrind, time enough for the
+    // handshake before it), and ends the silent command.
+    let timeout = if common::under_valgrind() { Duration::from_secs(3) } else { Duration::from_millis(300) };
     let server = Server::start(as_mongocryptd(|_| Answer(Vec::new(), After::Hold)));
     let client = client_of(&server, Duration::from_secs(20));
     let io = example_io(|command| Ok(client.mark_command("test", command)?));
     let crypt = aws_crypt();
     let mut ctx = crypt.ctx().encrypt("test", &fixture("cmd.json")).unwrap();
     let start = Instant::now();
-    let err = Runner::new().timeout(Duration::from_millis(300)).run(&mut ctx, &io).unwrap_err();
+    let err = Runner::new().timeout(timeout).run(&mut ctx, &io).unwrap_err();
     let elapsed = start.elapsed();
     assert!(matches!(err, RunError::Timeout { state: State::NeedMongoMarkings, io: IoKind::Markings, .. }), "{err:?}");
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(5), "{elapsed:?}");
     assert_eq!(ctx.state(), State::Error);
     assert_eq!(server.commands(), ["isMaster", "find"]);
 }
@@ -495,10 +509,10 @@ fn failed_connections_and_handshakes_are_server_selection_errors() {
     let client = MongocryptdClient::new(quick_settings(format!("mongodb://127.0.0.1:{}", free_port())), None).unwrap();
     let start = Instant::now();
     let err = client.mark_command("test", &markings_command()).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(start.elapsed() < ends_within(Duration::ZERO), "{:?}", start.elapsed());
     assert!(err.is_server_selection(), "{err:?}");
     let MongocryptdError::ServerSelection { timeout, last_error, .. } = &err else { unreachable!() };
-    assert_eq!(*timeout, Duration::from_millis(500));
+    assert_eq!(*timeout, selection_timeout());
     assert!(matches!(**last_error, MongocryptdError::Io { step: Step::Connect, .. }), "{last_error:?}");
 
     // The server closes every connection at the handshake: attempts repeat until the timeout.
@@ -619,7 +633,7 @@ mod async_face {
         let start = Instant::now();
         let err = client.mark_command("test", &markings_command()).await.unwrap_err();
         assert!(matches!(err, MongocryptdError::Timeout { step: Step::Command, .. }), "{err:?}");
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(start.elapsed() < ends_within(Duration::from_millis(200)), "{:?}", start.elapsed());
 
         let server = Server::start(as_mongocryptd(|r| {
             let mut bytes = op_msg_reply(r.request_id, &fixture("mongocryptd-reply.json"));

@@ -149,3 +149,10 @@ impl KeyVault for RecordingKeyVault {
         KeyVault::bulk_update(&self.vault, updates)
     }
 }
+
+/// Whether this test runs under valgrind (scripts/valgrind.sh preloads its `vgpreload_*.so`), where the program
+/// runs many times slower: tests that bound how long a step takes give it more time there. (The core crate's
+/// tests/common has the same check; the two test trees share no module.)
+pub fn under_valgrind() -> bool {
+    std::env::var("LD_PRELOAD").is_ok_and(|v| v.contains("vgpreload"))
+}
