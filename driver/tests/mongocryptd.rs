@@ -318,7 +318,8 @@ fn a_respawned_stand_in_serves_the_markings_that_finish_the_run() {
     std::fs::write(dir.0.join("reply.bson"), fixture("mongocryptd-reply.json").as_bytes()).unwrap();
     let port = free_port();
     let mongocryptd = Mongocryptd::start_with(false, stand_in_options(&dir, port, &[])).unwrap();
-    dir.await_spawns(1);
+    // It listens before it is stopped: a stop seen before its bind would let it start serving after the stop.
+    dir.await_listening();
     // mongocryptd goes away (as after its idle shutdown).
     std::fs::write(dir.0.join("stop"), "").unwrap();
     await_closed(port);

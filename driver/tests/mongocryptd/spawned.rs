@@ -66,6 +66,15 @@ impl WorkDir {
         }
         self.spawns()
     }
+
+    /// Waits (at most 10 s) until a stand-in listens: it writes its pid file once it does.
+    pub fn await_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.0.join("mongocryptd.pid").exists() {
+            assert!(Instant::now() < deadline, "no stand-in listens within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for WorkDir {
