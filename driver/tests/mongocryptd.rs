@@ -302,14 +302,20 @@ fn selection_timeout() -> Duration {
     }
 }
 
-/// An upper bound on how long a call whose command has `command_timeout` may take: server selection, the command,
-/// and two seconds for the scheduler.
+/// An upper bound on how long a call whose command has `command_timeout` may take: the connection (which a server
+/// that answers makes quick), the command, and two seconds for the scheduler.
 fn ends_within(command_timeout: Duration) -> Duration {
     selection_timeout() + command_timeout + Duration::from_secs(2)
 }
 
 fn quick_settings(uri: String) -> MongocryptdClientSettings {
     MongocryptdClientSettings { server_selection_timeout: selection_timeout(), ..MongocryptdClientSettings::new(uri) }
+}
+
+/// Ten seconds of server selection, for a server that answers the handshake: a handshake slowed by a loaded
+/// machine must not turn a test of the command into one of server selection.
+fn patient_settings(server: &Server) -> MongocryptdClientSettings {
+    MongocryptdClientSettings { server_selection_timeout: Duration::from_secs(10), ..quick_settings(server.uri()) }
 }
 
 #[test]
@@ -325,9 +331,10 @@ fn a_respawned_stand_in_serves_the_markings_that_finish_the_run() {
     await_closed(port);
     std::fs::remove_file(dir.0.join("stop")).unwrap();
 
-    // Twice the quick server selection: the first fails after it, and the respawned stand-in listens well within it.
+    // Two seconds of server selection (twice the quick one under valgrind): the first fails after it, and the
+    // respawned stand-in listens well within it.
     let settings = MongocryptdClientSettings {
-        server_selection_timeout: 2 * selection_timeout(),
+        server_selection_timeout: Duration::from_secs(2).max(2 * selection_timeout()),
         ..mongocryptd.client_settings().unwrap().clone()
     };
     let client = MongocryptdClient::new(settings, None).unwrap();
@@ -410,7 +417,7 @@ fn the_handshake_follows_the_spec_and_the_markings_finish_the_run() {
 
 /// A client of `server` whose commands have `timeout`.
 fn client_of(server: &Server, timeout: Duration) -> MongocryptdClient {
-    MongocryptdClient::new(quick_settings(server.uri()), None).unwrap().with_command_timeout(timeout)
+    MongocryptdClient::new(patient_settings(server), None).unwrap().with_command_timeout(timeout)
 }
 
 fn markings_command() -> RawDocumentBuf {
@@ -518,7 +525,8 @@ fn failed_connections_and_handshakes_are_server_selection_errors() {
 
     // The server closes every connection at the handshake: attempts repeat until the timeout.
     let server = Server::start(|_| Answer(Vec::new(), After::Close));
-    let err = client_of(&server, Duration::from_secs(5)).mark_command("test", &markings_command()).unwrap_err();
+    let client = MongocryptdClient::new(quick_settings(server.uri()), None).unwrap();
+    let err = client.mark_command("test", &markings_command()).unwrap_err();
     let MongocryptdError::ServerSelection { last_error, .. } = &err else { panic!("{err:?}") };
     assert!(
         matches!(**last_error, MongocryptdError::Wire { step: Step::Handshake, source: WireError::Closed }),
@@ -628,7 +636,7 @@ mod async_face {
     #[tokio::test]
     async fn async_hostile_replies_end_in_typed_errors() {
         let server = Server::start(as_mongocryptd(|_| Answer(Vec::new(), After::Hold)));
-        let client = AsyncMongocryptdClient::new(quick_settings(server.uri()), None)
+        let client = AsyncMongocryptdClient::new(patient_settings(&server), None)
             .unwrap()
             .with_command_timeout(Duration::from_millis(200));
         let start = Instant::now();
@@ -641,7 +649,7 @@ mod async_face {
             bytes[..4].copy_from_slice(&20i32.to_le_bytes());
             Answer(bytes, After::Hold)
         }));
-        let client = AsyncMongocryptdClient::new(quick_settings(server.uri()), None).unwrap();
+        let client = AsyncMongocryptdClient::new(patient_settings(&server), None).unwrap();
         let err = client.mark_command("test", &markings_command()).await.unwrap_err();
         assert!(matches!(err, MongocryptdError::Wire { source: WireError::MessageLength(20), .. }), "{err:?}");
 
