@@ -355,11 +355,22 @@ impl Ctx {
     /// The current state, when it is one of `expected`. Otherwise libmongocrypt is not called, as it would answer
     /// a bare "wrong state" and move the ctx to ERROR: in ERROR this returns the ctx's own error (what libmongocrypt
     /// returns there, unchanged), in any other state [`Error::WrongState`], and the ctx is left as it was.
+    #[inline]
     fn expect_state(&self, operation: &'static str, expected: &'static [State]) -> Result<State> {
-        match self.state() {
-            state if expected.contains(&state) => Ok(state),
-            State::Error => Err(self.status_error()),
-            state => Err(Error::WrongState { operation, expected, state }),
+        let state = self.state();
+        if expected.contains(&state) {
+            return Ok(state);
+        }
+        Err(self.wrong_state(operation, expected, state))
+    }
+
+    /// [`expect_state`](Self::expect_state)'s error, out of the line of every call that passes.
+    #[cold]
+    #[inline(never)]
+    fn wrong_state(&self, operation: &'static str, expected: &'static [State], state: State) -> Error {
+        match state {
+            State::Error => self.status_error(),
+            state => Error::WrongState { operation, expected, state },
         }
     }
 

@@ -20,7 +20,8 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it is a quick smoke run whose numbers mean nothing.
 //! `OVERHEAD_ROUNDS` and `OVERHEAD_TARGET_MS` override the number of rounds and the length of one timed loop;
-//! `OVERHEAD_VERBOSE=1` prints every loop's time.
+//! `OVERHEAD_VERBOSE=1` prints every loop's time. `OVERHEAD_ONLY=auto:1` (or any workload's label) times only the
+//! binding against C on that workload, over 301 short rounds (`OVERHEAD_ROUNDS`), to compare two builds.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -846,6 +847,41 @@ fn run_timed(config: &Config) {
     );
 }
 
+/// `OVERHEAD_ONLY=<workload>`: the binding against C on one workload, over many short rounds (10 ms loops, the
+/// order alternating), for an A/B of two builds that the full run's ±2 % cannot resolve. Its sampling error is
+/// printed; runs of one build still differ by about ±0.5 % from process to process (heap and stack addresses).
+fn run_one(job: Job, rounds: usize) {
+    let envs: Vec<Env> = [Variant::C, Variant::Binding].into_iter().filter(|v| v.available()).map(Env::new).collect();
+    let [c, binding] = envs.as_slice() else {
+        println!("{}: n/a (no native crypto, so no C variant)", job.label());
+        return;
+    };
+    for env in [c, binding] {
+        let work = job.work(env);
+        check(env, &work, &unmeasured_output(env, &work, 1));
+    }
+    let n = calibrate(c, job, Duration::from_millis(10));
+    let ratios: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let (first, second) = if round % 2 == 0 { (c, binding) } else { (binding, c) };
+            let (a, b) = (time(first, job, n).as_secs_f64(), time(second, job, n).as_secs_f64());
+            if round % 2 == 0 {
+                b / a
+            } else {
+                a / b
+            }
+        })
+        .collect();
+    let spread = noise(&ratios);
+    println!(
+        "{} N={n} rounds={rounds}: binding vs c {} (noise ±{:.2}%, standard error of the median ±{:.2}%)",
+        job.label(),
+        pct(median(&ratios)),
+        spread * 100.0,
+        1.2533 * spread * 100.0 / (rounds as f64).sqrt()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Callgrind: instructions per operation, each loop in its own valgrind child.
 
@@ -1034,6 +1070,10 @@ fn main() {
     }
     let smoke = !args.iter().any(|a| a == "--bench");
     let env_num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Ok(label) = std::env::var("OVERHEAD_ONLY") {
+        run_one(Job::parse(&label), env_num("OVERHEAD_ROUNDS").map_or(301, |r| r.max(1) as usize));
+        return;
+    }
     let config = Config {
         smoke,
         rounds: env_num("OVERHEAD_ROUNDS").map_or(if smoke { 1 } else { 31 }, |r| r.max(1) as usize),

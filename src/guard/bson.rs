@@ -23,7 +23,7 @@ pub(crate) fn check_argument(bytes: &[u8], visit: &mut impl Visit) -> Result<()>
         })
     };
     match check_document(bytes, 0, &mut keep) {
-        Ok(()) | Err(BAD_FRAME) => Ok(()),
+        Ok(_) | Err(BAD_FRAME) => Ok(()),
         Err(what) => Err(refused.unwrap_or_else(|| malformed(what))),
     }
 }
@@ -41,31 +41,26 @@ fn malformed(what: &str) -> Error {
 /// Whether `bytes` is one well-formed BSON document all the way down (see [`check_document`]).
 #[cfg(test)]
 fn well_formed(bytes: &[u8]) -> std::result::Result<(), &'static str> {
-    check_document(bytes, 0, &mut |_, _| Ok(()))
+    check_document(bytes, 0, &mut |_, _| Ok(())).map(drop)
 }
 
 /// [`check_document`], and the first top-level element of a type without a value (null, undefined, MinKey,
 /// MaxKey), as its type and name, in the same pass.
 pub(crate) fn well_formed_first_valueless(bytes: &[u8]) -> std::result::Result<Option<(u8, &[u8])>, &'static str> {
-    let len = read_len(bytes, 0)?;
-    if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
-        return Err("bad document length or terminator");
+    match check_document(bytes, 0, &mut |_, _| Ok(())) {
+        Ok(found) => Ok(found.map(|Valueless { kind, name_at, name_end }| (kind, &bytes[name_at..name_end]))),
+        Err(BAD_FRAME) => Err("bad document length or terminator"),
+        Err(what) => Err(what),
     }
-    let end = len - 1;
-    let mut pos = 4;
-    let mut found = None;
-    while pos < end {
-        let kind = bytes[pos];
-        let value_at = skip_cstring(bytes, pos + 1, end)?;
-        pos = match kind {
-            0x06 | 0x0A | 0x7F | 0xFF => {
-                found = found.or(Some((kind, &bytes[pos + 1..value_at - 1])));
-                value_at
-            }
-            _ => skip_value(bytes, kind, value_at, end, 0, &mut |_, _| Ok(()))?,
-        };
-    }
-    Ok(found)
+}
+
+/// The first top-level element of a type without a value (null, undefined, MinKey, MaxKey) that
+/// [`check_document`] met: its type, and where its name starts and ends.
+#[derive(Clone, Copy)]
+struct Valueless {
+    kind: u8,
+    name_at: usize,
+    name_end: usize,
 }
 
 /// [`check_document`]'s error for a top-level document whose frame (length prefix, terminator) is wrong: left to
@@ -76,9 +71,20 @@ const BAD_FRAME: &str = "bad frame";
 const MAX_DEPTH: usize = 200;
 
 /// Checks that `bytes` is one well-formed BSON document all the way down: lengths, terminators and element types,
-/// nested documents included. Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time
-/// per byte where the rest costs time per element.
-fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Walker) -> std::result::Result<(), &'static str> {
+/// nested documents included, and returns its first top-level element without a value (when `depth` is 0).
+/// Strings are not checked for UTF-8: libbson does not rely on it, and it would cost time per byte where the rest
+/// costs time per element.
+///
+/// One function for every caller, its visitor behind `dyn`: a generic walk had a copy of its machine code per
+/// visitor (the command's, the mongocryptd reply's, the marking's inside it), and each was fetched into the
+/// instruction cache on its own; one copy, warmed by the reply's walk, serves the marking's too (callgrind's cache
+/// simulation, BENCHMARKS.md).
+#[inline(never)]
+fn check_document(
+    bytes: &[u8],
+    depth: usize,
+    visit: &mut dyn Walker,
+) -> std::result::Result<Option<Valueless>, &'static str> {
     let frame_error = if depth == 0 { BAD_FRAME } else { "bad document length or terminator" };
     let len = read_len(bytes, 0).map_err(|_| frame_error)?;
     if len < 5 || len != bytes.len() || bytes[len - 1] != 0 {
@@ -91,46 +97,83 @@ fn check_document(bytes: &[u8], depth: usize, visit: &mut impl Walker) -> std::r
 }
 
 /// Checks the elements of the document `depth` deep whose terminator is at `end`, and every document nested in
-/// them. A loop rather than a recursion: a nested document costs a push, not a call, which is most of the cost of
-/// the small documents on the hot path (a command, a mongocryptd reply).
+/// them, and returns the first top-level element without a value. A loop rather than a recursion: a nested
+/// document costs a push, not a call, which is most of the cost of the small documents on the hot path (a command,
+/// a mongocryptd reply). One dispatch on the element's type per element.
+#[inline(always)]
 fn check_elements(
     b: &[u8],
     mut end: usize,
     depth: usize,
-    visit: &mut impl Walker,
-) -> std::result::Result<(), &'static str> {
+    visit: &mut dyn Walker,
+) -> std::result::Result<Option<Valueless>, &'static str> {
     // The terminators of the documents enclosing the one being walked, innermost last; a document's length is an
     // int32, so each fits a u32. Small, as it is cleared on every call: deeper documents recurse.
     let mut outer = [0u32; 8];
     let mut open = 0;
     let mut pos = 4;
+    let mut valueless = None;
     loop {
-        if pos < end {
-            let kind = b[pos];
-            let value_at = skip_cstring(b, pos + 1, end)?;
-            if let (0x03 | 0x04, true) = (kind, open < outer.len()) {
-                let len = read_len(b, value_at)?;
-                let next = value_at.checked_add(len).filter(|&p| p <= end).ok_or("value runs past its document")?;
+        if pos >= end {
+            if open == 0 {
+                return Ok(valueless);
+            }
+            open -= 1;
+            pos = end + 1;
+            end = outer[open] as usize;
+            continue;
+        }
+        let kind = b[pos];
+        let at = skip_cstring(b, pos + 1, end)?;
+        let past =
+            |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
+        pos = match kind {
+            0x06 | 0x0A | 0x7F | 0xFF => {
+                if depth + open == 0 && valueless.is_none() {
+                    valueless = Some(Valueless { kind, name_at: pos + 1, name_end: at - 1 });
+                }
+                at
+            }
+            0x08 => past(at, 1)?,
+            0x10 => past(at, 4)?,
+            0x01 | 0x09 | 0x11 | 0x12 => past(at, 8)?,
+            0x07 => past(at, 12)?,
+            0x13 => past(at, 16)?,
+            0x02 | 0x0D | 0x0E => skip_string(b, at, end)?,
+            0x03 | 0x04 => {
+                let len = read_len(b, at)?;
+                let next = past(at, len)?;
                 if len < 5 || b[next - 1] != 0 {
                     return Err("bad document length or terminator");
                 }
                 if depth + open >= MAX_DEPTH {
                     return Err("documents nested too deeply");
                 }
-                outer[open] = end as u32;
-                open += 1;
-                pos = value_at + 4;
-                end = next - 1;
-            } else {
-                pos = skip_value(b, kind, value_at, end, depth + open, visit)?;
+                if open < outer.len() {
+                    outer[open] = end as u32;
+                    open += 1;
+                    end = next - 1;
+                    at + 4
+                } else {
+                    check_document(&b[at..next], depth + open + 1, visit)?;
+                    next
+                }
             }
-        } else if open > 0 {
-            open -= 1;
-            pos = end + 1;
-            end = outer[open] as usize;
-        } else {
-            return Ok(());
-        }
+            0x05 => {
+                let next = past(at, 5 + read_len(b, at)?)?;
+                visit(b[at + 4], &b[at + 5..next])?;
+                next
+            }
+            0x0B => skip_cstring(b, skip_cstring(b, at, end)?, end)?,
+            0x0C => past(skip_string(b, at, end)?, 12)?,
+            0x0F => {
+                let next = past(at, read_len(b, at)?)?;
+                let scope = skip_string(b, at + 4, next)?;
+                check_document(&b[scope..next], depth + open + 1, visit)?;
+                next
+            }
+            _ => return Err("unknown element type"),
+        };
     }
 }
 
@@ -144,47 +187,6 @@ trait Walker: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str> {}
 
 impl<F: FnMut(u8, &[u8]) -> std::result::Result<(), &'static str>> Walker for F {}
 
-/// The position after the value of type `kind` at `pos`, which must end by `end`.
-#[inline(always)]
-fn skip_value(
-    b: &[u8],
-    kind: u8,
-    pos: usize,
-    end: usize,
-    depth: usize,
-    visit: &mut impl Walker,
-) -> std::result::Result<usize, &'static str> {
-    let past = |from: usize, n: usize| from.checked_add(n).filter(|&p| p <= end).ok_or("value runs past its document");
-    Ok(match kind {
-        0x06 | 0x0A | 0x7F | 0xFF => pos,
-        0x08 => past(pos, 1)?,
-        0x10 => past(pos, 4)?,
-        0x01 | 0x09 | 0x11 | 0x12 => past(pos, 8)?,
-        0x07 => past(pos, 12)?,
-        0x13 => past(pos, 16)?,
-        0x02 | 0x0D | 0x0E => skip_string(b, pos, end)?,
-        0x03 | 0x04 => {
-            let next = past(pos, read_len(b, pos)?)?;
-            check_document(&b[pos..next], depth + 1, visit)?;
-            next
-        }
-        0x05 => {
-            let next = past(pos, 5 + read_len(b, pos)?)?;
-            visit(b[pos + 4], &b[pos + 5..next])?;
-            next
-        }
-        0x0B => skip_cstring(b, skip_cstring(b, pos, end)?, end)?,
-        0x0C => past(skip_string(b, pos, end)?, 12)?,
-        0x0F => {
-            let next = past(pos, read_len(b, pos)?)?;
-            let scope = skip_string(b, pos + 4, next)?;
-            check_document(&b[scope..next], depth + 1, visit)?;
-            next
-        }
-        _ => return Err("unknown element type"),
-    })
-}
-
 /// A non-negative little-endian int32 length at `pos`.
 #[inline(always)]
 fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
@@ -192,29 +194,43 @@ fn read_len(b: &[u8], pos: usize) -> std::result::Result<usize, &'static str> {
     usize::try_from(i32::from_le_bytes(bytes.try_into().unwrap())).map_err(|_| "negative length")
 }
 
-/// The position after the NUL-terminated string at `pos`, which must end by `end`.
+/// The position after the NUL-terminated string at `pos`, whose NUL must come before `end`.
+#[inline(always)]
+fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+    match first_nul(b, pos) {
+        nul if nul < end => Ok(nul + 1),
+        _ => Err("unterminated name"),
+    }
+}
+
+/// The position of the first NUL at or after `from`, or `b.len()` if there is none.
+///
+/// Bounded by the buffer rather than by the document: every document the walk enters ends in a NUL that its frame
+/// check has seen, so the scan stops at that terminator at the latest, and the one comparison with the document's
+/// end in [`skip_cstring`] is all the bounding a name needs (callgrind: 122 instructions fewer per automatic
+/// encryption of one field than a scan of the slice up to `end`, BENCHMARKS.md).
 ///
 /// Eight bytes at a time, the first NUL found from the word's zero-byte mask: element names are short, and on
 /// them both memchr's run-time dispatch and its portable version (which finds the byte again one by one) cost more
 /// than this scan (callgrind, BENCHMARKS.md), on the path every document argument takes.
 #[inline(always)]
-fn skip_cstring(b: &[u8], pos: usize, end: usize) -> std::result::Result<usize, &'static str> {
+fn first_nul(b: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let rest = b.get(pos..end).ok_or("unterminated name")?;
-    let mut words = rest.chunks_exact(8);
-    let mut scanned = 0;
-    for word in &mut words {
-        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+    let mut at = from;
+    while let Some(word) = b.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
         // The lowest flagged byte is the first zero byte (a borrow can only flag bytes above a zero one).
         let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
         if zeros != 0 {
-            return Ok(pos + scanned + (zeros.trailing_zeros() / 8) as usize + 1);
+            return at + (zeros.trailing_zeros() / 8) as usize;
         }
-        scanned += 8;
+        at += 8;
     }
-    let nul = words.remainder().iter().position(|&c| c == 0).ok_or("unterminated name")?;
-    Ok(pos + scanned + nul + 1)
+    match b.get(at..).and_then(|rest| rest.iter().position(|&c| c == 0)) {
+        Some(i) => at + i,
+        None => b.len(),
+    }
 }
 
 /// The position after the length-prefixed, NUL-terminated string at `pos`, which must end by `end`.
@@ -330,6 +346,14 @@ mod tests {
             }
         }
         assert_eq!(skip_cstring(b"abc", 2, 1), Err("unterminated name"));
+        // No NUL up to the buffer's end, across whole words and a tail of single bytes.
+        for len in 0..20 {
+            let name = vec![b'a'; len];
+            for from in 0..=len {
+                assert_eq!(first_nul(&name, from), len);
+                assert_eq!(skip_cstring(&name, from, len), Err("unterminated name"));
+            }
+        }
     }
 
     #[test]
@@ -337,6 +361,15 @@ mod tests {
         let d = bytes(&doc! { "a": 1, "n": Bson::Null, "m": Bson::MaxKey });
         assert_eq!(well_formed_first_valueless(&d), Ok(Some((0x0A, &b"n"[..]))));
         assert_eq!(well_formed_first_valueless(&bytes(&doc! { "a": { "n": Bson::Null } })), Ok(None));
+        // After a nested document the walk is back at the top level; below the pushed levels it recurses.
+        let after = bytes(&doc! { "a": { "b": [1, { "n": Bson::Null }] }, "u": Bson::Undefined, "m": Bson::MinKey });
+        assert_eq!(well_formed_first_valueless(&after), Ok(Some((0x06, &b"u"[..]))));
+        let mut deep = doc! { "n": Bson::Null };
+        for _ in 0..12 {
+            deep = doc! { "d": deep, "x": Bson::MaxKey };
+        }
+        let deep = bytes(&doc! { "d": deep });
+        assert_eq!(well_formed_first_valueless(&deep), Ok(None));
         assert_eq!(well_formed_first_valueless(&[5, 0, 0, 0, 1]), Err("bad document length or terminator"));
     }
 }
