@@ -534,6 +534,18 @@ fn failed_connections_and_handshakes_are_server_selection_errors() {
     );
     assert!(server.connections() > 1, "attempts were repeated within server selection");
 
+    // A server that never answers the handshake: the error names the attempt's whole time, which the connect and
+    // the handshake share, not what the connect left of it.
+    let server = Server::start(|_| Answer(Vec::new(), After::Hold));
+    let connect_timeout = selection_timeout() / 2;
+    let settings =
+        MongocryptdClientSettings { connect_timeout, server_selection_try_once: true, ..quick_settings(server.uri()) };
+    let err = MongocryptdClient::new(settings, None).unwrap().mark_command("test", &markings_command()).unwrap_err();
+    let MongocryptdError::ServerSelection { last_error, .. } = &err else { panic!("{err:?}") };
+    let MongocryptdError::Timeout { step: Step::Handshake, timeout } = **last_error else { panic!("{last_error:?}") };
+    assert!(timeout <= connect_timeout && timeout > connect_timeout * 3 / 4, "{timeout:?}");
+    assert_eq!(server.connections(), 1);
+
     // A server that is not mongocryptd ends it at once: respawning mongocryptd would not help.
     let server = Server::start(|r| Answer::reply(r, &libmongocrypt::bson::rawdoc! { "ismaster": true, "ok": 1 }));
     let err = client_of(&server, Duration::from_secs(5)).mark_command("test", &markings_command()).unwrap_err();

@@ -2,7 +2,9 @@
 
 use std::future::{ready, Future};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -30,8 +32,8 @@ use super::MongocryptdClientSettings;
 /// step also ends by the operation's deadline ([`Runner::timeout`](libmongocrypt::Runner::timeout), read through
 /// [`io_deadline`](libmongocrypt::state_machine::io_deadline)).
 ///
-/// The host name is resolved with the system's resolver, which has no deadline of its own (`localhost`, the
-/// default, comes from the hosts file).
+/// The host name is resolved with the system's resolver on a helper thread, waited for until the deadline: the
+/// resolver has no deadline of its own.
 pub struct MongocryptdClient {
     connector: Connector<Blocking>,
 }
@@ -98,6 +100,80 @@ fn deadline_error(e: io::Error) -> io::Error {
     }
 }
 
+/// The most lookups left running without an answer: while that many are, the resolver is taken to be down and a
+/// new lookup fails at once, so that a resolver that never answers cannot pile up threads.
+const MAX_LEFT_RUNNING: usize = 8;
+
+static LEFT_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+const RUNNING: u8 = 0;
+const ABANDONED: u8 = 1;
+const ANSWERED: u8 = 2;
+
+/// The waiter's end of a lookup: dropped before the answer came, it counts the lookup as left running.
+struct Waiting(Arc<AtomicU8>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.0.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            LEFT_RUNNING.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The lookup's end, dropped once it has answered: a lookup left running is then no longer counted.
+struct Running(Arc<AtomicU8>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.swap(ANSWERED, Ordering::AcqRel) == ABANDONED {
+            LEFT_RUNNING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The addresses of `host` by the system's resolver, or a timeout at `deadline`.
+fn lookup_by(host: &str, port: u16, deadline: Instant) -> io::Result<Vec<SocketAddr>> {
+    lookup_with(|host: &str, port| Ok((host, port).to_socket_addrs()?.collect()), host, port, deadline)
+}
+
+/// The addresses of `host` by `resolve`, or a timeout at `deadline`. std's resolver (`getaddrinfo`) has no
+/// timeout, so it runs on a helper thread, whose answer is dropped if it comes too late. (The KMS crate bounds its
+/// lookups the same way; the two crates share no code, and the driver has no network dependency to take it from.)
+fn lookup_with(
+    resolve: fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> io::Result<Vec<SocketAddr>> {
+    let wait = remaining(deadline)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if LEFT_RUNNING.load(Ordering::Acquire) >= MAX_LEFT_RUNNING {
+        return Err(io::Error::other(format!(
+            "{MAX_LEFT_RUNNING} name lookups of mongocryptd's host were left running without an answer: the \
+             resolver is not answering"
+        )));
+    }
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let (_waiting, running) = (Waiting(state.clone()), Running(state));
+    let (answer, answered) = mpsc::sync_channel(1);
+    let host = host.to_owned();
+    std::thread::Builder::new().name("mongocryptd-name-lookup".into()).spawn(move || {
+        let addrs = resolve(&host, port);
+        // Answered before it is sent: a waiter that takes the answer never counts the lookup as left running.
+        drop(running);
+        // Nobody may be waiting any more: the answer is then dropped.
+        let _ = answer.send(addrs);
+    })?;
+    match answered.recv_timeout(wait) {
+        Ok(addrs) => addrs,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(io::ErrorKind::TimedOut.into()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::other("the name lookup ended without an answer")),
+    }
+}
+
 impl Transport for Blocking {
     type Stream = TcpStream;
 
@@ -106,7 +182,7 @@ impl Transport for Blocking {
         address: &Address,
         deadline: Instant,
     ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send {
-        ready(remaining(deadline).and_then(|_| Ok((address.host.as_str(), address.port).to_socket_addrs()?.collect())))
+        ready(lookup_by(&address.host, address.port, deadline))
     }
 
     fn connect(&self, address: SocketAddr, deadline: Instant) -> impl Future<Output = io::Result<TcpStream>> + Send {
@@ -155,5 +231,34 @@ impl Transport for Blocking {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         ready(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_lookup_ends_by_the_deadline() {
+        let in_a_second = || Instant::now() + Duration::from_secs(1);
+        // A resolver that does not answer in time (a name server that is down): the timeout comes at the deadline.
+        let stuck = |_: &str, _| {
+            std::thread::sleep(Duration::from_secs(10));
+            Ok(vec![])
+        };
+        let started = Instant::now();
+        let err = lookup_with(stuck, "mongocryptd.internal", 27020, Instant::now() + Duration::from_millis(100));
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // Left running, and counted until it ends (no other test of this binary looks names up).
+        assert_eq!(LEFT_RUNNING.load(Ordering::Acquire), 1);
+        // An address needs no lookup; a name gets the resolver's answer.
+        let never = |_: &str, _| -> io::Result<Vec<SocketAddr>> { unreachable!("an address is not looked up") };
+        assert_eq!(lookup_with(never, "::1", 27020, in_a_second()).unwrap(), vec!["[::1]:27020".parse().unwrap()]);
+        let answers = |_: &str, port| Ok(vec![SocketAddr::new([127, 0, 0, 2].into(), port)]);
+        assert_eq!(lookup_with(answers, "md", 27020, in_a_second()).unwrap(), vec!["127.0.0.2:27020".parse().unwrap()]);
+        // A deadline already passed starts no lookup.
+        let past = Instant::now();
+        assert_eq!(lookup_with(never, "md", 27020, past).unwrap_err().kind(), io::ErrorKind::TimedOut);
     }
 }

@@ -121,7 +121,8 @@ impl<T: Transport> Connector<T> {
         let name = wire::command_name(command);
         let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(mut stream) = idle {
-            match self.exchange(&mut stream, &body, Step::Command, self.command_timeout).await {
+            let deadline = deadline_after(self.command_timeout)?;
+            match self.exchange(&mut stream, &body, Step::Command, deadline, self.command_timeout).await {
                 Ok(reply) => {
                     self.keep(stream);
                     return wire::command_reply(&name, reply);
@@ -131,7 +132,8 @@ impl<T: Transport> Connector<T> {
             }
         }
         let mut stream = self.select_server().await?;
-        let reply = self.exchange(&mut stream, &body, Step::Command, self.command_timeout).await?;
+        let deadline = deadline_after(self.command_timeout)?;
+        let reply = self.exchange(&mut stream, &body, Step::Command, deadline, self.command_timeout).await?;
         self.keep(stream);
         wire::command_reply(&name, reply)
     }
@@ -183,8 +185,7 @@ impl<T: Transport> Connector<T> {
         for address in addresses {
             match self.transport.connect(address, deadline).await {
                 Ok(mut stream) => {
-                    let timeout = deadline.saturating_duration_since(Instant::now());
-                    let reply = self.exchange(&mut stream, &self.hello, Step::Handshake, timeout).await?;
+                    let reply = self.exchange(&mut stream, &self.hello, Step::Handshake, deadline, timeout).await?;
                     wire::check_hello_reply(reply, &self.address.to_string())?;
                     return Ok(stream);
                 }
@@ -194,15 +195,16 @@ impl<T: Transport> Connector<T> {
         Err(connect_error(last))
     }
 
-    /// Sends `body` as one OP_MSG and reads its reply, all within `timeout`.
+    /// Sends `body` as one OP_MSG and reads its reply, all by `deadline`; `timeout` is the limit a timeout error
+    /// reports (the command timeout, or the attempt's whole time for a handshake that shares it with the connect).
     async fn exchange(
         &self,
         stream: &mut T::Stream,
         body: &[u8],
         step: Step,
+        deadline: Instant,
         timeout: Duration,
     ) -> Result<RawDocumentBuf, MongocryptdError> {
-        let deadline = deadline_after(timeout)?;
         let io_error = |source: io::Error| match source.kind() {
             io::ErrorKind::TimedOut => MongocryptdError::Timeout { step, timeout },
             _ => MongocryptdError::Io { step, source },

@@ -66,7 +66,8 @@ pub enum MongocryptdError {
     Timeout {
         /// What was being done.
         step: Step,
-        /// The time the step had.
+        /// The time the step had: the command timeout, or for the connect and the handshake, the attempt's
+        /// (`connectTimeoutMS`, cut to what was left of `serverSelectionTimeoutMS`).
         timeout: Duration,
     },
     /// mongocryptd's reply is not a well-formed OP_MSG reply to the request.

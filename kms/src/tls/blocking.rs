@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use super::connector::{deadline_after, KmsStream};
 use super::error::tls_error_of;
 use super::exchange::{exchange, request_deadline, Face};
 use super::keep_alive::{nothing_pending, request_cut, still_idle};
+use super::resolve::{self, Lookup};
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::KmsCtx;
 
@@ -294,11 +295,10 @@ impl KmsTransport {
         port: u16,
         deadline: Option<(Instant, Duration)>,
     ) -> Result<TcpStream, KmsIoErrorKind> {
-        let addrs = match &self.resolver {
-            Some(resolve) => resolve(host, port),
-            None => (host, port).to_socket_addrs().map(Iterator::collect),
-        }
-        .map_err(KmsIoErrorKind::Resolve)?;
+        let lookup = Lookup::Host { resolver: self.resolver.clone(), host: host.to_owned(), port };
+        let addrs = resolve::within(lookup, self.connect_timeout_within(deadline)?)
+            .map_err(KmsIoErrorKind::Resolve)?
+            .ok_or_else(|| Self::timeout_of("resolving", self.connect_timeout, deadline))?;
         let mut last = None;
         for addr in addrs {
             let timeout = self.connect_timeout_within(deadline)?;

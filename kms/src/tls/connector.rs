@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::resolve::{self, Lookup};
 /// A byte stream to a KMS endpoint, as a [`Connector`] returns it. TLS runs over it, end to end with the KMS host.
 pub trait KmsStream: Read + Write + Send {
     /// Bounds each following read and write to `timeout` (the transport calls it before each step of an
@@ -131,7 +132,11 @@ impl HttpProxy {
 
     /// The tunnel, all of it (connecting, CONNECT, its reply) by `deadline`.
     fn tunnel(&self, host: &str, port: u16, deadline: Instant) -> io::Result<TcpStream> {
-        let addrs: Vec<SocketAddr> = self.proxy.to_socket_addrs()?.collect();
+        let resolving = || format!("resolving proxy {}", self.proxy);
+        let looked_up = resolve::within(Lookup::Address(self.proxy.clone()), left(deadline, resolving)?)?;
+        let addrs = looked_up.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("{} did not end by its deadline", resolving()))
+        })?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("proxy {} has no address", self.proxy));
         let mut sock = None;
         for addr in addrs {

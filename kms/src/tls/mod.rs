@@ -222,6 +222,7 @@ mod keep_alive;
 #[cfg(feature = "openssl")]
 mod openssl;
 mod options;
+mod resolve;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod transport;

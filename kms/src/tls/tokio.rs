@@ -23,6 +23,7 @@ use super::connector::{deadline_after, AsyncKmsStream};
 use super::error::tls_error_of;
 use super::exchange::{exchange, request_deadline, Face};
 use super::keep_alive::{nothing_pending, request_cut, Pool};
+use super::resolve::{self, Lookup};
 use super::transport::for_runner;
 use super::{KmsIoError, KmsIoErrorKind, KmsTransport};
 use libmongocrypt::state_machine::IoResult;
@@ -213,11 +214,12 @@ impl TokioKmsTransport {
         deadline: Option<(Instant, Duration)>,
     ) -> Result<TcpStream, KmsIoErrorKind> {
         let (host, port) = (target.host.as_str(), target.port);
-        let addrs = match &self.inner.resolver {
-            Some(resolve) => resolve(host, port),
-            None => tokio::net::lookup_host((host, port)).await.map(Iterator::collect),
-        }
-        .map_err(KmsIoErrorKind::Resolve)?;
+        let (timeout, after) = self.budget(deadline, self.inner.connect_timeout, "resolving")?;
+        let lookup = Lookup::Host { resolver: self.inner.resolver.clone(), host: host.to_owned(), port };
+        let addrs = resolve::within_async(lookup, timeout)
+            .await
+            .map_err(KmsIoErrorKind::Resolve)?
+            .ok_or(KmsIoErrorKind::Timeout { during: "resolving", after })?;
         let mut last = None;
         for addr in addrs {
             let (timeout, after) = self.budget(deadline, self.inner.connect_timeout, "connecting")?;

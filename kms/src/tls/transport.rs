@@ -199,8 +199,8 @@ impl KmsTransportBuilder {
         self
     }
 
-    /// How long to wait for a TCP connection, per address tried, or for a [`Connector`]'s whole work (a proxy's
-    /// connection, its CONNECT and its reply) (default 10 s).
+    /// How long to wait for the host's name lookup, for a TCP connection (per address tried), or for a
+    /// [`Connector`]'s whole work (a proxy's lookup, connection, CONNECT and reply) (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> KmsTransportBuilder {
         self.connect_timeout = timeout;
         self
@@ -261,6 +261,11 @@ impl KmsTransportBuilder {
 
     /// Resolves `host`, `port` to the addresses to connect to, instead of the system resolver. The TLS server
     /// name stays `host`.
+    ///
+    /// Either resolver runs on a helper thread (tokio's blocking pool on the async face), and the request waits for
+    /// it no longer than the connect timeout and the request's deadline allow: a lookup that does not answer ends
+    /// the attempt with a timeout "resolving". While 32 lookups are left running unanswered in the process, new ones
+    /// fail at once. A resolver that panics fails the attempt.
     pub fn resolver(
         mut self,
         resolver: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,

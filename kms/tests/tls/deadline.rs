@@ -82,3 +82,47 @@ async fn the_deadline_bounds_an_async_kms_request() {
     let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, never).await;
     assert_timed_out_at_kms(result, &ctx, started);
 }
+
+/// A resolver that answers only once `release` is dropped, at the end of the test: a name server that does not
+/// answer (a system resolver can wait many seconds per server before it gives up).
+fn stuck_resolver() -> (
+    impl Fn(&str, u16) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let resolve = move |_: &str, _: u16| {
+        let _ = wait.lock().unwrap().recv();
+        Ok(vec![])
+    };
+    (resolve, release)
+}
+
+#[test]
+fn the_deadline_bounds_a_blocking_name_lookup() {
+    let (resolve, _release) = stuck_resolver();
+    let io = ExampleIo::new(KmsTransport::builder().resolver(resolve).build().unwrap());
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let result = Runner::new().timeout(DEADLINE).run(&mut ctx, &io);
+    assert_timed_out_at_kms(result, &ctx, started);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_bounds_an_async_name_lookup() {
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+
+    let (resolve, _release) = stuck_resolver();
+    let io = AsyncExampleIo {
+        kms: TokioKmsTransport::new(KmsTransport::builder().resolver(resolve).build().unwrap()),
+        keys: vec![raw(&doc("example/key-document.json"))],
+    };
+    // A timer that never fires: only the transport's own bound can end the lookup, and the lookup blocks no
+    // worker while it waits.
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let never = |_| std::future::pending::<()>();
+    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, never).await;
+    assert_timed_out_at_kms(result, &ctx, started);
+}
