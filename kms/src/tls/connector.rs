@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::resolve::{self, Lookup};
+
 /// A byte stream to a KMS endpoint, as a [`Connector`] returns it. TLS runs over it, end to end with the KMS host.
 pub trait KmsStream: Read + Write + Send {
     /// Bounds each following read and write to `timeout` (the transport calls it before each step of an

@@ -18,7 +18,7 @@ use super::Resolver;
 /// The most lookups that may be left running unanswered, across all transports: while that many are, the resolver
 /// is taken to be down and a new lookup fails at once, so that a resolver that never answers cannot pile up threads.
 /// Lookups that answer in time are not counted: their number is bounded by the requests running.
-pub(super) const MAX_LEFT_RUNNING: usize = 32;
+const MAX_LEFT_RUNNING: usize = 32;
 
 static LEFT_RUNNING: Stragglers = Stragglers { count: AtomicUsize::new(0), max: MAX_LEFT_RUNNING };
 

@@ -48,39 +48,51 @@ fn assert_timed_out_at_kms(result: Result<Option<bson::RawDocumentBuf>, RunError
     assert_eq!(ctx.error().map(|e| e.kind()), Some(ErrorKind::Timeout));
 }
 
+/// The example's auto encryption run under [`DEADLINE`] through `io`: it must time out at the KMS step, in time.
+fn assert_blocking_run_times_out(io: &ExampleIo) {
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let result = Runner::new().timeout(DEADLINE).run(&mut ctx, io);
+    assert_timed_out_at_kms(result, &ctx, started);
+}
+
+/// The async example I/O over `transport`.
+#[cfg(feature = "tokio")]
+fn async_io(transport: KmsTransport) -> AsyncExampleIo {
+    use libmongocrypt_kms::tls::TokioKmsTransport;
+    AsyncExampleIo { kms: TokioKmsTransport::new(transport), keys: vec![raw(&doc("example/key-document.json"))] }
+}
+
+/// [`assert_blocking_run_times_out`] on the async face, with a timer that never fires: only the transport's own
+/// bound by `KmsCtx::deadline` can end the request.
+#[cfg(feature = "tokio")]
+async fn assert_async_run_times_out_without_a_timer(io: &AsyncExampleIo) {
+    let mut ctx = auto_encrypt();
+    let started = Instant::now();
+    let never = |_| std::future::pending::<()>();
+    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, io, never).await;
+    assert_timed_out_at_kms(result, &ctx, started);
+}
+
 #[test]
 fn the_deadline_bounds_a_blocking_kms_request() {
     let (_listener, addr) = silent_kms();
-    let io = ExampleIo::new(transport(addr));
-    let mut ctx = auto_encrypt();
-    let started = Instant::now();
     // The runner cannot interrupt the blocking transport: only the transport's bound by KmsCtx::deadline ends it.
-    let result = Runner::new().timeout(DEADLINE).run(&mut ctx, &io);
-    assert_timed_out_at_kms(result, &ctx, started);
+    assert_blocking_run_times_out(&ExampleIo::new(transport(addr)));
 }
 
 #[cfg(feature = "tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_bounds_an_async_kms_request() {
-    use libmongocrypt_kms::tls::TokioKmsTransport;
-
     let (_listener, addr) = silent_kms();
-    let io = AsyncExampleIo {
-        kms: TokioKmsTransport::new(transport(addr)),
-        keys: vec![raw(&doc("example/key-document.json"))],
-    };
+    let io = async_io(transport(addr));
     // Through the runner's race with tokio's timer.
     let mut ctx = auto_encrypt();
     let started = Instant::now();
     let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, tokio::time::sleep).await;
     assert_timed_out_at_kms(result, &ctx, started);
 
-    // With a timer that never fires, only the transport's own bound by KmsCtx::deadline can end the request.
-    let mut ctx = auto_encrypt();
-    let started = Instant::now();
-    let never = |_| std::future::pending::<()>();
-    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, never).await;
-    assert_timed_out_at_kms(result, &ctx, started);
+    assert_async_run_times_out_without_a_timer(&io).await;
 }
 
 /// A resolver that answers only once `release` is dropped, at the end of the test: a name server that does not
@@ -101,28 +113,14 @@ fn stuck_resolver() -> (
 #[test]
 fn the_deadline_bounds_a_blocking_name_lookup() {
     let (resolve, _release) = stuck_resolver();
-    let io = ExampleIo::new(KmsTransport::builder().resolver(resolve).build().unwrap());
-    let mut ctx = auto_encrypt();
-    let started = Instant::now();
-    let result = Runner::new().timeout(DEADLINE).run(&mut ctx, &io);
-    assert_timed_out_at_kms(result, &ctx, started);
+    assert_blocking_run_times_out(&ExampleIo::new(KmsTransport::builder().resolver(resolve).build().unwrap()));
 }
 
 #[cfg(feature = "tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_bounds_an_async_name_lookup() {
-    use libmongocrypt_kms::tls::TokioKmsTransport;
-
     let (resolve, _release) = stuck_resolver();
-    let io = AsyncExampleIo {
-        kms: TokioKmsTransport::new(KmsTransport::builder().resolver(resolve).build().unwrap()),
-        keys: vec![raw(&doc("example/key-document.json"))],
-    };
-    // A timer that never fires: only the transport's own bound can end the lookup, and the lookup blocks no
-    // worker while it waits.
-    let mut ctx = auto_encrypt();
-    let started = Instant::now();
-    let never = |_| std::future::pending::<()>();
-    let result = Runner::new().timeout(DEADLINE).run_async(&mut ctx, &io, never).await;
-    assert_timed_out_at_kms(result, &ctx, started);
+    // The lookup blocks no worker while it waits.
+    assert_async_run_times_out_without_a_timer(&async_io(KmsTransport::builder().resolver(resolve).build().unwrap()))
+        .await;
 }
