@@ -56,7 +56,6 @@ pub(crate) fn well_formed_first_valueless(bytes: &[u8]) -> std::result::Result<O
 
 /// The first top-level element of a type without a value (null, undefined, MinKey, MaxKey) that
 /// [`check_document`] met: its type, and where its name starts and ends.
-#[derive(Clone, Copy)]
 struct Valueless {
     kind: u8,
     name_at: usize,
