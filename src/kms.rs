@@ -118,6 +118,19 @@ fn kms_provider(raw: NonNull<sys::mongocrypt_kms_ctx_t>) -> KmsProvider {
     KmsProvider::from_id(id)
 }
 
+/// Whether the linked libmongocrypt has the whole KMS retry protocol: [`CryptBuilder::retry_kms`],
+/// [`KmsCtx::fail`] and [`KmsCtx::sleep_duration`] (1.12) and [`KmsCtx::feed_with_retry`] (1.17). Before 1.12 all
+/// of them return [`Error::Unsupported`](crate::Error::Unsupported); from 1.12 to 1.16, `feed_with_retry` does. A
+/// transport that retries checks this once instead of matching on those errors.
+///
+/// [`CryptBuilder::retry_kms`]: crate::CryptBuilder::retry_kms
+pub const KMS_RETRIES_SUPPORTED: bool = cfg!(all(
+    mongocrypt_has_kms_ctx_fail,
+    mongocrypt_has_kms_ctx_usleep,
+    mongocrypt_has_kms_ctx_feed_with_retry,
+    mongocrypt_has_setopt_retry_kms
+));
+
 /// One KMS request: connect to [`endpoint`](KmsCtx::endpoint), send [`message`](KmsCtx::message), and
 /// [`feed`](KmsCtx::feed) the reply until [`bytes_needed`](KmsCtx::bytes_needed) is 0.
 ///

@@ -219,7 +219,7 @@ pub use crypt::{is_crypto_available, Crypt, CryptBuilder};
 pub use ctx::{Ctx, CtxBuilder};
 pub use error::{Error, ErrorKind, Result, MAX_ERROR_MESSAGE_LEN};
 pub use hooks::{CipherOutput, CryptoError, CryptoProvider, IntoCryptoProvider, RustCrypto};
-pub use kms::{KmsCtx, KmsScope};
+pub use kms::{KmsCtx, KmsScope, KMS_RETRIES_SUPPORTED};
 pub use log::LogLevel;
 pub use options::{
     AffixOptions, Algorithm, KeyEncryptionKey, KmsProvider, KmsProviderKind, KmsProviders, QueryType, RangeOptions,

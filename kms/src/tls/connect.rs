@@ -95,15 +95,10 @@ impl Feeder {
             self.head.push(byte);
             self.head_complete = self.head.ends_with(b"\r\n\r\n");
         }
-        let fed = {
-            #[cfg(mongocrypt_has_kms_ctx_feed_with_retry)]
-            {
-                kms.feed_with_retry(chunk)
-            }
-            #[cfg(not(mongocrypt_has_kms_ctx_feed_with_retry))]
-            {
-                kms.feed(chunk).map(|()| false)
-            }
+        let fed = if libmongocrypt::KMS_RETRIES_SUPPORTED {
+            kms.feed_with_retry(chunk)
+        } else {
+            kms.feed(chunk).map(|()| false)
         };
         match fed {
             Ok(false) => Ok(None),

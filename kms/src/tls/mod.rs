@@ -256,15 +256,8 @@ pub use transport::{
 /// dependency to match on [`KmsIoErrorKind::Tls`] errors or build a `ClientConfig` by hand.
 pub use rustls::pki_types;
 
-/// Whether the linked libmongocrypt can retry KMS requests: it has `mongocrypt_kms_ctx_fail`,
-/// `mongocrypt_kms_ctx_usleep` and `mongocrypt_setopt_retry_kms` (≥ 1.12) and `mongocrypt_kms_ctx_feed_with_retry`
-/// (≥ 1.17).
-pub const RETRIES_SUPPORTED: bool = cfg!(all(
-    mongocrypt_has_kms_ctx_fail,
-    mongocrypt_has_kms_ctx_usleep,
-    mongocrypt_has_kms_ctx_feed_with_retry,
-    mongocrypt_has_setopt_retry_kms
-));
+/// Whether the linked libmongocrypt can retry KMS requests: [`libmongocrypt::KMS_RETRIES_SUPPORTED`] (≥ 1.17).
+pub use libmongocrypt::KMS_RETRIES_SUPPORTED as RETRIES_SUPPORTED;
 
 /// Turns on KMS retries ([`CryptBuilder::retry_kms`]) where the linked libmongocrypt has them
 /// ([`RETRIES_SUPPORTED`]) and returns the builder unchanged elsewhere, so that the same code builds against any
